@@ -1,0 +1,175 @@
+"""Settings from the environment, named as the runbook names them, validated at start-up.
+
+Each group is a pydantic-settings model whose fields document their unit and why the default.
+`load_settings()` turns validation failures into a ConfigError that names the environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from outbound_sender.domain import Channel
+from outbound_sender.errors import ConfigError
+
+
+def _split_channels(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip().upper() for part in value.split(",") if part.strip()]
+    return value
+
+
+class WorkerSettings(BaseSettings):
+    """OutboundJobWorker: the claim loop."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_WORKER_", extra="ignore")
+
+    enabled: bool = Field(True, description="Runbook switch: false stops claiming; queued messages wait.")
+    batch_size: int = Field(10, ge=1, le=1000, description="Messages claimed per batch (runbook default 10).")
+    poll_interval_ms: int = Field(
+        5000, ge=10, le=600_000, description="Safety-net poll; NOTIFY wakes the worker sooner."
+    )
+    max_in_flight: int = Field(
+        50, ge=1, le=5000, description="Concurrent provider calls per process (bounded asyncio tasks)."
+    )
+    lease_seconds: float = Field(
+        60.0,
+        ge=1.0,
+        le=3600.0,
+        description="A claimed message is SENDING for at most this long (database clock) before recovery "
+        "requeues it; must exceed the provider timeout, so a live send never loses its lease.",
+    )
+    recovery_interval_ms: int = Field(
+        2000, ge=100, le=600_000, description="How often expired leases are looked for."
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0.0, le=3600.0, description="SIGTERM: time to finish in-flight sends before giving up."
+    )
+    control_interval_ms: int = Field(
+        1000, ge=100, le=60_000, description="How often runtime control (channel switches) is re-read."
+    )
+    channels: Annotated[list[Channel], NoDecode] = Field(
+        default_factory=lambda: list(Channel),
+        description="Channels this worker sends (comma-separated); one Deployment per ChannelProvider "
+        "narrows it to its own channel.",
+    )
+    id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="Lease owner name written on claimed rows.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _channels_from_csv(cls, data: object) -> object:
+        if isinstance(data, dict) and "channels" in data:
+            data["channels"] = _split_channels(data["channels"])
+        return data
+
+
+class ChannelSwitches(BaseSettings):
+    """Per-channel kill switches (runbook: WHATSAPP_PROVIDER_ENABLED). Disabled channels stay QUEUED."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    sms_provider_enabled: bool = True
+    email_provider_enabled: bool = True
+    whatsapp_provider_enabled: bool = True
+
+    def enabled(self) -> frozenset[Channel]:
+        flags = {
+            Channel.SMS: self.sms_provider_enabled,
+            Channel.EMAIL: self.email_provider_enabled,
+            Channel.WHATSAPP: self.whatsapp_provider_enabled,
+        }
+        return frozenset(channel for channel, on in flags.items() if on)
+
+
+class RetrySettings(BaseSettings):
+    """Exponential backoff with jitter between attempts of one message."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_RETRY_", extra="ignore")
+
+    base_ms: int = Field(2000, ge=1, description="Delay before the 2nd attempt (before jitter).")
+    max_ms: int = Field(3_600_000, ge=1, description="Cap of one delay: 1 h keeps a message moving.")
+    max_hint_seconds: float = Field(
+        86_400.0, ge=0, description="Provider hints (Retry-After, X-RateLimit-Reset) are capped here."
+    )
+
+    @model_validator(mode="after")
+    def _base_below_max(self) -> RetrySettings:
+        if self.base_ms > self.max_ms:
+            raise ValueError("OUTBOUND_RETRY_BASE_MS must not exceed OUTBOUND_RETRY_MAX_MS")
+        return self
+
+
+class MetricsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_METRICS_", extra="ignore")
+
+    update_interval_ms: int = Field(
+        10_000, ge=100, le=3_600_000, description="Refresh of database-derived gauges (runbook default)."
+    )
+
+
+class ProviderSettings(BaseSettings):
+    """Which provider implementation the worker uses, and where it is."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_PROVIDER_", extra="ignore")
+
+    kind: Literal["sandbox", "null"] = Field("sandbox", description="null: in-process no-op (benchmarks).")
+    sandbox_url: str = Field("http://127.0.0.1:8090", description="Base URL of the sandbox provider.")
+    connect_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    read_timeout_seconds: float = Field(20.0, gt=0, le=300)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    database_url: str | None = Field(None, description="PostgreSQL DSN; unset: embedded server.")
+    redis_url: str | None = Field(None, description="Redis URL; unset: embedded redis-server.")
+    outbound_state_dir: Path = Field(Path(".state"), description="Embedded servers' data (git-ignored).")
+    outbound_http_host: str = "0.0.0.0"
+    outbound_http_port: int = Field(8080, ge=1, le=65535, description="The runbook's service port.")
+    outbound_log_format: Literal["logfmt", "json"] = "logfmt"
+    outbound_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class AllSettings:
+    """Every group, loaded and validated together."""
+
+    def __init__(self) -> None:
+        self.base = Settings()
+        self.worker = WorkerSettings()
+        self.switches = ChannelSwitches()
+        self.retry = RetrySettings()
+        self.metrics = MetricsSettings()
+        self.provider = ProviderSettings()
+
+
+def _describe(error: ValidationError, prefix: str) -> str:
+    lines = []
+    for item in error.errors():
+        name = (prefix + "_".join(str(part) for part in item["loc"])).upper()
+        value = item.get("input")
+        lines.append(f"  {name}={value!r}: {item['msg']}")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def load_settings() -> AllSettings:
+    """Load every settings group; raise ConfigError naming each bad environment variable."""
+    prefixes = {
+        WorkerSettings: "OUTBOUND_WORKER_",
+        RetrySettings: "OUTBOUND_RETRY_",
+        MetricsSettings: "OUTBOUND_METRICS_",
+        ProviderSettings: "OUTBOUND_PROVIDER_",
+    }
+    try:
+        return AllSettings()
+    except ValidationError as error:
+        model = error.title
+        prefix = next((p for cls, p in prefixes.items() if cls.__name__ == model), "")
+        raise ConfigError(_describe(error, prefix)) from None

@@ -1,0 +1,100 @@
+"""Domain vocabulary shared by every layer: channels, statuses, error codes, messages.
+
+The string values are the runbook's (shared/runbook.md): they appear in SQL, logs and metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Channel(StrEnum):
+    SMS = "SMS"
+    EMAIL = "EMAIL"
+    WHATSAPP = "WHATSAPP"
+
+
+class Status(StrEnum):
+    """Message lifecycle: QUEUED -> SENDING -> SENT | QUEUED (retry) | FAILED (dead-letter queue)."""
+
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_STATUSES = frozenset({Status.SENT, Status.FAILED, Status.CANCELLED})
+
+
+class ErrorCode(StrEnum):
+    """The normalized error codes (shared/providers.md section 4), plus our own pipeline codes."""
+
+    INVALID_PHONE_NUMBER = "INVALID_PHONE_NUMBER"
+    INVALID_EMAIL = "INVALID_EMAIL"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    ACCOUNT_SUSPENDED = "ACCOUNT_SUSPENDED"
+    TEMPLATE_NOT_APPROVED = "TEMPLATE_NOT_APPROVED"
+    RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+    AUTH_FAILED = "AUTH_FAILED"
+    RECIPIENT_UNSUBSCRIBED = "RECIPIENT_UNSUBSCRIBED"
+    TEMPORARY_ERROR = "TEMPORARY_ERROR"
+    PERMANENT_ERROR = "PERMANENT_ERROR"
+    # Pipeline codes: not from a provider.
+    LEASE_EXPIRED = "LEASE_EXPIRED"
+    NO_PROVIDER = "NO_PROVIDER"
+
+
+class Outcome(StrEnum):
+    """What one provider call did to its message (stored on outbound_attempt.outcome)."""
+
+    SENT = "SENT"
+    RETRY = "RETRY"
+    FAILED = "FAILED"
+    DEFER = "DEFER"  # rescheduled without burning an attempt (throttle, quota, circuit)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A claimed message, as the worker and the providers see it."""
+
+    id: int
+    org_id: str
+    channel: Channel
+    to_recipient: str
+    lease_id: str
+    attempt_no: int
+    attempt_count: int
+    max_attempts: int
+    body: str | None = None
+    subject: str | None = None
+    template_code: str | None = None
+    template_language: str | None = None
+    template_params: dict[str, Any] = field(default_factory=dict)
+    dossier_id: str | None = None
+    correlation_id: str | None = None
+    priority: int = 0
+    created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to enqueue (library API and CLI; the HTTP API builds these from its models)."""
+
+    org_id: str
+    channel: Channel
+    to_recipient: str
+    body: str | None = None
+    subject: str | None = None
+    template_code: str | None = None
+    template_language: str | None = None
+    template_params: dict[str, Any] = field(default_factory=dict)
+    dossier_id: str | None = None
+    correlation_id: str | None = None
+    priority: int = 0
+    max_attempts: int = 5
+    send_at: dt.datetime | None = None
+    idempotency_key: str | None = None
