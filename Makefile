@@ -56,3 +56,7 @@ bench: $(STAMP) ## Benchmarks, measured side by side in one run (see docs/perfor
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and local state
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: schema
+schema: $(STAMP) ## Rewrite store/schema.sql from a database migrated from empty (after adding a migration)
+	$(PY) -m tests.make_schema

@@ -114,11 +114,20 @@ async def _print_message(conn: asyncpg.Connection, message_id: int) -> None:
     if row is None:
         print(f"no message {message_id}")
         return
-    keys = "id org_id channel status attempt_count max_attempts provider provider_message_id".split()
-    keys += "error_code error_message created_at sent_at".split()
+    keys = [
+        "id",
+        "org_id",
+        "channel",
+        "status",
+        "attempt_count",
+        "max_attempts",
+        "provider",
+        "provider_message_id",
+    ]
+    keys += ["error_code", "error_message", "created_at", "sent_at"]
     print("  ".join(f"{k}={row[k]}" for k in keys))
     for attempt in await messages.get_attempts(conn, message_id):
-        parts = "attempt_no outcome provider error_code duration_ms next_retry_at".split()
+        parts = ["attempt_no", "outcome", "provider", "error_code", "duration_ms", "next_retry_at"]
         print("    attempt " + "  ".join(f"{k}={attempt[k]}" for k in parts))
 
 

@@ -87,6 +87,7 @@ class OutboundJobWorker:
         self._completions: asyncio.Queue[CallResult | None] = asyncio.Queue()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._next_retry = float("inf")  # monotonic time of the earliest retry this worker scheduled
         self.claimed_total = 0
         self.completed_total = 0
 
@@ -153,7 +154,14 @@ class OutboundJobWorker:
             want = min(self.settings.batch_size, self.settings.max_in_flight - len(self._in_flight))
             got = await self._claim_once(want)
             if got < want:
-                await self._sleep(stop, poll)
+                await self._sleep(stop, self._until_next_retry(poll))
+
+    def _until_next_retry(self, poll: float) -> float:
+        """Sleep no longer than the poll interval, and wake when a retry we scheduled is due."""
+        now = time.monotonic()
+        if self._next_retry <= now:
+            self._next_retry = float("inf")
+        return max(0.0, min(poll, self._next_retry - now))
 
     async def _claim_once(self, want: int) -> int:
         channels = self.active_channels()
@@ -237,7 +245,8 @@ class OutboundJobWorker:
             self.metrics.send_success.labels(channel, provider).inc()
             return
         self.metrics.send_failure.labels(channel, provider, r.error_code).inc()
-        level = logging.WARNING if r.retry_delay_ms is not None else logging.ERROR
+        final = r.retry_delay_ms is None or r.message.attempt_count >= r.message.max_attempts
+        level = logging.ERROR if final else logging.WARNING
         fields = message_fields(
             r.message.id,
             r.message.correlation_id,
@@ -309,6 +318,9 @@ class OutboundJobWorker:
             self.metrics.dead_lettered.labels(channel, row["error_code"] or "UNKNOWN").inc()
         elif row["outcome"] == "RETRY":
             self.metrics.retries.labels(channel, row["error_code"] or "UNKNOWN").inc()
+        if status == Status.QUEUED and row["retry_in_seconds"] is not None:
+            due = time.monotonic() + max(row["retry_in_seconds"], 0.0) + 0.01
+            self._next_retry = min(self._next_retry, due)
 
     # ---- recovery --------------------------------------------------------------------------
     async def _recovery_loop(self, stop: asyncio.Event) -> None:

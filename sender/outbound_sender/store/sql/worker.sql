@@ -92,7 +92,8 @@ att AS (
            provider_message_id = EXCLUDED.provider_message_id, http_status = EXCLUDED.http_status,
            duration_ms = EXCLUDED.duration_ms, next_retry_at = EXCLUDED.next_retry_at
 )
-SELECT r.id, r.outcome, r.channel, r.error_code, u.status, u.latency_seconds, u.id IS NOT NULL AS applied
+SELECT r.id, r.outcome, r.channel, r.error_code, u.status, u.latency_seconds, u.id IS NOT NULL AS applied,
+       EXTRACT(EPOCH FROM u.retry_at - now())::float8 AS retry_in_seconds
   FROM r LEFT JOIN upd u ON u.id = r.id;
 
 -- name: recover_expired_leases

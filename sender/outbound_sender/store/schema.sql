@@ -1,0 +1,191 @@
+CREATE FUNCTION public.outbound_attempt_sync_retry() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE outbound_message m
+       SET retry_at = NEW.next_retry_at
+     WHERE m.id = NEW.outbound_message_id
+       AND m.retry_at IS DISTINCT FROM NEW.next_retry_at
+       AND NOT EXISTS (SELECT 1 FROM outbound_attempt a
+                        WHERE a.outbound_message_id = NEW.outbound_message_id
+                          AND a.attempt_no > NEW.attempt_no);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION public.outbound_message_notify() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('outbound_message_ready', NEW.channel);
+    RETURN NULL;
+END $$;
+
+CREATE TABLE public.outbound_attempt (
+    id bigint NOT NULL,
+    outbound_message_id bigint NOT NULL,
+    attempt_no integer NOT NULL,
+    channel text NOT NULL,
+    provider text,
+    outcome text NOT NULL,
+    applied boolean DEFAULT true NOT NULL,
+    ambiguous boolean DEFAULT false NOT NULL,
+    error_code text,
+    error_message text,
+    provider_code text,
+    provider_message text,
+    provider_message_id text,
+    http_status integer,
+    duration_ms integer,
+    next_retry_at timestamp with time zone,
+    worker_id text,
+    started_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT outbound_attempt_outcome_check CHECK ((outcome = ANY (ARRAY['SENT'::text, 'RETRY'::text, 'FAILED'::text, 'DEFER'::text])))
+);
+
+ALTER TABLE public.outbound_attempt ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.outbound_attempt_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.outbound_message (
+    id bigint NOT NULL,
+    org_id text NOT NULL,
+    dossier_id text,
+    channel text NOT NULL,
+    status text DEFAULT 'QUEUED'::text NOT NULL,
+    to_recipient text NOT NULL,
+    template_code text,
+    template_language text,
+    template_params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    subject text,
+    body text,
+    priority smallint DEFAULT 0 NOT NULL,
+    attempt_count integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    claim_count integer DEFAULT 0 NOT NULL,
+    error_code text,
+    error_message text,
+    correlation_id text,
+    idempotency_key text,
+    request_hash text,
+    provider text,
+    provider_message_id text,
+    delivery_status text,
+    delivery_updated_at timestamp with time zone,
+    send_at timestamp with time zone,
+    retry_at timestamp with time zone,
+    lease_id uuid,
+    lease_owner text,
+    leased_until timestamp with time zone,
+    sent_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    due_at timestamp with time zone GENERATED ALWAYS AS (GREATEST(updated_at, send_at, retry_at)) STORED,
+    CONSTRAINT outbound_message_attempt_count_check CHECK ((attempt_count >= 0)),
+    CONSTRAINT outbound_message_channel_check CHECK ((channel = ANY (ARRAY['SMS'::text, 'EMAIL'::text, 'WHATSAPP'::text]))),
+    CONSTRAINT outbound_message_max_attempts_check CHECK ((max_attempts >= 0)),
+    CONSTRAINT outbound_message_status_check CHECK ((status = ANY (ARRAY['QUEUED'::text, 'SENDING'::text, 'SENT'::text, 'FAILED'::text, 'CANCELLED'::text])))
+);
+
+COMMENT ON TABLE public.outbound_message IS 'Outbound queue: QUEUED -> SENDING -> SENT | QUEUED (retry) | FAILED (DLQ)';
+
+CREATE TABLE public.outbound_message_archive (
+    id bigint NOT NULL,
+    org_id text NOT NULL,
+    dossier_id text,
+    channel text NOT NULL,
+    status text NOT NULL,
+    to_recipient text NOT NULL,
+    template_code text,
+    template_language text,
+    template_params jsonb NOT NULL,
+    subject text,
+    body text,
+    priority smallint NOT NULL,
+    attempt_count integer NOT NULL,
+    max_attempts integer NOT NULL,
+    claim_count integer NOT NULL,
+    error_code text,
+    error_message text,
+    correlation_id text,
+    idempotency_key text,
+    request_hash text,
+    provider text,
+    provider_message_id text,
+    delivery_status text,
+    delivery_updated_at timestamp with time zone,
+    send_at timestamp with time zone,
+    retry_at timestamp with time zone,
+    lease_id uuid,
+    lease_owner text,
+    leased_until timestamp with time zone,
+    sent_at timestamp with time zone,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    due_at timestamp with time zone,
+    archived_at timestamp with time zone DEFAULT now()
+);
+
+ALTER TABLE public.outbound_message ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.outbound_message_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.whatsapp_rate_limit (
+    org_id text NOT NULL,
+    messages_sent_count integer DEFAULT 0 NOT NULL,
+    quota_limit integer DEFAULT 1000 NOT NULL,
+    reset_at timestamp with time zone DEFAULT (now() + '24:00:00'::interval) NOT NULL,
+    throttle_until timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT whatsapp_rate_limit_messages_sent_count_check CHECK ((messages_sent_count >= 0)),
+    CONSTRAINT whatsapp_rate_limit_quota_limit_check CHECK ((quota_limit >= 0))
+);
+
+ALTER TABLE ONLY public.outbound_attempt
+    ADD CONSTRAINT outbound_attempt_outbound_message_id_attempt_no_key UNIQUE (outbound_message_id, attempt_no);
+
+ALTER TABLE ONLY public.outbound_attempt
+    ADD CONSTRAINT outbound_attempt_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.outbound_message_archive
+    ADD CONSTRAINT outbound_message_archive_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.outbound_message
+    ADD CONSTRAINT outbound_message_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.whatsapp_rate_limit
+    ADD CONSTRAINT whatsapp_rate_limit_pkey PRIMARY KEY (org_id);
+
+CREATE INDEX idx_outbound_attempt_provider_created ON public.outbound_attempt USING btree (provider, created_at);
+
+CREATE INDEX idx_outbound_attempt_retry_at ON public.outbound_attempt USING btree (next_retry_at) WHERE (next_retry_at IS NOT NULL);
+
+CREATE INDEX idx_outbound_message_channel_status ON public.outbound_message USING btree (channel, status);
+
+CREATE INDEX idx_outbound_message_claim ON public.outbound_message USING btree (priority DESC, due_at) WHERE (status = 'QUEUED'::text);
+
+CREATE INDEX idx_outbound_message_lease ON public.outbound_message USING btree (leased_until) WHERE (status = 'SENDING'::text);
+
+CREATE INDEX idx_outbound_message_provider_id ON public.outbound_message USING btree (provider_message_id) WHERE (provider_message_id IS NOT NULL);
+
+CREATE INDEX idx_outbound_message_status_created ON public.outbound_message USING btree (status, created_at);
+
+CREATE UNIQUE INDEX uq_outbound_message_idempotency ON public.outbound_message USING btree (org_id, idempotency_key) WHERE (idempotency_key IS NOT NULL);
+
+CREATE TRIGGER outbound_attempt_retry_sync AFTER UPDATE OF next_retry_at ON public.outbound_attempt FOR EACH ROW WHEN ((old.next_retry_at IS DISTINCT FROM new.next_retry_at)) EXECUTE FUNCTION public.outbound_attempt_sync_retry();
+
+CREATE TRIGGER outbound_message_ready AFTER INSERT OR UPDATE ON public.outbound_message FOR EACH ROW WHEN (((new.status = 'QUEUED'::text) AND (new.due_at <= now()))) EXECUTE FUNCTION public.outbound_message_notify();
+
+ALTER TABLE ONLY public.outbound_attempt
+    ADD CONSTRAINT outbound_attempt_outbound_message_id_fkey FOREIGN KEY (outbound_message_id) REFERENCES public.outbound_message(id) ON DELETE CASCADE;
