@@ -1,6 +1,7 @@
 """The declared schema: store/schema.sql is what migrating from empty must produce.
 
-`make schema` rewrites schema.sql from a database just migrated from empty; tests/integration/test_migrations.py fails when they differ.
+`make schema` rewrites schema.sql from a database just migrated from empty;
+tests/integration/test_migrations.py fails when they differ.
 """
 
 from __future__ import annotations
