@@ -68,6 +68,19 @@ def failure(
     )
 
 
+def deferred(message: OutboundMessage, seconds: float, code: ErrorCode, reason: str) -> CallResult:
+    """Not sent, by our own decision (quota, throttle): wait without burning an attempt."""
+    return CallResult(
+        message,
+        Outcome.DEFER,
+        None,
+        0,
+        error_code=code.value,
+        error_message=reason,
+        retry_delay_ms=int(seconds * 1000),
+    )
+
+
 def interrupted(message: OutboundMessage, provider: str | None, duration_ms: int) -> CallResult:
     """A send cut short by shutdown: we cannot know whether the provider got it, so retry soon."""
     return CallResult(

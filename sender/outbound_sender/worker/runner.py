@@ -24,9 +24,10 @@ import asyncpg
 
 from outbound_sender.config import ChannelSwitches, WorkerSettings
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage, Status
-from outbound_sender.errors import ProviderError, TemporaryError
+from outbound_sender.errors import AmbiguousSendError, ProviderError, TemporaryError
 from outbound_sender.logs import message_fields
 from outbound_sender.metrics import Metrics
+from outbound_sender.quota.ledger import QuotaLedger, Refusal, Reservation
 from outbound_sender.store.db import connect, create_pool
 from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
@@ -73,6 +74,7 @@ class OutboundJobWorker:
         retry: RetryPolicy | None = None,
         metrics: Metrics | None = None,
         channel_gate: Callable[[], Iterable[Channel]] | None = None,
+        whatsapp_default_quota: int = 1000,
     ) -> None:
         self.dsn = dsn
         self.dispatcher = dispatcher
@@ -81,6 +83,8 @@ class OutboundJobWorker:
         self.retry = retry or RetryPolicy()
         self.metrics = metrics or Metrics()
         self.channel_gate = channel_gate
+        self.whatsapp_default_quota = whatsapp_default_quota
+        self.quota: QuotaLedger | None = None
         self._wake = asyncio.Event()
         self._capacity = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -95,6 +99,7 @@ class OutboundJobWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then drain: finish in-flight sends and record them."""
         self._pool = await create_pool(self.dsn, min_size=2, max_size=2)
+        self.quota = QuotaLedger(self._pool, default_limit=self.whatsapp_default_quota)
         try:
             await self._listen()
             completer = asyncio.create_task(self._complete_loop(), name="completer")
@@ -214,12 +219,24 @@ class OutboundJobWorker:
     async def _send(self, message: OutboundMessage) -> None:
         started = time.monotonic()
         provider: str | None = None
+        reservation = None
         try:
+            reservation = await self._reserve_quota(message)
+            if isinstance(reservation, Refusal):
+                code = (
+                    ErrorCode.RATE_LIMIT_EXCEEDED
+                    if reservation.reason == "throttled"
+                    else ErrorCode.QUOTA_EXCEEDED
+                )
+                outcome = results.deferred(message, reservation.wait_seconds, code, reservation.reason)
+                self._completions.put_nowait(outcome)
+                return
             chosen = self.dispatcher.provider_for(message)
             provider = chosen.name
             result = await chosen.send(message)
             outcome = results.success(message, provider, result, _ms(started))
         except ProviderError as error:
+            await self._release_quota(reservation, error)
             outcome = results.failure(message, provider, error, _ms(started), self.retry)
         except asyncio.CancelledError:
             self._completions.put_nowait(results.interrupted(message, provider, _ms(started)))
@@ -232,6 +249,17 @@ class OutboundJobWorker:
             outcome = results.failure(message, provider, temporary, _ms(started), self.retry)
         self._observe_call(outcome)
         self._completions.put_nowait(outcome)
+
+    async def _reserve_quota(self, message: OutboundMessage) -> Reservation | Refusal | None:
+        if message.channel is not Channel.WHATSAPP or self.quota is None:
+            return None
+        return await self.quota.reserve(message.org_id)
+
+    async def _release_quota(self, reservation: Reservation | Refusal | None, error: ProviderError) -> None:
+        """A definite failure gives the reservation back; an ambiguous one may have been counted."""
+        if isinstance(reservation, Reservation) and not isinstance(error, AmbiguousSendError):
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self.quota.release(reservation)  # type: ignore[union-attr]
 
     def _observe_call(self, r: CallResult) -> None:
         channel = r.message.channel.value

@@ -1,0 +1,36 @@
+-- WhatsApp daily quota per organisation: PostgreSQL is the ledger of record.
+
+-- name: quota_reserve
+-- Take one message of the organisation's quota, atomically (the row lock serializes workers, so
+-- the count never passes quota_limit). An elapsed window restarts at 1. A manual
+-- UPDATE ... SET quota_limit = ... applies to the very next reservation.
+UPDATE whatsapp_rate_limit
+   SET messages_sent_count = CASE WHEN reset_at <= now() THEN 1 ELSE messages_sent_count + 1 END,
+       reset_at            = CASE WHEN reset_at <= now()
+                                  THEN now() + $2::float8 * interval '1 second' ELSE reset_at END,
+       updated_at          = now()
+ WHERE org_id = $1
+   AND (throttle_until IS NULL OR throttle_until <= now())
+   AND CASE WHEN reset_at <= now() THEN 0 ELSE messages_sent_count END < quota_limit
+RETURNING messages_sent_count, quota_limit, reset_at;
+
+-- name: quota_state
+-- Why a reservation was refused, and until when: seconds until the quota or the throttle frees up.
+SELECT messages_sent_count, quota_limit, reset_at, throttle_until,
+       EXTRACT(EPOCH FROM GREATEST(
+           CASE WHEN messages_sent_count >= quota_limit THEN reset_at END,
+           throttle_until) - now())::float8 AS wait_seconds
+  FROM whatsapp_rate_limit
+ WHERE org_id = $1;
+
+-- name: quota_ensure
+INSERT INTO whatsapp_rate_limit (org_id, quota_limit, reset_at)
+VALUES ($1, $2, now() + $3::float8 * interval '1 second')
+ON CONFLICT (org_id) DO NOTHING;
+
+-- name: quota_release
+-- Give a reservation back after a definite failure (the provider did not accept the message),
+-- only within the window it was taken from.
+UPDATE whatsapp_rate_limit
+   SET messages_sent_count = GREATEST(messages_sent_count - 1, 0), updated_at = now()
+ WHERE org_id = $1 AND reset_at = $2;
