@@ -50,7 +50,5 @@ def promql_expressions(text: str) -> list[str]:
     expressions = []
     for kind, body in _BLOCK.findall(text):
         if kind == "promql":
-            expressions += [
-                line.strip() for line in body.splitlines() if line.strip() and not line.startswith("#")
-            ]
+            expressions += [line.strip() for line in body.splitlines() if line.strip() and not line.startswith("#")]
     return expressions

@@ -28,9 +28,7 @@ def always_ok(message: OutboundMessage, _call: int) -> SendResult:
 class ScriptedProvider:
     """Answers by a function of (message, n-th call for this message); records every call."""
 
-    def __init__(
-        self, behaviour: Behaviour = always_ok, *, latency: float = 0.0, name: str = "scripted"
-    ) -> None:
+    def __init__(self, behaviour: Behaviour = always_ok, *, latency: float = 0.0, name: str = "scripted") -> None:
         self.behaviour = behaviour
         self.latency = latency
         self.name = name
@@ -88,9 +86,7 @@ async def running_worker(
 
 
 def sms(to: str = "+15551230000", **fields: Any) -> NewMessage:
-    return NewMessage(
-        org_id=fields.pop("org_id", "org1"), channel=Channel.SMS, to_recipient=to, body="hi", **fields
-    )
+    return NewMessage(org_id=fields.pop("org_id", "org1"), channel=Channel.SMS, to_recipient=to, body="hi", **fields)
 
 
 async def enqueue_sms(db: asyncpg.Connection, count: int = 1, **fields: Any) -> list[int]:
@@ -110,3 +106,10 @@ async def wait_for(db: asyncpg.Connection, query: str, *args: Any, timeout: floa
 async def statuses(db: asyncpg.Connection) -> dict[str, int]:
     rows = await db.fetch("SELECT status, count(*) AS n FROM outbound_message GROUP BY status")
     return {r["status"]: r["n"] for r in rows}
+
+
+async def one(db: asyncpg.Connection, query: str, *args: Any) -> asyncpg.Record:
+    """fetchrow that insists on a row."""
+    row = await db.fetchrow(query, *args)
+    assert row is not None, f"no row for {query!r} {args!r}"
+    return row

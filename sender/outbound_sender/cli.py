@@ -145,9 +145,7 @@ async def _status(settings: AllSettings, _args: argparse.Namespace) -> int:
     with runtime.database(settings.base, say=False) as dsn:
         conn = await connect(dsn)
         try:
-            rows = await conn.fetch(
-                "SELECT status, count(*) AS n FROM outbound_message GROUP BY 1 ORDER BY 1"
-            )
+            rows = await conn.fetch("SELECT status, count(*) AS n FROM outbound_message GROUP BY 1 ORDER BY 1")
         finally:
             await conn.close()
     for row in rows:
@@ -208,9 +206,7 @@ async def _demo(dsn: str) -> None:
     """Send one message through the whole pipeline, so the user sees it work."""
     conn = await connect(dsn)
     try:
-        demo = NewMessage(
-            org_id="demo", channel=Channel.SMS, to_recipient=DEMO_RECIPIENT, body="Hello from make run"
-        )
+        demo = NewMessage(org_id="demo", channel=Channel.SMS, to_recipient=DEMO_RECIPIENT, body="Hello from make run")
         message_id = await messages.enqueue(conn, demo)
         await messages.wait_final(conn, message_id, timeout=60)
         print("demo message went through the pipeline:", flush=True)

@@ -44,9 +44,7 @@ class WorkerSettings(BaseSettings):
         description="A claimed message is SENDING for at most this long (database clock) before recovery "
         "requeues it; must exceed the provider timeout, so a live send never loses its lease.",
     )
-    recovery_interval_ms: int = Field(
-        2000, ge=100, le=600_000, description="How often expired leases are looked for."
-    )
+    recovery_interval_ms: int = Field(2000, ge=100, le=600_000, description="How often expired leases are looked for.")
     shutdown_grace_seconds: float = Field(
         30.0, ge=0.0, le=3600.0, description="SIGTERM: time to finish in-flight sends before giving up."
     )

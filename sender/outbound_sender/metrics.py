@@ -27,9 +27,7 @@ class Metrics:
             ["channel", "provider", "error_code"],
             registry=r,
         )
-        self.retries = Counter(
-            "outbound_message_retry", "Retries scheduled", ["channel", "error_code"], registry=r
-        )
+        self.retries = Counter("outbound_message_retry", "Retries scheduled", ["channel", "error_code"], registry=r)
         self.dead_lettered = Counter(
             "outbound_message_dead_lettered",
             "Messages that ended FAILED",

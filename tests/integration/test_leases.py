@@ -10,7 +10,7 @@ from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
 from outbound_sender.worker.runner import message_from_row
 
-from tests.workers import ScriptedProvider, enqueue_sms, running_worker, wait_for
+from tests.workers import ScriptedProvider, enqueue_sms, one, running_worker, wait_for
 
 
 async def claim(db: asyncpg.Connection, lease_seconds: float = 60, worker: str = "w-test") -> asyncpg.Record:
@@ -26,18 +26,14 @@ async def complete_sent(db: asyncpg.Connection, row: asyncpg.Record) -> asyncpg.
 
 
 async def expire(db: asyncpg.Connection, message_id: int) -> None:
-    await db.execute(
-        "UPDATE outbound_message SET leased_until = now() - interval '1 second' WHERE id = $1", message_id
-    )
+    await db.execute("UPDATE outbound_message SET leased_until = now() - interval '1 second' WHERE id = $1", message_id)
 
 
 async def recover(db: asyncpg.Connection) -> list[asyncpg.Record]:
     return list(await db.fetch(sql("recover_expired_leases"), 100))
 
 
-async def test_an_expired_lease_is_recovered_and_the_message_sent(
-    db: asyncpg.Connection, db_dsn: str
-) -> None:
+async def test_an_expired_lease_is_recovered_and_the_message_sent(db: asyncpg.Connection, db_dsn: str) -> None:
     [message_id] = await enqueue_sms(db)
     await claim(db, lease_seconds=0.5, worker="dead-worker")
     async with running_worker(db_dsn, ScriptedProvider()) as worker:
@@ -56,9 +52,7 @@ async def test_recovery_never_touches_a_message_in_a_final_state(db: asyncpg.Con
     [message_id] = await enqueue_sms(db)
     row = await claim(db)
     await complete_sent(db, row)
-    await db.execute(
-        "UPDATE outbound_message SET leased_until = now() - interval '1 hour' WHERE id = $1", message_id
-    )
+    await db.execute("UPDATE outbound_message SET leased_until = now() - interval '1 hour' WHERE id = $1", message_id)
     assert await recover(db) == []
     assert await db.fetchval("SELECT status FROM outbound_message WHERE id = $1", message_id) == "SENT"
 
@@ -71,7 +65,7 @@ async def test_a_slow_send_whose_lease_expired_still_lands(db: asyncpg.Connectio
     assert [r["id"] for r in await recover(db)] == [message_id]
     out = await complete_sent(db, row)
     assert (out["applied"], out["status"]) == (True, "SENT")
-    attempt = await db.fetchrow("SELECT outcome, applied, error_code FROM outbound_attempt")
+    attempt = await one(db, "SELECT outcome, applied, error_code FROM outbound_attempt")
     assert tuple(attempt) == ("SENT", True, None)
 
 
@@ -106,5 +100,5 @@ async def test_out_of_attempts_a_recovered_message_is_dead_lettered(db: asyncpg.
     await expire(db, message_id)
     [rec] = await recover(db)
     assert rec["status"] == "FAILED"
-    row = await db.fetchrow("SELECT status, error_code FROM outbound_message WHERE id = $1", message_id)
+    row = await one(db, "SELECT status, error_code FROM outbound_message WHERE id = $1", message_id)
     assert tuple(row) == ("FAILED", "LEASE_EXPIRED")

@@ -16,7 +16,7 @@ from outbound_sender.worker.retry import RetryPolicy
 
 from tests.runbook import runbook_text, sql_statements
 from tests.test_leases_support import claim_as_dead_worker
-from tests.workers import ScriptedProvider, always_ok, enqueue_sms, running_worker, wait_for
+from tests.workers import ScriptedProvider, always_ok, enqueue_sms, one, running_worker, wait_for
 
 STATEMENTS = sql_statements(runbook_text())
 
@@ -79,13 +79,9 @@ async def test_clearing_next_retry_at_sends_a_waiting_retry_on_the_next_cycle(
         await wait_for(db, SENT, message_id, timeout=5)
 
 
-async def test_moving_updated_at_into_the_future_defers_until_then(
-    db: asyncpg.Connection, db_dsn: str
-) -> None:
+async def test_moving_updated_at_into_the_future_defers_until_then(db: asyncpg.Connection, db_dsn: str) -> None:
     def whatsapp(template: str) -> NewMessage:
-        return NewMessage(
-            org_id="o", channel=Channel.WHATSAPP, to_recipient="+15551230000", template_code=template
-        )
+        return NewMessage(org_id="o", channel=Channel.WHATSAPP, to_recipient="+15551230000", template_code=template)
 
     bulk = await enqueue(db, whatsapp("newsletter"))
     urgent = await enqueue(db, whatsapp("urgent_alert"))
@@ -99,35 +95,25 @@ async def test_moving_updated_at_into_the_future_defers_until_then(
         await wait_for(db, SENT, bulk, timeout=5)
 
 
-async def test_halving_the_quota_limit_is_enforced_from_the_next_send(
-    db: asyncpg.Connection, db_dsn: str
-) -> None:
+async def test_halving_the_quota_limit_is_enforced_from_the_next_send(db: asyncpg.Connection, db_dsn: str) -> None:
     await db.execute(
         "INSERT INTO whatsapp_rate_limit (org_id, messages_sent_count, quota_limit) VALUES ('ORG_ID', 4, 10)"
     )
     await db.execute(runbook("quota_limit * 0.5"))
     ids = [
-        await enqueue(
-            db, NewMessage(org_id="ORG_ID", channel=Channel.WHATSAPP, to_recipient="+15551230000", body="x")
-        )
+        await enqueue(db, NewMessage(org_id="ORG_ID", channel=Channel.WHATSAPP, to_recipient="+15551230000", body="x"))
         for _ in range(3)
     ]
     async with running_worker(db_dsn, ScriptedProvider()):
         await wait_for(db, "SELECT count(*) = 1 FROM outbound_message WHERE status = 'SENT'")
         await asyncio.sleep(0.5)
-    rows = await db.fetch(
-        "SELECT status, error_code FROM outbound_message WHERE id = ANY($1) ORDER BY id", ids
-    )
+    rows = await db.fetch("SELECT status, error_code FROM outbound_message WHERE id = ANY($1) ORDER BY id", ids)
     assert sorted(tuple(r) for r in rows) == [
         ("QUEUED", "QUOTA_EXCEEDED"),
         ("QUEUED", "QUOTA_EXCEEDED"),
         ("SENT", None),
     ]
-    quota = await db.fetchrow(
-        "SELECT messages_sent_count, quota_limit FROM whatsapp_rate_limit WHERE org_id = 'ORG_ID'"
-    )
+    quota = await one(db, "SELECT messages_sent_count, quota_limit FROM whatsapp_rate_limit WHERE org_id = 'ORG_ID'")
     assert tuple(quota) == (5, 5)
-    deferred = await db.fetchval(
-        "SELECT count(*) FROM outbound_message WHERE attempt_count = 0 AND status = 'QUEUED'"
-    )
+    deferred = await db.fetchval("SELECT count(*) FROM outbound_message WHERE attempt_count = 0 AND status = 'QUEUED'")
     assert deferred == 2

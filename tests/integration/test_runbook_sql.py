@@ -35,9 +35,7 @@ def test_the_runbook_has_sql() -> None:
 async def test_runbook_statement_runs_unchanged(db: asyncpg.Connection, statement: str) -> None:
     await db.execute(SEED)
     if "pg_stat_statements" in statement:
-        available = await db.fetchval(
-            "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"
-        )
+        available = await db.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'")
         if not available:
             pytest.skip("pg_stat_statements is not installed on this server")
     transaction = db.transaction()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 
 import asyncpg
 from outbound_sender.config import ChannelSwitches
@@ -12,7 +13,7 @@ from outbound_sender.errors import PermanentError, RateLimitedError, TemporaryEr
 from outbound_sender.providers.base import SendResult
 from outbound_sender.store.messages import enqueue
 
-from tests.workers import ScriptedProvider, always_ok, enqueue_sms, running_worker, statuses, wait_for
+from tests.workers import ScriptedProvider, always_ok, enqueue_sms, one, running_worker, statuses, wait_for
 
 ALL_FINAL = "SELECT count(*) = $1 FROM outbound_message WHERE status IN ('SENT', 'FAILED')"
 
@@ -21,32 +22,30 @@ async def test_a_message_is_sent_and_its_attempt_recorded(db: asyncpg.Connection
     [message_id] = await enqueue_sms(db, correlation_id="corr-1")
     async with running_worker(db_dsn, ScriptedProvider()):
         await wait_for(db, ALL_FINAL, 1)
-    row = await db.fetchrow("SELECT * FROM outbound_message WHERE id = $1", message_id)
+    row = await one(db, "SELECT * FROM outbound_message WHERE id = $1", message_id)
     assert (row["status"], row["attempt_count"], row["provider"]) == ("SENT", 1, "scripted")
     assert row["provider_message_id"] == f"ok-{message_id}-1"
-    assert row["sent_at"] is not None and row["lease_id"] is not None and row["leased_until"] is None
+    assert row["sent_at"] is not None
+    assert row["lease_id"] is not None
+    assert row["leased_until"] is None
     attempts = await db.fetch("SELECT * FROM outbound_attempt WHERE outbound_message_id = $1", message_id)
     assert [(a["attempt_no"], a["outcome"], a["applied"]) for a in attempts] == [(1, "SENT", True)]
 
 
-async def test_a_permanent_error_fails_at_once_into_the_dead_letter_queue(
-    db: asyncpg.Connection, db_dsn: str
-) -> None:
-    error = PermanentError(
-        ErrorCode.INVALID_PHONE_NUMBER, "bad number", provider_code="21211", http_status=400
-    )
+async def test_a_permanent_error_fails_at_once_into_the_dead_letter_queue(db: asyncpg.Connection, db_dsn: str) -> None:
+    error = PermanentError(ErrorCode.INVALID_PHONE_NUMBER, "bad number", provider_code="21211", http_status=400)
     provider = ScriptedProvider(lambda _m, _n: error)
     [message_id] = await enqueue_sms(db)
     async with running_worker(db_dsn, provider):
         await wait_for(db, ALL_FINAL, 1)
-    row = await db.fetchrow("SELECT * FROM outbound_message WHERE id = $1", message_id)
+    row = await one(db, "SELECT * FROM outbound_message WHERE id = $1", message_id)
     assert (row["status"], row["error_code"], row["attempt_count"]) == ("FAILED", "INVALID_PHONE_NUMBER", 1)
     assert provider.calls[message_id] == 1
     in_dlq = await db.fetchval(
         "SELECT count(*) FROM outbound_message WHERE status = 'FAILED' AND attempt_count >= max_attempts"
     )
     assert in_dlq == 1
-    attempt = await db.fetchrow("SELECT * FROM outbound_attempt WHERE outbound_message_id = $1", message_id)
+    attempt = await one(db, "SELECT * FROM outbound_attempt WHERE outbound_message_id = $1", message_id)
     assert (attempt["provider_code"], attempt["http_status"], attempt["outcome"]) == ("21211", 400, "FAILED")
 
 
@@ -62,11 +61,9 @@ async def test_temporary_errors_back_off_then_succeed(db: asyncpg.Connection, db
     )
     assert [a["outcome"] for a in attempts] == ["RETRY", "RETRY", "SENT"]
     assert all(a["next_retry_at"] is not None for a in attempts[:2])
-    for earlier, later in zip(attempts, attempts[1:], strict=False):
+    for earlier, later in itertools.pairwise(attempts):
         assert later["started_at"] >= earlier["next_retry_at"]
-    row = await db.fetchrow(
-        "SELECT status, attempt_count, error_code FROM outbound_message WHERE id = $1", message_id
-    )
+    row = await one(db, "SELECT status, attempt_count, error_code FROM outbound_message WHERE id = $1", message_id)
     assert tuple(row) == ("SENT", 3, None)
 
 
@@ -75,9 +72,7 @@ async def test_exhausted_retries_end_failed_with_the_last_error(db: asyncpg.Conn
     [message_id] = await enqueue_sms(db, max_attempts=3)
     async with running_worker(db_dsn, provider):
         await wait_for(db, ALL_FINAL, 1)
-    row = await db.fetchrow(
-        "SELECT status, attempt_count, error_code FROM outbound_message WHERE id = $1", message_id
-    )
+    row = await one(db, "SELECT status, attempt_count, error_code FROM outbound_message WHERE id = $1", message_id)
     assert tuple(row) == ("FAILED", 3, "TEMPORARY_ERROR")
     assert provider.calls[message_id] == 3
 
@@ -127,9 +122,7 @@ async def test_a_disabled_channel_stays_queued_while_others_flow(db: asyncpg.Con
     assert await db.fetchval("SELECT status FROM outbound_message WHERE id = $1", whatsapp) == "QUEUED"
 
 
-async def test_concurrent_workers_never_claim_the_same_message_twice(
-    db: asyncpg.Connection, db_dsn: str
-) -> None:
+async def test_concurrent_workers_never_claim_the_same_message_twice(db: asyncpg.Connection, db_dsn: str) -> None:
     ids = await enqueue_sms(db, 300)
     provider = ScriptedProvider(latency=0.002)
     async with contextlib.AsyncExitStack() as stack:
@@ -150,14 +143,10 @@ async def test_sigterm_drain_finishes_in_flight_sends_and_leaves_nothing_sending
     assert await statuses(db) == {"SENT": len(ids)}
 
 
-async def test_a_send_cut_short_by_shutdown_goes_back_to_the_queue(
-    db: asyncpg.Connection, db_dsn: str
-) -> None:
+async def test_a_send_cut_short_by_shutdown_goes_back_to_the_queue(db: asyncpg.Connection, db_dsn: str) -> None:
     await enqueue_sms(db, 5)
     async with running_worker(db_dsn, ScriptedProvider(latency=30), shutdown_grace_seconds=0.2):
         await wait_for(db, "SELECT count(*) = 5 FROM outbound_message WHERE status = 'SENDING'")
     assert await statuses(db) == {"QUEUED": 5}
-    ambiguous = await db.fetchval(
-        "SELECT count(*) FROM outbound_attempt WHERE ambiguous AND outcome = 'RETRY'"
-    )
+    ambiguous = await db.fetchval("SELECT count(*) FROM outbound_attempt WHERE ambiguous AND outcome = 'RETRY'")
     assert ambiguous == 5

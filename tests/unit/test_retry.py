@@ -16,9 +16,7 @@ draws = st.floats(0, 1, exclude_max=True)
 
 
 @given(policies, attempts, draws)
-def test_delay_is_between_half_and_all_of_the_capped_nominal(
-    policy: RetryPolicy, attempt: int, draw: float
-) -> None:
+def test_delay_is_between_half_and_all_of_the_capped_nominal(policy: RetryPolicy, attempt: int, draw: float) -> None:
     nominal = min(policy.max_seconds, policy.base_seconds * 2 ** (attempt - 1))
     delay = policy.delay(attempt, draw=draw)
     assert nominal / 2 <= delay <= nominal

@@ -212,9 +212,7 @@ class SandboxProvider:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             raise TemporaryError(ErrorCode.TEMPORARY_ERROR, f"connect failed: {error!r}") from error
         except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError) as error:
-            raise AmbiguousSendError(
-                ErrorCode.TEMPORARY_ERROR, f"no answer after sending: {error!r}"
-            ) from error
+            raise AmbiguousSendError(ErrorCode.TEMPORARY_ERROR, f"no answer after sending: {error!r}") from error
         if response.status_code in (200, 201):
             return SendResult(str(response.json()["id"]), response.status_code, "accepted")
         raise _error_from_response(response)

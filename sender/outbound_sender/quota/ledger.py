@@ -54,12 +54,8 @@ class QuotaLedger:
         if state is None:
             return Refusal(org_id, 1.0, "quota row missing")
         wait = max(float(state["wait_seconds"] or 0.0), 1.0)
-        throttled = (
-            state["throttle_until"] is not None and state["messages_sent_count"] < state["quota_limit"]
-        )
-        reason = (
-            "throttled" if throttled else f"quota {state['messages_sent_count']}/{state['quota_limit']} used"
-        )
+        throttled = state["throttle_until"] is not None and state["messages_sent_count"] < state["quota_limit"]
+        reason = "throttled" if throttled else f"quota {state['messages_sent_count']}/{state['quota_limit']} used"
         return Refusal(org_id, wait, reason)
 
     async def release(self, reservation: Reservation) -> None:

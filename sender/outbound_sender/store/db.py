@@ -21,8 +21,6 @@ async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 2, **kwargs: Any) -> asyncpg.Pool:
     """A small pool: the worker needs few connections (claim, complete, housekeeping)."""
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs
-    )
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs)
     assert pool is not None
     return pool

@@ -71,9 +71,7 @@ async def get_attempts(conn: asyncpg.Connection | asyncpg.Pool, message_id: int)
     return list(await conn.fetch(sql("get_attempts"), message_id))
 
 
-async def wait_final(
-    conn: asyncpg.Connection | asyncpg.Pool, message_id: int, timeout: float = 30.0
-) -> asyncpg.Record:
+async def wait_final(conn: asyncpg.Connection | asyncpg.Pool, message_id: int, timeout: float = 30.0) -> asyncpg.Record:
     """Poll until the message reaches SENT, FAILED or CANCELLED (or raise TimeoutError)."""
     async with asyncio.timeout(timeout):
         while True:

@@ -68,9 +68,7 @@ def _check_edited(known: list[Migration], applied: dict[int, str]) -> None:
     for migration in known:
         checksum = applied.get(migration.version)
         if checksum is not None and checksum != migration.checksum:
-            raise MigrationError(
-                f"migration {migration.version:04d}_{migration.name} was edited after it was applied"
-            )
+            raise MigrationError(f"migration {migration.version:04d}_{migration.name} was edited after it was applied")
     unknown = set(applied) - {m.version for m in known}
     if unknown:
         raise MigrationError(f"database has migrations this code does not know: {sorted(unknown)}")

@@ -223,11 +223,7 @@ class OutboundJobWorker:
         try:
             reservation = await self._reserve_quota(message)
             if isinstance(reservation, Refusal):
-                code = (
-                    ErrorCode.RATE_LIMIT_EXCEEDED
-                    if reservation.reason == "throttled"
-                    else ErrorCode.QUOTA_EXCEEDED
-                )
+                code = ErrorCode.RATE_LIMIT_EXCEEDED if reservation.reason == "throttled" else ErrorCode.QUOTA_EXCEEDED
                 outcome = results.deferred(message, reservation.wait_seconds, code, reservation.reason)
                 self._completions.put_nowait(outcome)
                 return
@@ -242,9 +238,7 @@ class OutboundJobWorker:
             self._completions.put_nowait(results.interrupted(message, provider, _ms(started)))
             raise
         except Exception as error:  # a bug in a provider must not lose the message
-            log.exception(
-                "OutboundJobWorker unexpected send error", extra={"fields": {"messageId": message.id}}
-            )
+            log.exception("OutboundJobWorker unexpected send error", extra={"fields": {"messageId": message.id}})
             temporary = TemporaryError(ErrorCode.TEMPORARY_ERROR, f"unexpected: {error!r}")
             outcome = results.failure(message, provider, temporary, _ms(started), self.retry)
         self._observe_call(outcome)
@@ -264,9 +258,7 @@ class OutboundJobWorker:
     def _observe_call(self, r: CallResult) -> None:
         channel = r.message.channel.value
         provider = r.provider or "none"
-        self.metrics.provider_duration.labels(provider, channel, r.outcome.value).observe(
-            r.duration_ms / 1000
-        )
+        self.metrics.provider_duration.labels(provider, channel, r.outcome.value).observe(r.duration_ms / 1000)
         if r.ambiguous:
             self.metrics.ambiguous.labels(channel, provider).inc()
         if r.error_code is None:
@@ -292,9 +284,7 @@ class OutboundJobWorker:
         if not self._in_flight:
             return
         log.info(f"OutboundJobWorker draining {len(self._in_flight)} in-flight sends")
-        _done, pending = await asyncio.wait(
-            set(self._in_flight), timeout=self.settings.shutdown_grace_seconds
-        )
+        _done, pending = await asyncio.wait(set(self._in_flight), timeout=self.settings.shutdown_grace_seconds)
         for task in pending:
             task.cancel()
         if pending:
@@ -322,9 +312,7 @@ class OutboundJobWorker:
         delay = 0.1
         while True:
             try:
-                rows = await self._pool.fetch(
-                    sql("complete_batch"), *results.as_arrays(batch), self.settings.id
-                )
+                rows = await self._pool.fetch(sql("complete_batch"), *results.as_arrays(batch), self.settings.id)
                 break
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
                 log.error("OutboundJobWorker cannot record results", extra={"fields": {"error": repr(error)}})
