@@ -1,0 +1,94 @@
+"""Query-plan regression: the worker's hot-path statements use their indexes (EXPLAIN FORMAT JSON)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+
+from outbound_sender.store.queries import sql
+
+ROWS = 50_000
+
+
+def index_names(plan: dict[str, Any]) -> set[str]:
+    found = {plan["Index Name"]} if "Index Name" in plan else set()
+    for child in plan.get("Plans", []):
+        found |= index_names(child)
+    return found
+
+
+def scans_seq(plan: dict[str, Any], table: str) -> bool:
+    if plan.get("Node Type") == "Seq Scan" and plan.get("Relation Name") == table:
+        return True
+    return any(scans_seq(child, table) for child in plan.get("Plans", []))
+
+
+async def explain(db: asyncpg.Connection, statement: str, *args: Any) -> dict[str, Any]:
+    transaction = db.transaction()
+    await transaction.start()
+    try:
+        raw = await db.fetchval("EXPLAIN (FORMAT JSON) " + statement, *args)
+    finally:
+        await transaction.rollback()
+    document = json.loads(raw) if isinstance(raw, str) else raw
+    plan: dict[str, Any] = document[0]["Plan"]
+    return plan
+
+
+@pytest.fixture
+async def busy_db(db: asyncpg.Connection) -> asyncpg.Connection:
+    """A realistic table: mostly sent history, some queued, a few sending, some with retries."""
+    await db.execute(
+        f"""
+        INSERT INTO outbound_message (org_id, channel, status, to_recipient, priority, leased_until)
+        SELECT 'org' || (n % 50),
+               (ARRAY['SMS','EMAIL','WHATSAPP'])[1 + n % 3],
+               CASE WHEN n % 20 = 0 THEN 'QUEUED' WHEN n % 97 = 0 THEN 'SENDING'
+                    WHEN n % 31 = 0 THEN 'FAILED' ELSE 'SENT' END,
+               '+1555' || lpad(n::text, 7, '0'), n % 3,
+               CASE WHEN n % 97 = 0 THEN now() + interval '1 minute' END
+          FROM generate_series(1, {ROWS}) AS n
+        """
+    )
+    await db.execute(
+        """INSERT INTO outbound_attempt (outbound_message_id, attempt_no, channel, outcome, next_retry_at)
+           SELECT id, 1, channel, 'RETRY', now() + interval '1 hour' FROM outbound_message WHERE id % 40 = 0"""
+    )
+    await db.execute("ANALYZE")
+    return db
+
+
+async def test_claim_uses_the_partial_claim_index(busy_db: asyncpg.Connection) -> None:
+    plan = await explain(busy_db, sql("claim_batch"), ["SMS", "EMAIL", "WHATSAPP"], 10, "w", 30.0)
+    assert "idx_outbound_message_claim" in index_names(plan)
+    assert not scans_seq(plan, "outbound_message")
+
+
+async def test_lease_recovery_uses_the_lease_index(busy_db: asyncpg.Connection) -> None:
+    plan = await explain(busy_db, sql("recover_expired_leases"), 500)
+    assert "idx_outbound_message_lease" in index_names(plan)
+    assert not scans_seq(plan, "outbound_message")
+
+
+async def test_completion_looks_messages_up_by_primary_key(busy_db: asyncpg.Connection) -> None:
+    arrays: list[list[Any]] = [[1], [None], [1], ["SENT"], [None], [None], ["p"], [None], [None], ["x"], [201], [5]]
+    arrays += [[None], [False], ["SMS"]]
+    plan = await explain(busy_db, sql("complete_batch"), *arrays, "w")
+    assert "outbound_message_pkey" in index_names(plan)
+    assert not scans_seq(plan, "outbound_message")
+
+
+async def test_runbook_retry_schedule_lookup_uses_the_retry_index(busy_db: asyncpg.Connection) -> None:
+    plan = await explain(busy_db, "SELECT * FROM outbound_attempt WHERE next_retry_at < now() + interval '1 minute'")
+    assert "idx_outbound_attempt_retry_at" in index_names(plan)
+
+
+async def test_quota_reservation_uses_the_primary_key(busy_db: asyncpg.Connection) -> None:
+    await busy_db.execute(
+        "INSERT INTO whatsapp_rate_limit (org_id) SELECT 'org' || n FROM generate_series(1, 5000) n; ANALYZE"
+    )
+    plan = await explain(busy_db, sql("quota_reserve"), "org7", 86400.0)
+    assert "whatsapp_rate_limit_pkey" in index_names(plan)
