@@ -9,9 +9,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from outbound_sender.embedded import EmbeddedRedis, remove_tree
 from outbound_sender.store.db import connect
-
 from tests import pg
 
 

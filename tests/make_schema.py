@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from outbound_sender.store.schema import SCHEMA_FILE, dump_schema
-
 from tests import pg
 
 

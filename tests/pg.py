@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
 from outbound_sender.embedded import EmbeddedPostgres, remove_tree
 from outbound_sender.store.db import connect
 from outbound_sender.store.migrations import migrate

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+
 from outbound_sender.embedded import free_port
 
 

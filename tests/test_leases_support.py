@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+
 from outbound_sender.domain import Channel
 from outbound_sender.store.queries import sql
 

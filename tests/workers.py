@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
+
 from outbound_sender.config import ChannelSwitches, WorkerSettings
 from outbound_sender.domain import Channel, NewMessage, OutboundMessage
 from outbound_sender.metrics import Metrics

@@ -11,9 +11,9 @@ import signal
 
 import asyncpg
 import httpx
+
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.store.messages import enqueue_many
-
 from tests.processes import outbound, sandbox_process, stop, worker_env
 from tests.workers import statuses, wait_for
 

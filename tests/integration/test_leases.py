@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+
 from outbound_sender.domain import Channel, Outcome
 from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
 from outbound_sender.worker.runner import message_from_row
-
 from tests.workers import ScriptedProvider, enqueue_sms, one, running_worker, wait_for
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from outbound_sender.store import migrations
 from outbound_sender.store.db import connect
 from outbound_sender.store.schema import SCHEMA_FILE, dump_schema
-
 from tests import pg
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+
 from outbound_sender.domain import Channel, ErrorCode, NewMessage, OutboundMessage
 from outbound_sender.errors import RateLimitedError, TemporaryError
 from outbound_sender.providers.base import SendResult
 from outbound_sender.store.messages import enqueue
 from outbound_sender.worker.retry import RetryPolicy
-
 from tests.runbook import runbook_text, sql_statements
 from tests.test_leases_support import claim_as_dead_worker
 from tests.workers import ScriptedProvider, always_ok, enqueue_sms, one, running_worker, wait_for
