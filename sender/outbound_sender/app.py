@@ -16,6 +16,7 @@ from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.null import NullProvider
 from outbound_sender.providers.sandbox import SandboxApp, SandboxProvider
+from outbound_sender.providers.transport import provider_client
 from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
 from outbound_sender.worker.runner import OutboundJobWorker
@@ -24,10 +25,11 @@ from outbound_sender.worker.runner import OutboundJobWorker
 def http_client(settings: AllSettings) -> httpx.AsyncClient:
     """Pooled keep-alive client sized to the worker's concurrency, with explicit timeouts."""
     p = settings.provider
-    timeout = httpx.Timeout(p.read_timeout_seconds, connect=p.connect_timeout_seconds)
-    size = settings.worker.max_in_flight
-    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    return httpx.AsyncClient(timeout=timeout, limits=limits)
+    return provider_client(
+        settings.worker.max_in_flight,
+        connect_timeout=p.connect_timeout_seconds,
+        read_timeout=p.read_timeout_seconds,
+    )
 
 
 def build_providers(settings: AllSettings) -> list[Provider]:

@@ -37,6 +37,7 @@ from outbound_sender.worker.retry import RetryPolicy
 
 log = logging.getLogger("OutboundJobWorker")
 NOTIFY_CHANNEL = "outbound_message_ready"
+APPLICATION = "outbound-worker"  # application_name of the worker's connections (pg_stat_activity)
 COMPLETE_BATCH_MAX = 500
 RECOVERY_BATCH = 500
 
@@ -98,7 +99,7 @@ class OutboundJobWorker:
     # ---- lifecycle -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then drain: finish in-flight sends and record them."""
-        self._pool = await create_pool(self.dsn, min_size=2, max_size=2)
+        self._pool = await create_pool(self.dsn, min_size=2, max_size=2, application=APPLICATION)
         self.quota = QuotaLedger(self._pool, default_limit=self.whatsapp_default_quota)
         try:
             await self._listen()
@@ -133,7 +134,7 @@ class OutboundJobWorker:
 
     async def _listen(self) -> None:
         try:
-            self._listener = await connect(self.dsn)
+            self._listener = await connect(self.dsn, application=APPLICATION)
             await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
         except (OSError, asyncpg.PostgresError) as error:
             self._listener = None
