@@ -1,0 +1,129 @@
+"""Per-second WhatsApp limits: GCRA in Redis, with a conservative in-process fallback.
+
+Two limits guard every WhatsApp send (shared/providers.md):
+- throughput per business phone number: `messages_per_second` (Meta's default 80, up to 1,000);
+- the pair rate: one message to the same recipient every `pair_interval_seconds` (about 6 s).
+
+Both are checked by one Lua script, atomically: a send is admitted only when both allow it, and
+only then are both recorded. The script reads Redis' own clock (TIME), so workers' clocks don't
+matter. GCRA keeps one timestamp per key (the theoretical arrival time) and needs no cleanup:
+keys expire when idle.
+
+When Redis cannot be reached, the same algorithm runs in process with the throughput divided by
+`fallback_divisor` (other pods are doing the same blind), the fallback is reported in a gauge and
+a log line, and the daily quota (PostgreSQL) still holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("outbound.ratelimit")
+
+# KEYS: [number key, pair key]; ARGV: [number interval ms, number burst ms, pair interval ms]
+GCRA_TWO_KEYS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function check(key, interval, burst)
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local wait = tat - burst - now
+  if wait > 0 then return tat, wait end
+  return tat + interval, 0
+end
+local n_interval, n_burst, p_interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local n_tat, n_wait = check(KEYS[1], n_interval, n_burst)
+local p_tat, p_wait = check(KEYS[2], p_interval, 0)
+local wait = math.max(n_wait, p_wait)
+if wait > 0 then return {0, wait, n_wait, p_wait} end
+redis.call('SET', KEYS[1], n_tat, 'PX', n_tat - now + n_burst + 1000)
+redis.call('SET', KEYS[2], p_tat, 'PX', p_tat - now + 1000)
+return {1, 0, 0, 0}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    messages_per_second: float = 80.0
+    pair_interval_seconds: float = 6.0
+    burst_seconds: float = 0.1  # how far ahead of the steady rate a burst may run
+
+    def number_interval_ms(self, divisor: float = 1.0) -> float:
+        return 1000.0 * divisor / self.messages_per_second
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    wait_seconds: float = 0.0
+    reason: str = ""  # "throughput" | "pair" when refused
+    fallback: bool = False
+
+
+class LocalGcra:
+    """The same two-key GCRA in process memory (fallback, and a reference for tests)."""
+
+    def __init__(self, clock: object = time.monotonic) -> None:
+        self._tat: dict[str, float] = {}
+        self._clock = clock
+
+    def check(self, number_key: str, pair_key: str, limits: Limits, divisor: float) -> Verdict:
+        now = self._clock() * 1000  # type: ignore[operator]
+        n_interval, burst = limits.number_interval_ms(divisor), limits.burst_seconds * 1000
+        n_tat = max(self._tat.get(number_key, now), now)
+        p_tat = max(self._tat.get(pair_key, now), now)
+        n_wait, p_wait = n_tat - burst - now, p_tat - now
+        if n_wait > 0 or p_wait > 0:
+            return _refused(n_wait, p_wait, fallback=True)
+        self._tat[number_key] = n_tat + n_interval
+        self._tat[pair_key] = p_tat + limits.pair_interval_seconds * 1000
+        return Verdict(True, fallback=True)
+
+
+def _refused(n_wait: float, p_wait: float, *, fallback: bool = False) -> Verdict:
+    reason = "pair" if p_wait >= n_wait else "throughput"
+    return Verdict(False, max(n_wait, p_wait) / 1000.0, reason, fallback)
+
+
+class WhatsAppRateLimiter:
+    def __init__(self, client: aioredis.Redis | None, *, fallback_divisor: float = 4.0, prefix: str = "wa") -> None:
+        self.client = client
+        self.fallback_divisor = fallback_divisor
+        self.prefix = prefix
+        self.local = LocalGcra()
+        self.in_fallback = False
+        self._script = client.register_script(GCRA_TWO_KEYS) if client is not None else None
+
+    def _keys(self, phone_number_id: str, recipient: str) -> tuple[str, str]:
+        return f"{self.prefix}:tput:{phone_number_id}", f"{self.prefix}:pair:{phone_number_id}:{recipient}"
+
+    async def check(self, phone_number_id: str, recipient: str, limits: Limits) -> Verdict:
+        number_key, pair_key = self._keys(phone_number_id, recipient)
+        if self._script is None:
+            return self.local.check(number_key, pair_key, limits, self.fallback_divisor)
+        try:
+            args = [limits.number_interval_ms(), limits.burst_seconds * 1000, limits.pair_interval_seconds * 1000]
+            allowed, wait, n_wait, p_wait = await self._script(keys=[number_key, pair_key], args=args)
+        except (RedisError, OSError) as error:
+            self._enter_fallback(error)
+            return self.local.check(number_key, pair_key, limits, self.fallback_divisor)
+        self._leave_fallback()
+        return Verdict(True) if allowed else _refused(float(n_wait), float(p_wait))
+
+    def _enter_fallback(self, error: Exception) -> None:
+        if not self.in_fallback:
+            log.error(
+                "Redis unreachable: WhatsApp rate limits fall back to in-process limits",
+                extra={"fields": {"error": repr(error), "divisor": self.fallback_divisor}},
+            )
+        self.in_fallback = True
+
+    def _leave_fallback(self) -> None:
+        if self.in_fallback:
+            log.warning("Redis reachable again: WhatsApp rate limits back in Redis")
+        self.in_fallback = False
