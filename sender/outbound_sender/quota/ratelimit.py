@@ -108,7 +108,7 @@ class WhatsAppRateLimiter:
             return self.local.check(number_key, pair_key, limits, self.fallback_divisor)
         try:
             args = [limits.number_interval_ms(), limits.burst_seconds * 1000, limits.pair_interval_seconds * 1000]
-            allowed, wait, n_wait, p_wait = await self._script(keys=[number_key, pair_key], args=args)
+            allowed, _wait, n_wait, p_wait = await self._script(keys=[number_key, pair_key], args=args)
         except (RedisError, OSError) as error:
             self._enter_fallback(error)
             return self.local.check(number_key, pair_key, limits, self.fallback_divisor)
