@@ -28,7 +28,7 @@ from typing import Any
 
 from .kubeconfig import write_cert_kubeconfig, write_token_kubeconfig
 from .pki import PkiFiles, write_pki
-from .processes import Daemon, free_port, wait_until
+from .processes import Daemon, free_ports, wait_until
 from .tools import KubeBinaries
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ class ControlPlane:
         return daemon
 
     def _start_etcd(self) -> str:
-        client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+        client, peer = (f"http://127.0.0.1:{port}" for port in free_ports(2))
         argv = [
             str(self.binaries.etcd),
             f"--data-dir={self.workdir / 'etcd'}",
@@ -147,7 +147,7 @@ class ControlPlane:
         ]
 
     def _start_apiserver(self, etcd_url: str) -> None:
-        port = free_port()
+        [port] = free_ports(1)
         self.server = f"https://127.0.0.1:{port}"
         daemon = self._launch("kube-apiserver", self._apiserver_argv(etcd_url, port))
         context = self._admin_ssl_context()
