@@ -1,0 +1,245 @@
+"""Every validation rule of the CRDs, one test each: the real API server rejects with a clear message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .manifests import QUOTA_SPEC, TWILIO_SPEC, channel_provider, merged, quota_policy
+from .plane import ControlPlane
+
+pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("crds")]
+
+CHANNELS = ("SMS", "EMAIL", "WHATSAPP")
+SANDBOX_SPEC: dict[str, Any] = {"channel": "SMS", "provider": "sandbox"}
+
+# (test id, base spec, merge patch, text the rejection must contain)
+CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
+    (
+        "provider-matches-channel",
+        TWILIO_SPEC,
+        {"channel": "EMAIL"},
+        "provider twilio cannot serve channel EMAIL",
+    ),
+    (
+        "whatsapp-only-on-whatsapp",
+        SANDBOX_SPEC,
+        {"channel": "WHATSAPP", "provider": "sendgrid", "sendgrid": {"fromEmail": "a@example.com"}},
+        "provider sendgrid cannot serve channel WHATSAPP",
+    ),
+    (
+        "secret-required-for-real-provider",
+        TWILIO_SPEC,
+        {"credentialsSecretRef": None},
+        "credentialsSecretRef is required for provider twilio",
+    ),
+    ("no-inline-credentials", TWILIO_SPEC, {"authToken": "s3cr3t"}, 'unknown field "spec.authToken"'),
+    ("channel-enum", SANDBOX_SPEC, {"channel": "FAX"}, 'spec.channel: Unsupported value: "FAX"'),
+    ("provider-enum", SANDBOX_SPEC, {"provider": "vonage"}, 'spec.provider: Unsupported value: "vonage"'),
+    ("twilio-settings-required", TWILIO_SPEC, {"twilio": None}, "provider twilio needs spec.twilio"),
+    (
+        "twilio-one-sender",
+        TWILIO_SPEC,
+        {"twilio": {"messagingServiceSid": "MG0123456789abcdef0123456789abcdef"}},
+        "twilio needs exactly one of messagingServiceSid or from",
+    ),
+    ("twilio-from-e164", TWILIO_SPEC, {"twilio": {"from": "5550006"}}, "spec.twilio.from: Invalid value"),
+    (
+        "settings-match-provider",
+        TWILIO_SPEC,
+        {"sendgrid": {"fromEmail": "a@example.com"}},
+        "sender settings must match the provider",
+    ),
+    (
+        "sendgrid-settings-required",
+        SANDBOX_SPEC,
+        {"channel": "EMAIL", "provider": "sendgrid", "credentialsSecretRef": {"name": "sg"}},
+        "provider sendgrid needs spec.sendgrid with fromEmail",
+    ),
+    (
+        "sendgrid-from-email-required",
+        SANDBOX_SPEC,
+        {"channel": "EMAIL", "provider": "sendgrid", "credentialsSecretRef": {"name": "sg"}, "sendgrid": {}},
+        "spec.sendgrid.fromEmail: Required value",
+    ),
+    (
+        "whatsapp-settings-required",
+        SANDBOX_SPEC,
+        {"channel": "WHATSAPP", "provider": "whatsapp", "credentialsSecretRef": {"name": "wa"}},
+        "provider whatsapp needs spec.whatsapp with phoneNumberId",
+    ),
+    (
+        "whatsapp-phone-number-id",
+        SANDBOX_SPEC,
+        {
+            "channel": "WHATSAPP",
+            "provider": "whatsapp",
+            "credentialsSecretRef": {"name": "wa"},
+            "whatsapp": {"phoneNumberId": "+1555"},
+        },
+        "spec.whatsapp.phoneNumberId: Invalid value",
+    ),
+    (
+        "secret-keys-known",
+        TWILIO_SPEC,
+        {"credentialsSecretRef": {"keys": {"password": "pw"}}},
+        "credentialsSecretRef.keys may only map accountSid, authToken, apiKey, accessToken or appSecret",
+    ),
+    (
+        "secret-name-dns",
+        TWILIO_SPEC,
+        {"credentialsSecretRef": {"name": "Twilio_Credentials"}},
+        "spec.credentialsSecretRef.name: Invalid value",
+    ),
+    (
+        "endpoint-http-url",
+        SANDBOX_SPEC,
+        {"endpoint": "ftp://sandbox.local/"},
+        "endpoint must be an absolute http:// or https:// URL",
+    ),
+    (
+        "endpoint-no-credentials",
+        SANDBOX_SPEC,
+        {"endpoint": "https://user:pass@api.example.com/"},
+        "endpoint must not embed credentials",
+    ),
+    ("priority-range", SANDBOX_SPEC, {"priority": -1}, "spec.priority: Invalid value: -1"),
+    (
+        "circuit-mode-enum",
+        SANDBOX_SPEC,
+        {"circuitBreaker": {"mode": "Open"}},
+        'spec.circuitBreaker.mode: Unsupported value: "Open"',
+    ),
+    (
+        "circuit-threshold-percent",
+        SANDBOX_SPEC,
+        {"circuitBreaker": {"failureRateThreshold": 150}},
+        "spec.circuitBreaker.failureRateThreshold: Invalid value: 150: "
+        "spec.circuitBreaker.failureRateThreshold in body should be less than or equal to 100",
+    ),
+    (
+        "circuit-window-duration",
+        SANDBOX_SPEC,
+        {"circuitBreaker": {"window": "ten minutes"}},
+        "circuitBreaker.window must be a duration between 10s and 24h",
+    ),
+    (
+        "circuit-cooldown-duration",
+        SANDBOX_SPEC,
+        {"circuitBreaker": {"coolDown": "48h"}},
+        "circuitBreaker.coolDown must be a duration between 1s and 24h",
+    ),
+    (
+        "batch-min-le-max",
+        SANDBOX_SPEC,
+        {"scaling": {"batchSize": {"min": 50, "max": 20, "initial": 30}}},
+        "scaling.batchSize.min must be less than or equal to scaling.batchSize.max",
+    ),
+    (
+        "batch-initial-in-range",
+        SANDBOX_SPEC,
+        {"scaling": {"batchSize": {"min": 5, "max": 20, "initial": 30}}},
+        "scaling.batchSize.initial must lie between scaling.batchSize.min and max",
+    ),
+    (
+        "replicas-min-le-max",
+        SANDBOX_SPEC,
+        {"scaling": {"replicas": {"min": 4, "max": 2}}},
+        "scaling.replicas.min must be less than or equal to scaling.replicas.max",
+    ),
+    (
+        "replicas-managed-by-enum",
+        SANDBOX_SPEC,
+        {"scaling": {"replicas": {"managedBy": "HPA"}}},
+        'spec.scaling.replicas.managedBy: Unsupported value: "HPA"',
+    ),
+    (
+        "rate-limit-positive",
+        SANDBOX_SPEC,
+        {"rateLimit": {"messagesPerSecond": 0}},
+        "should be greater than or equal to 1",
+    ),
+]
+
+QUOTA_CASES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "org-or-portfolio-not-both",
+        {"businessPortfolioId": "1234"},
+        "exactly one of orgId or businessPortfolioId",
+    ),
+    ("org-or-portfolio-one", {"orgId": None}, "exactly one of orgId or businessPortfolioId"),
+    ("daily-limit-required", {"dailyLimit": None}, "dailyLimit is required unless tier is Unlimited"),
+    (
+        "daily-limit-within-tier",
+        {"dailyLimit": 20000},
+        "dailyLimit exceeds the limit of tier Tier10K (Tier250: 250, Tier1K: 1000",
+    ),
+    ("tier-enum", {"tier": "Tier2K"}, 'spec.tier: Unsupported value: "Tier2K"'),
+    ("per-number-rate-max", {"messagesPerSecond": 1001}, "should be less than or equal to 1000"),
+    ("pair-rate-non-negative", {"pairRateSeconds": -6}, "should be greater than or equal to 0"),
+    ("thresholds-ascending", {"alertThresholds": [85, 70, 95]}, "alertThresholds must be strictly ascending"),
+    ("thresholds-distinct", {"alertThresholds": [70, 70, 95]}, "alertThresholds must be strictly ascending"),
+    ("threshold-percent", {"alertThresholds": [70, 101]}, "should be less than or equal to 100"),
+    ("reset-period-duration", {"resetPeriod": "1 day"}, "resetPeriod must be a duration between 1m and 720h"),
+    (
+        "defer-after-first-alert",
+        {"alertThresholds": [70, 85, 95], "deferNonUrgentAbovePercent": 50},
+        "deferNonUrgentAbovePercent must not be below the first alert threshold",
+    ),
+    ("fallback-enum", {"fallbackChannel": "WHATSAPP"}, 'spec.fallbackChannel: Unsupported value: "WHATSAPP"'),
+    ("template-names", {"urgentTemplates": ["Urgent Alert"]}, "spec.urgentTemplates[0]: Invalid value"),
+]
+
+
+def _rejection(plane: ControlPlane, namespace: str, manifest: dict[str, Any]) -> str:
+    result = plane.apply(manifest, namespace=namespace, check=False)
+    assert result.returncode != 0, f"accepted but should be rejected: {manifest['spec']}\n{result.stdout}"
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("base", "patch", "message"),
+    [pytest.param(base, patch, message, id=case) for case, base, patch, message in CHANNEL_PROVIDER_CASES],
+)
+def test_channel_provider_rule(
+    plane: ControlPlane, namespace: str, base: dict[str, Any], patch: dict[str, Any], message: str
+) -> None:
+    manifest = channel_provider("invalid", merged(base, patch))
+    assert message in _rejection(plane, namespace, manifest)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"), [pytest.param(patch, message, id=case) for case, patch, message in QUOTA_CASES]
+)
+def test_quota_policy_rule(plane: ControlPlane, namespace: str, patch: dict[str, Any], message: str) -> None:
+    manifest = quota_policy("invalid", merged(QUOTA_SPEC, patch))
+    assert message in _rejection(plane, namespace, manifest)
+
+
+def test_channel_is_immutable(plane: ControlPlane, namespace: str) -> None:
+    plane.apply(channel_provider("sms", SANDBOX_SPEC), namespace=namespace)
+    patch = '{"spec":{"channel":"EMAIL"}}'
+    result = plane.kubectl("patch", "cp", "sms", "-n", namespace, "--type=merge", "-p", patch, check=False)
+    assert result.returncode != 0
+    assert "channel is immutable; create a new ChannelProvider instead" in result.stderr
+
+
+def test_sandbox_needs_no_secret_on_any_channel(plane: ControlPlane, namespace: str) -> None:
+    objects = [
+        channel_provider(f"sandbox-{c.lower()}", {"channel": c, "provider": "sandbox"}) for c in CHANNELS
+    ]
+    plane.apply(objects, namespace=namespace)
+    names = plane.kubectl("get", "cp", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(names) == sorted(
+        f"channelprovider.messaging.outbound.dev/{o['metadata']['name']}" for o in objects
+    )
+
+
+def test_unlimited_tier_needs_no_daily_limit(plane: ControlPlane, namespace: str) -> None:
+    plane.apply(
+        quota_policy("big", {"businessPortfolioId": "987654321", "tier": "Unlimited"}), namespace=namespace
+    )
+    spec = plane.kubectl_json("get", "qp", "big", "-n", namespace)["spec"]
+    assert "dailyLimit" not in spec
+    assert spec["tier"] == "Unlimited"
