@@ -49,9 +49,7 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attributes)
 
 
-def _builder(
-    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
-) -> x509.CertificateBuilder:
+def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()
@@ -133,9 +131,7 @@ def _write_pair(directory: Path, stem: str, issued: _Issued) -> tuple[Path, Path
 
 def _write_service_account_key(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return _write(directory / "sa.key", _key_pem(key)), _write(directory / "sa.pub", public)
 
 
@@ -145,8 +141,6 @@ def write_pki(directory: Path) -> PkiFiles:
     ca = _new_ca()
     ca_cert, ca_key = _write_pair(directory, "ca", ca)
     serving_cert, serving_key = _write_pair(directory, "apiserver", _serving(ca))
-    admin_cert, admin_key = _write_pair(
-        directory, "admin", _client(ca, "outbound-test-admin", "system:masters")
-    )
+    admin_cert, admin_key = _write_pair(directory, "admin", _client(ca, "outbound-test-admin", "system:masters"))
     sa_key, sa_pub = _write_service_account_key(directory)
     return PkiFiles(ca_cert, ca_key, serving_cert, serving_key, admin_cert, admin_key, sa_key, sa_pub)

@@ -38,8 +38,7 @@ SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Controllers worth having without nodes: namespace deletion, garbage collection of owned objects,
 # default ServiceAccounts, and Deployments -> ReplicaSets -> (Pending) Pods for operator tests.
 CONTROLLERS = ",".join(
-    f"{name}-controller"
-    for name in ("namespace", "garbage-collector", "serviceaccount", "deployment", "replicaset")
+    f"{name}-controller" for name in ("namespace", "garbage-collector", "serviceaccount", "deployment", "replicaset")
 )
 START_TIMEOUT = 60.0
 
@@ -118,9 +117,7 @@ class ControlPlane:
             "--log-level=warn",
         ]
         daemon = self._launch("etcd", argv)
-        wait_until(
-            lambda: _http_ok(f"{client}/health"), daemon=daemon, what="etcd /health", timeout=START_TIMEOUT
-        )
+        wait_until(lambda: _http_ok(f"{client}/health"), daemon=daemon, what="etcd /health", timeout=START_TIMEOUT)
         return client
 
     def _apiserver_argv(self, etcd_url: str, port: int) -> list[str]:
@@ -197,9 +194,7 @@ class ControlPlane:
             f"--cache-dir={self.workdir / 'kubectl-cache'}",
             *args,
         ]
-        result = subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
         if check and result.returncode != 0:
             raise KubectlError(result)
         return result
@@ -218,18 +213,12 @@ class ControlPlane:
     ) -> subprocess.CompletedProcess[str]:
         """kubectl apply of one object or a list of objects given as Python data."""
         document = (
-            manifest
-            if isinstance(manifest, Mapping)
-            else {"apiVersion": "v1", "kind": "List", "items": manifest}
+            manifest if isinstance(manifest, Mapping) else {"apiVersion": "v1", "kind": "List", "items": manifest}
         )
         scope = ["-n", namespace] if namespace else []
-        return self.kubectl(
-            "apply", *scope, "-f", "-", stdin=json.dumps(document), kubeconfig=kubeconfig, check=check
-        )
+        return self.kubectl("apply", *scope, "-f", "-", stdin=json.dumps(document), kubeconfig=kubeconfig, check=check)
 
-    def helm(
-        self, *args: str, check: bool = True, timeout: float = 120.0
-    ) -> subprocess.CompletedProcess[str]:
+    def helm(self, *args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """Run the helm binary from the tools folder against the plane."""
         if self.binaries.helm is None:
             raise RuntimeError("helm is not built: run `make kube-tools`")
@@ -262,14 +251,10 @@ class ControlPlane:
         """Kubeconfig acting as ServiceAccount ``namespace/name`` (created if missing), via TokenRequest."""
         account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}
         self.apply(account, namespace=namespace)
-        token = self.kubectl(
-            "create", "token", name, "-n", namespace, f"--duration={duration}"
-        ).stdout.strip()
+        token = self.kubectl("create", "token", name, "-n", namespace, f"--duration={duration}").stdout.strip()
         path = self.workdir / f"sa-{namespace}-{name}.kubeconfig"
         user = f"system:serviceaccount:{namespace}:{name}"
-        return write_token_kubeconfig(
-            path, server=self.server, ca_cert=self.pki.ca_cert, user_name=user, token=token
-        )
+        return write_token_kubeconfig(path, server=self.server, ca_cert=self.pki.ca_cert, user_name=user, token=token)
 
 
 def _dns_label(text: str, limit: int) -> str:
@@ -286,9 +271,7 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
 
 
 @contextmanager
-def running_plane(
-    binaries: KubeBinaries, workdir: Path, *, controller_manager: bool = True
-) -> Iterator[ControlPlane]:
+def running_plane(binaries: KubeBinaries, workdir: Path, *, controller_manager: bool = True) -> Iterator[ControlPlane]:
     """Start a plane for the duration of a ``with`` block; always stopped afterwards."""
     plane = ControlPlane(binaries, workdir, controller_manager=controller_manager)
     plane.start()

@@ -22,9 +22,7 @@ def free_ports(count: int) -> list[int]:
     The sockets are held open together until all ports are known, so no port is handed out twice.
     """
     with ExitStack() as stack:
-        sockets = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
-        ]
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
         return [int(sock.getsockname()[1]) for sock in sockets]
@@ -80,11 +78,7 @@ def wait_until(check: Callable[[], bool], *, daemon: Daemon, what: str, timeout:
     deadline = time.monotonic() + timeout
     while not check():
         if not daemon.running():
-            raise PlaneStartError(
-                f"{daemon.name} exited before {what}; log {daemon.log_path}:\n{daemon.log_tail()}"
-            )
+            raise PlaneStartError(f"{daemon.name} exited before {what}; log {daemon.log_path}:\n{daemon.log_tail()}")
         if time.monotonic() > deadline:
-            raise PlaneStartError(
-                f"{what} not reached in {timeout:.0f} s; log {daemon.log_path}:\n{daemon.log_tail()}"
-            )
+            raise PlaneStartError(f"{what} not reached in {timeout:.0f} s; log {daemon.log_path}:\n{daemon.log_tail()}")
         time.sleep(0.1)

@@ -66,9 +66,7 @@ def test_sample_applies(plane: ControlPlane, namespace: str, sample: Path) -> No
 
 def test_samples_cover_every_provider_and_a_quota_policy() -> None:
     names = {path.stem for path in SAMPLES}
-    expected = {f"channelprovider-{p}" for p in ("twilio", "sendgrid", "whatsapp", "sandbox")} | {
-        "quotapolicy"
-    }
+    expected = {f"channelprovider-{p}" for p in ("twilio", "sendgrid", "whatsapp", "sandbox")} | {"quotapolicy"}
     assert expected <= names
 
 
@@ -169,9 +167,7 @@ def test_quota_policy_status_subresource(plane: ControlPlane, namespace: str) ->
     plane.apply(quota_policy("acme"), namespace=namespace)
     status = {"used": 7100, "remaining": 2900, "resetAt": NOW, "throttledUntil": NOW, "observedGeneration": 1}
     warning = {"type": "QuotaWarning", "status": "True", "lastTransitionTime": NOW}
-    status["conditions"] = [
-        {**warning, "reason": "AboveThreshold70", "message": "71% of the daily limit used"}
-    ]
+    status["conditions"] = [{**warning, "reason": "AboveThreshold70", "message": "71% of the daily limit used"}]
     _patch_status(plane, "qp", "acme", namespace, {"status": status})
     assert plane.kubectl_json("get", "qp", "acme", "-n", namespace)["status"] == status
     table = plane.kubectl("get", "quotapolicies", "-n", namespace).stdout.splitlines()
@@ -211,9 +207,7 @@ def test_category_lists_both_kinds(plane: ControlPlane, namespace: str) -> None:
 def test_force_open_patch_is_accepted(plane: ControlPlane, namespace: str) -> None:
     plane.apply(channel_provider("twilio"), namespace=namespace)
     patch = '{"spec":{"circuitBreaker":{"mode":"ForceOpen"}}}'
-    result = plane.kubectl(
-        "patch", "channelprovider", "twilio", "-n", namespace, "--type", "merge", "-p", patch
-    )
+    result = plane.kubectl("patch", "channelprovider", "twilio", "-n", namespace, "--type", "merge", "-p", patch)
     assert "patched" in result.stdout
     stored = plane.kubectl_json("get", "channelprovider", "twilio", "-n", namespace)
     assert stored["spec"]["circuitBreaker"]["mode"] == "ForceOpen"

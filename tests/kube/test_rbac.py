@@ -70,9 +70,7 @@ def test_service_account_without_role_is_forbidden(plane: ControlPlane, namespac
     assert expected in result.stderr
 
 
-def test_service_account_with_role_is_allowed_only_what_it_grants(
-    plane: ControlPlane, namespace: str
-) -> None:
+def test_service_account_with_role_is_allowed_only_what_it_grants(plane: ControlPlane, namespace: str) -> None:
     plane.apply(channel_provider("twilio"), namespace=namespace)
     kubeconfig = plane.service_account_kubeconfig(namespace, "reader")
     plane.apply(_role_and_binding(namespace, "reader"), namespace=namespace)

@@ -226,20 +226,14 @@ def test_channel_is_immutable(plane: ControlPlane, namespace: str) -> None:
 
 
 def test_sandbox_needs_no_secret_on_any_channel(plane: ControlPlane, namespace: str) -> None:
-    objects = [
-        channel_provider(f"sandbox-{c.lower()}", {"channel": c, "provider": "sandbox"}) for c in CHANNELS
-    ]
+    objects = [channel_provider(f"sandbox-{c.lower()}", {"channel": c, "provider": "sandbox"}) for c in CHANNELS]
     plane.apply(objects, namespace=namespace)
     names = plane.kubectl("get", "cp", "-n", namespace, "-o", "name").stdout.split()
-    assert sorted(names) == sorted(
-        f"channelprovider.messaging.outbound.dev/{o['metadata']['name']}" for o in objects
-    )
+    assert sorted(names) == sorted(f"channelprovider.messaging.outbound.dev/{o['metadata']['name']}" for o in objects)
 
 
 def test_unlimited_tier_needs_no_daily_limit(plane: ControlPlane, namespace: str) -> None:
-    plane.apply(
-        quota_policy("big", {"businessPortfolioId": "987654321", "tier": "Unlimited"}), namespace=namespace
-    )
+    plane.apply(quota_policy("big", {"businessPortfolioId": "987654321", "tier": "Unlimited"}), namespace=namespace)
     spec = plane.kubectl_json("get", "qp", "big", "-n", namespace)["spec"]
     assert "dailyLimit" not in spec
     assert spec["tier"] == "Unlimited"
