@@ -20,6 +20,14 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE FUNCTION public.runtime_control_notify() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('outbound_control', TG_TABLE_NAME);
+    RETURN NULL;
+END $$;
+
 CREATE TABLE public.outbound_attempt (
     id bigint NOT NULL,
     outbound_message_id bigint NOT NULL,
@@ -140,6 +148,50 @@ ALTER TABLE public.outbound_message ALTER COLUMN id ADD GENERATED ALWAYS AS IDEN
     CACHE 1
 );
 
+CREATE TABLE public.provider_control (
+    provider text NOT NULL,
+    channel text NOT NULL,
+    kind text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    priority integer DEFAULT 100 NOT NULL,
+    circuit_mode text DEFAULT 'Auto'::text NOT NULL,
+    circuit_state text DEFAULT 'CLOSED'::text NOT NULL,
+    circuit_since timestamp with time zone DEFAULT now() NOT NULL,
+    circuit_reason text,
+    half_open_probes_per_minute integer DEFAULT 6 NOT NULL,
+    batch_size integer DEFAULT 10 NOT NULL,
+    messages_per_second numeric,
+    observed_generation bigint,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT provider_control_batch_size_check CHECK (((batch_size >= 1) AND (batch_size <= 1000))),
+    CONSTRAINT provider_control_channel_check CHECK ((channel = ANY (ARRAY['SMS'::text, 'EMAIL'::text, 'WHATSAPP'::text]))),
+    CONSTRAINT provider_control_circuit_mode_check CHECK ((circuit_mode = ANY (ARRAY['Auto'::text, 'ForceOpen'::text, 'ForceClosed'::text]))),
+    CONSTRAINT provider_control_circuit_state_check CHECK ((circuit_state = ANY (ARRAY['CLOSED'::text, 'OPEN'::text, 'HALF_OPEN'::text]))),
+    CONSTRAINT provider_control_half_open_probes_per_minute_check CHECK ((half_open_probes_per_minute >= 1)),
+    CONSTRAINT provider_control_kind_check CHECK ((kind = ANY (ARRAY['twilio'::text, 'sendgrid'::text, 'whatsapp'::text, 'sandbox'::text]))),
+    CONSTRAINT provider_control_messages_per_second_check CHECK ((messages_per_second > (0)::numeric))
+);
+
+CREATE TABLE public.whatsapp_quota_policy (
+    org_id text NOT NULL,
+    daily_limit integer,
+    reset_period_seconds integer DEFAULT 86400 NOT NULL,
+    messages_per_second numeric DEFAULT 80 NOT NULL,
+    pair_interval_seconds numeric DEFAULT 6 NOT NULL,
+    alert_thresholds integer[] DEFAULT '{70,85,95}'::integer[] NOT NULL,
+    urgent_templates text[] DEFAULT '{urgent_alert,appointment_reminder}'::text[] NOT NULL,
+    defer_non_urgent_above_percent integer,
+    fallback_channel text,
+    observed_generation bigint,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT whatsapp_quota_policy_daily_limit_check CHECK ((daily_limit >= 0)),
+    CONSTRAINT whatsapp_quota_policy_defer_non_urgent_above_percent_check CHECK (((defer_non_urgent_above_percent >= 1) AND (defer_non_urgent_above_percent <= 100))),
+    CONSTRAINT whatsapp_quota_policy_fallback_channel_check CHECK ((fallback_channel = ANY (ARRAY['SMS'::text, 'EMAIL'::text]))),
+    CONSTRAINT whatsapp_quota_policy_messages_per_second_check CHECK (((messages_per_second > (0)::numeric) AND (messages_per_second <= (1000)::numeric))),
+    CONSTRAINT whatsapp_quota_policy_pair_interval_seconds_check CHECK ((pair_interval_seconds >= (0)::numeric)),
+    CONSTRAINT whatsapp_quota_policy_reset_period_seconds_check CHECK ((reset_period_seconds > 0))
+);
+
 CREATE TABLE public.whatsapp_rate_limit (
     org_id text NOT NULL,
     messages_sent_count integer DEFAULT 0 NOT NULL,
@@ -164,6 +216,12 @@ ALTER TABLE ONLY public.outbound_message_archive
 ALTER TABLE ONLY public.outbound_message
     ADD CONSTRAINT outbound_message_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.provider_control
+    ADD CONSTRAINT provider_control_pkey PRIMARY KEY (provider);
+
+ALTER TABLE ONLY public.whatsapp_quota_policy
+    ADD CONSTRAINT whatsapp_quota_policy_pkey PRIMARY KEY (org_id);
+
 ALTER TABLE ONLY public.whatsapp_rate_limit
     ADD CONSTRAINT whatsapp_rate_limit_pkey PRIMARY KEY (org_id);
 
@@ -181,11 +239,17 @@ CREATE INDEX idx_outbound_message_provider_id ON public.outbound_message USING b
 
 CREATE INDEX idx_outbound_message_status_created ON public.outbound_message USING btree (status, created_at);
 
+CREATE INDEX idx_provider_control_channel ON public.provider_control USING btree (channel, priority);
+
 CREATE UNIQUE INDEX uq_outbound_message_idempotency ON public.outbound_message USING btree (org_id, idempotency_key) WHERE (idempotency_key IS NOT NULL);
 
 CREATE TRIGGER outbound_attempt_retry_sync AFTER UPDATE OF next_retry_at ON public.outbound_attempt FOR EACH ROW WHEN ((old.next_retry_at IS DISTINCT FROM new.next_retry_at)) EXECUTE FUNCTION public.outbound_attempt_sync_retry();
 
 CREATE TRIGGER outbound_message_ready AFTER INSERT OR UPDATE ON public.outbound_message FOR EACH ROW WHEN (((new.status = 'QUEUED'::text) AND (new.due_at <= now()))) EXECUTE FUNCTION public.outbound_message_notify();
+
+CREATE TRIGGER provider_control_changed AFTER INSERT OR DELETE OR UPDATE ON public.provider_control FOR EACH STATEMENT EXECUTE FUNCTION public.runtime_control_notify();
+
+CREATE TRIGGER whatsapp_quota_policy_changed AFTER INSERT OR DELETE OR UPDATE ON public.whatsapp_quota_policy FOR EACH STATEMENT EXECUTE FUNCTION public.runtime_control_notify();
 
 ALTER TABLE ONLY public.outbound_attempt
     ADD CONSTRAINT outbound_attempt_outbound_message_id_fkey FOREIGN KEY (outbound_message_id) REFERENCES public.outbound_message(id) ON DELETE CASCADE;
