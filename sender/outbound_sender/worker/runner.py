@@ -30,7 +30,7 @@ from outbound_sender.metrics import Metrics
 from outbound_sender.store.db import connect, create_pool
 from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
-from outbound_sender.worker.dispatch import Dispatcher
+from outbound_sender.worker.dispatch import CircuitOpenError, Dispatcher
 from outbound_sender.worker.results import CallResult
 from outbound_sender.worker.retry import RetryPolicy
 
@@ -220,7 +220,8 @@ class OutboundJobWorker:
             result = await chosen.send(message)
             outcome = results.success(message, provider, result, _ms(started))
         except ProviderError as error:
-            outcome = results.failure(message, provider, error, _ms(started), self.retry)
+            defer = isinstance(error, CircuitOpenError)  # circuits open: wait, burn no attempt
+            outcome = results.failure(message, provider, error, _ms(started), self.retry, defer=defer)
         except asyncio.CancelledError:
             self._completions.put_nowait(results.interrupted(message, provider, _ms(started)))
             raise
