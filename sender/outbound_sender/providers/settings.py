@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from outbound_sender.errors import ConfigError
 
 PROVIDER_NAMES = ("twilio", "sendgrid", "whatsapp")
 
@@ -171,3 +173,44 @@ class AllProviderSettings:
         self.webhook = WebhookSettings()
         self.failover = FailoverSettings()
         self.providers = ProvidersSettings()
+        self.sandbox = SandboxServerSettings()
+
+
+class SandboxServerSettings(BaseSettings):
+    """Where `outbound run` / `outbound sandbox` serve the three provider sandboxes (loopback)."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_SANDBOX_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    twilio_port: int = Field(8091, ge=0, le=65535)
+    sendgrid_port: int = Field(8092, ge=0, le=65535)
+    whatsapp_port: int = Field(8093, ge=0, le=65535)
+
+    def url(self, provider: str) -> str:
+        port = {"twilio": self.twilio_port, "sendgrid": self.sendgrid_port, "whatsapp": self.whatsapp_port}
+        return f"http://{self.host}:{port[provider]}"
+
+
+_PREFIXES = {
+    "TwilioSettings": "TWILIO_",
+    "SendGridSettings": "SENDGRID_",
+    "WhatsAppSettings": "WHATSAPP_",
+    "WebhookSettings": "OUTBOUND_WEBHOOK_",
+    "FailoverSettings": "OUTBOUND_CIRCUIT_",
+    "ProvidersSettings": "OUTBOUND_PROVIDERS_",
+    "SandboxServerSettings": "OUTBOUND_SANDBOX_",
+}
+
+
+def load_provider_settings() -> AllProviderSettings:
+    """Load every provider group; ConfigError names each bad environment variable (never its value
+    when it is a credential)."""
+    try:
+        return AllProviderSettings()
+    except ValidationError as error:
+        prefix = _PREFIXES.get(error.title, "")
+        lines = [
+            f"  {(prefix + '_'.join(str(p) for p in item['loc'])).upper()}: {item['msg']}"
+            for item in error.errors()
+        ]
+        raise ConfigError("invalid provider settings:\n" + "\n".join(lines)) from None
