@@ -11,6 +11,8 @@ Behaviour is set per sandbox through `GET/PUT /_sandbox/config` (or `app.config`
                             http:<status>  the provider's own 5xx body
                             timeout        hold the request for timeout_hold_seconds (client times out)
                             async:<name>   accept, then report a delivery failure by webhook
+                            slow           accept (webhooks follow), answer after the hold: the
+                                           client times out on a message that was sent
     rate_per_second       throughput limit (token bucket, burst = rate); answered as the real API does
     webhooks              send delivery webhooks (sent, then delivered) after webhook_delay_ms
     `GET /_sandbox/stats` counts per outcome; `POST /_sandbox/reset` clears them.

@@ -262,6 +262,8 @@ class SendGridSandbox(SandboxApp):
         self.stats["accepted"] += 1
         message_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
         self._events(body, message_id, arg if kind == "async" else None)
+        if kind == "slow":  # accepted, but the answer comes too late: an ambiguous send
+            await self.hold()
         return Reply(202, None, {"X-Message-Id": message_id})
 
     def _events(self, body: dict[str, Any], message_id: str, failure: str | None) -> None:

@@ -199,6 +199,8 @@ class TwilioSandbox(SandboxApp):
         self.stats["accepted"] += 1
         message = self.message_resource(fields)
         self._callbacks(fields, message, arg if kind == "async" else None)
+        if kind == "slow":  # accepted, but the answer comes too late: an ambiguous send
+            await self.hold()
         return Reply(201, message)
 
     def message_resource(self, fields: dict[str, str]) -> dict[str, Any]:

@@ -293,6 +293,8 @@ class WhatsAppSandbox(SandboxApp):
         self.stats["accepted"] += 1
         wamid = "wamid." + base64.b64encode(secrets.token_bytes(30)).decode()
         self._statuses(body, wamid, int(arg) if kind == "async" and arg.isdigit() else None)
+        if kind == "slow":  # accepted, but the answer comes too late: an ambiguous send
+            await self.hold()
         wa_id = body["to"].lstrip("+")
         return Reply(
             200,
