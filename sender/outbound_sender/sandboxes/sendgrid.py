@@ -215,11 +215,11 @@ class SendGridSandbox(SandboxApp):
         if not allowed or self.rate_limited():
             self.stats["rate_limited"] += 1
             return errors(429, "too many requests", headers=headers)
-        reply = await self._route(request)
+        reply = await self._endpoint(request)
         reply.headers.update(headers)
         return reply
 
-    async def _route(self, request: Request) -> Reply:
+    async def _endpoint(self, request: Request) -> Reply:
         route = (request.method, request.path)
         if route == ("POST", "/v3/mail/send"):
             return await self.mail_send(request)
