@@ -23,6 +23,7 @@ from outbound_sender.providers.settings import AllProviderSettings, load_provide
 from outbound_sender.providers.twilio import TwilioProvider
 from outbound_sender.providers.whatsapp import WhatsAppProvider
 from outbound_sender.sandboxes.base import SandboxApp as ProviderSandboxApp
+from outbound_sender.webhooks.store import ReceiptCheck
 from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
 from outbound_sender.worker.runner import OutboundJobWorker
@@ -112,7 +113,9 @@ def webhook_base(settings: AllSettings, config: AllProviderSettings) -> str | No
     return None
 
 
-def build_dispatcher(settings: AllSettings, metrics: Metrics | None = None) -> Dispatcher:
+def build_dispatcher(
+    settings: AllSettings, metrics: Metrics | None = None, dsn: str | None = None
+) -> Dispatcher:
     config = load_provider_settings()
     failover = config.failover
     breaker = BreakerConfig(failover.failure_threshold, failover.open_seconds, failover.half_open_probes)
@@ -121,6 +124,7 @@ def build_dispatcher(settings: AllSettings, metrics: Metrics | None = None) -> D
         priorities=provider_priorities(config),
         breaker=breaker,
         metrics=metrics,
+        receipts=ReceiptCheck(dsn) if dsn else None,
     )
 
 
@@ -168,7 +172,7 @@ def build_worker(dsn: str, settings: AllSettings, metrics: Metrics | None = None
     metrics = metrics or Metrics()
     return OutboundJobWorker(
         dsn,
-        build_dispatcher(settings, metrics),
+        build_dispatcher(settings, metrics, dsn),
         settings=settings.worker,
         switches=settings.switches,
         retry=retry,

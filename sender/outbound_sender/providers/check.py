@@ -106,10 +106,19 @@ class TestMessage:
 
 async def send_test(provider: Provider, name: str, message: TestMessage) -> CheckResult:
     outbound = OutboundMessage(
-        id=0, org_id="check", channel=CHANNELS[name], to_recipient=message.to, lease_id="", attempt_no=1,
-        attempt_count=1, max_attempts=1, body=message.body, subject=message.subject,
-        template_code=message.template, template_language=message.language,
-    )  # fmt: skip
+        id=0,
+        org_id="check",
+        channel=CHANNELS[name],
+        to_recipient=message.to,
+        lease_id="",
+        attempt_no=1,
+        attempt_count=1,
+        max_attempts=1,
+        body=message.body,
+        subject=message.subject,
+        template_code=message.template,
+        template_language=message.language,
+    )
     started = time.monotonic()
     try:
         result = await provider.send(outbound)

@@ -49,3 +49,29 @@ async def record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[Deliver
 
 async def events_of(db: asyncpg.Pool | asyncpg.Connection, message_id: int) -> list[asyncpg.Record]:
     return list(await db.fetch(sql("get_delivery_events"), message_id))
+
+
+class ReceiptCheck:
+    """Asks the database whether a message already has a positive delivery receipt.
+
+    The dispatcher calls it before sending a retry, so that a message whose earlier send was in
+    fact accepted (ambiguous timeout, crash before recording) is settled instead of sent twice.
+    Opens its own small pool on first use.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: asyncpg.Pool | None = None
+
+    async def __call__(self, message_id: int) -> str | None:
+        """The receipt's provider message id ('' when it had none), or None without a receipt."""
+        if self._pool is None:
+            from outbound_sender.store.db import create_pool
+
+            self._pool = await create_pool(self._dsn, min_size=1, max_size=2)
+        row = await self._pool.fetchrow(sql("accepted_receipt"), message_id)
+        return None if row is None else (row["provider_message_id"] or "")
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()

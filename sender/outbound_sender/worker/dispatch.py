@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from outbound_sender.domain import Channel, CircuitState, ErrorCode, OutboundMessage
 from outbound_sender.errors import PermanentError, ProviderError, RateLimitedError, TemporaryError
@@ -35,6 +36,7 @@ from outbound_sender.providers.base import Provider, SendResult
 log = logging.getLogger("OutboundJobWorker.circuit")
 ACCOUNT_CODES = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.ACCOUNT_SUSPENDED, ErrorCode.QUOTA_EXCEEDED})
 Clock = Callable[[], float]
+SETTLED_BY_RECEIPT = "settled-by-receipt"
 
 
 class NoProviderError(TemporaryError):
@@ -130,17 +132,34 @@ class CircuitBreaker:
                 self._on_change(state)
 
 
-class GuardedProvider:
-    """A provider chosen for one send: reports the outcome to its circuit."""
+class Receipts(Protocol):
+    """Whether a message already has a positive delivery receipt (webhooks.store.ReceiptCheck)."""
 
-    def __init__(self, provider: Provider, breaker: CircuitBreaker, probe: bool) -> None:
+    async def __call__(self, message_id: int) -> str | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class GuardedProvider:
+    """A provider chosen for one send: reports the outcome to its circuit, and does not re-send a
+    retried message that a delivery receipt shows was already accepted."""
+
+    def __init__(
+        self, provider: Provider, breaker: CircuitBreaker, probe: bool, receipts: Receipts | None = None
+    ) -> None:
         self.inner = provider
         self._breaker = breaker
         self._probe = probe
+        self._receipts = receipts
         self.name = provider.name
         self.channels = provider.channels
 
     async def send(self, message: OutboundMessage) -> SendResult:
+        if self._receipts is not None and message.attempt_no > 1:
+            receipt = await self._receipts(message.id)
+            if receipt is not None:
+                self._breaker.release(self._probe)
+                return SendResult(receipt or None, None, SETTLED_BY_RECEIPT)
         try:
             result = await self.inner.send(message)
         except ProviderError as error:
@@ -168,8 +187,11 @@ class Dispatcher:
         breaker: BreakerConfig | None = None,
         metrics: Metrics | None = None,
         clock: Clock = time.monotonic,
+        receipts: Receipts | None = None,
     ) -> None:
-        """`priorities` by provider name, lower first; unnamed providers keep their list order."""
+        """`priorities` by provider name, lower first; unnamed providers keep their list order.
+        `receipts`: checked before a retry is sent (see GuardedProvider)."""
+        self._receipts = receipts
         ranks = priorities or {}
         ordered = sorted(enumerate(providers), key=lambda item: (ranks.get(item[1].name, 0), item[0]))
         self._providers = [provider for _, provider in ordered]
@@ -203,7 +225,7 @@ class Dispatcher:
             probe = self.breakers[provider.name].acquire()
             if probe is not None:
                 self._count_failover(message.channel, candidates[0], provider)
-                return GuardedProvider(provider, self.breakers[provider.name], probe)
+                return GuardedProvider(provider, self.breakers[provider.name], probe, self._receipts)
         wait = min(self.breakers[p.name].reopens_in() for p in candidates)
         raise CircuitOpenError(
             ErrorCode.NO_PROVIDER,
@@ -225,3 +247,5 @@ class Dispatcher:
     async def aclose(self) -> None:
         for provider in self._providers:
             await provider.aclose()
+        if self._receipts is not None:
+            await self._receipts.aclose()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
-from outbound_sender.domain import Channel, ErrorCode, NewMessage, OutboundMessage
+from outbound_sender.domain import ErrorCode, NewMessage, OutboundMessage
 from outbound_sender.errors import (
     AmbiguousSendError,
     PermanentError,
@@ -92,7 +92,15 @@ async def running(case: Case) -> AsyncIterator[Running]:
 def outbound(case: Case, message_id: int = 1, to: str | None = None, **extra: object) -> OutboundMessage:
     fields: dict[str, object] = {"body": "hello", "subject": "hi"} | extra
     return OutboundMessage(
-        message_id, "org", case.channel, to or case.recipient, "lease", 1, 1, 5, **fields  # type: ignore[arg-type]
+        message_id,
+        "org",
+        case.channel,
+        to or case.recipient,
+        "lease",
+        1,
+        1,
+        5,
+        **fields,  # type: ignore[arg-type]
     )
 
 
@@ -256,7 +264,8 @@ async def test_delivery_failure_by_webhook_is_normalized(
     query = "SELECT delivery_status FROM outbound_message WHERE id = $1"
     assert await _wait_for(db, query, message_id, want=final) == final
     failed = await db.fetchval(
-        "SELECT error_code FROM outbound_delivery_event WHERE outbound_message_id = $1 AND error_code IS NOT NULL",
+        "SELECT error_code FROM outbound_delivery_event"
+        " WHERE outbound_message_id = $1 AND error_code IS NOT NULL",
         message_id,
     )
     assert failed == code.value

@@ -30,7 +30,9 @@ def _twilio_request(url: str, params: dict[str, str]) -> tuple[bytes, dict[str, 
     return urlencode(params).encode(), headers
 
 
-def _sendgrid_request(batch: list[dict[str, object]], timestamp: str | None = None) -> tuple[bytes, dict[str, str]]:
+def _sendgrid_request(
+    batch: list[dict[str, object]], timestamp: str | None = None
+) -> tuple[bytes, dict[str, str]]:
     raw = json.dumps(batch).encode()
     stamp = timestamp or str(int(time.time()))
     signature = sig.sendgrid_signature(credentials.sendgrid_signing_key(), raw, stamp)
@@ -43,13 +45,22 @@ def _sendgrid_request(batch: list[dict[str, object]], timestamp: str | None = No
 
 
 def _whatsapp_request(message_id: int, status: str, wamid: str = "wamid.A") -> tuple[bytes, dict[str, str]]:
-    item = {"id": wamid, "status": status, "timestamp": "1750000000", "recipient_id": "15551234567",
-            "biz_opaque_callback_data": str(message_id)}  # fmt: skip
-    payload = {"object": "whatsapp_business_account",
-               "entry": [{"id": "W", "changes": [{"field": "messages", "value": {"statuses": [item]}}]}]}  # fmt: skip
+    item = {
+        "id": wamid,
+        "status": status,
+        "timestamp": "1750000000",
+        "recipient_id": "15551234567",
+        "biz_opaque_callback_data": str(message_id),
+    }
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "W", "changes": [{"field": "messages", "value": {"statuses": [item]}}]}],
+    }
     raw = json.dumps(payload).encode()
-    return raw, {"content-type": "application/json",
-                 "x-hub-signature-256": sig.meta_signature(credentials.WHATSAPP_APP_SECRET, raw)}  # fmt: skip
+    return raw, {
+        "content-type": "application/json",
+        "x-hub-signature-256": sig.meta_signature(credentials.WHATSAPP_APP_SECRET, raw),
+    }
 
 
 async def _snapshot(db: asyncpg.Connection, message_id: int) -> tuple[object, ...]:
@@ -67,7 +78,9 @@ async def test_forged_and_tampered_webhooks_get_403_and_change_nothing(
     twilio_url = f"{webhooks.url}/twilio/status?outbound_id={message_id}"
     params = {"MessageSid": "SM1", "MessageStatus": "delivered"}
     body, headers = _twilio_request(twilio_url, params)
-    sg_body, sg_headers = _sendgrid_request([{"event": "delivered", "sg_event_id": "e1", "outbound_id": str(message_id)}])
+    sg_body, sg_headers = _sendgrid_request(
+        [{"event": "delivered", "sg_event_id": "e1", "outbound_id": str(message_id)}]
+    )
     wa_body, wa_headers = _whatsapp_request(message_id, "read")
     attempts = [
         (twilio_url, body.replace(b"delivered", b"undelivered"), headers),  # tampered body
@@ -75,7 +88,11 @@ async def test_forged_and_tampered_webhooks_get_403_and_change_nothing(
         (twilio_url, body, {"content-type": headers["content-type"]}),  # no signature
         (twilio_url, body, {**headers, "x-twilio-signature": "AAAA"}),  # forged
         (f"{webhooks.url}/sendgrid/events", sg_body.replace(b"delivered", b"bounce"), sg_headers),
-        (f"{webhooks.url}/sendgrid/events", sg_body, {**sg_headers, "x-twilio-email-event-webhook-timestamp": "1"}),
+        (
+            f"{webhooks.url}/sendgrid/events",
+            sg_body,
+            {**sg_headers, "x-twilio-email-event-webhook-timestamp": "1"},
+        ),
         (f"{webhooks.url}/sendgrid/events", sg_body, {"content-type": "application/json"}),
         (f"{webhooks.url}/whatsapp", wa_body.replace(b'"read"', b'"sent"'), wa_headers),
         (f"{webhooks.url}/whatsapp", wa_body, {**wa_headers, "x-hub-signature-256": "sha256=00"}),
@@ -87,12 +104,18 @@ async def test_forged_and_tampered_webhooks_get_403_and_change_nothing(
             assert response.status_code == 403, (url, content[:60])
     assert await _snapshot(db, message_id) == before
     rejected = webhooks.metrics.registry.get_sample_value
-    assert sum(rejected("outbound_webhook_events_total", {"provider": p, "outcome": "rejected"}) or 0
-               for p in ("twilio", "sendgrid", "whatsapp")) == len(attempts)  # fmt: skip
+    assert sum(
+        rejected("outbound_webhook_events_total", {"provider": p, "outcome": "rejected"}) or 0
+        for p in ("twilio", "sendgrid", "whatsapp")
+    ) == len(attempts)
     async with httpx.AsyncClient() as client:  # and the genuine ones pass
         assert (await client.post(twilio_url, content=body, headers=headers)).status_code == 200
-        assert (await client.post(f"{webhooks.url}/sendgrid/events", content=sg_body, headers=sg_headers)).status_code == 200
-        assert (await client.post(f"{webhooks.url}/whatsapp", content=wa_body, headers=wa_headers)).status_code == 200
+        assert (
+            await client.post(f"{webhooks.url}/sendgrid/events", content=sg_body, headers=sg_headers)
+        ).status_code == 200
+        assert (
+            await client.post(f"{webhooks.url}/whatsapp", content=wa_body, headers=wa_headers)
+        ).status_code == 200
 
 
 async def test_unconfigured_secrets_fail_closed(db_dsn: str, db: asyncpg.Connection) -> None:
@@ -109,10 +132,15 @@ async def test_unconfigured_secrets_fail_closed(db_dsn: str, db: asyncpg.Connect
     wa_body, _ = _whatsapp_request(message_id, "read")
     try:
         async with serve(app) as base, httpx.AsyncClient() as client:
-            unsigned = await client.post(f"{base}/webhooks/whatsapp", content=wa_body,
-                                         headers={"x-hub-signature-256": sig.meta_signature("", wa_body)})  # fmt: skip
-            verify = await client.get(f"{base}/webhooks/whatsapp",
-                                      params={"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"})  # fmt: skip
+            unsigned = await client.post(
+                f"{base}/webhooks/whatsapp",
+                content=wa_body,
+                headers={"x-hub-signature-256": sig.meta_signature("", wa_body)},
+            )
+            verify = await client.get(
+                f"{base}/webhooks/whatsapp",
+                params={"hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"},
+            )
     finally:
         await pool.close()
     assert (unsigned.status_code, verify.status_code) == (403, 403)
@@ -120,7 +148,11 @@ async def test_unconfigured_secrets_fail_closed(db_dsn: str, db: asyncpg.Connect
 
 
 async def test_whatsapp_verification_handshake(webhooks: Webhooks) -> None:
-    params = {"hub.mode": "subscribe", "hub.verify_token": credentials.WHATSAPP_VERIFY_TOKEN, "hub.challenge": "1158201444"}
+    params = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": credentials.WHATSAPP_VERIFY_TOKEN,
+        "hub.challenge": "1158201444",
+    }
     async with httpx.AsyncClient() as client:
         ok = await client.get(f"{webhooks.url}/whatsapp", params=params)
         wrong = await client.get(f"{webhooks.url}/whatsapp", params={**params, "hub.verify_token": "guess"})
@@ -130,7 +162,11 @@ async def test_whatsapp_verification_handshake(webhooks: Webhooks) -> None:
 
 @pytest.mark.parametrize(
     "order",
-    [["sent", "delivered", "read"], ["read", "delivered", "sent"], ["delivered", "sent", "read", "delivered"]],
+    [
+        ["sent", "delivered", "read"],
+        ["read", "delivered", "sent"],
+        ["delivered", "sent", "read", "delivered"],
+    ],
 )
 async def test_out_of_order_and_duplicate_receipts_never_move_backwards(
     webhooks: Webhooks, db: asyncpg.Connection, order: list[str]
@@ -140,8 +176,12 @@ async def test_out_of_order_and_duplicate_receipts_never_move_backwards(
     async with httpx.AsyncClient() as client:
         for status in [*order, *order]:  # every receipt twice: providers retry webhooks
             body, headers = _whatsapp_request(message_id, status)
-            assert (await client.post(f"{webhooks.url}/whatsapp", content=body, headers=headers)).status_code == 200
-            seen.append(await db.fetchval("SELECT delivery_status FROM outbound_message WHERE id = $1", message_id))
+            assert (
+                await client.post(f"{webhooks.url}/whatsapp", content=body, headers=headers)
+            ).status_code == 200
+            seen.append(
+                await db.fetchval("SELECT delivery_status FROM outbound_message WHERE id = $1", message_id)
+            )
     ranks = {"SENT": 1, "DELIVERED": 2, "READ": 3}
     assert [ranks[s] for s in seen] == sorted(ranks[s] for s in seen)  # monotonic
     assert seen[-1] == "READ"
@@ -156,9 +196,13 @@ async def test_event_without_our_id_finds_the_message_by_provider_id(
     webhooks: Webhooks, db: asyncpg.Connection
 ) -> None:
     message_id = await _message(db)
-    await db.execute("UPDATE outbound_message SET provider_message_id = 'SMabc', status = 'SENT' WHERE id = $1", message_id)
+    await db.execute(
+        "UPDATE outbound_message SET provider_message_id = 'SMabc', status = 'SENT' WHERE id = $1", message_id
+    )
     url = f"{webhooks.url}/twilio/status"
-    body, headers = _twilio_request(url, {"MessageSid": "SMabc", "MessageStatus": "undelivered", "ErrorCode": "30005"})
+    body, headers = _twilio_request(
+        url, {"MessageSid": "SMabc", "MessageStatus": "undelivered", "ErrorCode": "30005"}
+    )
     async with httpx.AsyncClient() as client:
         assert (await client.post(url, content=body, headers=headers)).status_code == 200
     row = await db.fetchrow("SELECT status, delivery_status FROM outbound_message WHERE id = $1", message_id)

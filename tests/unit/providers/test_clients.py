@@ -74,7 +74,11 @@ async def test_sendgrid_request_is_json_with_bearer_and_our_id() -> None:
     body = json.loads(seen[0].content)
     assert seen[0].headers["authorization"] == f"Bearer {credentials.SENDGRID_API_KEY}"
     assert body["personalizations"] == [
-        {"to": [{"email": "a@example.com"}], "custom_args": {"outbound_id": "77"}, "dynamic_template_data": {"n": 1}}
+        {
+            "to": [{"email": "a@example.com"}],
+            "custom_args": {"outbound_id": "77"},
+            "dynamic_template_data": {"n": 1},
+        }
     ]
     assert body["template_id"] == "d-" + "1" * 32
     assert "content" not in body
@@ -92,8 +96,13 @@ async def test_whatsapp_template_request() -> None:
         return httpx.Response(200, json={"messaging_product": "whatsapp", "messages": [{"id": "wamid.A"}]})
 
     provider = WhatsAppProvider(client(handler), sandboxes.whatsapp_settings("https://graph.test"))
-    message = msg(Channel.WHATSAPP, "+15551234567", template_code="appointment_reminder",
-                  template_language="de", template_params={"body": ["Ann", "10:00"]})  # fmt: skip
+    message = msg(
+        Channel.WHATSAPP,
+        "+15551234567",
+        template_code="appointment_reminder",
+        template_language="de",
+        template_params={"body": ["Ann", "10:00"]},
+    )
     result = await provider.send(message)
     assert seen[0].url.path == f"/v23.0/{credentials.WHATSAPP_PHONE_NUMBER_ID}/messages"
     assert seen[0].headers["authorization"] == f"Bearer {credentials.WHATSAPP_ACCESS_TOKEN}"
@@ -102,7 +111,12 @@ async def test_whatsapp_template_request() -> None:
     assert body["template"] == {
         "name": "appointment_reminder",
         "language": {"code": "de", "policy": "deterministic"},
-        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ann"}, {"type": "text", "text": "10:00"}]}],
+        "components": [
+            {
+                "type": "body",
+                "parameters": [{"type": "text", "text": "Ann"}, {"type": "text", "text": "10:00"}],
+            }
+        ],
     }
     assert result.provider_message_id == "wamid.A"
 
@@ -143,7 +157,9 @@ async def test_transport_failures(error: Exception, ambiguous: bool) -> None:
         assert raised.value.retry_after == 30.0
 
 
-async def test_provider_errors_are_logged_at_error_with_the_provider_name(caplog: pytest.LogCaptureFixture) -> None:
+async def test_provider_errors_are_logged_at_error_with_the_provider_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     body = {"error": {"message": "(#131026) Message undeliverable", "code": 131026}}
     provider: Provider = WhatsAppProvider(
         client(lambda _r: httpx.Response(400, json=body)), sandboxes.whatsapp_settings("https://graph.test")

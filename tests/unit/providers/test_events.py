@@ -3,6 +3,8 @@ SendGrid's published examples)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from outbound_sender.domain import DeliveryStatus as D
 from outbound_sender.domain import ErrorCode as E
 from outbound_sender.webhooks import events
@@ -22,9 +24,14 @@ def test_twilio_intermediate_states_do_not_move_the_message() -> None:
 
 
 def test_sendgrid_events_map_and_strip_the_message_id_suffix() -> None:
-    batch = [
-        {"event": "processed", "sg_event_id": "e1", "sg_message_id": "ABC.filter1", "outbound_id": "7",
-         "timestamp": 1600000000},
+    batch: list[dict[str, object]] = [
+        {
+            "event": "processed",
+            "sg_event_id": "e1",
+            "sg_message_id": "ABC.filter1",
+            "outbound_id": "7",
+            "timestamp": 1600000000,
+        },
         {"event": "delivered", "sg_event_id": "e2", "sg_message_id": "ABC.filter1", "outbound_id": "7"},
         {"event": "bounce", "type": "bounce", "sg_event_id": "e3", "reason": "550 no such user"},
         {"event": "bounce", "type": "blocked", "sg_event_id": "e4"},
@@ -33,7 +40,7 @@ def test_sendgrid_events_map_and_strip_the_message_id_suffix() -> None:
         {"event": "deferred", "sg_event_id": "e7"},
         {"event": "spamreport", "sg_event_id": "e8"},
         {"event": "open", "sg_event_id": "e9"},
-    ]  # fmt: skip
+    ]
     got = events.sendgrid_events(batch)
     assert got[0].provider_message_id == "ABC"
     assert got[0].outbound_id == 7
@@ -51,24 +58,41 @@ def test_sendgrid_events_map_and_strip_the_message_id_suffix() -> None:
     ]
 
 
-def _whatsapp(status: dict[str, object]) -> dict[str, object]:
+def _whatsapp(status: Mapping[str, object]) -> dict[str, object]:
     value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "1"}, "statuses": [status]}
-    return {"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": value}]}]}  # noqa: E501
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "W", "changes": [{"field": "messages", "value": value}]}],
+    }
 
 
 def test_whatsapp_statuses() -> None:
-    read = {"id": "wamid.X", "status": "read", "timestamp": "1750857384", "recipient_id": "1555",
-            "biz_opaque_callback_data": "9"}  # fmt: skip
+    read = {
+        "id": "wamid.X",
+        "status": "read",
+        "timestamp": "1750857384",
+        "recipient_id": "1555",
+        "biz_opaque_callback_data": "9",
+    }
     event = events.whatsapp_events(_whatsapp(read))[0]
     assert (event.event_id, event.status, event.outbound_id) == ("wamid.X:read", D.READ, 9)
     assert event.occurred_at.timestamp() == 1750857384
 
 
 def test_whatsapp_failed_status_is_normalized() -> None:
-    failed = {"id": "wamid.Y", "status": "failed", "timestamp": "1", "recipient_id": "1",
-              "errors": [{"code": 131050, "title": "stopped marketing", "error_data": {"details": "x"}}]}  # fmt: skip
+    failed = {
+        "id": "wamid.Y",
+        "status": "failed",
+        "timestamp": "1",
+        "recipient_id": "1",
+        "errors": [{"code": 131050, "title": "stopped marketing", "error_data": {"details": "x"}}],
+    }
     event = events.whatsapp_events(_whatsapp(failed))[0]
-    assert (event.status, event.error_code, event.provider_code) == (D.UNDELIVERED, E.RECIPIENT_UNSUBSCRIBED, "131050")
+    assert (event.status, event.error_code, event.provider_code) == (
+        D.UNDELIVERED,
+        E.RECIPIENT_UNSUBSCRIBED,
+        "131050",
+    )
 
 
 def test_whatsapp_incoming_messages_are_not_statuses() -> None:

@@ -87,7 +87,9 @@ def test_twilio_non_json_5xx_is_temporary() -> None:
 
 
 # SendGrid (section 2)
-def _sendgrid(status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> ProviderError:
+def _sendgrid(
+    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> ProviderError:
     body = {"errors": [{"message": message, "field": field, "help": None}]}
     return sendgrid.normalize(httpx.Response(status, json=body, headers=headers))
 

@@ -80,3 +80,14 @@ SELECT (SELECT count(*) FROM e)::int AS received,
 
 -- name: get_delivery_events
 SELECT * FROM outbound_delivery_event WHERE outbound_message_id = $1 ORDER BY occurred_at, id;
+
+-- name: accepted_receipt
+-- Before a retry is sent: a positive receipt (SENT, DELIVERED or READ) for the message proves an
+-- earlier send was accepted (an ambiguous timeout, or a crash before the result was recorded).
+-- Uses idx_outbound_delivery_event_message.
+SELECT provider, provider_message_id
+  FROM outbound_delivery_event
+ WHERE outbound_message_id = $1
+   AND delivery_status IN ('SENT', 'DELIVERED', 'READ')
+ ORDER BY occurred_at, id
+ LIMIT 1;
