@@ -148,7 +148,8 @@ class WebhookSender:
             self.sent[str(response.status_code)] += 1
         except httpx.HTTPError as error:
             self.sent["error"] += 1
-            log.warning("sandbox webhook failed", extra={"fields": {"url": url, "error": repr(error)}})
+            level = logging.DEBUG if self.sent["error"] > 1 else logging.WARNING  # say it once
+            log.log(level, "sandbox webhook failed", extra={"fields": {"url": url, "error": repr(error)}})
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait for the webhooks in flight (tests), then stop waiting."""
