@@ -70,3 +70,23 @@ class Metrics:
             registry=r,
         )
         self.claimed = Counter("outbound_worker_claimed", "Messages claimed", ["channel"], registry=r)
+        # Providers (issue 3): circuit state per provider (0=CLOSED, 1=HALF_OPEN, 2=OPEN), failovers,
+        # and delivery webhooks by outcome (recorded, duplicate, unmatched, rejected, resolved_ambiguous).
+        self.circuit_state = Gauge(
+            "outbound_provider_circuit_state",
+            "Per-pod circuit breaker state: 0=CLOSED, 1=HALF_OPEN, 2=OPEN",
+            ["provider", "channel"],
+            registry=r,
+        )
+        self.failover = Counter(
+            "outbound_provider_failover",
+            "Sends routed past a provider whose circuit was open",
+            ["channel", "from_provider", "to_provider"],
+            registry=r,
+        )
+        self.webhook_events = Counter(
+            "outbound_webhook_events",
+            "Delivery webhook events by outcome",
+            ["provider", "outcome"],
+            registry=r,
+        )

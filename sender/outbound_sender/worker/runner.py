@@ -31,7 +31,7 @@ from outbound_sender.quota.ledger import QuotaLedger, Refusal, Reservation
 from outbound_sender.store.db import connect, create_pool
 from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
-from outbound_sender.worker.dispatch import Dispatcher
+from outbound_sender.worker.dispatch import CircuitOpenError, Dispatcher
 from outbound_sender.worker.results import CallResult
 from outbound_sender.worker.retry import RetryPolicy
 
@@ -101,6 +101,7 @@ class OutboundJobWorker:
         """Work until `stop` is set, then drain: finish in-flight sends and record them."""
         self._pool = await create_pool(self.dsn, min_size=2, max_size=2, application=APPLICATION)
         self.quota = QuotaLedger(self._pool, default_limit=self.whatsapp_default_quota)
+        self.dispatcher.bind_pool(self._pool)
         try:
             await self._listen()
             completer = asyncio.create_task(self._complete_loop(), name="completer")
@@ -234,7 +235,8 @@ class OutboundJobWorker:
             outcome = results.success(message, provider, result, _ms(started))
         except ProviderError as error:
             await self._release_quota(reservation, error)
-            outcome = results.failure(message, provider, error, _ms(started), self.retry)
+            defer = isinstance(error, CircuitOpenError)  # circuits open: wait, burn no attempt
+            outcome = results.failure(message, provider, error, _ms(started), self.retry, defer=defer)
         except asyncio.CancelledError:
             self._completions.put_nowait(results.interrupted(message, provider, _ms(started)))
             raise
