@@ -53,9 +53,13 @@ def build_worker(dsn: str, settings: AllSettings, metrics: Metrics | None = None
         max_seconds=settings.retry.max_ms / 1000,
         max_hint_seconds=settings.retry.max_hint_seconds,
     )
+    metrics = metrics or Metrics()
+    providers = build_providers(settings)
+    for provider in providers:
+        metrics.init_provider(provider.name, provider.channels)
     return OutboundJobWorker(
         dsn,
-        Dispatcher(build_providers(settings)),
+        Dispatcher(providers),
         settings=settings.worker,
         switches=settings.switches,
         retry=retry,
@@ -65,7 +69,13 @@ def build_worker(dsn: str, settings: AllSettings, metrics: Metrics | None = None
 
 def sandbox_server(host: str, port: int, app: SandboxApp | None = None) -> uvicorn.Server:
     config = uvicorn.Config(
-        app or SandboxApp(), host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+        app or SandboxApp(),
+        host=host,
+        port=port,
+        log_config=None,  # our logging setup (logs.py) formats and masks uvicorn's lines too
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
     )
     return uvicorn.Server(config)
 
