@@ -35,6 +35,9 @@ _BARE = re.compile(r"(?<![\w.+])\d{10,15}(?!\w|\.\d)")
 # National formats: (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567.
 _NATIONAL = re.compile(r"(?<![\w.])(?:\(\d{3}\)\s?|\d{3}[ .-])\d{3}[ .-]\d{4}(?!\w|\.\d)")
 _PHONES = (_INTERNATIONAL, _BARE, _NATIONAL)
+# Every phone pattern above needs 7 digits with at most 2-3 other characters between neighbours:
+# text without such a run cannot hold a number, and skips the three substitutions (the common case).
+_SEVEN_DIGITS = re.compile(r"\d(?:\D{0,3}\d){6}")
 _LOGFMT_BARE = re.compile(r"^[A-Za-z0-9_.:/@+*-]+$")
 
 
@@ -52,6 +55,8 @@ def mask(text: str) -> str:
     """
     if "@" in text:
         text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}{m.group(3)}", text)
+    if _SEVEN_DIGITS.search(text) is None:
+        return text
     for pattern in _PHONES:
         text = pattern.sub(mask_phone, text)
     return text
@@ -65,8 +70,8 @@ def mask_value(value: Any) -> Any:
 
 
 def _logfmt_value(value: Any) -> str:
-    masked = mask_value(value)
-    text = "null" if masked is None else str(masked)
+    """Render one already-masked value: bare when safe, else quoted with escapes."""
+    text = "null" if value is None else str(value)
     if text and _LOGFMT_BARE.match(text):
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
@@ -83,28 +88,24 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return dict(fields) if isinstance(fields, dict) else {}
 
 
-def _base(record: logging.LogRecord) -> dict[str, Any]:
-    return {
-        "ts": _timestamp(record),
-        "level": record.levelname,
-        "logger": record.name,
-        "msg": record.getMessage(),
-    }
+_HEADER = ("ts", "level", "logger")
 
 
 class _MaskingFormatter(logging.Formatter):
     def _document(self, record: logging.LogRecord) -> dict[str, Any]:
-        """Every key of the line, values masked; exception and stack text included."""
-        doc = _base(record)
+        """Every key of the line: our own header, then masked message, fields, exception, stack."""
+        doc: dict[str, Any] = {"msg": record.getMessage()}
         for key, value in _fields(record).items():
-            doc.setdefault(str(key), value)
+            if key not in _HEADER:
+                doc.setdefault(str(key), value)
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:
             doc["exc"] = record.exc_text
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
-        return {key: mask_value(value) for key, value in doc.items()}
+        header = {"ts": _timestamp(record), "level": record.levelname, "logger": record.name}
+        return header | {key: mask_value(value) for key, value in doc.items()}
 
 
 class LogfmtFormatter(_MaskingFormatter):
