@@ -15,6 +15,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from outbound_sender.metrics import Metrics
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.observability import harness
 from tests.monitoring import RULES, dashboard_expressions
@@ -80,11 +83,26 @@ async def test_every_runbook_promql_expression_answers_from_a_real_prometheus(
                 assert answer["status"] == "success", (expr, answer)
                 assert answer["data"]["result"], f"no data for runbook expression: {expr}"
             await check_latency_is_a_number(prometheus)
+            check_labels_are_bounded(worker.metrics)
             await check_database_gauges_are_not_double_counted(prometheus, db)
             await check_rules_evaluate(prometheus)
             await check_dashboard_queries_parse(prometheus)
         finally:
             prometheus.stop()
+
+
+BOUNDED_LABELS = {"channel", "provider", "error_code", "status", "outcome", "org_id", "le"}
+
+
+def check_labels_are_bounded(metrics: Metrics) -> None:
+    """After real traffic, no label can hold a recipient, a message id or a correlation id."""
+    text = generate_latest(metrics.registry).decode()
+    names = {
+        name for family in text_string_to_metric_families(text) for s in family.samples for name in s.labels
+    }
+    assert names <= BOUNDED_LABELS, names - BOUNDED_LABELS
+    assert harness.OK_SMS not in text
+    assert "wave-" not in text
 
 
 async def check_latency_is_a_number(prometheus: PrometheusServer) -> None:
