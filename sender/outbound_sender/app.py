@@ -119,8 +119,12 @@ def build_dispatcher(settings: AllSettings, metrics: Metrics | None = None) -> D
     config = load_provider_settings()
     failover = config.failover
     breaker = BreakerConfig(failover.failure_threshold, failover.open_seconds, failover.half_open_probes)
+    providers = build_providers(settings, config)
+    if metrics is not None:
+        for provider in providers:  # series exist at zero from the start
+            metrics.init_provider(provider.name, provider.channels)
     return Dispatcher(
-        build_providers(settings, config),
+        providers,
         priorities=provider_priorities(config),
         breaker=breaker,
         metrics=metrics,
@@ -182,7 +186,13 @@ def build_worker(dsn: str, settings: AllSettings, metrics: Metrics | None = None
 
 def sandbox_server(host: str, port: int, app: SandboxApp | ProviderSandboxApp | None = None) -> uvicorn.Server:
     config = uvicorn.Config(
-        app or SandboxApp(), host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+        app or SandboxApp(),
+        host=host,
+        port=port,
+        log_config=None,  # our logging setup (logs.py) formats and masks uvicorn's lines too
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
     )
     return uvicorn.Server(config)
 

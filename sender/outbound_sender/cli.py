@@ -15,6 +15,9 @@ from outbound_sender.config import AllSettings, load_settings
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.errors import ConfigError
 from outbound_sender.logs import setup_logging
+from outbound_sender.metrics import Metrics
+from outbound_sender.observability.sentry import setup_sentry
+from outbound_sender.observability.service import observe
 from outbound_sender.providers import check
 from outbound_sender.providers.settings import load_provider_settings
 from outbound_sender.store import messages, migrations
@@ -75,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"outbound: {error}", file=sys.stderr)
         return 2
     setup_logging(settings.base.outbound_log_format, settings.base.outbound_log_level)
+    setup_sentry(worker_type="OutboundJobWorker" if args.command == "worker" else args.command)
     handler = COMMANDS[args.command]
     return app.run_async(lambda: handler(settings, args))
 
@@ -176,7 +180,9 @@ async def _worker(settings: AllSettings, _args: argparse.Namespace) -> int:
             print("OutboundJobWorker disabled by OUTBOUND_WORKER_ENABLED=false; not claiming", flush=True)
             await stop.wait()
             return 0
-        await app.build_worker(dsn, settings).run(stop)
+        metrics = Metrics()
+        worker = app.build_worker(dsn, settings, metrics)
+        await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=True))
     return 0
 
 
@@ -215,10 +221,12 @@ async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
     with runtime.database(settings.base) as dsn:
         await _apply_migrations(dsn)
         async with _sandbox_running(settings, stop):
-            worker = asyncio.create_task(app.build_worker(dsn, settings).run(stop))
+            metrics = Metrics()
+            worker = asyncio.create_task(app.build_worker(dsn, settings, metrics).run(stop))
+            observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=True))
             await _demo(dsn)
             _print_howto()
-            await worker
+            await asyncio.gather(worker, observing)
     return 0
 
 

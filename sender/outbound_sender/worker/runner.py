@@ -266,6 +266,7 @@ class OutboundJobWorker:
             self.metrics.ambiguous.labels(channel, provider).inc()
         if r.error_code is None:
             self.metrics.send_success.labels(channel, provider).inc()
+            self._log_sent(r, provider)
             return
         self.metrics.send_failure.labels(channel, provider, r.error_code).inc()
         final = r.retry_delay_ms is None or r.message.attempt_count >= r.message.max_attempts
@@ -281,6 +282,18 @@ class OutboundJobWorker:
             providerCode=r.provider_code,
         )
         log.log(level, f"handleFailure: {r.error_message}", extra={"fields": fields})
+
+    def _log_sent(self, r: CallResult, provider: str) -> None:
+        """One line per accepted message: `grep messageId=<id>` finds its correlation id and provider."""
+        fields = message_fields(
+            r.message.id,
+            r.message.correlation_id,
+            provider=provider,
+            channel=r.message.channel.value,
+            providerMessageId=r.provider_message_id,
+            durationMs=r.duration_ms,
+        )
+        log.info("OutboundJobWorker sent", extra={"fields": fields})
 
     async def _drain(self) -> None:
         """SIGTERM: no new claims; give in-flight sends the grace period, then interrupt them."""
