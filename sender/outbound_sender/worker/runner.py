@@ -31,12 +31,14 @@ from outbound_sender.quota.ledger import QuotaLedger, Refusal, Reservation
 from outbound_sender.store.db import connect, create_pool
 from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
+from outbound_sender.worker.control import ProviderControl, RuntimeControl
 from outbound_sender.worker.dispatch import CircuitOpenError, Dispatcher
 from outbound_sender.worker.results import CallResult
 from outbound_sender.worker.retry import RetryPolicy
 
 log = logging.getLogger("OutboundJobWorker")
 NOTIFY_CHANNEL = "outbound_message_ready"
+CONTROL_CHANNEL = "outbound_control"
 APPLICATION = "outbound-worker"  # application_name of the worker's connections (pg_stat_activity)
 COMPLETE_BATCH_MAX = 500
 RECOVERY_BATCH = 500
@@ -92,6 +94,8 @@ class OutboundJobWorker:
         self._completions: asyncio.Queue[CallResult | None] = asyncio.Queue()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self.control = RuntimeControl(dispatcher.provider_names)
+        self._control_changed = asyncio.Event()
         self._next_retry = float("inf")  # monotonic time of the earliest retry this worker scheduled
         self.claimed_total = 0
         self.completed_total = 0
@@ -104,16 +108,19 @@ class OutboundJobWorker:
         self.dispatcher.bind_pool(self._pool)
         try:
             await self._listen()
+            await self._refresh_control()
             completer = asyncio.create_task(self._complete_loop(), name="completer")
             recovery = asyncio.create_task(self._recovery_loop(stop), name="recovery")
+            controller = asyncio.create_task(self._control_loop(stop), name="control")
             log.info("OutboundJobWorker started", extra={"fields": self._describe()})
             await self._claim_loop(stop)
             await self._drain()
             self._completions.put_nowait(None)
             await completer
-            recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recovery
+            for task in (recovery, controller):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         finally:
             await self._close()
         log.info("OutboundJobWorker stopped", extra={"fields": {"completed": self.completed_total}})
@@ -137,6 +144,7 @@ class OutboundJobWorker:
         try:
             self._listener = await connect(self.dsn, application=APPLICATION)
             await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            await self._listener.add_listener(CONTROL_CHANNEL, self._on_control)
         except (OSError, asyncpg.PostgresError) as error:
             self._listener = None
             log.warning("LISTEN unavailable, polling only", extra={"fields": {"error": repr(error)}})
@@ -145,11 +153,43 @@ class OutboundJobWorker:
         if payload in {c.value for c in self.active_channels()}:
             self._wake.set()
 
+    def _on_control(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
+        self._control_changed.set()
+
     def active_channels(self) -> frozenset[Channel]:
         wanted = frozenset(self.settings.channels) & self.switches.enabled()
         if self.channel_gate is not None:
             wanted &= frozenset(self.channel_gate())
-        return wanted
+        return self.control.allowed_channels(wanted)
+
+    # ---- runtime control -------------------------------------------------------------------
+    async def _control_loop(self, stop: asyncio.Event) -> None:
+        """Re-read provider_control every control interval, and at once on NOTIFY outbound_control."""
+        interval = self.settings.control_interval_ms / 1000
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(self._control_changed.wait(), stop.wait()), interval)
+            self._control_changed.clear()
+            try:
+                await self._refresh_control()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.error("OutboundJobWorker control refresh failed", extra={"fields": {"error": repr(error)}})
+
+    async def _refresh_control(self) -> None:
+        assert self._pool is not None
+        rows = [ProviderControl.from_row(dict(row)) for row in await self._pool.fetch(sql("control_rows"))]
+        self.control.update(rows)
+        self.dispatcher.apply_control({row.provider: row for row in rows})
+        self._wake.set()  # a channel may have just opened
+
+    def _claim_size(self, channels: frozenset[Channel]) -> int:
+        """The batch: the control row's for controlled channels (an operator-run worker serves one
+        channel), else OUTBOUND_WORKER_BATCH_SIZE."""
+        controlled = [c for c in channels if self.control.controlled(c)]
+        if not controlled:
+            return self.settings.batch_size if channels else 0
+        now = time.monotonic()
+        return max(self.control.claim_size(c, self.settings.batch_size, now) for c in controlled)
 
     # ---- claiming --------------------------------------------------------------------------
     async def _claim_loop(self, stop: asyncio.Event) -> None:
@@ -158,9 +198,8 @@ class OutboundJobWorker:
             await self._wait_capacity(stop)
             if stop.is_set():
                 return
-            want = min(self.settings.batch_size, self.settings.max_in_flight - len(self._in_flight))
-            got = await self._claim_once(want)
-            if got < want:
+            got, wanted = await self._claim_once(self.settings.max_in_flight - len(self._in_flight))
+            if got < wanted or wanted == 0:
                 await self._sleep(stop, self._until_next_retry(poll))
 
     def _until_next_retry(self, poll: float) -> float:
@@ -170,10 +209,12 @@ class OutboundJobWorker:
             self._next_retry = float("inf")
         return max(0.0, min(poll, self._next_retry - now))
 
-    async def _claim_once(self, want: int) -> int:
+    async def _claim_once(self, free: int) -> tuple[int, int]:
+        """Claim up to a batch (the control row's batch size when controlled); (claimed, wanted)."""
         channels = self.active_channels()
-        if not channels:
-            return 0
+        want = min(free, self._claim_size(channels))
+        if not channels or want <= 0:
+            return 0, 0
         assert self._pool is not None
         self._wake.clear()
         try:
@@ -186,13 +227,13 @@ class OutboundJobWorker:
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.error("OutboundJobWorker claim failed", extra={"fields": {"error": repr(error)}})
-            return 0
+            return 0, want
         self.metrics.heartbeat.set_to_current_time()
         if rows:
             log.info(f"OutboundJobWorker Processing {len(rows)} pending outbound messages")
             for row in rows:
                 self._start_send(message_from_row(row))
-        return len(rows)
+        return len(rows), want
 
     def _start_send(self, message: OutboundMessage) -> None:
         self.claimed_total += 1
