@@ -193,7 +193,18 @@ def build_worker(dsn: str, settings: AllSettings, metrics: Metrics | None = None
         switches=settings.switches,
         retry=retry,
         metrics=metrics,
+        redis_url=settings.base.redis_url,
+        whatsapp_number=whatsapp_number(settings),
     )
+
+
+def whatsapp_number(settings: AllSettings) -> str:
+    """Throughput is limited per business phone number: its id, else the provider's name."""
+    if settings.provider.kind in ("sandbox", "live"):
+        number = load_provider_settings().whatsapp.phone_number_id
+        if number:
+            return number
+    return settings.provider.name or "default"
 
 
 def sandbox_server(host: str, port: int, app: SandboxApp | ProviderSandboxApp | None = None) -> uvicorn.Server:

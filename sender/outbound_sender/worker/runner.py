@@ -24,10 +24,13 @@ import asyncpg
 
 from outbound_sender.config import ChannelSwitches, WorkerSettings
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage, Status
-from outbound_sender.errors import AmbiguousSendError, ProviderError, TemporaryError
+from outbound_sender.errors import ProviderError, TemporaryError
 from outbound_sender.logs import message_fields
 from outbound_sender.metrics import Metrics
-from outbound_sender.quota.ledger import QuotaLedger, Refusal, Reservation
+from outbound_sender.quota.gate import Decision, Held, Rerouted, WhatsAppGate
+from outbound_sender.quota.ledger import QuotaLedger
+from outbound_sender.quota.policy import PolicyBook, QuotaPolicy
+from outbound_sender.quota.ratelimit import WhatsAppRateLimiter
 from outbound_sender.store.db import connect, create_pool
 from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
@@ -77,7 +80,9 @@ class OutboundJobWorker:
         retry: RetryPolicy | None = None,
         metrics: Metrics | None = None,
         channel_gate: Callable[[], Iterable[Channel]] | None = None,
-        whatsapp_default_quota: int = 1000,
+        redis_url: str | None = None,
+        whatsapp_number: str = "default",
+        policies: PolicyBook | None = None,
     ) -> None:
         self.dsn = dsn
         self.dispatcher = dispatcher
@@ -86,8 +91,10 @@ class OutboundJobWorker:
         self.retry = retry or RetryPolicy()
         self.metrics = metrics or Metrics()
         self.channel_gate = channel_gate
-        self.whatsapp_default_quota = whatsapp_default_quota
-        self.quota: QuotaLedger | None = None
+        self.redis_url = redis_url
+        self.whatsapp_number = whatsapp_number
+        self.policies = policies or PolicyBook()
+        self.gate: WhatsAppGate | None = None
         self._wake = asyncio.Event()
         self._capacity = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -104,7 +111,7 @@ class OutboundJobWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then drain: finish in-flight sends and record them."""
         self._pool = await create_pool(self.dsn, min_size=2, max_size=2, application=APPLICATION)
-        self.quota = QuotaLedger(self._pool, default_limit=self.whatsapp_default_quota)
+        self.gate = self._whatsapp_gate(self._pool)
         self.dispatcher.bind_pool(self._pool)
         try:
             await self._listen()
@@ -133,7 +140,18 @@ class OutboundJobWorker:
             "channels": ",".join(sorted(c.value for c in self.active_channels())) or "none",
         }
 
+    def _whatsapp_gate(self, pool: asyncpg.Pool) -> WhatsAppGate:
+        client = None
+        if self.redis_url:
+            import redis.asyncio as aioredis
+
+            client = aioredis.from_url(self.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        limiter = WhatsAppRateLimiter(client, gauge=self.metrics.ratelimit_fallback)
+        return WhatsAppGate(QuotaLedger(pool), limiter, self.policies, self.whatsapp_number)
+
     async def _close(self) -> None:
+        if self.gate is not None and self.gate.limiter.client is not None:
+            await self.gate.limiter.client.aclose()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=5)
@@ -180,6 +198,8 @@ class OutboundJobWorker:
         rows = [ProviderControl.from_row(dict(row)) for row in await self._pool.fetch(sql("control_rows"))]
         self.control.update(rows)
         self.dispatcher.apply_control({row.provider: row for row in rows})
+        policies = await self._pool.fetch(sql("quota_policies"))
+        self.policies.update(QuotaPolicy.from_row(dict(row)) for row in policies)
         self._wake.set()  # a channel may have just opened
 
     def _claim_size(self, channels: frozenset[Channel]) -> int:
@@ -262,21 +282,19 @@ class OutboundJobWorker:
     async def _send(self, message: OutboundMessage) -> None:
         started = time.monotonic()
         provider: str | None = None
-        reservation = None
+        decision: Decision | None = None
         try:
-            reservation = await self._reserve_quota(message)
-            if isinstance(reservation, Refusal):
-                code = ErrorCode.RATE_LIMIT_EXCEEDED if reservation.reason == "throttled" else ErrorCode.QUOTA_EXCEEDED
-                outcome = results.deferred(message, reservation.wait_seconds, code, reservation.reason)
-                self._completions.put_nowait(outcome)
+            decision = await self._admit(message)
+            if isinstance(decision, Held | Rerouted):
+                await self._hold_or_reroute(message, decision)
                 return
             chosen = self.dispatcher.provider_for(message)
             provider = chosen.name
             result = await chosen.send(message)
             outcome = results.success(message, provider, result, _ms(started))
         except ProviderError as error:
-            await self._release_quota(reservation, error)
-            defer = isinstance(error, CircuitOpenError)  # circuits open: wait, burn no attempt
+            hold = await self._after_failure(message, decision, error)
+            defer = hold is not None or isinstance(error, CircuitOpenError)  # wait, burn no attempt
             outcome = results.failure(message, provider, error, _ms(started), self.retry, defer=defer)
         except asyncio.CancelledError:
             self._completions.put_nowait(results.interrupted(message, provider, _ms(started)))
@@ -288,16 +306,39 @@ class OutboundJobWorker:
         self._observe_call(outcome)
         self._completions.put_nowait(outcome)
 
-    async def _reserve_quota(self, message: OutboundMessage) -> Reservation | Refusal | None:
-        if message.channel is not Channel.WHATSAPP or self.quota is None:
+    # ---- WhatsApp quota and limits (quota/gate.py) -------------------------------------------
+    async def _admit(self, message: OutboundMessage) -> Decision | None:
+        if message.channel is not Channel.WHATSAPP or self.gate is None:
             return None
-        return await self.quota.reserve(message.org_id)
+        return await self.gate.admit(message)
 
-    async def _release_quota(self, reservation: Reservation | Refusal | None, error: ProviderError) -> None:
-        """A definite failure gives the reservation back; an ambiguous one may have been counted."""
-        if isinstance(reservation, Reservation) and not isinstance(error, AmbiguousSendError):
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self.quota.release(reservation)  # type: ignore[union-attr]
+    async def _after_failure(
+        self, message: OutboundMessage, decision: Decision | None, error: ProviderError
+    ) -> float | None:
+        if self.gate is None or message.channel is not Channel.WHATSAPP:
+            return None
+        try:
+            return await self.gate.after_failure(message, decision, error)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as db_error:
+            log.error("OutboundJobWorker quota bookkeeping failed", extra={"fields": {"error": repr(db_error)}})
+            return None
+
+    async def _hold_or_reroute(self, message: OutboundMessage, decision: Held | Rerouted) -> None:
+        fields = message_fields(message.id, message.correlation_id, decision=decision.note)
+        log.info("OutboundJobWorker WhatsApp quota decision", extra={"fields": fields})
+        if isinstance(decision, Held):
+            self._completions.put_nowait(results.deferred(message, decision.seconds, decision.code, decision.note))
+            return
+        assert self._pool is not None
+        await self._pool.execute(
+            sql("reroute_message"),
+            message.id,
+            message.lease_id,
+            decision.channel.value,
+            decision.note,
+            self.settings.id,
+        )
+        self.metrics.rerouted.labels(message.channel.value, decision.channel.value).inc()
 
     def _observe_call(self, r: CallResult) -> None:
         channel = r.message.channel.value
