@@ -11,10 +11,12 @@ from collections.abc import Sequence
 import asyncpg
 
 from outbound_sender import app, runtime
+from outbound_sender.api import commands as api_commands
 from outbound_sender.config import AllSettings, load_settings
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.errors import ConfigError
 from outbound_sender.logs import setup_logging
+from outbound_sender.metrics import Metrics
 from outbound_sender.store import messages, migrations
 from outbound_sender.store.db import connect
 
@@ -34,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="a message with its attempts")
     show.add_argument("id", type=int)
     _enqueue_args(sub.add_parser("enqueue", help="insert one message (QUEUED) and NOTIFY the workers"))
+    api_commands.add_parsers(sub)
     return parser
 
 
@@ -178,10 +181,12 @@ async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
     app.install_stop_signals(stop)
     with runtime.database(settings.base) as dsn:
         await _apply_migrations(dsn)
-        async with _sandbox_running(settings, stop):
-            worker = asyncio.create_task(app.build_worker(dsn, settings).run(stop))
+        metrics = Metrics()
+        async with _sandbox_running(settings, stop), api_commands.api_running(dsn, settings, stop, metrics):
+            worker = asyncio.create_task(app.build_worker(dsn, settings, metrics).run(stop))
             await _demo(dsn)
             _print_howto()
+            await api_commands.print_api_howto(dsn, settings)
             await worker
     return 0
 
@@ -235,6 +240,8 @@ COMMANDS = {
     "status": _status,
     "show": _show,
     "enqueue": _enqueue,
+    "api": api_commands.serve_api,
+    "apikey": api_commands.apikey,
 }
 
 if __name__ == "__main__":
