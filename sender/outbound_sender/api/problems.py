@@ -110,6 +110,9 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
 
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8): an invalid body like any other
+        field = FieldError(field="(request body)", location="body", reason="is not valid UTF-8 JSON")
+        return error_response(request, ApiError(422, "validation_failed", _summary(1), [field]))
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     headers = dict(exc.headers or {})
     return error_response(request, ApiError(exc.status_code, code, str(exc.detail), headers=headers))

@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from outbound_sender.api.context import ApiContext, Context, Tenant
 from outbound_sender.api.idempotency import batch_keys, request_hash
@@ -64,7 +64,13 @@ def _replay(model: type[Message | BatchOut], what: str) -> dict[int | str, dict[
     return {200: {"model": model, "description": f"Replay of an earlier {what} with this Idempotency-Key"}}
 
 
-router = APIRouter(prefix="/v1", tags=["messages"], responses=_errors(401, 422, 429))
+def _correlation(correlation_id: CorrelationHeader = None) -> None:
+    """Declares and checks X-Correlation-ID on every route; the middleware has already read it."""
+
+
+router = APIRouter(
+    prefix="/v1", tags=["messages"], responses=_errors(401, 422, 429), dependencies=[Depends(_correlation)]
+)
 
 
 def message_out(row: asyncpg.Record) -> Message:
@@ -115,7 +121,7 @@ def _created(context: ApiContext, response: Response, created: message_api.Creat
     "/messages",
     status_code=201,
     summary="Create a message",
-    responses=_replay(Message, "request") | _errors(409),
+    responses=_replay(Message, "request") | _errors(409, 413),
 )
 async def create_message(
     message: MessageIn,
@@ -124,7 +130,6 @@ async def create_message(
     org_id: Tenant,
     context: Context,
     *,
-    correlation_id: CorrelationHeader = None,
     idempotency_key: IdempotencyHeader = None,
 ) -> Message:
     to, problems = _prepare(message, context)
@@ -155,7 +160,6 @@ async def create_batch(
     org_id: Tenant,
     context: Context,
     *,
-    correlation_id: CorrelationHeader = None,
     idempotency_key: IdempotencyHeader = None,
 ) -> BatchOut:
     prepared = [_prepare(m, context, f"messages[{i}].") for i, m in enumerate(batch.messages)]

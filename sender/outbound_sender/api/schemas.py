@@ -7,6 +7,7 @@ take "5"), so what the document promises is exactly what the API accepts.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
@@ -20,10 +21,14 @@ CORRELATION_ID = r"^[A-Za-z0-9._:/@+-]{1,128}$"
 IDEMPOTENCY_KEY = r"^[\x21-\x22\x24-\x7e]{1,255}$"  # visible ASCII without '#' (batch keys use it)
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _datetime_text(value: object) -> object:
-    if not isinstance(value, str | dt.datetime):
-        raise ValueError("must be an RFC 3339 date-time string with a time zone offset")
-    return value
+    """Only RFC 3339 text (pydantic alone would also take numbers as Unix times)."""
+    if isinstance(value, dt.datetime) or (isinstance(value, str) and _RFC3339.match(value)):
+        return value
+    raise ValueError("must be an RFC 3339 date-time with a time zone offset, e.g. 2026-03-01T09:30:00Z")
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 
 from tests.integration.api.conftest import EMAIL, ORG, SMS, WHATSAPP, count_messages
+from tests.workers import one
 
 
 async def test_create_then_fetch_a_message(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
@@ -21,9 +22,7 @@ async def test_create_then_fetch_a_message(client: httpx.AsyncClient, db: asyncp
     assert fetched.status_code == 200
     assert fetched.json()["attempts"] == []
     assert fetched.json()["to"] == "+14155552671"
-    row = await db.fetchrow(
-        "SELECT org_id, channel, to_recipient, body FROM outbound_message WHERE id = $1", message["id"]
-    )
+    row = await one(db, "SELECT org_id, channel, to_recipient, body FROM outbound_message WHERE id = $1", message["id"])
     assert dict(row) == {"org_id": ORG, "channel": "SMS", "to_recipient": "+14155552671", "body": SMS["body"]}
 
 
@@ -38,7 +37,7 @@ async def test_priority_send_at_and_max_attempts_are_stored(client: httpx.AsyncC
     body = SMS | {"priority": 7, "send_at": send_at.isoformat(), "max_attempts": 3, "dossier_id": "D-42"}
     response = await client.post("/v1/messages", json=body)
     assert response.status_code == 201, response.text
-    row = await db.fetchrow("SELECT priority, send_at, due_at, max_attempts, dossier_id FROM outbound_message")
+    row = await one(db, "SELECT priority, send_at, due_at, max_attempts, dossier_id FROM outbound_message")
     assert (row["priority"], row["send_at"], row["max_attempts"], row["dossier_id"]) == (7, send_at, 3, "D-42")
     assert row["due_at"] == send_at  # the worker will not claim it before
 
@@ -116,7 +115,8 @@ async def test_list_filters_and_cursor_pagination(client: httpx.AsyncClient) -> 
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert len(seen) == 8 and seen == sorted(seen, reverse=True)
+    assert len(seen) == 8
+    assert seen == sorted(seen, reverse=True)
     assert await _ids(client, {"dossier_id": "D1"}) == 3
     assert await _ids(client, {"channel": "WHATSAPP"}) == 1
     assert await _ids(client, {"template_code": "appointment_reminder"}) == 1
@@ -129,13 +129,15 @@ async def test_list_time_range(client: httpx.AsyncClient, db: asyncpg.Connection
     for _ in range(3):
         await client.post("/v1/messages", json=SMS)
     await db.execute(
-        "UPDATE outbound_message SET created_at = '2026-01-01T00:00:00Z' WHERE id = (SELECT min(id) FROM outbound_message)"
+        "UPDATE outbound_message SET created_at = '2026-01-01T00:00:00Z' "
+        "WHERE id = (SELECT min(id) FROM outbound_message)"
     )
     window = {"created_after": "2025-12-31T00:00:00Z", "created_before": "2026-01-02T00:00:00+00:00"}
     assert await _ids(client, window) == 1
     assert await _ids(client, {"created_after": "2026-01-02T00:00:00Z"}) == 2
     naive = await client.get("/v1/messages", params={"created_after": "2026-01-02T00:00:00"})
-    assert naive.status_code == 422 and "time zone" in naive.text
+    assert naive.status_code == 422
+    assert "time zone" in naive.text
 
 
 async def test_list_rejects_unknown_filters_and_bad_cursors(client: httpx.AsyncClient) -> None:
@@ -147,7 +149,8 @@ async def test_list_rejects_unknown_filters_and_bad_cursors(client: httpx.AsyncC
         "reason": "is not a known field",
     }
     bad = await client.get("/v1/messages", params={"cursor": "bm9wZQ"})
-    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "cursor"
+    assert bad.status_code == 422
+    assert bad.json()["error"]["fields"][0]["field"] == "cursor"
 
 
 async def _ids(client: httpx.AsyncClient, params: dict[str, str]) -> int:
@@ -159,9 +162,11 @@ async def _ids(client: httpx.AsyncClient, params: dict[str, str]) -> int:
 async def test_cancel_a_queued_message(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
     message_id = (await client.post("/v1/messages", json=SMS)).json()["id"]
     cancelled = await client.post(f"/v1/messages/{message_id}/cancel")
-    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "CANCELLED"
     again = await client.post(f"/v1/messages/{message_id}/cancel")
-    assert again.status_code == 200 and again.json()["status"] == "CANCELLED"
+    assert again.status_code == 200
+    assert again.json()["status"] == "CANCELLED"
     assert await db.fetchval("SELECT status FROM outbound_message WHERE id = $1", message_id) == "CANCELLED"
 
 
@@ -179,12 +184,15 @@ async def test_a_message_past_queued_cannot_be_cancelled(client: httpx.AsyncClie
 async def test_fetch_shows_attempts_and_delivery_state(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
     message_id = (await client.post("/v1/messages", json=SMS)).json()["id"]
     await db.execute(
-        """INSERT INTO outbound_attempt (outbound_message_id, attempt_no, channel, provider, outcome, error_code, http_status)
-           VALUES ($1, 1, 'SMS', 'twilio', 'RETRY', 'TEMPORARY_ERROR', 503), ($1, 2, 'SMS', 'twilio', 'SENT', NULL, 201)""",
+        """INSERT INTO outbound_attempt
+                  (outbound_message_id, attempt_no, channel, provider, outcome, error_code, http_status)
+           VALUES ($1, 1, 'SMS', 'twilio', 'RETRY', 'TEMPORARY_ERROR', 503),
+                  ($1, 2, 'SMS', 'twilio', 'SENT', NULL, 201)""",
         message_id,
     )
     await db.execute(
-        "UPDATE outbound_message SET status = 'SENT', delivery_status = 'delivered', delivery_updated_at = now() WHERE id = $1",
+        "UPDATE outbound_message SET status = 'SENT', delivery_status = 'delivered', delivery_updated_at = now() "
+        "WHERE id = $1",
         message_id,
     )
     detail = (await client.get(f"/v1/messages/{message_id}")).json()
@@ -192,11 +200,13 @@ async def test_fetch_shows_attempts_and_delivery_state(client: httpx.AsyncClient
         (1, "RETRY", "TEMPORARY_ERROR"),
         (2, "SENT", None),
     ]
-    assert detail["status"] == "SENT" and detail["delivery_status"] == "delivered"
+    assert detail["status"] == "SENT"
+    assert detail["delivery_status"] == "delivered"
 
 
 async def test_unknown_ids_are_404(client: httpx.AsyncClient) -> None:
     for path in ("/v1/messages/999999", "/v1/messages/9223372036854775807"):
         response = await client.get(path)
-        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
     assert (await client.post("/v1/messages/999999/cancel")).status_code == 404
