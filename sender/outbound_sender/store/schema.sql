@@ -20,6 +20,15 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE TABLE public.api_key (
+    id text NOT NULL,
+    org_id text NOT NULL,
+    name text DEFAULT ''::text NOT NULL,
+    secret_hash text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    revoked_at timestamp with time zone
+);
+
 CREATE TABLE public.outbound_attempt (
     id bigint NOT NULL,
     outbound_message_id bigint NOT NULL,
@@ -152,6 +161,9 @@ CREATE TABLE public.whatsapp_rate_limit (
     CONSTRAINT whatsapp_rate_limit_quota_limit_check CHECK ((quota_limit >= 0))
 );
 
+ALTER TABLE ONLY public.api_key
+    ADD CONSTRAINT api_key_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.outbound_attempt
     ADD CONSTRAINT outbound_attempt_outbound_message_id_attempt_no_key UNIQUE (outbound_message_id, attempt_no);
 
@@ -167,6 +179,8 @@ ALTER TABLE ONLY public.outbound_message
 ALTER TABLE ONLY public.whatsapp_rate_limit
     ADD CONSTRAINT whatsapp_rate_limit_pkey PRIMARY KEY (org_id);
 
+CREATE INDEX idx_api_key_org ON public.api_key USING btree (org_id, created_at);
+
 CREATE INDEX idx_outbound_attempt_provider_created ON public.outbound_attempt USING btree (provider, created_at);
 
 CREATE INDEX idx_outbound_attempt_retry_at ON public.outbound_attempt USING btree (next_retry_at) WHERE (next_retry_at IS NOT NULL);
@@ -176,6 +190,16 @@ CREATE INDEX idx_outbound_message_channel_status ON public.outbound_message USIN
 CREATE INDEX idx_outbound_message_claim ON public.outbound_message USING btree (priority DESC, due_at) WHERE (status = 'QUEUED'::text);
 
 CREATE INDEX idx_outbound_message_lease ON public.outbound_message USING btree (leased_until) WHERE (status = 'SENDING'::text);
+
+CREATE INDEX idx_outbound_message_org_correlation ON public.outbound_message USING btree (org_id, correlation_id, created_at, id) WHERE (correlation_id IS NOT NULL);
+
+CREATE INDEX idx_outbound_message_org_created ON public.outbound_message USING btree (org_id, created_at, id);
+
+CREATE INDEX idx_outbound_message_org_dossier ON public.outbound_message USING btree (org_id, dossier_id, created_at, id) WHERE (dossier_id IS NOT NULL);
+
+CREATE INDEX idx_outbound_message_org_status ON public.outbound_message USING btree (org_id, status, created_at, id);
+
+CREATE INDEX idx_outbound_message_org_template ON public.outbound_message USING btree (org_id, template_code, created_at, id) WHERE (template_code IS NOT NULL);
 
 CREATE INDEX idx_outbound_message_provider_id ON public.outbound_message USING btree (provider_message_id) WHERE (provider_message_id IS NOT NULL);
 
