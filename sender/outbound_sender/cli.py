@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from outbound_sender import app, runtime
+from outbound_sender.api import commands as api_commands
 from outbound_sender.config import AllSettings, load_settings
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.errors import ConfigError
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="a message with its attempts")
     show.add_argument("id", type=int)
     _enqueue_args(sub.add_parser("enqueue", help="insert one message (QUEUED) and NOTIFY the workers"))
+    api_commands.add_parsers(sub)
     return parser
 
 
@@ -221,12 +223,13 @@ async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
     with runtime.database(settings.base) as dsn, runtime.redis(settings.base) as redis_url:
         settings.base.redis_url = redis_url
         await _apply_migrations(dsn)
-        async with _sandbox_running(settings, stop):
-            metrics = Metrics()
+        metrics = Metrics()
+        async with _sandbox_running(settings, stop), api_commands.api_running(dsn, settings, stop, metrics):
             worker = asyncio.create_task(app.build_worker(dsn, settings, metrics).run(stop))
-            observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=True))
+            observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))
             await _demo(dsn)
             _print_howto()
+            await api_commands.print_api_howto(dsn, settings)
             await asyncio.gather(worker, observing)
     return 0
 
@@ -317,6 +320,8 @@ COMMANDS = {
     "show": _show,
     "enqueue": _enqueue,
     "check-provider": _check_provider,
+    "api": api_commands.serve_api,
+    "apikey": api_commands.apikey,
 }
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from outbound_sender.api.settings import ApiSettings
 from outbound_sender.domain import Channel
 from outbound_sender.errors import ConfigError
 
@@ -155,6 +156,7 @@ class AllSettings:
         self.retry = RetrySettings()
         self.metrics = MetricsSettings()
         self.provider = ProviderSettings()
+        self.api = ApiSettings()
 
 
 def _describe(error: ValidationError, prefix: str) -> str:
@@ -173,6 +175,7 @@ def load_settings() -> AllSettings:
         RetrySettings: "OUTBOUND_RETRY_",
         MetricsSettings: "OUTBOUND_METRICS_",
         ProviderSettings: "OUTBOUND_PROVIDER_",
+        ApiSettings: "OUTBOUND_API_",
     }
     try:
         return AllSettings()

@@ -80,11 +80,11 @@ async def test_clearing_next_retry_at_sends_a_waiting_retry_on_the_next_cycle(
 
 
 async def test_moving_updated_at_into_the_future_defers_until_then(db: asyncpg.Connection, db_dsn: str) -> None:
-    def whatsapp(template: str) -> NewMessage:
-        return NewMessage(org_id="o", channel=Channel.WHATSAPP, to_recipient="+15551230000", template_code=template)
+    def whatsapp(template: str, to: str) -> NewMessage:
+        return NewMessage(org_id="o", channel=Channel.WHATSAPP, to_recipient=to, template_code=template)
 
-    bulk = await enqueue(db, whatsapp("newsletter"))
-    urgent = await enqueue(db, whatsapp("urgent_alert"))
+    bulk = await enqueue(db, whatsapp("newsletter", "+15551230001"))
+    urgent = await enqueue(db, whatsapp("urgent_alert", "+15551230002"))
     await db.execute(runbook("INTERVAL '4 hours'"))
     async with running_worker(db_dsn, ScriptedProvider()):
         await wait_for(db, SENT, urgent)

@@ -24,6 +24,18 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE FUNCTION public.outbound_message_urgent_priority() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.template_code = ANY (COALESCE(
+           (SELECT urgent_templates FROM whatsapp_quota_policy WHERE org_id = NEW.org_id),
+           '{urgent_alert,appointment_reminder}'::text[])) THEN
+        NEW.priority := GREATEST(NEW.priority, 100);
+    END IF;
+    RETURN NEW;
+END $$;
+
 CREATE FUNCTION public.runtime_control_notify() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -31,6 +43,15 @@ BEGIN
     PERFORM pg_notify('outbound_control', TG_TABLE_NAME);
     RETURN NULL;
 END $$;
+
+CREATE TABLE public.api_key (
+    id text NOT NULL,
+    org_id text NOT NULL,
+    name text DEFAULT ''::text NOT NULL,
+    secret_hash text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    revoked_at timestamp with time zone
+);
 
 CREATE TABLE public.outbound_attempt (
     id bigint NOT NULL,
@@ -125,6 +146,7 @@ CREATE TABLE public.outbound_message (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     due_at timestamp with time zone GENERATED ALWAYS AS (GREATEST(updated_at, send_at, retry_at)) STORED,
+    routing_note text,
     CONSTRAINT outbound_message_attempt_count_check CHECK ((attempt_count >= 0)),
     CONSTRAINT outbound_message_channel_check CHECK ((channel = ANY (ARRAY['SMS'::text, 'EMAIL'::text, 'WHATSAPP'::text]))),
     CONSTRAINT outbound_message_max_attempts_check CHECK ((max_attempts >= 0)),
@@ -167,6 +189,7 @@ CREATE TABLE public.outbound_message_archive (
     created_at timestamp with time zone NOT NULL,
     updated_at timestamp with time zone NOT NULL,
     due_at timestamp with time zone,
+    routing_note text,
     archived_at timestamp with time zone DEFAULT now()
 );
 
@@ -235,6 +258,9 @@ CREATE TABLE public.whatsapp_rate_limit (
     CONSTRAINT whatsapp_rate_limit_quota_limit_check CHECK ((quota_limit >= 0))
 );
 
+ALTER TABLE ONLY public.api_key
+    ADD CONSTRAINT api_key_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.outbound_attempt
     ADD CONSTRAINT outbound_attempt_outbound_message_id_attempt_no_key UNIQUE (outbound_message_id, attempt_no);
 
@@ -262,6 +288,8 @@ ALTER TABLE ONLY public.whatsapp_quota_policy
 ALTER TABLE ONLY public.whatsapp_rate_limit
     ADD CONSTRAINT whatsapp_rate_limit_pkey PRIMARY KEY (org_id);
 
+CREATE INDEX idx_api_key_org ON public.api_key USING btree (org_id, created_at);
+
 CREATE INDEX idx_outbound_attempt_provider_created ON public.outbound_attempt USING btree (provider, created_at);
 
 CREATE INDEX idx_outbound_attempt_retry_at ON public.outbound_attempt USING btree (next_retry_at) WHERE (next_retry_at IS NOT NULL);
@@ -274,6 +302,16 @@ CREATE INDEX idx_outbound_message_claim ON public.outbound_message USING btree (
 
 CREATE INDEX idx_outbound_message_lease ON public.outbound_message USING btree (leased_until) WHERE (status = 'SENDING'::text);
 
+CREATE INDEX idx_outbound_message_org_correlation ON public.outbound_message USING btree (org_id, correlation_id, created_at, id) WHERE (correlation_id IS NOT NULL);
+
+CREATE INDEX idx_outbound_message_org_created ON public.outbound_message USING btree (org_id, created_at, id);
+
+CREATE INDEX idx_outbound_message_org_dossier ON public.outbound_message USING btree (org_id, dossier_id, created_at, id) WHERE (dossier_id IS NOT NULL);
+
+CREATE INDEX idx_outbound_message_org_status ON public.outbound_message USING btree (org_id, status, created_at, id);
+
+CREATE INDEX idx_outbound_message_org_template ON public.outbound_message USING btree (org_id, template_code, created_at, id) WHERE (template_code IS NOT NULL);
+
 CREATE INDEX idx_outbound_message_provider_id ON public.outbound_message USING btree (provider_message_id) WHERE (provider_message_id IS NOT NULL);
 
 CREATE INDEX idx_outbound_message_status_created ON public.outbound_message USING btree (status, created_at);
@@ -285,6 +323,8 @@ CREATE UNIQUE INDEX uq_outbound_message_idempotency ON public.outbound_message U
 CREATE TRIGGER outbound_attempt_retry_sync AFTER UPDATE OF next_retry_at ON public.outbound_attempt FOR EACH ROW WHEN ((old.next_retry_at IS DISTINCT FROM new.next_retry_at)) EXECUTE FUNCTION public.outbound_attempt_sync_retry();
 
 CREATE TRIGGER outbound_message_ready AFTER INSERT OR UPDATE ON public.outbound_message FOR EACH ROW WHEN (((new.status = 'QUEUED'::text) AND (new.due_at <= now()))) EXECUTE FUNCTION public.outbound_message_notify();
+
+CREATE TRIGGER outbound_message_urgent_priority BEFORE INSERT ON public.outbound_message FOR EACH ROW WHEN (((new.channel = 'WHATSAPP'::text) AND (new.template_code IS NOT NULL))) EXECUTE FUNCTION public.outbound_message_urgent_priority();
 
 CREATE TRIGGER provider_control_changed AFTER INSERT OR DELETE OR UPDATE ON public.provider_control FOR EACH STATEMENT EXECUTE FUNCTION public.runtime_control_notify();
 

@@ -1,0 +1,142 @@
+"""The API's part of the `outbound` command: `outbound api`, `outbound apikey create|revoke|list`, and
+the API server that `outbound run` starts beside the worker (with a demo key for org `demo`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import uvicorn
+from fastapi import APIRouter
+
+from outbound_sender import app as processes
+from outbound_sender import runtime, webhooks
+from outbound_sender.api.app import create_app
+from outbound_sender.api.auth import create_key, hash_secret, parse_token
+from outbound_sender.config import AllSettings
+from outbound_sender.metrics import Metrics
+from outbound_sender.providers.settings import load_provider_settings
+from outbound_sender.store import api_keys
+from outbound_sender.store.db import connect
+
+DEMO_ORG = "demo"
+DEMO_TO = "+14155552671"
+
+
+def add_parsers(sub: Any) -> None:
+    """Register `api` and `apikey` on the `outbound` command's subparsers."""
+    sub.add_parser("api", help="serve the HTTP API only (OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT, default :8080)")
+    keys = sub.add_parser("apikey", help="API keys: create, revoke, list").add_subparsers(
+        dest="apikey_command", required=True, metavar="ACTION"
+    )
+    create = keys.add_parser("create", help="issue a key for an organisation (the key is shown once)")
+    create.add_argument("--org", required=True, help="organisation id")
+    create.add_argument("--name", default="", help="a label, e.g. the client's name")
+    keys.add_parser("revoke", help="revoke a key by its id").add_argument("key_id")
+    keys.add_parser("list", help="keys and their state (never the secrets)").add_argument("--org")
+
+
+def api_server(fastapi_app: Any, host: str, port: int) -> uvicorn.Server:
+    """uvicorn with httptools; the event loop is the caller's (uvloop under `outbound`)."""
+    config = uvicorn.Config(
+        fastapi_app, host=host, port=port, http="httptools", lifespan="on", access_log=False, log_config=None
+    )
+    return uvicorn.Server(config)
+
+
+@contextlib.asynccontextmanager
+async def api_running(dsn: str, settings: AllSettings, stop: asyncio.Event, metrics: Metrics) -> AsyncIterator[None]:
+    """Serve the app on OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT until `stop` (or the block ends)."""
+    routers = webhook_routers(settings, metrics, lambda: fastapi_app.state.api.pool)
+    fastapi_app = create_app(
+        dsn, settings=settings.api, metrics=metrics, redis_url=settings.base.redis_url, extra_routers=routers
+    )
+    base = settings.base
+    server = api_server(fastapi_app, base.outbound_http_host, base.outbound_http_port)
+    task = asyncio.create_task(processes.serve_until(server, stop))
+    await processes.wait_started(server, timeout=30)
+    print(f"HTTP API on http://{base.outbound_http_host}:{base.outbound_http_port}", flush=True)
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+def webhook_routers(settings: AllSettings, metrics: Metrics, pool: Callable[[], asyncpg.Pool]) -> list[APIRouter]:
+    """The delivery webhooks, verified with the providers' secrets (the sandboxes' under make run)."""
+    if settings.provider.kind not in ("sandbox", "live"):
+        return []
+    config = load_provider_settings()
+    if settings.provider.kind == "sandbox":
+        config = processes.with_sandbox_defaults(config)
+    return [webhooks.router(webhooks.WebhookConfig.from_settings(config), pool, metrics=metrics)]
+
+
+async def serve_api(settings: AllSettings, _args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    processes.install_stop_signals(stop)
+    with runtime.database(settings.base) as dsn:
+        async with api_running(dsn, settings, stop, Metrics()):
+            await stop.wait()
+    return 0
+
+
+async def apikey(settings: AllSettings, args: argparse.Namespace) -> int:
+    with runtime.database(settings.base, say=False) as dsn:
+        conn = await connect(dsn)
+        try:
+            if args.apikey_command == "create":
+                key = await create_key(conn, args.org, args.name)
+                print(f"created key id={key.key_id} org={args.org}\n{key.token}\n(store it now: it is not shown again)")
+                return 0
+            if args.apikey_command == "revoke":
+                row = await api_keys.revoke(conn, args.key_id)
+                print(f"revoked key id={args.key_id} org={row['org_id']}" if row else f"no live key {args.key_id}")
+                return 0 if row else 1
+            for row in await api_keys.list_keys(conn, args.org):
+                state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "live"
+                print(f"{row['id']}  org={row['org_id']}  name={row['name'] or '-'}  {state}")
+            return 0
+        finally:
+            await conn.close()
+
+
+async def demo_token(dsn: str, state_dir: Path) -> str:
+    """The demo org's key: the one saved in the state folder while it is still live, else a new one."""
+    path = state_dir / "demo-api-key"
+    conn = await connect(dsn)
+    try:
+        saved = path.read_text().strip() if path.exists() else ""
+        key = parse_token(saved)
+        row = await api_keys.lookup(conn, key.key_id) if key else None
+        if key and row and row["secret_hash"] == hash_secret(key.secret):
+            return saved
+        token = (await create_key(conn, DEMO_ORG, "make run demo")).token
+    finally:
+        await conn.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+async def print_api_howto(dsn: str, settings: AllSettings) -> None:
+    token = await demo_token(dsn, settings.base.outbound_state_dir)
+    url = f"http://127.0.0.1:{settings.base.outbound_http_port}/v1/messages"
+    body = f'{{"channel":"SMS","to":"{DEMO_TO}","body":"hi from curl"}}'
+    print(
+        f"\nHTTP API (org {DEMO_ORG}; key saved in {settings.base.outbound_state_dir}/demo-api-key):\n"
+        f"  export OUTBOUND_API_KEY={token}\n"
+        f'  curl -s {url} -H "Authorization: Bearer $OUTBOUND_API_KEY" -H "Content-Type: application/json" '
+        f"-d '{body}'\n"
+        f'  curl -s "{url}?limit=5" -H "Authorization: Bearer $OUTBOUND_API_KEY"\n'
+        f"  OpenAPI: http://127.0.0.1:{settings.base.outbound_http_port}/openapi.json",
+        flush=True,
+    )

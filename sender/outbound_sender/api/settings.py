@@ -1,0 +1,42 @@
+"""Settings of the HTTP API (environment prefix OUTBOUND_API_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """OutboundMessageService: the message API and the operational endpoints on the same port."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_API_", extra="ignore")
+
+    enabled: bool = Field(
+        True,
+        description="false: serve only /healthz, /readyz and the metrics (worker-only pods share the port).",
+    )
+    rate_limit_per_second: float = Field(
+        100.0,
+        ge=0,
+        le=1_000_000,
+        description="Sustained requests per second per organisation (0 turns the limit off). A batch "
+        "request counts once, so bulk senders use the batch endpoint.",
+    )
+    rate_limit_burst: int = Field(
+        200, ge=1, le=1_000_000, description="Requests an idle organisation may send at once above the rate."
+    )
+    key_cache_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="How long a verified API key is trusted without asking the database: a revoked key "
+        "stops working within this time. 0 checks every request.",
+    )
+    pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections of one API process.")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Largest request body (413 above): a full batch of long e-mails fits in the default.",
+    )
+    access_log: bool = Field(True, description="One logfmt line per request, with correlationId.")
