@@ -184,7 +184,9 @@ async def _worker(settings: AllSettings, _args: argparse.Namespace) -> int:
             return 0
         metrics = Metrics()
         worker = app.build_worker(dsn, settings, metrics)
-        await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=True))
+        settings.api = settings.api.model_copy(update={"enabled": False})  # /healthz, /readyz, metrics
+        async with api_commands.api_running(dsn, settings, stop, metrics):
+            await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=False))
     return 0
 
 

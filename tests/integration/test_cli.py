@@ -87,3 +87,26 @@ def test_worker_disabled_by_the_runbook_switch_claims_nothing(db_dsn: str) -> No
     assert stop(worker) == 0
     status = _cli("status", env={"DATABASE_URL": db_dsn})
     assert "QUEUED     1" in status.stdout
+
+
+def test_a_worker_process_serves_health_readiness_and_metrics(db_dsn: str) -> None:
+    import httpx
+
+    port = free_port()
+    env = {"DATABASE_URL": db_dsn, "OUTBOUND_HTTP_PORT": str(port), "OUTBOUND_PROVIDER_KIND": "null"}
+    worker = outbound("worker", env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(base + "/readyz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert ready.status_code == 200
+        assert httpx.get(base + "/healthz").status_code == 200
+        assert "outbound_worker_in_flight" in httpx.get(base + "/actuator/prometheus").text
+        assert httpx.get(base + "/v1/messages").status_code == 404  # no message API on worker pods
+    finally:
+        assert stop(worker) == 0
