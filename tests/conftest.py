@@ -14,6 +14,8 @@ from outbound_sender.embedded import EmbeddedRedis, remove_tree
 from outbound_sender.store.db import connect
 from tests import pg
 
+pytest_plugins = ["tests.logscan"]
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[pg.PgServer]:

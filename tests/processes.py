@@ -54,6 +54,7 @@ def sandbox_process(latency_ms: float = 20) -> Iterator[str]:
 
 
 def worker_env(dsn: str, sandbox_url: str, **settings: str) -> dict[str, str]:
-    env = {"DATABASE_URL": dsn, "OUTBOUND_PROVIDER_SANDBOX_URL": sandbox_url, "OUTBOUND_LOG_LEVEL": "WARNING"}
+    env = {"DATABASE_URL": dsn, "OUTBOUND_PROVIDER_KIND": "generic", "OUTBOUND_PROVIDER_SANDBOX_URL": sandbox_url}
+    env["OUTBOUND_LOG_LEVEL"] = "WARNING"
     env.update({key.upper(): value for key, value in settings.items()})
     return env

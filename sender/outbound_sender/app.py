@@ -9,15 +9,23 @@ from typing import Any
 
 import httpx
 import uvicorn
+from pydantic_settings import BaseSettings
 
+from outbound_sender import sandboxes
 from outbound_sender.config import AllSettings
 from outbound_sender.errors import ConfigError
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.null import NullProvider
 from outbound_sender.providers.sandbox import SandboxApp, SandboxProvider
+from outbound_sender.providers.sendgrid import SendGridProvider
+from outbound_sender.providers.settings import AllProviderSettings, load_provider_settings
 from outbound_sender.providers.transport import provider_client
-from outbound_sender.worker.dispatch import Dispatcher
+from outbound_sender.providers.twilio import TwilioProvider
+from outbound_sender.providers.whatsapp import WhatsAppProvider
+from outbound_sender.sandboxes.base import SandboxApp as ProviderSandboxApp
+from outbound_sender.webhooks.store import ReceiptCheck
+from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
 from outbound_sender.worker.runner import OutboundJobWorker
 
@@ -32,14 +40,124 @@ def http_client(settings: AllSettings) -> httpx.AsyncClient:
     )
 
 
-def build_providers(settings: AllSettings) -> list[Provider]:
-    if settings.provider.kind == "null":
+def build_providers(settings: AllSettings, providers: AllProviderSettings | None = None) -> list[Provider]:
+    """The providers the worker sends through, from OUTBOUND_PROVIDER_KIND:
+
+    sandbox (default, `make run`)  Twilio, SendGrid and WhatsApp clients pointed at the local
+                                   sandboxes, with the sandbox accounts' credentials (any setting
+                                   given explicitly in the environment still wins)
+    live                           the same clients on the settings as given (real APIs by default)
+    generic                        the generic sandbox provider at OUTBOUND_PROVIDER_SANDBOX_URL
+    null                           accept everything in-process (benchmarks)
+    Which of the three are used: OUTBOUND_PROVIDERS_ENABLED and each provider's *_ENABLED.
+    """
+    kind = settings.provider.kind
+    if kind == "null":
         return [NullProvider()]
-    return [SandboxProvider(http_client(settings), settings.provider.sandbox_url)]
+    if kind == "generic":
+        return [SandboxProvider(http_client(settings), settings.provider.sandbox_url)]
+    config = providers or load_provider_settings()
+    if kind == "sandbox":
+        config = with_sandbox_defaults(config)
+    try:
+        return _configured(settings, config, webhook_base(settings, config))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _configured(settings: AllSettings, config: AllProviderSettings, callback: str | None) -> list[Provider]:
+    retry = config.providers.ambiguous_retry_seconds
+    built: list[Provider] = []
+    for name in config.providers.enabled:
+        if name == "twilio" and config.twilio.enabled:
+            client = http_client(settings)
+            built.append(TwilioProvider(client, config.twilio, callback_base=callback, ambiguous_retry=retry))
+        elif name == "sendgrid" and config.sendgrid.enabled:
+            built.append(SendGridProvider(http_client(settings), config.sendgrid, ambiguous_retry=retry))
+        elif name == "whatsapp" and config.whatsapp.enabled:
+            built.append(WhatsAppProvider(http_client(settings), config.whatsapp, ambiguous_retry=retry))
+        elif name == "sandbox":
+            built.append(SandboxProvider(http_client(settings), settings.provider.sandbox_url))
+        elif name not in ("twilio", "sendgrid", "whatsapp"):
+            raise ValueError(f"OUTBOUND_PROVIDERS_ENABLED: unknown provider {name!r}")
+    return built
+
+
+def provider_priorities(config: AllProviderSettings) -> dict[str, int]:
+    """Failover order inside a channel (lower first); the generic sandbox is the last resort."""
+    return {
+        "twilio": config.twilio.priority,
+        "sendgrid": config.sendgrid.priority,
+        "whatsapp": config.whatsapp.priority,
+        "sandbox": 1000,
+    }
+
+
+def _explicit(model: BaseSettings) -> dict[str, object]:
+    return {name: getattr(model, name) for name in model.model_fields_set}
+
+
+def with_sandbox_defaults(config: AllProviderSettings) -> AllProviderSettings:
+    """Point every provider at its local sandbox unless the environment says otherwise."""
+    urls = config.sandbox
+    config.twilio = sandboxes.twilio_settings(urls.url("twilio"), **_explicit(config.twilio))
+    config.sendgrid = sandboxes.sendgrid_settings(urls.url("sendgrid"), **_explicit(config.sendgrid))
+    config.whatsapp = sandboxes.whatsapp_settings(urls.url("whatsapp"), **_explicit(config.whatsapp))
+    return config
+
+
+def webhook_base(settings: AllSettings, config: AllProviderSettings) -> str | None:
+    """Public URL of the webhook router; in sandbox mode, the local HTTP API by default."""
+    if config.webhook.public_url:
+        return config.webhook.public_url
+    if settings.provider.kind == "sandbox":
+        return f"http://127.0.0.1:{settings.base.outbound_http_port}{config.webhook.path_prefix}"
+    return None
+
+
+def build_dispatcher(settings: AllSettings, metrics: Metrics | None = None) -> Dispatcher:
+    config = load_provider_settings()
+    failover = config.failover
+    breaker = BreakerConfig(failover.failure_threshold, failover.open_seconds, failover.half_open_probes)
+    providers = build_providers(settings, config)
+    if metrics is not None:
+        for provider in providers:  # series exist at zero from the start
+            metrics.init_provider(provider.name, provider.channels)
+    return Dispatcher(
+        providers,
+        priorities=provider_priorities(config),
+        breaker=breaker,
+        metrics=metrics,
+        receipts=ReceiptCheck(),
+    )
+
+
+def check_provider_factory(name: str, config: AllProviderSettings, client: httpx.AsyncClient) -> Provider:
+    """The worker's client for `name`, on the check command's own httpx client."""
+    if name == "twilio":
+        return TwilioProvider(client, config.twilio, ambiguous_retry=0)
+    if name == "sendgrid":
+        return SendGridProvider(client, config.sendgrid, ambiguous_retry=0)
+    return WhatsAppProvider(client, config.whatsapp, ambiguous_retry=0)
+
+
+def provider_sandbox_servers(settings: AllSettings, config: AllProviderSettings) -> dict[str, uvicorn.Server]:
+    """The three provider sandboxes, their webhooks pointed at our webhook router."""
+    apps = sandboxes.SandboxSet()
+    apps.send_webhooks_to(webhook_base(settings, config))
+    host = config.sandbox.host
+    ports = {
+        "twilio": config.sandbox.twilio_port,
+        "sendgrid": config.sandbox.sendgrid_port,
+        "whatsapp": config.sandbox.whatsapp_port,
+    }
+    return {name: sandbox_server(host, ports[name], app) for name, app in apps.apps().items()}
 
 
 def check_consistency(settings: AllSettings) -> None:
-    """Cross-group rules that a single field cannot express."""
+    """Cross-group rules that a single field cannot express; provider settings are loaded too."""
+    if settings.provider.kind in ("sandbox", "live"):
+        load_provider_settings()
     p = settings.provider
     if settings.worker.lease_seconds <= p.connect_timeout_seconds + p.read_timeout_seconds:
         raise ConfigError(
@@ -55,9 +173,10 @@ def build_worker(dsn: str, settings: AllSettings, metrics: Metrics | None = None
         max_seconds=settings.retry.max_ms / 1000,
         max_hint_seconds=settings.retry.max_hint_seconds,
     )
+    metrics = metrics or Metrics()
     return OutboundJobWorker(
         dsn,
-        Dispatcher(build_providers(settings)),
+        build_dispatcher(settings, metrics),
         settings=settings.worker,
         switches=settings.switches,
         retry=retry,
@@ -65,9 +184,15 @@ def build_worker(dsn: str, settings: AllSettings, metrics: Metrics | None = None
     )
 
 
-def sandbox_server(host: str, port: int, app: SandboxApp | None = None) -> uvicorn.Server:
+def sandbox_server(host: str, port: int, app: SandboxApp | ProviderSandboxApp | None = None) -> uvicorn.Server:
     config = uvicorn.Config(
-        app or SandboxApp(), host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+        app or SandboxApp(),
+        host=host,
+        port=port,
+        log_config=None,  # our logging setup (logs.py) formats and masks uvicorn's lines too
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
     )
     return uvicorn.Server(config)
 

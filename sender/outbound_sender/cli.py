@@ -15,6 +15,11 @@ from outbound_sender.config import AllSettings, load_settings
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.errors import ConfigError
 from outbound_sender.logs import setup_logging
+from outbound_sender.metrics import Metrics
+from outbound_sender.observability.sentry import setup_sentry
+from outbound_sender.observability.service import observe
+from outbound_sender.providers import check
+from outbound_sender.providers.settings import load_provider_settings
 from outbound_sender.store import messages, migrations
 from outbound_sender.store.db import connect
 
@@ -27,9 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations (DATABASE_URL or the embedded server)")
     sub.add_parser("run", help="API + worker + sandbox provider; embedded PostgreSQL/Redis by default")
     sub.add_parser("worker", help="run the OutboundJobWorker until SIGTERM")
-    sandbox = sub.add_parser("sandbox", help="run the sandbox provider server")
+    sandbox = sub.add_parser("sandbox", help="run the sandbox provider server(s)")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8090)
+    sandbox.add_argument("--providers", action="store_true", help="also serve the Twilio/SendGrid/WhatsApp sandboxes")
+    _check_args(sub.add_parser("check-provider", help="check a provider's credentials; optionally send one"))
     sub.add_parser("status", help="message counts by status")
     show = sub.add_parser("show", help="a message with its attempts")
     show.add_argument("id", type=int)
@@ -51,6 +58,17 @@ def _enqueue_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", action="store_true", help="wait until SENT or FAILED and show the message")
 
 
+def _check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("provider", choices=["twilio", "sendgrid", "whatsapp"])
+    p.add_argument("--base-url", help="API base URL (default: the provider's *_BASE_URL setting)")
+    p.add_argument("--send-to", metavar="RECIPIENT", help="also send one real test message to RECIPIENT")
+    p.add_argument("--body", default="Test message from outbound check-provider")
+    p.add_argument("--subject", default="Test message", help="e-mail subject (sendgrid)")
+    p.add_argument("--template", help="template name (whatsapp) / template_id (sendgrid)")
+    p.add_argument("--language", help="template language (whatsapp)")
+    p.add_argument("--timeout", type=float, default=15.0, help="read timeout in seconds")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -60,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"outbound: {error}", file=sys.stderr)
         return 2
     setup_logging(settings.base.outbound_log_format, settings.base.outbound_log_level)
+    setup_sentry(worker_type="OutboundJobWorker" if args.command == "worker" else args.command)
     handler = COMMANDS[args.command]
     return app.run_async(lambda: handler(settings, args))
 
@@ -161,16 +180,39 @@ async def _worker(settings: AllSettings, _args: argparse.Namespace) -> int:
             print("OutboundJobWorker disabled by OUTBOUND_WORKER_ENABLED=false; not claiming", flush=True)
             await stop.wait()
             return 0
-        await app.build_worker(dsn, settings).run(stop)
+        metrics = Metrics()
+        worker = app.build_worker(dsn, settings, metrics)
+        await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=True))
     return 0
 
 
-async def _sandbox(_settings: AllSettings, args: argparse.Namespace) -> int:
+async def _sandbox(settings: AllSettings, args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     app.install_stop_signals(stop)
     print(f"sandbox provider on http://{args.host}:{args.port}", flush=True)
-    await app.serve_until(app.sandbox_server(args.host, args.port), stop)
+    if not args.providers:
+        await app.serve_until(app.sandbox_server(args.host, args.port), stop)
+        return 0
+    async with _provider_sandboxes(settings, stop):
+        await app.serve_until(app.sandbox_server(args.host, args.port), stop)
     return 0
+
+
+async def _check_provider(settings: AllSettings, args: argparse.Namespace) -> int:
+    config = load_provider_settings()
+    if settings.provider.kind == "sandbox":
+        config = app.with_sandbox_defaults(config)
+    if args.base_url:
+        section = getattr(config, args.provider)
+        setattr(config, args.provider, section.model_copy(update={"base_url": args.base_url}))
+    message = None
+    if args.send_to:
+        message = check.TestMessage(args.send_to, args.body, args.subject, args.template, args.language)
+    try:
+        return await check.run_check(args.provider, config, app.check_provider_factory, message, timeout=args.timeout)
+    except ValueError as error:  # missing credentials
+        print(f"outbound: {error}", file=sys.stderr)
+        return 2
 
 
 async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
@@ -179,10 +221,12 @@ async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
     with runtime.database(settings.base) as dsn:
         await _apply_migrations(dsn)
         async with _sandbox_running(settings, stop):
-            worker = asyncio.create_task(app.build_worker(dsn, settings).run(stop))
+            metrics = Metrics()
+            worker = asyncio.create_task(app.build_worker(dsn, settings, metrics).run(stop))
+            observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=True))
             await _demo(dsn)
             _print_howto()
-            await worker
+            await asyncio.gather(worker, observing)
     return 0
 
 
@@ -196,21 +240,54 @@ async def _sandbox_running(settings: AllSettings, stop: asyncio.Event):  # type:
     await app.wait_started(server)
     print(f"sandbox provider on {settings.provider.sandbox_url}", flush=True)
     try:
-        yield
+        if settings.provider.kind == "sandbox":
+            async with _provider_sandboxes(settings, stop):
+                yield
+        else:
+            yield
     finally:
         stop.set()
         await task
 
 
+@contextlib.asynccontextmanager
+async def _provider_sandboxes(settings: AllSettings, stop: asyncio.Event):  # type: ignore[no-untyped-def]
+    """The Twilio, SendGrid and WhatsApp sandboxes, for as long as the block runs."""
+    servers = app.provider_sandbox_servers(settings, load_provider_settings())
+    tasks = [asyncio.create_task(app.serve_until(server, stop)) for server in servers.values()]
+    try:
+        for name, server in servers.items():
+            await app.wait_started(server)
+            print(f"{name} sandbox on http://{server.config.host}:{server.config.port}", flush=True)
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
+DEMOS = (
+    NewMessage(org_id="demo", channel=Channel.SMS, to_recipient=DEMO_RECIPIENT, body="Hello from make run"),
+    NewMessage(
+        org_id="demo",
+        channel=Channel.EMAIL,
+        to_recipient="demo@example.com",
+        subject="Hello",
+        body="Hello from make run",
+    ),
+    NewMessage(org_id="demo", channel=Channel.WHATSAPP, to_recipient=DEMO_RECIPIENT, body="Hello from make run"),
+)
+
+
 async def _demo(dsn: str) -> None:
-    """Send one message through the whole pipeline, so the user sees it work."""
+    """Send one message per channel through the whole pipeline, so the user sees it work."""
     conn = await connect(dsn)
     try:
-        demo = NewMessage(org_id="demo", channel=Channel.SMS, to_recipient=DEMO_RECIPIENT, body="Hello from make run")
-        message_id = await messages.enqueue(conn, demo)
-        await messages.wait_final(conn, message_id, timeout=60)
-        print("demo message went through the pipeline:", flush=True)
-        await _print_message(conn, message_id)
+        ids = [await messages.enqueue(conn, demo) for demo in DEMOS]
+        for message_id in ids:
+            await messages.wait_final(conn, message_id, timeout=60)
+        print("demo messages went through the pipeline:", flush=True)
+        for message_id in ids:
+            await _print_message(conn, message_id)
     finally:
         await conn.close()
 
@@ -220,7 +297,10 @@ def _print_howto() -> None:
         "\nReady. In another terminal:\n"
         "  .venv/bin/outbound enqueue --channel SMS --to +15551234567 --body 'hi' --wait\n"
         "  .venv/bin/outbound enqueue --channel SMS --to +15550000001 --body 'bad number' --wait"
-        "   # permanent failure\n"
+        "   # permanent failure (Twilio 21211)\n"
+        "  .venv/bin/outbound enqueue --channel EMAIL --to a@example.com --subject hi --body 'hi' --wait\n"
+        "  .venv/bin/outbound enqueue --channel WHATSAPP --to +15551234567 --template hello_world --wait\n"
+        "  .venv/bin/outbound check-provider twilio --send-to +15551234567\n"
         "  .venv/bin/outbound status\n"
         "Ctrl-C stops everything (in-flight sends finish first).",
         flush=True,
@@ -235,6 +315,7 @@ COMMANDS = {
     "status": _status,
     "show": _show,
     "enqueue": _enqueue,
+    "check-provider": _check_provider,
 }
 
 if __name__ == "__main__":

@@ -118,7 +118,11 @@ class ProviderSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OUTBOUND_PROVIDER_", extra="ignore")
 
-    kind: Literal["sandbox", "null"] = Field("sandbox", description="null: in-process no-op (benchmarks).")
+    kind: Literal["sandbox", "live", "generic", "null"] = Field(
+        "sandbox",
+        description="sandbox: Twilio/SendGrid/WhatsApp clients on the local sandboxes; live: on the "
+        "configured (real) APIs; generic: the generic sandbox; null: in-process no-op (benchmarks).",
+    )
     sandbox_url: str = Field("http://127.0.0.1:8090", description="Base URL of the sandbox provider.")
     connect_timeout_seconds: float = Field(5.0, gt=0, le=60)
     read_timeout_seconds: float = Field(20.0, gt=0, le=300)

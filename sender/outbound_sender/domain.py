@@ -48,6 +48,52 @@ class ErrorCode(StrEnum):
     NO_PROVIDER = "NO_PROVIDER"
 
 
+class CircuitState(StrEnum):
+    """A provider's circuit, in the one vocabulary the worker (per pod) and the operator (fleet) share.
+
+    CLOSED: sending. OPEN: not sending (failures, or forced); messages go to a backup provider of the
+    channel or wait. HALF_OPEN: the cool-down passed; a few probe sends decide whether to close it.
+    The gauge outbound_provider_circuit_state encodes them as 0, 1, 2 (GAUGE_VALUE).
+    """
+
+    CLOSED = "CLOSED"
+    HALF_OPEN = "HALF_OPEN"
+    OPEN = "OPEN"
+
+    @property
+    def gauge_value(self) -> int:
+        return {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}[self]
+
+
+class DeliveryStatus(StrEnum):
+    """What the provider later reported about a sent message (outbound_message.delivery_status).
+
+    Separate from `status`: a SENT message stays SENT whatever its delivery receipt says. The rank
+    orders them so that late or duplicated receipts never move a message backwards.
+    """
+
+    SENT = "SENT"  # left the provider towards the carrier / mailbox / WhatsApp
+    DEFERRED = "DEFERRED"  # the receiving side asked to try later (e-mail)
+    DELIVERED = "DELIVERED"
+    UNDELIVERED = "UNDELIVERED"  # failed or undelivered after acceptance
+    BOUNCED = "BOUNCED"  # e-mail bounce or drop
+    READ = "READ"  # WhatsApp read receipt, e-mail open
+
+    @property
+    def rank(self) -> int:
+        return _DELIVERY_RANK[self]
+
+
+_DELIVERY_RANK = {
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DEFERRED: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.UNDELIVERED: 2,
+    DeliveryStatus.BOUNCED: 2,
+    DeliveryStatus.READ: 3,
+}
+
+
 class Outcome(StrEnum):
     """What one provider call did to its message (stored on outbound_attempt.outcome)."""
 

@@ -1,12 +1,26 @@
-"""Prometheus metrics, with the runbook's names. Label values are bounded: no recipients, no ids."""
+"""Prometheus metrics, with the runbook's names. Label values are bounded: no recipients, no ids.
+
+Two kinds live on one registry:
+- process metrics (counters, histograms, the worker heartbeat): each pod counts its own work, so
+  queries `sum()` them across pods;
+- database-derived gauges (queue depth, dead-letter queue size, WhatsApp quota, stuck messages):
+  the same global value in every pod (observability/gauges.py refreshes them from PostgreSQL), so
+  queries aggregate them with `max()`. docs/observability.md explains why.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from outbound_sender.domain import Channel, CircuitState
+from outbound_sender.observability.gauges import DatabaseGauges
 
 # Delivery latency (enqueue -> provider accepted): buckets around the runbook's 30 s / 60 s thresholds.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600, 1800, 3600)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 20, 30)
+REFRESH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class Metrics:
@@ -14,7 +28,15 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._outcomes(self.registry)
+        self._timings(self.registry)
+        self._worker(self.registry)
+        self._refresh(self.registry)
+        self._providers(self.registry)
+        self.database = DatabaseGauges()
+        self.registry.register(self.database)
+
+    def _outcomes(self, r: CollectorRegistry) -> None:
         self.send_success = Counter(
             "outbound_message_send_success",
             "Messages a provider accepted",
@@ -49,6 +71,8 @@ class Metrics:
         self.recovered = Counter(
             "outbound_message_lease_recovered", "Expired leases put back", ["channel", "status"], registry=r
         )
+
+    def _timings(self, r: CollectorRegistry) -> None:
         self.latency = Histogram(
             "outbound_message_delivery_latency_seconds",
             "Enqueue (or scheduled time) to provider acceptance",
@@ -63,10 +87,58 @@ class Metrics:
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
+        self.circuit_state = Gauge(
+            "outbound_provider_circuit_state",
+            "Circuit breaker per provider and channel: 0 closed, 1 half-open, 2 open",
+            ["provider", "channel"],
+            registry=r,
+        )
+
+    def _worker(self, r: CollectorRegistry) -> None:
         self.in_flight = Gauge("outbound_worker_in_flight", "Provider calls in progress", registry=r)
         self.heartbeat = Gauge(
             "outbound_worker_last_poll_timestamp_seconds",
-            "Unix time of the last successful claim",
+            "Unix time of the last successful claim query (0: this process has not polled)",
             registry=r,
         )
         self.claimed = Counter("outbound_worker_claimed", "Messages claimed", ["channel"], registry=r)
+
+    def _providers(self, r: CollectorRegistry) -> None:
+        self.failover = Counter(
+            "outbound_provider_failover",
+            "Sends routed past a provider whose circuit was open",
+            ["channel", "from_provider", "to_provider"],
+            registry=r,
+        )
+        self.webhook_events = Counter(
+            "outbound_webhook_events",
+            "Delivery webhook events by outcome (recorded, duplicate, unmatched, rejected, resolved_ambiguous)",
+            ["provider", "outcome"],
+            registry=r,
+        )
+
+    def _refresh(self, r: CollectorRegistry) -> None:
+        self.refresh_timestamp = Gauge(
+            "outbound_metrics_last_refresh_timestamp_seconds",
+            "Unix time of the last successful refresh of the database-derived gauges",
+            registry=r,
+        )
+        self.refresh_duration = Histogram(
+            "outbound_metrics_refresh_duration_seconds",
+            "Duration of the query behind the database-derived gauges",
+            buckets=REFRESH_BUCKETS,
+            registry=r,
+        )
+        self.refresh_errors = Counter(
+            "outbound_metrics_refresh_errors", "Failed refreshes of the database-derived gauges", registry=r
+        )
+
+    def init_provider(self, provider: str, channels: Iterable[Channel]) -> None:
+        """Create a provider's series at zero, so rate() sees the first message and the circuit
+        panel shows the provider before anything happens."""
+        for channel in channels:
+            self.send_success.labels(channel.value, provider)
+            self.circuit_state.labels(provider, channel.value).set(CircuitState.CLOSED.gauge_value)
+
+    def set_circuit(self, provider: str, channel: Channel, state: CircuitState) -> None:
+        self.circuit_state.labels(provider, channel.value).set(state.gauge_value)

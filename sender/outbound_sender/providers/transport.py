@@ -18,6 +18,8 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+USER_AGENT = "outbound-messaging/0.1 (+httpx)"
+
 
 class ProviderTransport(AiohttpTransport):
     def __init__(self, max_connections: int) -> None:
@@ -41,4 +43,5 @@ def provider_client(
 ) -> httpx.AsyncClient:
     """A pooled keep-alive client with explicit timeouts, sized for `max_connections` concurrent calls."""
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout)
+    kwargs.setdefault("headers", {"User-Agent": USER_AGENT})
     return httpx.AsyncClient(transport=ProviderTransport(max_connections), timeout=timeout, **kwargs)  # type: ignore[arg-type]

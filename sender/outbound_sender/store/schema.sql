@@ -12,6 +12,10 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE FUNCTION public.outbound_delivery_rank(status text) RETURNS smallint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE status WHEN 'SENT'::text THEN 1 WHEN 'DEFERRED'::text THEN 1 WHEN 'DELIVERED'::text THEN 2 WHEN 'UNDELIVERED'::text THEN 2 WHEN 'BOUNCED'::text THEN 2 WHEN 'READ'::text THEN 3 ELSE 0 END;
+
 CREATE FUNCTION public.outbound_message_notify() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -53,6 +57,33 @@ CREATE TABLE public.outbound_attempt (
 
 ALTER TABLE public.outbound_attempt ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.outbound_attempt_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.outbound_delivery_event (
+    id bigint NOT NULL,
+    provider text NOT NULL,
+    provider_event_id text NOT NULL,
+    outbound_message_id bigint,
+    provider_message_id text,
+    raw_status text NOT NULL,
+    delivery_status text,
+    error_code text,
+    provider_code text,
+    error_message text,
+    occurred_at timestamp with time zone NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    resolved_ambiguous boolean DEFAULT false NOT NULL
+);
+
+COMMENT ON TABLE public.outbound_delivery_event IS 'Delivery receipts from provider webhooks, one per provider event';
+
+ALTER TABLE public.outbound_delivery_event ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.outbound_delivery_event_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -210,6 +241,9 @@ ALTER TABLE ONLY public.outbound_attempt
 ALTER TABLE ONLY public.outbound_attempt
     ADD CONSTRAINT outbound_attempt_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.outbound_delivery_event
+    ADD CONSTRAINT outbound_delivery_event_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.outbound_message_archive
     ADD CONSTRAINT outbound_message_archive_pkey PRIMARY KEY (id);
 
@@ -218,6 +252,9 @@ ALTER TABLE ONLY public.outbound_message
 
 ALTER TABLE ONLY public.provider_control
     ADD CONSTRAINT provider_control_pkey PRIMARY KEY (provider);
+
+ALTER TABLE ONLY public.outbound_delivery_event
+    ADD CONSTRAINT uq_outbound_delivery_event UNIQUE (provider, provider_event_id);
 
 ALTER TABLE ONLY public.whatsapp_quota_policy
     ADD CONSTRAINT whatsapp_quota_policy_pkey PRIMARY KEY (org_id);
@@ -228,6 +265,8 @@ ALTER TABLE ONLY public.whatsapp_rate_limit
 CREATE INDEX idx_outbound_attempt_provider_created ON public.outbound_attempt USING btree (provider, created_at);
 
 CREATE INDEX idx_outbound_attempt_retry_at ON public.outbound_attempt USING btree (next_retry_at) WHERE (next_retry_at IS NOT NULL);
+
+CREATE INDEX idx_outbound_delivery_event_message ON public.outbound_delivery_event USING btree (outbound_message_id, occurred_at) WHERE (outbound_message_id IS NOT NULL);
 
 CREATE INDEX idx_outbound_message_channel_status ON public.outbound_message USING btree (channel, status);
 
@@ -253,3 +292,6 @@ CREATE TRIGGER whatsapp_quota_policy_changed AFTER INSERT OR DELETE OR UPDATE ON
 
 ALTER TABLE ONLY public.outbound_attempt
     ADD CONSTRAINT outbound_attempt_outbound_message_id_fkey FOREIGN KEY (outbound_message_id) REFERENCES public.outbound_message(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.outbound_delivery_event
+    ADD CONSTRAINT outbound_delivery_event_outbound_message_id_fkey FOREIGN KEY (outbound_message_id) REFERENCES public.outbound_message(id) ON DELETE SET NULL;

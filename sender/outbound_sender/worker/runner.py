@@ -31,7 +31,7 @@ from outbound_sender.quota.ledger import QuotaLedger, Refusal, Reservation
 from outbound_sender.store.db import connect, create_pool
 from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
-from outbound_sender.worker.dispatch import Dispatcher
+from outbound_sender.worker.dispatch import CircuitOpenError, Dispatcher
 from outbound_sender.worker.results import CallResult
 from outbound_sender.worker.retry import RetryPolicy
 
@@ -101,6 +101,7 @@ class OutboundJobWorker:
         """Work until `stop` is set, then drain: finish in-flight sends and record them."""
         self._pool = await create_pool(self.dsn, min_size=2, max_size=2, application=APPLICATION)
         self.quota = QuotaLedger(self._pool, default_limit=self.whatsapp_default_quota)
+        self.dispatcher.bind_pool(self._pool)
         try:
             await self._listen()
             completer = asyncio.create_task(self._complete_loop(), name="completer")
@@ -234,7 +235,8 @@ class OutboundJobWorker:
             outcome = results.success(message, provider, result, _ms(started))
         except ProviderError as error:
             await self._release_quota(reservation, error)
-            outcome = results.failure(message, provider, error, _ms(started), self.retry)
+            defer = isinstance(error, CircuitOpenError)  # circuits open: wait, burn no attempt
+            outcome = results.failure(message, provider, error, _ms(started), self.retry, defer=defer)
         except asyncio.CancelledError:
             self._completions.put_nowait(results.interrupted(message, provider, _ms(started)))
             raise
@@ -264,6 +266,7 @@ class OutboundJobWorker:
             self.metrics.ambiguous.labels(channel, provider).inc()
         if r.error_code is None:
             self.metrics.send_success.labels(channel, provider).inc()
+            self._log_sent(r, provider)
             return
         self.metrics.send_failure.labels(channel, provider, r.error_code).inc()
         final = r.retry_delay_ms is None or r.message.attempt_count >= r.message.max_attempts
@@ -279,6 +282,18 @@ class OutboundJobWorker:
             providerCode=r.provider_code,
         )
         log.log(level, f"handleFailure: {r.error_message}", extra={"fields": fields})
+
+    def _log_sent(self, r: CallResult, provider: str) -> None:
+        """One line per accepted message: `grep messageId=<id>` finds its correlation id and provider."""
+        fields = message_fields(
+            r.message.id,
+            r.message.correlation_id,
+            provider=provider,
+            channel=r.message.channel.value,
+            providerMessageId=r.provider_message_id,
+            durationMs=r.duration_ms,
+        )
+        log.info("OutboundJobWorker sent", extra={"fields": fields})
 
     async def _drain(self) -> None:
         """SIGTERM: no new claims; give in-flight sends the grace period, then interrupt them."""

@@ -1,0 +1,215 @@
+"""Settings of the three provider accounts, the webhooks, the circuit breaker and failover.
+
+Credentials come from the environment (TWILIO_AUTH_TOKEN) or from a mounted secret file named by
+the *_FILE variable (TWILIO_AUTH_TOKEN_FILE=/var/run/secrets/twilio/auth-token); the file wins when
+both are set, since a mounted Secret is the Kubernetes way. They are pydantic SecretStr: their repr
+is '**********', so they never reach a log line. Base URLs default to the real APIs;
+`outbound run` (OUTBOUND_PROVIDER_KIND=sandbox) points them at the local sandboxes instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from outbound_sender.errors import ConfigError
+
+PROVIDER_NAMES = ("twilio", "sendgrid", "whatsapp")
+
+
+def _read_secret_files(data: Any, names: tuple[str, ...]) -> Any:
+    """Fill `name` from the file named by `name_file` (stripped of its trailing newline)."""
+    if not isinstance(data, dict):
+        return data
+    for name in names:
+        path = data.get(f"{name}_file")
+        if path:
+            try:
+                data[name] = Path(path).read_text().strip()
+            except OSError as error:
+                raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
+    return data
+
+
+def secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+class TwilioSettings(BaseSettings):
+    """Twilio Programmable Messaging (SMS)."""
+
+    model_config = SettingsConfigDict(env_prefix="TWILIO_", extra="ignore")
+
+    enabled: bool = Field(True, description="Send SMS through Twilio.")
+    priority: int = Field(10, description="Failover order inside the channel: lower is tried first.")
+    account_sid: str | None = Field(None, pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = Field(None, description="Mounted secret holding the auth token.")
+    messaging_service_sid: str | None = Field(
+        None, pattern=r"^MG[0-9a-fA-F]{32}$", description="Preferred over From: Twilio picks the sender."
+    )
+    from_number: str | None = Field(None, description="E.164 sender when no Messaging Service is used.")
+    base_url: str = Field("https://api.twilio.com", description="Real API, a sandbox or a mock.")
+    status_callback: bool = Field(True, description="Ask Twilio for delivery callbacks (StatusCallback).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return _read_secret_files(data, ("auth_token",))
+
+
+class SendGridSettings(BaseSettings):
+    """SendGrid v3 Mail Send (e-mail)."""
+
+    model_config = SettingsConfigDict(env_prefix="SENDGRID_", extra="ignore")
+
+    enabled: bool = True
+    priority: int = 10
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    from_email: str | None = Field(None, description="A verified Sender Identity of the account.")
+    from_name: str | None = None
+    base_url: str = Field("https://api.sendgrid.com", description="EU subusers: https://api.eu.sendgrid.com")
+    webhook_public_key: SecretStr | None = Field(
+        None, description="Signed Event Webhook verification key (base64 DER); unset: events are refused."
+    )
+    webhook_public_key_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return _read_secret_files(data, ("api_key", "webhook_public_key"))
+
+
+class WhatsAppSettings(BaseSettings):
+    """WhatsApp Cloud API (Graph API)."""
+
+    model_config = SettingsConfigDict(env_prefix="WHATSAPP_", extra="ignore")
+
+    enabled: bool = True
+    priority: int = 10
+    access_token: SecretStr | None = None
+    access_token_file: Path | None = None
+    phone_number_id: str | None = Field(None, pattern=r"^\d+$")
+    api_version: str = Field("v23.0", pattern=r"^v\d+\.\d+$", description="Graph API version in the path.")
+    base_url: str = "https://graph.facebook.com"
+    default_language: str = Field("en_US", description="Template language when the message has none.")
+    app_secret: SecretStr | None = Field(None, description="Signs webhooks (X-Hub-Signature-256).")
+    app_secret_file: Path | None = None
+    verify_token: SecretStr | None = Field(None, description="Echoed in the GET verification handshake.")
+    verify_token_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return _read_secret_files(data, ("access_token", "app_secret", "verify_token"))
+
+
+class WebhookSettings(BaseSettings):
+    """Where providers reach our delivery webhooks."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_WEBHOOK_", extra="ignore")
+
+    public_url: str | None = Field(
+        None,
+        description="Public base URL of the webhook endpoints as the provider calls them "
+        "(https://api.example.com behind a proxy). Twilio signs this exact URL. Unset: no StatusCallback "
+        "is requested and signatures are checked against the URL the server sees.",
+    )
+    path_prefix: str = Field("/webhooks", description="Where webhooks.router() is mounted.")
+    max_body_bytes: int = Field(5_000_000, ge=1024, description="Larger webhook bodies are refused (413).")
+
+
+class FailoverSettings(BaseSettings):
+    """The per-pod circuit breaker and failover between providers of one channel."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_CIRCUIT_", extra="ignore")
+
+    failure_threshold: int = Field(
+        5, ge=1, le=1000, description="Consecutive provider-side failures (5xx, timeouts) that open it."
+    )
+    open_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Cool-down before half-open probes: long enough to not hammer."
+    )
+    half_open_probes: int = Field(1, ge=1, le=100, description="Concurrent probe sends while HALF_OPEN.")
+
+
+class ProvidersSettings(BaseSettings):
+    """Which providers send, and the ambiguous-send policy."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_PROVIDERS_", extra="ignore")
+
+    enabled: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(PROVIDER_NAMES),
+        description="Comma-separated: twilio, sendgrid, whatsapp, and optionally 'sandbox' (the generic "
+        "sandbox, every channel: a backup for demos). Each provider's own *_ENABLED must also be true.",
+    )
+    ambiguous_retry_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Floor of the delay before retrying a send that got no answer: gives the provider's "
+        "delivery webhook time to arrive and prove the first send went through.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _csv(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("enabled"), str):
+            data["enabled"] = [p.strip().lower() for p in data["enabled"].split(",") if p.strip()]
+        return data
+
+
+class AllProviderSettings:
+    """Every provider group, loaded together (ValidationError names the bad variable)."""
+
+    def __init__(self) -> None:
+        self.twilio = TwilioSettings()
+        self.sendgrid = SendGridSettings()
+        self.whatsapp = WhatsAppSettings()
+        self.webhook = WebhookSettings()
+        self.failover = FailoverSettings()
+        self.providers = ProvidersSettings()
+        self.sandbox = SandboxServerSettings()
+
+
+class SandboxServerSettings(BaseSettings):
+    """Where `outbound run` / `outbound sandbox` serve the three provider sandboxes (loopback)."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTBOUND_SANDBOX_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    twilio_port: int = Field(8091, ge=0, le=65535)
+    sendgrid_port: int = Field(8092, ge=0, le=65535)
+    whatsapp_port: int = Field(8093, ge=0, le=65535)
+
+    def url(self, provider: str) -> str:
+        port = {"twilio": self.twilio_port, "sendgrid": self.sendgrid_port, "whatsapp": self.whatsapp_port}
+        return f"http://{self.host}:{port[provider]}"
+
+
+_PREFIXES = {
+    "TwilioSettings": "TWILIO_",
+    "SendGridSettings": "SENDGRID_",
+    "WhatsAppSettings": "WHATSAPP_",
+    "WebhookSettings": "OUTBOUND_WEBHOOK_",
+    "FailoverSettings": "OUTBOUND_CIRCUIT_",
+    "ProvidersSettings": "OUTBOUND_PROVIDERS_",
+    "SandboxServerSettings": "OUTBOUND_SANDBOX_",
+}
+
+
+def load_provider_settings() -> AllProviderSettings:
+    """Load every provider group; ConfigError names each bad environment variable (never its value
+    when it is a credential)."""
+    try:
+        return AllProviderSettings()
+    except ValidationError as error:
+        prefix = _PREFIXES.get(error.title, "")
+        lines = [
+            f"  {(prefix + '_'.join(str(p) for p in item['loc'])).upper()}: {item['msg']}" for item in error.errors()
+        ]
+        raise ConfigError("invalid provider settings:\n" + "\n".join(lines)) from None

@@ -1,0 +1,265 @@
+"""What the three provider sandboxes share: a bare ASGI server, behaviour rules, rate limiting,
+and the background sender of signed delivery webhooks.
+
+Behaviour is set per sandbox through `GET/PUT /_sandbox/config` (or `app.config` in-process):
+
+    latency_ms            added to every API call
+    rules                 [{pattern, action}]: the first rule whose regular expression matches the
+                          recipient decides. Actions:
+                            error:<name>   answer with that real provider error (see each sandbox's
+                                           ERRORS catalogue: 21211, 130429, invalid_email, …)
+                            http:<status>  the provider's own 5xx body
+                            timeout        hold the request for timeout_hold_seconds (client times out)
+                            async:<name>   accept, then report a delivery failure by webhook
+                            slow           accept (webhooks follow), answer after the hold: the
+                                           client times out on a message that was sent
+    rate_per_second       throughput limit (token bucket, burst = rate); answered as the real API does
+    webhooks              send delivery webhooks (sent, then delivered) after webhook_delay_ms
+    `GET /_sandbox/stats` counts per outcome; `POST /_sandbox/reset` clears them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import orjson
+from pydantic import BaseModel, Field
+
+log = logging.getLogger("sandbox")
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Rule(BaseModel):
+    pattern: str = Field(description="Regular expression searched in the recipient.")
+    action: str = Field(description="error:<name> | http:<status> | timeout | async:<name>")
+
+
+class SandboxConfig(BaseModel):
+    latency_ms: float = Field(0.0, ge=0, le=600_000)
+    timeout_hold_seconds: float = Field(60.0, ge=0, le=3600)
+    rules: list[Rule] = Field(default_factory=list)
+    rate_per_second: float | None = Field(None, gt=0, description="None: unlimited.")
+    webhooks: bool = True
+    webhook_delay_ms: float = Field(20.0, ge=0, le=600_000)
+    delivered: bool = Field(True, description="Follow 'sent' with 'delivered' (else stop at sent).")
+
+    def action_for(self, recipient: str) -> str | None:
+        for rule in self.rules:
+            if re.search(rule.pattern, recipient):
+                return rule.action
+        return None
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    scheme: str = "http"
+    host: str = ""
+
+    def form(self) -> list[tuple[str, str]]:
+        if not self.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return []
+        return parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+    def query_params(self) -> dict[str, str]:
+        return dict(parse_qsl(self.query))
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None  # JSON-serialisable, bytes, or None (empty)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        head = [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        if self.body is None:
+            return b"", head
+        if isinstance(self.body, bytes):
+            return self.body, head
+        return orjson.dumps(self.body), [(b"content-type", b"application/json"), *head]
+
+
+class TokenBucket:
+    """Throughput limit: `rate` tokens per second, bursts up to `rate`."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._tokens = rate
+        self._at = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+class WebhookSender:
+    """Posts delivery webhooks in the background, bounded, on one pooled client."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(limit)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sent: Counter[str] = Counter()
+
+    def schedule(self, delay: float, posts: list[tuple[str, bytes, dict[str, str]]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(delay, posts))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, delay: float, posts: list[tuple[str, bytes, dict[str, str]]]) -> None:
+        async with self._slots:
+            for url, body, headers in posts:
+                await asyncio.sleep(delay)
+                await self._post(url, body, headers)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+        try:
+            response = await self._client.post(url, content=body, headers=headers)
+            self.sent[str(response.status_code)] += 1
+        except httpx.HTTPError as error:
+            self.sent["error"] += 1
+            level = logging.DEBUG if self.sent["error"] > 1 else logging.WARNING  # say it once
+            log.log(level, "sandbox webhook failed", extra={"fields": {"url": url, "error": repr(error)}})
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait for the webhooks in flight (tests), then stop waiting."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+
+
+class SandboxApp:
+    """A bare ASGI app: subclasses implement `handle`; the /_sandbox routes are shared."""
+
+    config_model: type[SandboxConfig] = SandboxConfig
+    name = "sandbox"
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or self.default_config()
+        self.webhooks = WebhookSender()
+        self.stats: Counter[str] = Counter()
+        self._bucket: TokenBucket | None = None
+
+    def default_config(self) -> SandboxConfig:
+        return self.config_model()
+
+    async def handle(self, request: Request) -> Reply:
+        raise NotImplementedError
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        request = await _request(scope, receive)
+        reply = await self._route(request)
+        body, head = reply.encoded()
+        head.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": head})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _route(self, request: Request) -> Reply:
+        if request.path.startswith("/_sandbox/"):
+            return self._control(request)
+        try:
+            return await self.handle(request)
+        except Exception:  # a sandbox bug must show as a 500, not kill the connection
+            log.exception("sandbox handler failed")
+            return Reply(500, {"error": "sandbox bug"})
+
+    def _control(self, request: Request) -> Reply:
+        if request.path == "/_sandbox/config" and request.method == "PUT":
+            try:
+                self.config = self.config_model.model_validate(request.json())
+            except ValueError as error:
+                return Reply(422, {"error": str(error)})
+            self._bucket = None
+        if request.path == "/_sandbox/config":
+            return Reply(200, self.config.model_dump())
+        if request.path == "/_sandbox/stats":
+            return Reply(200, {"requests": dict(self.stats), "webhooks": dict(self.webhooks.sent)})
+        if request.path == "/_sandbox/reset" and request.method == "POST":
+            self.stats.clear()
+            self.webhooks.sent.clear()
+            return Reply(200, {})
+        return Reply(404, {"error": f"no route {request.method} {request.path}"})
+
+    def rate_limited(self) -> bool:
+        rate = self.config.rate_per_second
+        if rate is None:
+            return False
+        if self._bucket is None or self._bucket.rate != rate:
+            self._bucket = TokenBucket(rate)
+        return not self._bucket.take()
+
+    async def delay(self) -> None:
+        if self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+
+    async def hold(self) -> None:
+        await asyncio.sleep(self.config.timeout_hold_seconds)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.webhooks.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _request(scope: dict[str, Any], receive: Receive) -> Request:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    return Request(
+        method=scope["method"],
+        path=scope["path"],
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        body=b"".join(chunks),
+        scheme=scope.get("scheme", "http"),
+        host=headers.get("host", ""),
+    )

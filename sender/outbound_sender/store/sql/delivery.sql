@@ -1,0 +1,93 @@
+-- Named queries of the delivery webhooks: recording receipts, looking them up.
+
+-- name: record_delivery_events
+-- Record a batch of receipts and move each message's delivery_status forward, never back.
+-- $1..$10 are parallel arrays (one element per event). An event finds its message by our id
+-- (carried in the send: StatusCallback query, custom_args, biz_opaque_callback_data; primary key)
+-- or else by the provider's message id (idx_outbound_message_provider_id). Duplicates (same
+-- provider + event id) are dropped by uq_outbound_delivery_event. A positive receipt (SENT or later,
+-- not a failure) for a message waiting to retry after an ambiguous send proves the provider took the
+-- first send: the message is settled as SENT instead of being sent twice.
+WITH e AS (
+    SELECT *
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                  $7::timestamptz[], $8::text[], $9::text[], $10::text[])
+           AS e(provider, event_id, raw_status, delivery_status, provider_message_id, outbound_id,
+                occurred_at, error_code, provider_code, error_message)
+),
+matched AS (
+    SELECT e.*, msg.id AS message_id,
+           e.delivery_status IN ('SENT', 'DELIVERED', 'READ')
+           AND msg.status = 'QUEUED'
+           AND EXISTS (SELECT 1 FROM outbound_attempt att
+                        WHERE att.outbound_message_id = msg.id
+                          AND att.attempt_no = msg.claim_count
+                          AND att.ambiguous) AS resolves
+      FROM e
+      LEFT JOIN LATERAL (
+          SELECT m.id, m.status, m.claim_count
+            FROM outbound_message m
+           WHERE m.id = e.outbound_id
+              OR (e.outbound_id IS NULL AND m.provider_message_id = e.provider_message_id)
+           ORDER BY m.id DESC
+           LIMIT 1
+      ) msg ON true
+),
+ins AS (
+    INSERT INTO outbound_delivery_event
+           (provider, provider_event_id, outbound_message_id, provider_message_id, raw_status,
+            delivery_status, error_code, provider_code, error_message, occurred_at, resolved_ambiguous)
+    SELECT provider, event_id, message_id, provider_message_id, raw_status, delivery_status,
+           error_code, provider_code, error_message, occurred_at, COALESCE(resolves, false)
+      FROM matched
+        ON CONFLICT (provider, provider_event_id) DO NOTHING
+    RETURNING outbound_message_id
+),
+-- Per message, the furthest state of this batch. Built from every event, not only the newly
+-- inserted ones: a duplicate can never move a message further than its original did.
+best AS (
+    SELECT DISTINCT ON (message_id) *
+      FROM matched
+     WHERE message_id IS NOT NULL AND delivery_status IS NOT NULL
+     ORDER BY message_id, resolves DESC, outbound_delivery_rank(delivery_status) DESC, occurred_at DESC
+),
+upd AS (
+    UPDATE outbound_message m
+       SET delivery_status = CASE WHEN outbound_delivery_rank(b.delivery_status)
+                                       > outbound_delivery_rank(m.delivery_status)
+                                  THEN b.delivery_status ELSE m.delivery_status END,
+           delivery_updated_at = CASE WHEN outbound_delivery_rank(b.delivery_status)
+                                           > outbound_delivery_rank(m.delivery_status)
+                                      THEN b.occurred_at ELSE m.delivery_updated_at END,
+           status = CASE WHEN b.resolves THEN 'SENT' ELSE m.status END,
+           sent_at = CASE WHEN b.resolves THEN now() ELSE m.sent_at END,
+           retry_at = CASE WHEN b.resolves THEN NULL ELSE m.retry_at END,
+           error_code = CASE WHEN b.resolves THEN NULL ELSE m.error_code END,
+           error_message = CASE WHEN b.resolves THEN NULL ELSE m.error_message END,
+           provider_message_id = COALESCE(m.provider_message_id, b.provider_message_id),
+           updated_at = CASE WHEN b.resolves THEN now() ELSE m.updated_at END
+      FROM best b
+     WHERE m.id = b.message_id
+       AND (outbound_delivery_rank(b.delivery_status) > outbound_delivery_rank(m.delivery_status)
+            OR (b.resolves AND m.status = 'QUEUED'))
+    RETURNING m.id, b.resolves AND m.status = 'SENT' AS resolved
+)
+SELECT (SELECT count(*) FROM e)::int AS received,
+       (SELECT count(*) FROM ins)::int AS recorded,
+       (SELECT count(*) FROM ins WHERE outbound_message_id IS NULL)::int AS unmatched,
+       (SELECT count(*) FROM upd)::int AS advanced,
+       (SELECT count(*) FROM upd WHERE resolved)::int AS resolved_ambiguous;
+
+-- name: get_delivery_events
+SELECT * FROM outbound_delivery_event WHERE outbound_message_id = $1 ORDER BY occurred_at, id;
+
+-- name: accepted_receipt
+-- Before a retry is sent: a positive receipt (SENT, DELIVERED or READ) for the message proves an
+-- earlier send was accepted (an ambiguous timeout, or a crash before the result was recorded).
+-- Uses idx_outbound_delivery_event_message.
+SELECT provider, provider_message_id
+  FROM outbound_delivery_event
+ WHERE outbound_message_id = $1
+   AND delivery_status IN ('SENT', 'DELIVERED', 'READ')
+ ORDER BY occurred_at, id
+ LIMIT 1;

@@ -1,0 +1,194 @@
+"""The delivery webhook endpoints, as a FastAPI APIRouter the HTTP API mounts.
+
+    router(config: WebhookConfig, pool: PoolSource, *, metrics: Metrics | None = None) -> APIRouter
+
+    POST {prefix}/twilio/status      Twilio status callback (form), X-Twilio-Signature
+    POST {prefix}/sendgrid/events    SendGrid Event Webhook (JSON array), ECDSA signature
+    GET  {prefix}/whatsapp           Meta verification handshake (hub.mode/verify_token/challenge)
+    POST {prefix}/whatsapp           WhatsApp status webhook, X-Hub-Signature-256
+
+`prefix` is config.path_prefix (default /webhooks). `pool` is an asyncpg pool, or a zero-argument
+callable returning one (resolved per request, so the app can create its pool at start-up).
+Fail closed: a missing secret, a missing or wrong signature -> 403 and nothing is recorded. A
+recorded batch -> 200 (duplicates included: the provider must stop retrying); database trouble ->
+503 (the provider retries later).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import asyncpg
+from fastapi import APIRouter, Request, Response
+
+from outbound_sender.metrics import Metrics
+from outbound_sender.providers.settings import AllProviderSettings, secret
+from outbound_sender.webhooks import events, signatures, store
+from outbound_sender.webhooks.events import DeliveryEvent
+
+log = logging.getLogger("webhooks")
+PoolSource = asyncpg.Pool | Callable[[], asyncpg.Pool]
+TWILIO_PATH, SENDGRID_PATH, WHATSAPP_PATH = "/twilio/status", "/sendgrid/events", "/whatsapp"
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    twilio_auth_token: str = ""
+    sendgrid_public_key: str = ""
+    whatsapp_app_secret: str = ""
+    whatsapp_verify_token: str = ""
+    public_url: str | None = None  # where providers reach this router's prefix, as they sign it
+    path_prefix: str = "/webhooks"
+    max_body_bytes: int = 5_000_000
+
+    @classmethod
+    def from_settings(cls, settings: AllProviderSettings) -> WebhookConfig:
+        return cls(
+            twilio_auth_token=secret(settings.twilio.auth_token),
+            sendgrid_public_key=secret(settings.sendgrid.webhook_public_key),
+            whatsapp_app_secret=secret(settings.whatsapp.app_secret),
+            whatsapp_verify_token=secret(settings.whatsapp.verify_token),
+            public_url=settings.webhook.public_url,
+            path_prefix=settings.webhook.path_prefix,
+            max_body_bytes=settings.webhook.max_body_bytes,
+        )
+
+
+def _forbidden(provider: str, reason: str, metrics: Metrics | None) -> Response:
+    log.warning("webhook refused: invalid signature", extra={"fields": {"provider": provider, "reason": reason}})
+    if metrics is not None:
+        metrics.webhook_events.labels(provider, "rejected").inc()
+    return Response(status_code=403, content="forbidden")
+
+
+class _Endpoints:
+    def __init__(self, config: WebhookConfig, pool: PoolSource, metrics: Metrics | None) -> None:
+        self.config = config
+        self._pool = pool
+        self.metrics = metrics
+
+    def pool(self) -> asyncpg.Pool:
+        return self._pool if isinstance(self._pool, asyncpg.Pool) else self._pool()
+
+    def signed_url(self, request: Request, path: str) -> str:
+        if not self.config.public_url:
+            return str(request.url)
+        query = request.url.query
+        return self.config.public_url.rstrip("/") + path + (f"?{query}" if query else "")
+
+    async def body(self, request: Request) -> bytes | None:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.config.max_body_bytes:
+            return None
+        raw = await request.body()
+        return raw if len(raw) <= self.config.max_body_bytes else None
+
+    async def record(self, provider: str, batch: Sequence[DeliveryEvent]) -> Response:
+        try:
+            stats = await store.record(self.pool(), batch)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.error("webhook not recorded", extra={"fields": {"provider": provider, "error": repr(error)}})
+            return Response(status_code=503, content="try again")
+        if self.metrics is not None:
+            counts = {
+                "recorded": stats.recorded - stats.unmatched,
+                "unmatched": stats.unmatched,
+                "duplicate": stats.duplicates,
+                "resolved_ambiguous": stats.resolved_ambiguous,
+            }
+            for outcome, count in counts.items():
+                if count:
+                    self.metrics.webhook_events.labels(provider, outcome).inc(count)
+        return Response(status_code=200, content="")
+
+    # ---- Twilio ------------------------------------------------------------------------------
+    async def twilio(self, request: Request) -> Response:
+        raw = await self.body(request)
+        if raw is None:
+            return Response(status_code=413)
+        params = _form_pairs(raw)
+        url = self.signed_url(request, TWILIO_PATH)
+        algorithm = signatures.twilio_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
+        is_json = request.headers.get("content-type", "").startswith("application/json")
+        ok = signatures.verify_twilio(
+            self.config.twilio_auth_token,
+            url,
+            [] if is_json else params,
+            request.headers.get("x-twilio-signature"),
+            algorithm=algorithm,
+            json_body=raw if is_json else None,
+        )
+        if not ok:
+            return _forbidden("twilio", "X-Twilio-Signature", self.metrics)
+        fields = _json_object(raw) if is_json else dict(params)
+        event = events.twilio_event({k: str(v) for k, v in fields.items()}, request.query_params.get("outbound_id"))
+        return await self.record("twilio", [event])
+
+    # ---- SendGrid ----------------------------------------------------------------------------
+    async def sendgrid(self, request: Request) -> Response:
+        raw = await self.body(request)
+        if raw is None:
+            return Response(status_code=413)
+        ok = signatures.verify_sendgrid(
+            self.config.sendgrid_public_key,
+            raw,
+            request.headers.get("x-twilio-email-event-webhook-signature"),
+            request.headers.get("x-twilio-email-event-webhook-timestamp"),
+        )
+        if not ok:
+            return _forbidden("sendgrid", "X-Twilio-Email-Event-Webhook-Signature", self.metrics)
+        batch = _json(raw)
+        if not isinstance(batch, list):
+            return Response(status_code=400, content="expected a JSON array of events")
+        return await self.record("sendgrid", events.sendgrid_events(e for e in batch if isinstance(e, dict)))
+
+    # ---- WhatsApp ----------------------------------------------------------------------------
+    async def whatsapp_verify(self, request: Request) -> Response:
+        q = request.query_params
+        token = self.config.whatsapp_verify_token
+        if q.get("hub.mode") == "subscribe" and token and q.get("hub.verify_token") == token:
+            return Response(content=q.get("hub.challenge", ""), media_type="text/plain")
+        return _forbidden("whatsapp", "hub.verify_token", self.metrics)
+
+    async def whatsapp(self, request: Request) -> Response:
+        raw = await self.body(request)
+        if raw is None:
+            return Response(status_code=413)
+        if not signatures.verify_meta(self.config.whatsapp_app_secret, raw, request.headers.get("x-hub-signature-256")):
+            return _forbidden("whatsapp", "X-Hub-Signature-256", self.metrics)
+        payload = _json(raw)
+        if not isinstance(payload, dict):
+            return Response(status_code=400, content="expected a JSON object")
+        return await self.record("whatsapp", events.whatsapp_events(payload))
+
+
+def _form_pairs(raw: bytes) -> list[tuple[str, str]]:
+    return parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    value = _json(raw)
+    return value if isinstance(value, dict) else {}
+
+
+def router(config: WebhookConfig, pool: PoolSource, *, metrics: Metrics | None = None) -> APIRouter:
+    """The webhook endpoints under config.path_prefix (see the module docstring)."""
+    endpoints = _Endpoints(config, pool, metrics)
+    api = APIRouter(prefix=config.path_prefix, tags=["webhooks"])
+    api.add_api_route(TWILIO_PATH, endpoints.twilio, methods=["POST"], include_in_schema=False)
+    api.add_api_route(SENDGRID_PATH, endpoints.sendgrid, methods=["POST"], include_in_schema=False)
+    api.add_api_route(WHATSAPP_PATH, endpoints.whatsapp_verify, methods=["GET"], include_in_schema=False)
+    api.add_api_route(WHATSAPP_PATH, endpoints.whatsapp, methods=["POST"], include_in_schema=False)
+    return api

@@ -1,0 +1,77 @@
+"""Recording delivery receipts: one statement per webhook request (store/sql/delivery.sql)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from outbound_sender.store.queries import sql
+from outbound_sender.webhooks.events import DeliveryEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStats:
+    received: int
+    recorded: int  # new events (the rest were duplicates)
+    unmatched: int  # new events that found no message
+    advanced: int  # messages whose delivery state moved forward (or were settled)
+    resolved_ambiguous: int  # messages settled as SENT by a receipt after an ambiguous send
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.recorded
+
+
+def _columns(events: Sequence[DeliveryEvent]) -> list[list[object]]:
+    return [
+        [e.provider for e in events],
+        [e.event_id for e in events],
+        [e.raw_status for e in events],
+        [e.status.value if e.status else None for e in events],
+        [e.provider_message_id for e in events],
+        [e.outbound_id for e in events],
+        [e.occurred_at for e in events],
+        [e.error_code.value if e.error_code else None for e in events],
+        [e.provider_code for e in events],
+        [e.error_message for e in events],
+    ]
+
+
+async def record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[DeliveryEvent]) -> RecordStats:
+    if not events:
+        return RecordStats(0, 0, 0, 0, 0)
+    row = await db.fetchrow(sql("record_delivery_events"), *_columns(events))
+    assert row is not None
+    return RecordStats(**dict(row))
+
+
+async def events_of(db: asyncpg.Pool | asyncpg.Connection, message_id: int) -> list[asyncpg.Record]:
+    return list(await db.fetch(sql("get_delivery_events"), message_id))
+
+
+class ReceiptCheck:
+    """Asks the database whether a message already has a positive delivery receipt.
+
+    The dispatcher calls it before sending a retry, so that a message whose earlier send was in
+    fact accepted (ambiguous timeout, crash before recording) is settled instead of sent twice.
+    It borrows the worker's pool (bound when the worker starts), so a worker process keeps to its
+    three connections; unbound, it answers "no receipt" (at least once stays true).
+    """
+
+    def __init__(self) -> None:
+        self._pool: asyncpg.Pool | None = None
+
+    def bind(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def __call__(self, message_id: int) -> str | None:
+        """The receipt's provider message id ('' when it had none), or None without a receipt."""
+        if self._pool is None:
+            return None
+        row = await self._pool.fetchrow(sql("accepted_receipt"), message_id)
+        return None if row is None else (row["provider_message_id"] or "")
+
+    async def aclose(self) -> None:
+        self._pool = None

@@ -1,0 +1,120 @@
+"""Real HTTP servers on loopback for the provider tests: the three sandboxes and a webhook app
+(the webhook router mounted on a small FastAPI app, recording into the test's database)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from outbound_sender import sandboxes
+from outbound_sender.domain import Channel
+from outbound_sender.metrics import Metrics
+from outbound_sender.providers.base import Provider
+from outbound_sender.providers.sendgrid import SendGridProvider
+from outbound_sender.providers.twilio import TwilioProvider
+from outbound_sender.providers.whatsapp import WhatsAppProvider
+from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes.base import SandboxApp
+from outbound_sender.store.db import create_pool
+from outbound_sender.webhooks import WebhookConfig, router
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app on 127.0.0.1 (free port) for the block; yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:
+            await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def http_client(read_timeout: float = 5.0) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=httpx.Timeout(read_timeout, connect=2.0))
+
+
+@dataclass
+class Case:
+    """One provider, as the conformance suite drives it."""
+
+    name: str
+    channel: Channel
+    sandbox: Callable[[], SandboxApp]
+    recipient: str
+    id_prefix: str
+    final_status: str  # delivery_status the webhooks end in
+
+    def provider(self, base_url: str, *, read_timeout: float = 5.0, webhooks: str | None = None) -> Provider:
+        client = http_client(read_timeout)
+        if self.name == "twilio":
+            settings = sandboxes.twilio_settings(base_url)
+            return TwilioProvider(client, settings, callback_base=webhooks, ambiguous_retry=0.5)
+        if self.name == "sendgrid":
+            return SendGridProvider(client, sandboxes.sendgrid_settings(base_url), ambiguous_retry=0.5)
+        return WhatsAppProvider(client, sandboxes.whatsapp_settings(base_url), ambiguous_retry=0.5)
+
+
+CASES = [
+    Case("twilio", Channel.SMS, sandboxes.TwilioSandbox, "+15557654321", "SM", "DELIVERED"),
+    Case("sendgrid", Channel.EMAIL, sandboxes.SendGridSandbox, "ann@example.com", "", "DELIVERED"),
+    Case("whatsapp", Channel.WHATSAPP, sandboxes.WhatsAppSandbox, "+15557654321", "wamid.", "READ"),
+]
+
+
+@pytest.fixture(params=CASES, ids=[c.name for c in CASES])
+def case(request: pytest.FixtureRequest) -> Case:
+    return request.param  # type: ignore[no-any-return]
+
+
+@dataclass
+class Webhooks:
+    url: str  # base of the router's prefix, as providers call it
+    metrics: Metrics
+    pool: asyncpg.Pool
+
+
+def webhook_config(url: str | None = None) -> WebhookConfig:
+    return WebhookConfig(
+        twilio_auth_token=credentials.TWILIO_AUTH_TOKEN,
+        sendgrid_public_key=credentials.sendgrid_verification_key(),
+        whatsapp_app_secret=credentials.WHATSAPP_APP_SECRET,
+        whatsapp_verify_token=credentials.WHATSAPP_VERIFY_TOKEN,
+        public_url=url,
+    )
+
+
+@pytest.fixture
+async def webhooks(db_dsn: str) -> AsyncIterator[Webhooks]:
+    pool = await create_pool(db_dsn, min_size=1, max_size=4)
+    metrics = Metrics()
+    app = FastAPI()
+    app.include_router(router(webhook_config(), pool, metrics=metrics))
+    try:
+        async with serve(app) as base:
+            yield Webhooks(f"{base}/webhooks", metrics, pool)
+    finally:
+        await pool.close()
+
+
+def point_webhooks(app: SandboxApp, url: str) -> None:
+    """SendGrid and WhatsApp have account-level webhook URLs; Twilio's travels with each message."""
+    if isinstance(app, sandboxes.SendGridSandbox):
+        app.config.event_webhook_url = f"{url}/sendgrid/events"
+    if isinstance(app, sandboxes.WhatsAppSandbox):
+        app.config.webhook_url = f"{url}/whatsapp"

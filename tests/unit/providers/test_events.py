@@ -1,0 +1,106 @@
+"""Webhook payloads -> DeliveryEvent (shapes per shared/providers.md, checked against Meta's and
+SendGrid's published examples)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from outbound_sender.domain import DeliveryStatus as D
+from outbound_sender.domain import ErrorCode as E
+from outbound_sender.webhooks import events
+
+
+def test_twilio_undelivered_carries_the_normalized_error() -> None:
+    params = {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "30003", "To": "+1555"}
+    event = events.twilio_event(params, "42")
+    assert (event.event_id, event.status, event.outbound_id) == ("SM1:undelivered", D.UNDELIVERED, 42)
+    assert (event.error_code, event.provider_code) == (E.TEMPORARY_ERROR, "30003")
+
+
+def test_twilio_intermediate_states_do_not_move_the_message() -> None:
+    for raw in ("queued", "accepted", "sending", "canceled"):
+        assert events.twilio_event({"MessageSid": "SM1", "MessageStatus": raw}, None).status is None
+    assert events.twilio_event({"SmsSid": "SM1", "SmsStatus": "delivered"}, None).status is D.DELIVERED
+
+
+def test_sendgrid_events_map_and_strip_the_message_id_suffix() -> None:
+    batch: list[dict[str, object]] = [
+        {
+            "event": "processed",
+            "sg_event_id": "e1",
+            "sg_message_id": "ABC.filter1",
+            "outbound_id": "7",
+            "timestamp": 1600000000,
+        },
+        {"event": "delivered", "sg_event_id": "e2", "sg_message_id": "ABC.filter1", "outbound_id": "7"},
+        {"event": "bounce", "type": "bounce", "sg_event_id": "e3", "reason": "550 no such user"},
+        {"event": "bounce", "type": "blocked", "sg_event_id": "e4"},
+        {"event": "dropped", "reason": "Unsubscribed Address", "sg_event_id": "e5"},
+        {"event": "dropped", "reason": "Bounced Address", "sg_event_id": "e6"},
+        {"event": "deferred", "sg_event_id": "e7"},
+        {"event": "spamreport", "sg_event_id": "e8"},
+        {"event": "open", "sg_event_id": "e9"},
+    ]
+    got = events.sendgrid_events(batch)
+    assert got[0].provider_message_id == "ABC"
+    assert got[0].outbound_id == 7
+    assert got[0].occurred_at.timestamp() == 1600000000
+    assert [(e.status, e.error_code) for e in got] == [
+        (D.SENT, None),
+        (D.DELIVERED, None),
+        (D.BOUNCED, E.INVALID_EMAIL),
+        (D.DEFERRED, E.TEMPORARY_ERROR),
+        (D.BOUNCED, E.RECIPIENT_UNSUBSCRIBED),
+        (D.BOUNCED, E.INVALID_EMAIL),
+        (D.DEFERRED, E.TEMPORARY_ERROR),
+        (None, E.RECIPIENT_UNSUBSCRIBED),
+        (D.READ, None),
+    ]
+
+
+def _whatsapp(status: Mapping[str, object]) -> dict[str, object]:
+    value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "1"}, "statuses": [status]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "W", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+def test_whatsapp_statuses() -> None:
+    read = {
+        "id": "wamid.X",
+        "status": "read",
+        "timestamp": "1750857384",
+        "recipient_id": "1555",
+        "biz_opaque_callback_data": "9",
+    }
+    event = events.whatsapp_events(_whatsapp(read))[0]
+    assert (event.event_id, event.status, event.outbound_id) == ("wamid.X:read", D.READ, 9)
+    assert event.occurred_at.timestamp() == 1750857384
+
+
+def test_whatsapp_failed_status_is_normalized() -> None:
+    failed = {
+        "id": "wamid.Y",
+        "status": "failed",
+        "timestamp": "1",
+        "recipient_id": "1",
+        "errors": [{"code": 131050, "title": "stopped marketing", "error_data": {"details": "x"}}],
+    }
+    event = events.whatsapp_events(_whatsapp(failed))[0]
+    assert (event.status, event.error_code, event.provider_code) == (
+        D.UNDELIVERED,
+        E.RECIPIENT_UNSUBSCRIBED,
+        "131050",
+    )
+
+
+def test_whatsapp_incoming_messages_are_not_statuses() -> None:
+    value = {"messages": [{"from": "1", "id": "wamid.Z", "type": "text"}]}
+    payload = {"entry": [{"changes": [{"field": "messages", "value": value}]}]}
+    assert events.whatsapp_events(payload) == []
+
+
+def test_delivery_rank_orders_states() -> None:
+    assert D.SENT.rank < D.DELIVERED.rank < D.READ.rank
+    assert D.UNDELIVERED.rank == D.BOUNCED.rank == D.DELIVERED.rank

@@ -1,0 +1,49 @@
+"""Provider settings: environment names, mounted secret files, credentials never in repr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from outbound_sender.errors import ConfigError
+from outbound_sender.providers.settings import (
+    ProvidersSettings,
+    TwilioSettings,
+    WhatsAppSettings,
+    load_provider_settings,
+)
+
+
+def test_secret_file_wins_and_is_stripped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = tmp_path / "token"
+    token.write_text("from-file\n")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "from-env")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN_FILE", str(token))
+    settings = TwilioSettings()
+    assert settings.auth_token is not None
+    assert settings.auth_token.get_secret_value() == "from-file"
+    assert "from-file" not in repr(settings)
+
+
+def test_missing_secret_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHATSAPP_ACCESS_TOKEN_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match="cannot read secret file"):
+        load_provider_settings()
+
+
+def test_bad_account_sid_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "not-a-sid")
+    with pytest.raises(ConfigError, match="TWILIO_ACCOUNT_SID"):
+        load_provider_settings()
+
+
+def test_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHATSAPP_API_VERSION", "v21.0")
+    monkeypatch.setenv("WHATSAPP_PHONE_NUMBER_ID", "123")
+    monkeypatch.setenv("OUTBOUND_PROVIDERS_ENABLED", "Twilio, sandbox")
+    assert WhatsAppSettings().api_version == "v21.0"
+    assert ProvidersSettings().enabled == ["twilio", "sandbox"]
+    monkeypatch.setenv("WHATSAPP_API_VERSION", "23")
+    with pytest.raises(ValueError, match="api_version"):
+        WhatsAppSettings()

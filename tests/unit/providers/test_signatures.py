@@ -1,0 +1,147 @@
+"""Known-answer tests for the three webhook signature schemes, from the providers' own SDK tests
+(twilio-python tests/unit/test_request_validator.py, sendgrid-python test/unit/test_eventwebhook.py)
+and RFC 4231 (HMAC-SHA256 test case 2), plus round trips and tampering."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from outbound_sender.sandboxes import credentials
+from outbound_sender.webhooks import signatures as sig
+
+TWILIO_TOKEN = "12345"
+TWILIO_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+TWILIO_PARAMS = [
+    ("CallSid", "CA1234567890ABCDE"),
+    ("Digits", "1234"),
+    ("From", "+14158675309"),
+    ("To", "+18005551212"),
+    ("Caller", "+14158675309"),
+]
+
+
+def test_twilio_known_answer() -> None:
+    assert sig.twilio_signature(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+
+
+def test_twilio_known_answer_with_repeated_parameters() -> None:
+    params = [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]
+    assert sig.twilio_signature(TWILIO_TOKEN, TWILIO_URL, params) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+
+
+@pytest.mark.parametrize(
+    ("url", "signature"),
+    [
+        (TWILIO_URL.replace(".com", ".com:1234"), "RSOYDt4T1cUTdK1PDd93/VVr8B8="),  # signed without port
+        (TWILIO_URL, "kvajT1Ptam85bY51eRf/AJRuM3w="),  # signed with :443
+        (TWILIO_URL.replace("https", "http"), "0ZXoZLH/DfblKGATFgpif+LLRf4="),  # signed with :80
+    ],
+)
+def test_twilio_port_variants(url: str, signature: str) -> None:
+    assert sig.verify_twilio(TWILIO_TOKEN, url, TWILIO_PARAMS, signature)
+
+
+def test_twilio_json_body_known_answer() -> None:
+    body = b'{"property": "value", "boolean": true}'
+    assert sig.twilio_body_hash(body) == "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+    url = TWILIO_URL + "&bodySHA256=" + sig.twilio_body_hash(body)
+    assert sig.verify_twilio(TWILIO_TOKEN, url, [], "a9nBmqA0ju/hNViExpshrM61xv4=", json_body=body)
+    assert not sig.verify_twilio(TWILIO_TOKEN, url, [], "a9nBmqA0ju/hNViExpshrM61xv4=", json_body=body + b" ")
+
+
+def test_twilio_tampering_fails() -> None:
+    good = "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, [*TWILIO_PARAMS[:-1], ("Caller", "+1")], good)
+    assert not sig.verify_twilio("54321", TWILIO_URL, TWILIO_PARAMS, good)
+    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL + "&x=1", TWILIO_PARAMS, good)
+    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, None)
+    assert not sig.verify_twilio("", TWILIO_URL, TWILIO_PARAMS, good)
+
+
+def test_twilio_sha256_setting() -> None:
+    assert sig.twilio_algorithm("key=abc, algorithm=HMAC_SHA256") == "sha256"
+    assert sig.twilio_algorithm(None) == "sha1"
+    signed = sig.twilio_signature("k", TWILIO_URL, TWILIO_PARAMS, "sha256")
+    assert sig.verify_twilio("k", TWILIO_URL, TWILIO_PARAMS, signed, algorithm="sha256")
+    assert not sig.verify_twilio("k", TWILIO_URL, TWILIO_PARAMS, signed)
+
+
+SENDGRID_KEY = (
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNN"
+    "RaINXvVpiglSI8eNEc6wEA3F+g=="
+)
+SENDGRID_SIGNATURE = "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM="
+SENDGRID_TIMESTAMP = "1600112502"
+SENDGRID_BODY = (
+    json.dumps(
+        [
+            {
+                "email": "hello@world.com",
+                "event": "dropped",
+                "reason": "Bounced Address",
+                "sg_event_id": "ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA",
+                "sg_message_id": "LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",
+                "smtp-id": "<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>",
+                "timestamp": 1600112492,
+            }
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    + "\r\n"
+).encode()
+
+
+def test_sendgrid_known_answer() -> None:
+    assert sig.verify_sendgrid(SENDGRID_KEY, SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP)
+
+
+def test_sendgrid_pem_key_is_accepted() -> None:
+    pem = f"-----BEGIN PUBLIC KEY-----\n{SENDGRID_KEY}\n-----END PUBLIC KEY-----\n"
+    assert sig.verify_sendgrid(pem, SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP)
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "signature", "timestamp"),
+    [
+        (credentials.sendgrid_verification_key(), SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP),
+        (SENDGRID_KEY, b"payload", SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP),
+        (SENDGRID_KEY, SENDGRID_BODY, SENDGRID_SIGNATURE, "1600112503"),
+        (SENDGRID_KEY, SENDGRID_BODY, "bm90IGEgc2lnbmF0dXJl", SENDGRID_TIMESTAMP),
+        (SENDGRID_KEY, SENDGRID_BODY, "%%%not base64", SENDGRID_TIMESTAMP),
+        ("not a key", SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP),
+        ("", SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP),
+        (SENDGRID_KEY, SENDGRID_BODY, None, SENDGRID_TIMESTAMP),
+    ],
+)
+def test_sendgrid_rejects(key: str, body: bytes, signature: str | None, timestamp: str) -> None:
+    assert not sig.verify_sendgrid(key, body, signature, timestamp)
+
+
+@given(st.binary(max_size=512), st.integers(min_value=0, max_value=2**40))
+def test_sendgrid_sandbox_key_round_trip(body: bytes, timestamp: int) -> None:
+    signature = sig.sendgrid_signature(credentials.sendgrid_signing_key(), body, str(timestamp))
+    public = credentials.sendgrid_verification_key()
+    assert sig.verify_sendgrid(public, body, signature, str(timestamp))
+    assert not sig.verify_sendgrid(public, body + b"x", signature, str(timestamp))
+
+
+def test_meta_known_answer_rfc4231_case_2() -> None:
+    expected = "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    assert sig.meta_signature("Jefe", b"what do ya want for nothing?") == expected
+    assert sig.verify_meta("Jefe", b"what do ya want for nothing?", expected)
+
+
+@given(st.binary(max_size=512), st.binary(min_size=1, max_size=8))
+def test_meta_any_change_fails(body: bytes, extra: bytes) -> None:
+    header = sig.meta_signature("secret", body)
+    assert sig.verify_meta("secret", body, header)
+    assert not sig.verify_meta("secret", body + extra, header)
+    assert not sig.verify_meta("other", body, header)
+    assert not sig.verify_meta("secret", body, header.removeprefix("sha256="))
+    assert not sig.verify_meta("", body, header)
