@@ -48,10 +48,9 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.persistence.finalizer = f"{GROUP}/cleanup"
     settings.posting.level = logging.WARNING  # kopf's own per-handler chatter; our Events use kopf.event
     settings.scanning.disabled = True  # no list/watch of CRDs and namespaces needed
-    settings.peering.name = ours.peering_name
-    settings.peering.priority = ours.priority
-    settings.peering.standalone = ours.standalone
-    settings.peering.clusterwide = not ours.namespaces
+    # Peering: kopf.operator() set standalone/priority/name; a peering name makes the peering object
+    # mandatory (streams pause until it exists), which is what HA wants and standalone must not get.
+    settings.peering.mandatory = not ours.standalone
     settings.batching.batch_window = 0.05  # a spec change reaches the handler within ~50 ms
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -91,7 +90,7 @@ async def serve(settings: OperatorSettings) -> None:
             registry=build_registry(rt),
             standalone=settings.standalone,
             priority=settings.priority,
-            peering_name=settings.peering_name,
+            peering_name=None if settings.standalone else settings.peering_name,
             namespaces=settings.namespaces,
             clusterwide=not settings.namespaces,
             liveness_endpoint=liveness,

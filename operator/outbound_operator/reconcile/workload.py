@@ -37,18 +37,12 @@ ENDPOINT_VARIABLE = {
     "sandbox": "OUTBOUND_PROVIDER_SANDBOX_URL",
 }
 SENDER_SETTINGS = {
-    "twilio": {
-        "messagingServiceSid": "TWILIO_MESSAGING_SERVICE_SID",
-        "from": "TWILIO_FROM_NUMBER",
-        "statusCallbackUrl": "TWILIO_STATUS_CALLBACK_URL",
-    },
-    "sendgrid": {"fromEmail": "SENDGRID_FROM_EMAIL", "fromName": "SENDGRID_FROM_NAME", "replyTo": "SENDGRID_REPLY_TO"},
-    "whatsapp": {
-        "phoneNumberId": "WHATSAPP_PHONE_NUMBER_ID",
-        "businessAccountId": "WHATSAPP_BUSINESS_ACCOUNT_ID",
-        "apiVersion": "WHATSAPP_API_VERSION",
-    },
+    "twilio": {"messagingServiceSid": "TWILIO_MESSAGING_SERVICE_SID", "from": "TWILIO_FROM_NUMBER"},
+    "sendgrid": {"fromEmail": "SENDGRID_FROM_EMAIL", "fromName": "SENDGRID_FROM_NAME"},
+    "whatsapp": {"phoneNumberId": "WHATSAPP_PHONE_NUMBER_ID", "apiVersion": "WHATSAPP_API_VERSION"},
 }
+# The sender's OUTBOUND_PROVIDER_KIND (docs/providers.md): real APIs, or the generic sandbox.
+PROVIDER_MODE = {"twilio": "live", "sendgrid": "live", "whatsapp": "live", "sandbox": "generic"}
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
 
 
@@ -94,7 +88,7 @@ def static_config(provider: str, spec: ChannelProviderSpec, settings: OperatorSe
     """Environment of the worker that only changes with the spec (a change rolls the pods)."""
     data = {
         "OUTBOUND_PROVIDER_NAME": provider,
-        "OUTBOUND_PROVIDER_KIND": spec.provider,
+        "OUTBOUND_PROVIDER_KIND": PROVIDER_MODE[spec.provider],
         "OUTBOUND_WORKER_CHANNELS": spec.channel,
         "OUTBOUND_WORKER_BATCH_SIZE": str(min(spec.scaling.batch_size.initial, 1000)),
         "OUTBOUND_WORKER_SHUTDOWN_GRACE_SECONDS": str(settings.worker_shutdown_grace_seconds),
@@ -103,15 +97,14 @@ def static_config(provider: str, spec: ChannelProviderSpec, settings: OperatorSe
         "OUTBOUND_HTTP_PORT": str(HTTP_PORT),
         "OUTBOUND_LOG_FORMAT": "logfmt",
     }
+    if spec.provider != "sandbox":
+        data["OUTBOUND_PROVIDERS_ENABLED"] = spec.provider  # this Deployment sends through its provider only
     if spec.endpoint:
         data[ENDPOINT_VARIABLE[spec.provider]] = spec.endpoint
     sender = getattr(spec, spec.provider, None) or {}
     for field, variable in SENDER_SETTINGS.get(spec.provider, {}).items():
         if field in sender:
             data[variable] = str(sender[field])
-    if spec.rate_limit is not None:
-        data["OUTBOUND_PROVIDER_MESSAGES_PER_SECOND"] = str(spec.rate_limit.messages_per_second)
-        data["OUTBOUND_PROVIDER_BURST"] = str(spec.rate_limit.burst or spec.rate_limit.messages_per_second)
     return data
 
 
