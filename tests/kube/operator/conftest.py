@@ -23,7 +23,9 @@ def _wait_allowed(plane: ControlPlane, namespace: str, kubeconfig: Path, timeout
     """RBAC reaches the authorizer through an informer: wait until the binding is in force."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = plane.kubectl("auth", "can-i", "patch", "deployments", "-n", namespace, kubeconfig=kubeconfig, check=False)
+        result = plane.kubectl(
+            "auth", "can-i", "patch", "deployments", "-n", namespace, kubeconfig=kubeconfig, check=False
+        )
         if result.stdout.strip() == "yes":
             return
         time.sleep(0.2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -10,7 +11,7 @@ import pytest
 from tests.kube.manifests import channel_provider
 from tests.kube.plane import ControlPlane
 
-from .support import OperatorProcess, condition, eventually, get, reasons
+from .support import OperatorProcess, condition, eventually, events, get, reasons
 
 pytestmark = [pytest.mark.kube]
 
@@ -75,3 +76,98 @@ async def test_create_makes_deployment_configmap_and_control_row(
     assert ready["status"] == "True"
     plane.kubectl("wait", "--for=condition=Ready", "channelprovider/twilio", "-n", namespace, "--timeout=10s")
     assert "secrets" not in operator.log()  # never asked for a Secret (and RBAC would refuse)
+
+
+async def _ready(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = get(plane, namespace, "channelprovider", name)
+        ok = condition(obj, "Ready").get("status") == "True"
+        return obj if ok and obj and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] else None
+
+    return await eventually(check)
+
+
+async def test_update_converges_deployment_and_control_row(
+    plane: ControlPlane, namespace: str, operator: OperatorProcess, db: asyncpg.Connection
+) -> None:
+    plane.apply(channel_provider("twilio", TWILIO), namespace=namespace)
+    await _ready(plane, namespace, "twilio")
+    patch = '{"spec":{"priority":20,"image":"registry.test/sender:2","twilio":{"from":"+15005550006","messagingServiceSid":null}}}'
+    plane.kubectl("patch", "channelprovider", "twilio", "-n", namespace, "--type", "merge", "-p", patch)
+
+    def converged() -> bool:
+        deployment = get(plane, namespace, "deployment", "twilio-sender")
+        config = get(plane, namespace, "configmap", "twilio-sender-config")
+        assert deployment is not None and config is not None
+        return (
+            _container(deployment)["image"] == "registry.test/sender:2"
+            and config["data"].get("TWILIO_FROM_NUMBER") == "+15005550006"
+            and "TWILIO_MESSAGING_SERVICE_SID" not in config["data"]
+        )
+
+    await eventually(converged)
+    row = await eventually(lambda: _control(db, "twilio"))
+    assert row["priority"] == 20
+    obj = await _ready(plane, namespace, "twilio")
+    assert row["observed_generation"] == obj["metadata"]["generation"]
+
+
+async def test_hand_edits_are_reverted_and_reported(
+    plane: ControlPlane, namespace: str, operator: OperatorProcess, db: asyncpg.Connection
+) -> None:
+    plane.apply(channel_provider("twilio", TWILIO), namespace=namespace)
+    await _ready(plane, namespace, "twilio")
+    await eventually(lambda: _control(db, "twilio"))
+    await db.execute("UPDATE provider_control SET enabled = false, priority = 999 WHERE provider = 'twilio'")
+    plane.kubectl("set", "image", "deployment/twilio-sender", "worker=evil.test/x:1", "-n", namespace)
+
+    async def restored() -> bool:
+        row = await _control(db, "twilio")
+        deployment = get(plane, namespace, "deployment", "twilio-sender")
+        assert row is not None and deployment is not None
+        return bool(row["enabled"]) and row["priority"] == 10 and _container(deployment)["image"] != "evil.test/x:1"
+
+    await eventually(restored)
+    found = await eventually(lambda: {"ControlRowDrift", "DeploymentDrift"} <= set(reasons(plane, namespace, "twilio")))
+    assert found
+    assert "outbound_operator_drift_corrections_total" in operator.metrics()
+
+
+async def test_delete_removes_what_it_owns(
+    plane: ControlPlane, namespace: str, operator: OperatorProcess, db: asyncpg.Connection
+) -> None:
+    plane.apply(channel_provider("twilio", TWILIO), namespace=namespace)
+    await _ready(plane, namespace, "twilio")
+    await eventually(lambda: _control(db, "twilio"))
+    plane.kubectl("delete", "channelprovider", "twilio", "-n", namespace, "--timeout=30s")
+    assert await _control(db, "twilio") is None  # the finalizer ran before the object went away
+    await eventually(lambda: get(plane, namespace, "deployment", "twilio-sender") is None, timeout=30)
+    await eventually(lambda: get(plane, namespace, "configmap", "twilio-sender-config") is None, timeout=30)
+
+
+async def test_restart_resumes_without_duplicate_work(
+    plane: ControlPlane, namespace: str, operator: OperatorProcess, db: asyncpg.Connection
+) -> None:
+    plane.apply(channel_provider("twilio", {**TWILIO, "circuitBreaker": {"mode": "ForceOpen"}}), namespace=namespace)
+    await _ready(plane, namespace, "twilio")
+    await eventually(lambda: "ForcedOpen" in reasons(plane, namespace, "twilio"))
+    await asyncio.sleep(2)  # a few timer ticks: everything settled
+    before = await _snapshot(plane, namespace, db)
+    operator.restart()
+    await asyncio.sleep(3)  # resume handler plus several timer ticks
+    after = await _snapshot(plane, namespace, db)
+    assert after == before
+    assert "Handler 'resume' succeeded" in operator.log()
+
+
+async def _snapshot(plane: ControlPlane, namespace: str, db: asyncpg.Connection) -> dict[str, Any]:
+    row = await _control(db, "twilio")
+    deployment = get(plane, namespace, "deployment", "twilio-sender")
+    config = get(plane, namespace, "configmap", "twilio-sender-config")
+    assert row is not None and deployment is not None and config is not None
+    return {
+        "row": dict(row),
+        "deployment": deployment["metadata"]["generation"],
+        "config": config["metadata"]["resourceVersion"],
+        "events": sorted((e["reason"], e.get("count", 1)) for e in events(plane, namespace, "twilio")),
+    }
