@@ -120,6 +120,7 @@ def build_dispatcher(settings: AllSettings, metrics: Metrics | None = None) -> D
     failover = config.failover
     breaker = BreakerConfig(failover.failure_threshold, failover.open_seconds, failover.half_open_probes)
     providers = build_providers(settings, config)
+    _name_the_provider(settings, providers)
     if metrics is not None:
         for provider in providers:  # series exist at zero from the start
             metrics.init_provider(provider.name, provider.channels)
@@ -130,6 +131,17 @@ def build_dispatcher(settings: AllSettings, metrics: Metrics | None = None) -> D
         metrics=metrics,
         receipts=ReceiptCheck(),
     )
+
+
+def _name_the_provider(settings: AllSettings, providers: list[Provider]) -> None:
+    """A ChannelProvider's worker runs one provider, named after the resource (OUTBOUND_PROVIDER_NAME)."""
+    name = settings.provider.name
+    if name is None:
+        return
+    if len(providers) != 1:
+        names = ", ".join(p.name for p in providers)
+        raise ConfigError(f"OUTBOUND_PROVIDER_NAME={name!r} needs exactly one enabled provider, got: {names}")
+    providers[0].name = name  # type: ignore[misc]
 
 
 def check_provider_factory(name: str, config: AllProviderSettings, client: httpx.AsyncClient) -> Provider:
@@ -181,7 +193,18 @@ def build_worker(dsn: str, settings: AllSettings, metrics: Metrics | None = None
         switches=settings.switches,
         retry=retry,
         metrics=metrics,
+        redis_url=settings.base.redis_url,
+        whatsapp_number=whatsapp_number(settings),
     )
+
+
+def whatsapp_number(settings: AllSettings) -> str:
+    """Throughput is limited per business phone number: its id, else the provider's name."""
+    if settings.provider.kind in ("sandbox", "live"):
+        number = load_provider_settings().whatsapp.phone_number_id
+        if number:
+            return number
+    return settings.provider.name or "default"
 
 
 def sandbox_server(host: str, port: int, app: SandboxApp | ProviderSandboxApp | None = None) -> uvicorn.Server:

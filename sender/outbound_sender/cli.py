@@ -218,7 +218,8 @@ async def _check_provider(settings: AllSettings, args: argparse.Namespace) -> in
 async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     app.install_stop_signals(stop)
-    with runtime.database(settings.base) as dsn:
+    with runtime.database(settings.base) as dsn, runtime.redis(settings.base) as redis_url:
+        settings.base.redis_url = redis_url
         await _apply_migrations(dsn)
         async with _sandbox_running(settings, stop):
             metrics = Metrics()

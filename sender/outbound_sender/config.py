@@ -124,6 +124,11 @@ class ProviderSettings(BaseSettings):
         "configured (real) APIs; generic: the generic sandbox; null: in-process no-op (benchmarks).",
     )
     sandbox_url: str = Field("http://127.0.0.1:8090", description="Base URL of the sandbox provider.")
+    name: str | None = Field(
+        None,
+        description="The ChannelProvider this worker serves (set by the operator): its one provider takes "
+        "this name in outbound_attempt.provider and metrics, and provider_control rows apply to it.",
+    )
     connect_timeout_seconds: float = Field(5.0, gt=0, le=60)
     read_timeout_seconds: float = Field(20.0, gt=0, le=300)
 

@@ -110,6 +110,17 @@ class Metrics:
             ["channel", "from_provider", "to_provider"],
             registry=r,
         )
+        self.rerouted = Counter(
+            "outbound_message_rerouted",
+            "Messages moved to their organisation's fallback channel (WhatsApp quota near its limit)",
+            ["from_channel", "to_channel"],
+            registry=r,
+        )
+        self.ratelimit_fallback = Gauge(
+            "outbound_ratelimit_fallback_active",
+            "1 while Redis is unreachable and WhatsApp per-second limits run in process (stricter)",
+            registry=r,
+        )
         self.webhook_events = Counter(
             "outbound_webhook_events",
             "Delivery webhook events by outcome (recorded, duplicate, unmatched, rejected, resolved_ambiguous)",

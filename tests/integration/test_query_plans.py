@@ -90,5 +90,5 @@ async def test_quota_reservation_uses_the_primary_key(busy_db: asyncpg.Connectio
     await busy_db.execute(
         "INSERT INTO whatsapp_rate_limit (org_id) SELECT 'org' || n FROM generate_series(1, 5000) n; ANALYZE"
     )
-    plan = await explain(busy_db, sql("quota_reserve"), "org7", 86400.0)
+    plan = await explain(busy_db, sql("quota_reserve"), "org7", 86400.0, 90)
     assert "whatsapp_rate_limit_pkey" in index_names(plan)

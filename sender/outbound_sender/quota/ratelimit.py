@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
 log = logging.getLogger("outbound.ratelimit")
@@ -91,12 +92,22 @@ def _refused(n_wait: float, p_wait: float, *, fallback: bool = False) -> Verdict
 
 
 class WhatsAppRateLimiter:
-    def __init__(self, client: aioredis.Redis | None, *, fallback_divisor: float = 4.0, prefix: str = "wa") -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis | None,
+        *,
+        fallback_divisor: float = 4.0,
+        prefix: str = "wa",
+        gauge: Gauge | None = None,
+    ) -> None:
+        """Without a client (no Redis configured: one process) the limits are kept in process at
+        their full rate; with one, Redis keeps them and the stricter fallback covers outages."""
         self.client = client
         self.fallback_divisor = fallback_divisor
         self.prefix = prefix
         self.local = LocalGcra()
         self.in_fallback = False
+        self.gauge = gauge
         self._script = client.register_script(GCRA_TWO_KEYS) if client is not None else None
 
     def _keys(self, phone_number_id: str, recipient: str) -> tuple[str, str]:
@@ -105,7 +116,7 @@ class WhatsAppRateLimiter:
     async def check(self, phone_number_id: str, recipient: str, limits: Limits) -> Verdict:
         number_key, pair_key = self._keys(phone_number_id, recipient)
         if self._script is None:
-            return self.local.check(number_key, pair_key, limits, self.fallback_divisor)
+            return self.local.check(number_key, pair_key, limits, 1.0)
         try:
             args = [limits.number_interval_ms(), limits.burst_seconds * 1000, limits.pair_interval_seconds * 1000]
             allowed, _wait, n_wait, p_wait = await self._script(keys=[number_key, pair_key], args=args)
@@ -122,8 +133,12 @@ class WhatsAppRateLimiter:
                 extra={"fields": {"error": repr(error), "divisor": self.fallback_divisor}},
             )
         self.in_fallback = True
+        if self.gauge is not None:
+            self.gauge.set(1)
 
     def _leave_fallback(self) -> None:
         if self.in_fallback:
             log.warning("Redis reachable again: WhatsApp rate limits back in Redis")
         self.in_fallback = False
+        if self.gauge is not None:
+            self.gauge.set(0)

@@ -34,6 +34,7 @@ from outbound_sender.domain import Channel, CircuitState, ErrorCode, OutboundMes
 from outbound_sender.errors import PermanentError, ProviderError, RateLimitedError, TemporaryError
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider, SendResult
+from outbound_sender.worker.control import ProviderControl
 
 log = logging.getLogger("OutboundJobWorker.circuit")
 ACCOUNT_CODES = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.ACCOUNT_SUSPENDED, ErrorCode.QUOTA_EXCEEDED})
@@ -203,6 +204,12 @@ class Dispatcher:
         for provider in self._providers:
             for channel in sorted(provider.channels):
                 self._by_channel.setdefault(channel, []).append(provider)
+        self.fleet: dict[str, ProviderControl] = {}  # the operator's provider_control rows, by name
+
+    def apply_control(self, rows: Mapping[str, ProviderControl]) -> None:
+        """The fleet-wide state (operator): skip disabled or OPEN providers, order by its priority,
+        and let ForceClosed override this pod's own breaker."""
+        self.fleet = dict(rows)
 
     def _breaker(self, provider: Provider, config: BreakerConfig | None, clock: Clock) -> CircuitBreaker:
         def changed(state: CircuitState) -> None:
@@ -219,12 +226,29 @@ class Dispatcher:
             for channel in provider.channels:
                 self._metrics.circuit_state.labels(provider.name, channel.value).set(state.gauge_value)
 
+    def _candidates(self, channel: Channel) -> list[Provider]:
+        configured = self._by_channel.get(channel, [])
+        if not self.fleet:
+            return configured
+        usable = [p for p in configured if p.name not in self.fleet or self.fleet[p.name].usable]
+        return sorted(usable, key=lambda p: self.fleet[p.name].priority if p.name in self.fleet else 0)
+
+    def _acquire(self, provider: Provider) -> bool | None:
+        row = self.fleet.get(provider.name)
+        if row is not None and row.circuit_mode == "ForceClosed":
+            return False  # forced closed fleet-wide: this pod's breaker does not stop it
+        return self.breakers[provider.name].acquire()
+
     def provider_for(self, message: OutboundMessage) -> Provider:
-        candidates = self._by_channel.get(message.channel)
+        candidates = self._candidates(message.channel)
         if not candidates:
+            if message.channel in self._by_channel:
+                raise CircuitOpenError(
+                    ErrorCode.NO_PROVIDER, f"no usable {message.channel} provider (fleet control)", retry_after=5.0
+                )
             raise NoProviderError(ErrorCode.NO_PROVIDER, f"no provider configured for {message.channel}")
         for provider in candidates:
-            probe = self.breakers[provider.name].acquire()
+            probe = self._acquire(provider)
             if probe is not None:
                 self._count_failover(message.channel, candidates[0], provider)
                 return GuardedProvider(provider, self.breakers[provider.name], probe, self._receipts)
@@ -238,6 +262,10 @@ class Dispatcher:
     def _count_failover(self, channel: Channel, first: Provider, chosen: Provider) -> None:
         if chosen is not first and self._metrics is not None:
             self._metrics.failover.labels(channel.value, first.name, chosen.name).inc()
+
+    @property
+    def provider_names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self._providers)
 
     def states(self) -> dict[str, CircuitState]:
         return {name: breaker.state for name, breaker in self.breakers.items()}

@@ -24,19 +24,24 @@ import asyncpg
 
 from outbound_sender.config import ChannelSwitches, WorkerSettings
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage, Status
-from outbound_sender.errors import AmbiguousSendError, ProviderError, TemporaryError
+from outbound_sender.errors import ProviderError, TemporaryError
 from outbound_sender.logs import message_fields
 from outbound_sender.metrics import Metrics
-from outbound_sender.quota.ledger import QuotaLedger, Refusal, Reservation
+from outbound_sender.quota.gate import Decision, Held, Rerouted, WhatsAppGate
+from outbound_sender.quota.ledger import QuotaLedger
+from outbound_sender.quota.policy import PolicyBook, QuotaPolicy
+from outbound_sender.quota.ratelimit import WhatsAppRateLimiter
 from outbound_sender.store.db import connect, create_pool
 from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
+from outbound_sender.worker.control import ProviderControl, RuntimeControl
 from outbound_sender.worker.dispatch import CircuitOpenError, Dispatcher
 from outbound_sender.worker.results import CallResult
 from outbound_sender.worker.retry import RetryPolicy
 
 log = logging.getLogger("OutboundJobWorker")
 NOTIFY_CHANNEL = "outbound_message_ready"
+CONTROL_CHANNEL = "outbound_control"
 APPLICATION = "outbound-worker"  # application_name of the worker's connections (pg_stat_activity)
 COMPLETE_BATCH_MAX = 500
 RECOVERY_BATCH = 500
@@ -75,7 +80,9 @@ class OutboundJobWorker:
         retry: RetryPolicy | None = None,
         metrics: Metrics | None = None,
         channel_gate: Callable[[], Iterable[Channel]] | None = None,
-        whatsapp_default_quota: int = 1000,
+        redis_url: str | None = None,
+        whatsapp_number: str = "default",
+        policies: PolicyBook | None = None,
     ) -> None:
         self.dsn = dsn
         self.dispatcher = dispatcher
@@ -84,14 +91,18 @@ class OutboundJobWorker:
         self.retry = retry or RetryPolicy()
         self.metrics = metrics or Metrics()
         self.channel_gate = channel_gate
-        self.whatsapp_default_quota = whatsapp_default_quota
-        self.quota: QuotaLedger | None = None
+        self.redis_url = redis_url
+        self.whatsapp_number = whatsapp_number
+        self.policies = policies or PolicyBook()
+        self.gate: WhatsAppGate | None = None
         self._wake = asyncio.Event()
         self._capacity = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._completions: asyncio.Queue[CallResult | None] = asyncio.Queue()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self.control = RuntimeControl(dispatcher.provider_names)
+        self._control_changed = asyncio.Event()
         self._next_retry = float("inf")  # monotonic time of the earliest retry this worker scheduled
         self.claimed_total = 0
         self.completed_total = 0
@@ -100,20 +111,23 @@ class OutboundJobWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then drain: finish in-flight sends and record them."""
         self._pool = await create_pool(self.dsn, min_size=2, max_size=2, application=APPLICATION)
-        self.quota = QuotaLedger(self._pool, default_limit=self.whatsapp_default_quota)
+        self.gate = self._whatsapp_gate(self._pool)
         self.dispatcher.bind_pool(self._pool)
         try:
             await self._listen()
+            await self._refresh_control()
             completer = asyncio.create_task(self._complete_loop(), name="completer")
             recovery = asyncio.create_task(self._recovery_loop(stop), name="recovery")
+            controller = asyncio.create_task(self._control_loop(stop), name="control")
             log.info("OutboundJobWorker started", extra={"fields": self._describe()})
             await self._claim_loop(stop)
             await self._drain()
             self._completions.put_nowait(None)
             await completer
-            recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await recovery
+            for task in (recovery, controller):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         finally:
             await self._close()
         log.info("OutboundJobWorker stopped", extra={"fields": {"completed": self.completed_total}})
@@ -126,7 +140,18 @@ class OutboundJobWorker:
             "channels": ",".join(sorted(c.value for c in self.active_channels())) or "none",
         }
 
+    def _whatsapp_gate(self, pool: asyncpg.Pool) -> WhatsAppGate:
+        client = None
+        if self.redis_url:
+            import redis.asyncio as aioredis
+
+            client = aioredis.from_url(self.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        limiter = WhatsAppRateLimiter(client, gauge=self.metrics.ratelimit_fallback)
+        return WhatsAppGate(QuotaLedger(pool), limiter, self.policies, self.whatsapp_number)
+
     async def _close(self) -> None:
+        if self.gate is not None and self.gate.limiter.client is not None:
+            await self.gate.limiter.client.aclose()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=5)
@@ -137,6 +162,7 @@ class OutboundJobWorker:
         try:
             self._listener = await connect(self.dsn, application=APPLICATION)
             await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            await self._listener.add_listener(CONTROL_CHANNEL, self._on_control)
         except (OSError, asyncpg.PostgresError) as error:
             self._listener = None
             log.warning("LISTEN unavailable, polling only", extra={"fields": {"error": repr(error)}})
@@ -145,11 +171,45 @@ class OutboundJobWorker:
         if payload in {c.value for c in self.active_channels()}:
             self._wake.set()
 
+    def _on_control(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
+        self._control_changed.set()
+
     def active_channels(self) -> frozenset[Channel]:
         wanted = frozenset(self.settings.channels) & self.switches.enabled()
         if self.channel_gate is not None:
             wanted &= frozenset(self.channel_gate())
-        return wanted
+        return self.control.allowed_channels(wanted)
+
+    # ---- runtime control -------------------------------------------------------------------
+    async def _control_loop(self, stop: asyncio.Event) -> None:
+        """Re-read provider_control every control interval, and at once on NOTIFY outbound_control."""
+        interval = self.settings.control_interval_ms / 1000
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(self._control_changed.wait(), stop.wait()), interval)
+            self._control_changed.clear()
+            try:
+                await self._refresh_control()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.error("OutboundJobWorker control refresh failed", extra={"fields": {"error": repr(error)}})
+
+    async def _refresh_control(self) -> None:
+        assert self._pool is not None
+        rows = [ProviderControl.from_row(dict(row)) for row in await self._pool.fetch(sql("control_rows"))]
+        self.control.update(rows)
+        self.dispatcher.apply_control({row.provider: row for row in rows})
+        policies = await self._pool.fetch(sql("quota_policies"))
+        self.policies.update(QuotaPolicy.from_row(dict(row)) for row in policies)
+        self._wake.set()  # a channel may have just opened
+
+    def _claim_size(self, channels: frozenset[Channel]) -> int:
+        """The batch: the control row's for controlled channels (an operator-run worker serves one
+        channel), else OUTBOUND_WORKER_BATCH_SIZE."""
+        controlled = [c for c in channels if self.control.controlled(c)]
+        if not controlled:
+            return self.settings.batch_size if channels else 0
+        now = time.monotonic()
+        return max(self.control.claim_size(c, self.settings.batch_size, now) for c in controlled)
 
     # ---- claiming --------------------------------------------------------------------------
     async def _claim_loop(self, stop: asyncio.Event) -> None:
@@ -158,9 +218,8 @@ class OutboundJobWorker:
             await self._wait_capacity(stop)
             if stop.is_set():
                 return
-            want = min(self.settings.batch_size, self.settings.max_in_flight - len(self._in_flight))
-            got = await self._claim_once(want)
-            if got < want:
+            got, wanted = await self._claim_once(self.settings.max_in_flight - len(self._in_flight))
+            if got < wanted or wanted == 0:
                 await self._sleep(stop, self._until_next_retry(poll))
 
     def _until_next_retry(self, poll: float) -> float:
@@ -170,10 +229,12 @@ class OutboundJobWorker:
             self._next_retry = float("inf")
         return max(0.0, min(poll, self._next_retry - now))
 
-    async def _claim_once(self, want: int) -> int:
+    async def _claim_once(self, free: int) -> tuple[int, int]:
+        """Claim up to a batch (the control row's batch size when controlled); (claimed, wanted)."""
         channels = self.active_channels()
-        if not channels:
-            return 0
+        want = min(free, self._claim_size(channels))
+        if not channels or want <= 0:
+            return 0, 0
         assert self._pool is not None
         self._wake.clear()
         try:
@@ -186,13 +247,13 @@ class OutboundJobWorker:
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.error("OutboundJobWorker claim failed", extra={"fields": {"error": repr(error)}})
-            return 0
+            return 0, want
         self.metrics.heartbeat.set_to_current_time()
         if rows:
             log.info(f"OutboundJobWorker Processing {len(rows)} pending outbound messages")
             for row in rows:
                 self._start_send(message_from_row(row))
-        return len(rows)
+        return len(rows), want
 
     def _start_send(self, message: OutboundMessage) -> None:
         self.claimed_total += 1
@@ -221,21 +282,19 @@ class OutboundJobWorker:
     async def _send(self, message: OutboundMessage) -> None:
         started = time.monotonic()
         provider: str | None = None
-        reservation = None
+        decision: Decision | None = None
         try:
-            reservation = await self._reserve_quota(message)
-            if isinstance(reservation, Refusal):
-                code = ErrorCode.RATE_LIMIT_EXCEEDED if reservation.reason == "throttled" else ErrorCode.QUOTA_EXCEEDED
-                outcome = results.deferred(message, reservation.wait_seconds, code, reservation.reason)
-                self._completions.put_nowait(outcome)
+            decision = await self._admit(message)
+            if isinstance(decision, Held | Rerouted):
+                await self._hold_or_reroute(message, decision)
                 return
             chosen = self.dispatcher.provider_for(message)
             provider = chosen.name
             result = await chosen.send(message)
             outcome = results.success(message, provider, result, _ms(started))
         except ProviderError as error:
-            await self._release_quota(reservation, error)
-            defer = isinstance(error, CircuitOpenError)  # circuits open: wait, burn no attempt
+            hold = await self._after_failure(message, decision, error)
+            defer = hold is not None or isinstance(error, CircuitOpenError)  # wait, burn no attempt
             outcome = results.failure(message, provider, error, _ms(started), self.retry, defer=defer)
         except asyncio.CancelledError:
             self._completions.put_nowait(results.interrupted(message, provider, _ms(started)))
@@ -247,16 +306,39 @@ class OutboundJobWorker:
         self._observe_call(outcome)
         self._completions.put_nowait(outcome)
 
-    async def _reserve_quota(self, message: OutboundMessage) -> Reservation | Refusal | None:
-        if message.channel is not Channel.WHATSAPP or self.quota is None:
+    # ---- WhatsApp quota and limits (quota/gate.py) -------------------------------------------
+    async def _admit(self, message: OutboundMessage) -> Decision | None:
+        if message.channel is not Channel.WHATSAPP or self.gate is None:
             return None
-        return await self.quota.reserve(message.org_id)
+        return await self.gate.admit(message)
 
-    async def _release_quota(self, reservation: Reservation | Refusal | None, error: ProviderError) -> None:
-        """A definite failure gives the reservation back; an ambiguous one may have been counted."""
-        if isinstance(reservation, Reservation) and not isinstance(error, AmbiguousSendError):
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self.quota.release(reservation)  # type: ignore[union-attr]
+    async def _after_failure(
+        self, message: OutboundMessage, decision: Decision | None, error: ProviderError
+    ) -> float | None:
+        if self.gate is None or message.channel is not Channel.WHATSAPP:
+            return None
+        try:
+            return await self.gate.after_failure(message, decision, error)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as db_error:
+            log.error("OutboundJobWorker quota bookkeeping failed", extra={"fields": {"error": repr(db_error)}})
+            return None
+
+    async def _hold_or_reroute(self, message: OutboundMessage, decision: Held | Rerouted) -> None:
+        fields = message_fields(message.id, message.correlation_id, decision=decision.note)
+        log.info("OutboundJobWorker WhatsApp quota decision", extra={"fields": fields})
+        if isinstance(decision, Held):
+            self._completions.put_nowait(results.deferred(message, decision.seconds, decision.code, decision.note))
+            return
+        assert self._pool is not None
+        await self._pool.execute(
+            sql("reroute_message"),
+            message.id,
+            message.lease_id,
+            decision.channel.value,
+            decision.note,
+            self.settings.id,
+        )
+        self.metrics.rerouted.labels(message.channel.value, decision.channel.value).inc()
 
     def _observe_call(self, r: CallResult) -> None:
         channel = r.message.channel.value

@@ -2,8 +2,9 @@
 
 -- name: quota_reserve
 -- Take one message of the organisation's quota, atomically (the row lock serializes workers, so
--- the count never passes quota_limit). An elapsed window restarts at 1. A manual
--- UPDATE ... SET quota_limit = ... applies to the very next reservation.
+-- the count never passes the ceiling). The ceiling is $3 percent of quota_limit: 100 for urgent
+-- templates, the deferral threshold for the others. An elapsed window ($2 seconds) restarts at 1.
+-- A manual UPDATE ... SET quota_limit = ... applies to the very next reservation.
 UPDATE whatsapp_rate_limit
    SET messages_sent_count = CASE WHEN reset_at <= now() THEN 1 ELSE messages_sent_count + 1 END,
        reset_at            = CASE WHEN reset_at <= now()
@@ -11,14 +12,17 @@ UPDATE whatsapp_rate_limit
        updated_at          = now()
  WHERE org_id = $1
    AND (throttle_until IS NULL OR throttle_until <= now())
-   AND CASE WHEN reset_at <= now() THEN 0 ELSE messages_sent_count END < quota_limit
+   AND CASE WHEN reset_at <= now() THEN 0 ELSE messages_sent_count END
+       < floor(quota_limit * $3::numeric / 100)
 RETURNING messages_sent_count, quota_limit, reset_at;
 
 -- name: quota_state
--- Why a reservation was refused, and until when: seconds until the quota or the throttle frees up.
+-- Why a reservation was refused ($2: the ceiling percent it asked for), and for how long.
 SELECT messages_sent_count, quota_limit, reset_at, throttle_until,
+       throttle_until > now() AS throttled,
+       messages_sent_count >= quota_limit AS exhausted,
        EXTRACT(EPOCH FROM GREATEST(
-           CASE WHEN messages_sent_count >= quota_limit THEN reset_at END,
+           CASE WHEN messages_sent_count >= floor(quota_limit * $2::numeric / 100) THEN reset_at END,
            throttle_until) - now())::float8 AS wait_seconds
   FROM whatsapp_rate_limit
  WHERE org_id = $1;
@@ -34,3 +38,10 @@ ON CONFLICT (org_id) DO NOTHING;
 UPDATE whatsapp_rate_limit
    SET messages_sent_count = GREATEST(messages_sent_count - 1, 0), updated_at = now()
  WHERE org_id = $1 AND reset_at = $2;
+
+-- name: quota_throttle
+-- The provider throttled the organisation (WhatsApp 4 / 17 / 80007): no reservation until then.
+UPDATE whatsapp_rate_limit
+   SET throttle_until = GREATEST(COALESCE(throttle_until, now()), now() + $2::float8 * interval '1 second'),
+       updated_at     = now()
+ WHERE org_id = $1;

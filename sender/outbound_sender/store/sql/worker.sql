@@ -141,3 +141,17 @@ UPDATE outbound_message
    AND lease_id = ANY($2::uuid[])
    AND status = 'SENDING'
 RETURNING id;
+
+-- name: reroute_message
+-- A WhatsApp message moved to its organisation's fallback channel (quota above the deferral
+-- threshold): back to QUEUED on the new channel, due now, no attempt burnt; the decision is kept
+-- in routing_note and as an attempt row.
+WITH moved AS (
+    UPDATE outbound_message
+       SET channel = $3, status = 'QUEUED', attempt_count = GREATEST(attempt_count - 1, 0),
+           routing_note = $4, leased_until = NULL, updated_at = now()
+     WHERE id = $1 AND lease_id = $2 AND status = 'SENDING'
+    RETURNING id, claim_count
+)
+INSERT INTO outbound_attempt (outbound_message_id, attempt_no, channel, outcome, error_code, error_message, worker_id)
+SELECT id, claim_count, 'WHATSAPP', 'DEFER', 'QUOTA_EXCEEDED', $4, $5 FROM moved;
