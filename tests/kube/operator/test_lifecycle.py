@@ -11,7 +11,7 @@ import pytest
 from tests.kube.manifests import channel_provider
 from tests.kube.plane import ControlPlane
 
-from .support import OperatorProcess, condition, eventually, events, get, reasons
+from .support import OperatorProcess, condition, events, eventually, get, reasons
 
 pytestmark = [pytest.mark.kube]
 
