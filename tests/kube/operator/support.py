@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,7 +44,7 @@ def role_binding(namespace: str) -> dict[str, Any]:
     }
 
 
-async def eventually(check: Callable[[], T | Awaitable[T]], timeout: float = 20.0, interval: float = 0.1) -> T:
+async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
     """Poll `check` until it returns a truthy value (or stops raising AssertionError)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -53,7 +53,7 @@ async def eventually(check: Callable[[], T | Awaitable[T]], timeout: float = 20.
             if inspect.isawaitable(result):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]
+                return result
             failure: BaseException = AssertionError(f"still falsy: {result!r}")
         except AssertionError as error:
             failure = error

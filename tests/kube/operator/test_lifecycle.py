@@ -84,7 +84,8 @@ async def _ready(plane: ControlPlane, namespace: str, name: str) -> dict[str, An
         ok = condition(obj, "Ready").get("status") == "True"
         return obj if ok and obj and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] else None
 
-    return await eventually(check)
+    found: dict[str, Any] = await eventually(check)
+    return found
 
 
 async def test_update_converges_deployment_and_control_row(
@@ -92,13 +93,17 @@ async def test_update_converges_deployment_and_control_row(
 ) -> None:
     plane.apply(channel_provider("twilio", TWILIO), namespace=namespace)
     await _ready(plane, namespace, "twilio")
-    patch = '{"spec":{"priority":20,"image":"registry.test/sender:2","twilio":{"from":"+15005550006","messagingServiceSid":null}}}'
+    patch = (
+        '{"spec":{"priority":20,"image":"registry.test/sender:2",'
+        '"twilio":{"from":"+15005550006","messagingServiceSid":null}}}'
+    )
     plane.kubectl("patch", "channelprovider", "twilio", "-n", namespace, "--type", "merge", "-p", patch)
 
     def converged() -> bool:
         deployment = get(plane, namespace, "deployment", "twilio-sender")
         config = get(plane, namespace, "configmap", "twilio-sender-config")
-        assert deployment is not None and config is not None
+        assert deployment is not None
+        assert config is not None
         return (
             _container(deployment)["image"] == "registry.test/sender:2"
             and config["data"].get("TWILIO_FROM_NUMBER") == "+15005550006"
@@ -124,7 +129,8 @@ async def test_hand_edits_are_reverted_and_reported(
     async def restored() -> bool:
         row = await _control(db, "twilio")
         deployment = get(plane, namespace, "deployment", "twilio-sender")
-        assert row is not None and deployment is not None
+        assert row is not None
+        assert deployment is not None
         return bool(row["enabled"]) and row["priority"] == 10 and _container(deployment)["image"] != "evil.test/x:1"
 
     await eventually(restored)
@@ -164,7 +170,9 @@ async def _snapshot(plane: ControlPlane, namespace: str, db: asyncpg.Connection)
     row = await _control(db, "twilio")
     deployment = get(plane, namespace, "deployment", "twilio-sender")
     config = get(plane, namespace, "configmap", "twilio-sender-config")
-    assert row is not None and deployment is not None and config is not None
+    assert row is not None
+    assert deployment is not None
+    assert config is not None
     return {
         "row": dict(row),
         "deployment": deployment["metadata"]["generation"],

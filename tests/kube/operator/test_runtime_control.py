@@ -18,7 +18,7 @@ from tests.kube.manifests import channel_provider
 from tests.kube.plane import ControlPlane
 from tests.processes import sandbox_process
 
-from .support import OperatorProcess, condition, eventually, get, reasons
+from .support import condition, eventually, get, reasons
 from .workers import calls_by, enqueue_many, sandbox_config, statuses, worker_process
 
 pytestmark = [pytest.mark.kube]
@@ -48,8 +48,9 @@ def _patch(plane: ControlPlane, namespace: str, name: str, body: str) -> None:
     plane.kubectl("patch", "channelprovider", name, "-n", namespace, "--type", "merge", "-p", body)
 
 
+@pytest.mark.usefixtures("operator")
 async def test_force_open_stops_sends_within_the_bound_and_loses_nothing(
-    plane: ControlPlane, namespace: str, operator: OperatorProcess, db: asyncpg.Connection, db_dsn: str, sandbox: str
+    plane: ControlPlane, namespace: str, db: asyncpg.Connection, db_dsn: str, sandbox: str
 ) -> None:
     plane.apply(sms_provider("primary", 10, sandbox), namespace=namespace)
     await _controlled(db, "primary")
@@ -68,7 +69,8 @@ async def test_force_open_stops_sends_within_the_bound_and_loses_nothing(
     assert stopped_after < 5.0
     assert queued > 0, "the queue drained before the patch: the test measured nothing"
     final = await statuses(db)
-    assert set(final) <= {"SENT", "QUEUED"} and sum(final.values()) == 3000  # nothing lost, nothing failed
+    assert set(final) <= {"SENT", "QUEUED"}
+    assert sum(final.values()) == 3000
     cp = get(plane, namespace, "channelprovider", "primary")
     assert condition(cp, "CircuitOpen")["status"] == "True"
     assert condition(cp, "CircuitOpen")["reason"] == "ForcedOpen"
@@ -79,8 +81,9 @@ async def _at_least(value: Any, expected: int) -> bool:
     return bool(await value >= expected)
 
 
+@pytest.mark.usefixtures("operator")
 async def test_disable_leaves_messages_queued_and_enable_sends_them(
-    plane: ControlPlane, namespace: str, operator: OperatorProcess, db: asyncpg.Connection, db_dsn: str, sandbox: str
+    plane: ControlPlane, namespace: str, db: asyncpg.Connection, db_dsn: str, sandbox: str
 ) -> None:
     plane.apply(sms_provider("primary", 10, sandbox, enabled=False), namespace=namespace)
     await _controlled(db, "primary")
@@ -93,8 +96,9 @@ async def test_disable_leaves_messages_queued_and_enable_sends_them(
         await eventually(lambda: _equals(statuses(db), {"SENT": 50}), timeout=30)
 
 
+@pytest.mark.usefixtures("operator")
 async def test_failover_to_the_backup_provider_by_priority(
-    plane: ControlPlane, namespace: str, operator: OperatorProcess, db: asyncpg.Connection, db_dsn: str, sandbox: str
+    plane: ControlPlane, namespace: str, db: asyncpg.Connection, db_dsn: str, sandbox: str
 ) -> None:
     plane.apply([sms_provider("primary", 10, sandbox), sms_provider("backup", 20, sandbox)], namespace=namespace)
     await _controlled(db, "primary", "backup")
@@ -112,8 +116,9 @@ async def test_failover_to_the_backup_provider_by_priority(
         assert await calls_by(db, "backup") == 100
 
 
+@pytest.mark.usefixtures("operator")
 async def test_auto_circuit_trips_on_failures_and_recovers_through_half_open(
-    plane: ControlPlane, namespace: str, operator: OperatorProcess, db: asyncpg.Connection, db_dsn: str, sandbox: str
+    plane: ControlPlane, namespace: str, db: asyncpg.Connection, db_dsn: str, sandbox: str
 ) -> None:
     breaker = {"window": "30s", "minimumRequests": 10, "coolDown": "3s", "halfOpenProbesPerMinute": 60}
     plane.apply(sms_provider("primary", 10, sandbox, circuitBreaker=breaker), namespace=namespace)
