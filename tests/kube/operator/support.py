@@ -70,6 +70,7 @@ class OperatorProcess:
         self.kubeconfig, self.log_path = kubeconfig, workdir / "operator.log"
         self.metrics_port, self.health_port = free_ports(2)
         self.settings: dict[str, str] = {}
+        self.peering: list[str] = ["--standalone"]
         self._process: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
@@ -85,7 +86,7 @@ class OperatorProcess:
         }
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "outbound_operator", "--standalone", "--namespace", self.namespace]
+        argv = [sys.executable, "-m", "outbound_operator", *self.peering, "--namespace", self.namespace]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         self._wait_healthy()
