@@ -31,6 +31,7 @@ def _replica(
     folder.mkdir()
     process = OperatorProcess(plane, namespace, dsn, kubeconfig, folder)
     process.peering = ["--priority", str(priority), "--peering", "outbound-operator"]
+    process.settings["POD_ID"] = f"outbound-operator-{priority}"  # kopf's peer identity (the chart: fieldRef)
     return process
 
 
