@@ -19,13 +19,12 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from outbound_sender.api import problems
 from outbound_sender.api.auth import Authenticator
 from outbound_sender.api.context import ApiContext
 from outbound_sender.api.metrics import ApiMetrics
-from outbound_sender.api.middleware import RequestContext
+from outbound_sender.api.middleware import BodyLimit, RequestContext
 from outbound_sender.api.ops import ops_router
 from outbound_sender.api.ratelimit import RateLimiter, build_limiter
 from outbound_sender.api.routes import router as messages_router
@@ -91,7 +90,7 @@ def create_app(
         redoc_url=None,
         middleware=[
             Middleware(RequestContext, metrics=api_metrics, access_log=settings.access_log),
-            Middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes),
+            Middleware(BodyLimit, max_body_size=settings.max_body_bytes),
         ],
     )
     problems.install(app)

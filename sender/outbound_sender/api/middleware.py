@@ -81,3 +81,60 @@ def _fields(state: dict[str, Any], status: int, seconds: float) -> dict[str, Any
         if state.get(key) is not None:
             fields[name] = state[key]
     return fields
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_body_size` bytes with the API's JSON error (413): by the declared
+    Content-Length before reading, or, for a chunked body, as soon as the count passes the limit (the
+    app is then told the client left, and whatever it answers is dropped)."""
+
+    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if _declared_length(scope) > self.max_body_size:
+            await self._reject(scope, send)
+            return
+        received, rejected = 0, False
+
+        async def counted() -> Message:
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_size:
+                rejected = True
+                await self._reject(scope, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not rejected:
+                await send(message)
+
+        await self.app(scope, counted, guarded)
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        from outbound_sender.api.schemas import ErrorBody, ErrorInfo
+
+        state = scope.get("state") or {}
+        info = ErrorInfo(code="payload_too_large", message=f"request body over {self.max_body_size} bytes", fields=[])
+        body = ErrorBody(error=info, correlation_id=state.get("correlation_id")).model_dump_json().encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -98,6 +99,21 @@ async def test_a_body_over_the_limit_is_413(client: httpx.AsyncClient, db: async
     huge = {"messages": [EMAIL | {"body": "x" * 250_000}] * 40}  # ~10 MB > 8 MiB
     response = await client.post("/v1/messages/batch", json=huge)
     assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"  # the API's error shape, documented
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert await count_messages(db) == 0
+
+
+async def test_a_chunked_body_over_the_limit_is_413(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"messages": ['
+        for _ in range(40):
+            yield b'{"channel": "EMAIL", "to": "ada@example.com", "subject": "s", "body": "' + b"x" * 250_000 + b'"},'
+        yield b"]}"
+
+    response = await client.post("/v1/messages/batch", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
     assert await count_messages(db) == 0
 
 

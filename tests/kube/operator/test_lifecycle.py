@@ -147,8 +147,10 @@ async def test_delete_removes_what_it_owns(
     await eventually(lambda: _control(db, "twilio"))
     plane.kubectl("delete", "channelprovider", "twilio", "-n", namespace, "--timeout=30s")
     assert await _control(db, "twilio") is None  # the finalizer ran before the object went away
-    await eventually(lambda: get(plane, namespace, "deployment", "twilio-sender") is None, timeout=30)
-    await eventually(lambda: get(plane, namespace, "configmap", "twilio-sender-config") is None, timeout=30)
+    # Owned objects go by garbage collection, which learns new CRD kinds on its 30 s discovery sync:
+    # right after the CRDs are installed that can take up to a minute.
+    await eventually(lambda: get(plane, namespace, "deployment", "twilio-sender") is None, timeout=90)
+    await eventually(lambda: get(plane, namespace, "configmap", "twilio-sender-config") is None, timeout=90)
 
 
 async def test_restart_resumes_without_duplicate_work(
