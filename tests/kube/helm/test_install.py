@@ -1,0 +1,148 @@
+"""`helm install`, `helm upgrade` and `helm uninstall` of the chart on the real API server.
+
+No kubelet runs, so pods stay Pending and Jobs never finish on their own: the release tests install
+with --no-hooks, and the hook test completes the migration Job's status by hand, as a kubelet and
+the Job controller would after `outbound migrate` exited 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kube.plane import ControlPlane
+from tests.unit.helm.chart import KUBE_VERSION, render_text
+
+from .support import helm, objects_of, release_args, wait_for
+
+pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("crds")]
+
+PROVIDERS: dict[str, Any] = {
+    "sms-sandbox": {"channel": "SMS", "provider": "sandbox", "priority": 100, "endpoint": "http://sandbox:8025"},
+    "twilio": {
+        "channel": "SMS",
+        "provider": "twilio",
+        "priority": 10,
+        "credentialsSecretRef": {"name": "twilio-credentials"},
+        "twilio": {"messagingServiceSid": "MG0123456789abcdef0123456789abcdef"},
+    },
+}
+POLICIES: dict[str, Any] = {"acme": {"orgId": "acme", "tier": "Tier10K", "dailyLimit": 9500}}
+
+
+def release_name() -> str:
+    return f"om-{secrets.token_hex(3)}"
+
+
+def expected_objects(release: str, providers: list[str]) -> set[tuple[str, str]]:
+    full = f"{release}-outbound-messaging"
+    return {
+        ("Deployment", f"{full}-api"),
+        ("Service", f"{full}-api"),
+        ("PodDisruptionBudget", f"{full}-api"),
+        ("Deployment", f"{full}-operator"),
+        ("ServiceAccount", f"{full}-sender"),
+        ("ServiceAccount", f"{full}-operator"),
+        ("ClusterRole", f"{full}-operator"),
+        ("RoleBinding", f"{full}-operator"),
+        ("QuotaPolicy", "acme"),
+        *(("ChannelProvider", name) for name in providers),
+    }
+
+
+def test_install_upgrade_uninstall_leave_no_orphans(plane: ControlPlane, namespace: str, tmp_path: Path) -> None:
+    release = release_name()
+    values: dict[str, Any] = {"channelProviders": PROVIDERS, "quotaPolicies": POLICIES}
+    installed = helm(plane, "install", *release_args(release, namespace, tmp_path, values), "--no-hooks")
+    assert objects_of(plane, namespace, release) == expected_objects(release, ["sms-sandbox", "twilio"])
+    assert f"kubectl -n {namespace} wait channelprovider --all --for=condition=Ready" in installed.stdout  # NOTES
+
+    values = {"channelProviders": {"sms-sandbox": PROVIDERS["sms-sandbox"]}, "quotaPolicies": POLICIES}
+    values["api"] = {"replicas": 3}
+    helm(plane, "upgrade", *release_args(release, namespace, tmp_path, values), "--no-hooks")
+    assert objects_of(plane, namespace, release) == expected_objects(release, ["sms-sandbox"])
+    api = plane.kubectl_json("get", "deployment", f"{release}-outbound-messaging-api", "-n", namespace)
+    assert api["spec"]["replicas"] == 3
+    assert plane.kubectl_json("get", "deployment", "-n", namespace)["items"], "upgrade kept the Deployments"
+
+    helm(plane, "uninstall", release, "-n", namespace, "--wait", "--timeout", "60s")
+    assert objects_of(plane, namespace, release) == set()
+    assert helm(plane, "list", "-n", namespace, "-q").stdout.strip() == ""
+
+
+def _exists(plane: ControlPlane, namespace: str, kind: str, name: str) -> bool:
+    return plane.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
+
+
+def _complete_job(plane: ControlPlane, namespace: str, name: str) -> None:
+    """What the Job controller writes once its pod succeeded."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    conditions = [
+        {"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": now, "lastTransitionTime": now},
+        {"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now},
+    ]
+    status = {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": conditions}
+    patch = json.dumps({"status": status})
+    plane.kubectl("patch", "job", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", patch)
+
+
+def test_migration_hook_runs_before_the_release_and_is_removed_after_success(
+    plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    release = release_name()
+    full = f"{release}-outbound-messaging"
+    argv = [str(plane.binaries.helm), "install", *release_args(release, namespace, tmp_path, {}), "--timeout", "90s"]
+    env = {**plane.env(), "HELM_CACHE_HOME": str(plane.workdir / "helm-cache")}
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as install:
+        try:
+            job = f"{full}-migrate"
+            wait_for(lambda: _exists(plane, namespace, "job", job), "the migration Job is created")
+            # Pre-install: only the hook's own objects exist while the migration runs.
+            hook = {("Job", f"{full}-migrate"), ("ServiceAccount", f"{full}-migrate")}
+            assert objects_of(plane, namespace, release) == hook
+            spec = plane.kubectl_json("get", "job", f"{full}-migrate", "-n", namespace)["spec"]["template"]["spec"]
+            assert spec["containers"][0]["args"] == ["migrate"]
+            _complete_job(plane, namespace, f"{full}-migrate")
+            out, err = install.communicate(timeout=90)
+        finally:
+            if install.poll() is None:
+                install.kill()
+    assert install.returncode == 0, out + err
+    assert ("Deployment", f"{full}-api") in objects_of(plane, namespace, release)
+    # hook-succeeded: the Job and its ServiceAccount are gone once the migration succeeded.
+    assert not _exists(plane, namespace, "job", f"{full}-migrate")
+    assert not _exists(plane, namespace, "serviceaccount", f"{full}-migrate")
+    helm(plane, "uninstall", release, "-n", namespace)
+
+
+def test_rendered_manifests_pass_server_side_dry_run(
+    plane: ControlPlane, namespace: str, monitoring_crds: None
+) -> None:
+    """Every object of the fullest rendering, hooks included, is accepted by the API server with
+    strict field validation (unknown or duplicate fields are errors, not warnings)."""
+    values: dict[str, Any] = {
+        "channelProviders": PROVIDERS,
+        "quotaPolicies": POLICIES,
+        "redis": {"existingSecret": "outbound-redis"},
+        "api": {"envFromSecret": "webhooks", "extraEnv": [{"name": "OUTBOUND_API_KEY_CACHE_SECONDS", "value": "5"}]},
+        "operator": {"watchNamespaces": [namespace]},
+        "monitoring": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True, "folder": "Messaging"},
+        },
+    }
+    manifests = render_text(values, release="dry", namespace=namespace)
+    result = plane.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-", stdin=manifests, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
+    assert len(applied) == manifests.count("\nkind: "), result.stdout
+    assert KUBE_VERSION.startswith("v1.")
