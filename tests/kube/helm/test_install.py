@@ -76,11 +76,11 @@ def test_install_upgrade_uninstall_leave_no_orphans(plane: ControlPlane, namespa
     assert helm(plane, "list", "-n", namespace, "-q").stdout.strip() == ""
 
 
-def _exists(plane: ControlPlane, namespace: str, kind: str, name: str) -> bool:
+def exists(plane: ControlPlane, namespace: str, kind: str, name: str) -> bool:
     return plane.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
 
 
-def _complete_job(plane: ControlPlane, namespace: str, name: str) -> None:
+def complete_job(plane: ControlPlane, namespace: str, name: str) -> None:
     """What the Job controller writes once its pod succeeded."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     conditions = [
@@ -102,13 +102,13 @@ def test_migration_hook_runs_before_the_release_and_is_removed_after_success(
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as install:
         try:
             job = f"{full}-migrate"
-            wait_for(lambda: _exists(plane, namespace, "job", job), "the migration Job is created")
+            wait_for(lambda: exists(plane, namespace, "job", job), "the migration Job is created")
             # Pre-install: only the hook's own objects exist while the migration runs.
             hook = {("Job", f"{full}-migrate"), ("ServiceAccount", f"{full}-migrate")}
             assert objects_of(plane, namespace, release) == hook
             spec = plane.kubectl_json("get", "job", f"{full}-migrate", "-n", namespace)["spec"]["template"]["spec"]
             assert spec["containers"][0]["args"] == ["migrate"]
-            _complete_job(plane, namespace, f"{full}-migrate")
+            complete_job(plane, namespace, f"{full}-migrate")
             out, err = install.communicate(timeout=90)
         finally:
             if install.poll() is None:
@@ -116,8 +116,8 @@ def test_migration_hook_runs_before_the_release_and_is_removed_after_success(
     assert install.returncode == 0, out + err
     assert ("Deployment", f"{full}-api") in objects_of(plane, namespace, release)
     # hook-succeeded: the Job and its ServiceAccount are gone once the migration succeeded.
-    assert not _exists(plane, namespace, "job", f"{full}-migrate")
-    assert not _exists(plane, namespace, "serviceaccount", f"{full}-migrate")
+    assert not exists(plane, namespace, "job", f"{full}-migrate")
+    assert not exists(plane, namespace, "serviceaccount", f"{full}-migrate")
     helm(plane, "uninstall", release, "-n", namespace)
 
 
