@@ -51,7 +51,10 @@ def copies() -> Iterator[Output]:
     for crd in sorted((ROOT / "crds").glob("*.yaml")):
         yield Output(CHART / "crds" / crd.name, crd.read_bytes())
     monitoring = ROOT / "monitoring"
-    for source in [monitoring / "alerts" / "outbound-messaging.rules.yaml", *(monitoring / "dashboards").glob("*.json")]:
+    for source in [
+        monitoring / "alerts" / "outbound-messaging.rules.yaml",
+        *(monitoring / "dashboards").glob("*.json"),
+    ]:
         yield Output(CHART / "files" / source.relative_to(ROOT), source.read_bytes())
     rbac = ROOT / "deploy" / "operator-rbac.yaml"
     if rbac.exists():
@@ -88,7 +91,9 @@ def schema_text() -> str:
 def outputs() -> list[Output]:
     result = list(copies())
     result.append(Output(SCHEMA, schema_text().encode()))
-    result.append(Output(DOCS, values_reference(json.loads(schema_text()), yaml.safe_load(VALUES.read_text())).encode()))
+    result.append(
+        Output(DOCS, values_reference(json.loads(schema_text()), yaml.safe_load(VALUES.read_text())).encode())
+    )
     return result
 
 

@@ -7,10 +7,7 @@ the Job controller would after `outbound migrate` exited 0.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import secrets
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ import pytest
 from tests.kube.plane import ControlPlane
 from tests.unit.helm.chart import KUBE_VERSION, render_text
 
-from .support import helm, objects_of, release_args, wait_for
+from .support import exists, helm, helm_with_hook, objects_of, release_args, uninstall
 
 pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("crds")]
 
@@ -71,25 +68,10 @@ def test_install_upgrade_uninstall_leave_no_orphans(plane: ControlPlane, namespa
     assert api["spec"]["replicas"] == 3
     assert plane.kubectl_json("get", "deployment", "-n", namespace)["items"], "upgrade kept the Deployments"
 
-    helm(plane, "uninstall", release, "-n", namespace, "--wait", "--timeout", "60s")
+    uninstall(plane, namespace, release, tmp_path)  # with its pre-delete hook: the CRs go first
     assert objects_of(plane, namespace, release) == set()
+    assert not exists(plane, namespace, "job", f"{release}-outbound-messaging-cleanup")
     assert helm(plane, "list", "-n", namespace, "-q").stdout.strip() == ""
-
-
-def exists(plane: ControlPlane, namespace: str, kind: str, name: str) -> bool:
-    return plane.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
-
-
-def complete_job(plane: ControlPlane, namespace: str, name: str) -> None:
-    """What the Job controller writes once its pod succeeded."""
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    conditions = [
-        {"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": now, "lastTransitionTime": now},
-        {"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now},
-    ]
-    status = {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": conditions}
-    patch = json.dumps({"status": status})
-    plane.kubectl("patch", "job", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", patch)
 
 
 def test_migration_hook_runs_before_the_release_and_is_removed_after_success(
@@ -97,23 +79,15 @@ def test_migration_hook_runs_before_the_release_and_is_removed_after_success(
 ) -> None:
     release = release_name()
     full = f"{release}-outbound-messaging"
-    argv = [str(plane.binaries.helm), "install", *release_args(release, namespace, tmp_path, {}), "--timeout", "90s"]
-    env = {**plane.env(), "HELM_CACHE_HOME": str(plane.workdir / "helm-cache")}
-    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as install:
-        try:
-            job = f"{full}-migrate"
-            wait_for(lambda: exists(plane, namespace, "job", job), "the migration Job is created")
-            # Pre-install: only the hook's own objects exist while the migration runs.
-            hook = {("Job", f"{full}-migrate"), ("ServiceAccount", f"{full}-migrate")}
-            assert objects_of(plane, namespace, release) == hook
-            spec = plane.kubectl_json("get", "job", f"{full}-migrate", "-n", namespace)["spec"]["template"]["spec"]
-            assert spec["containers"][0]["args"] == ["migrate"]
-            complete_job(plane, namespace, f"{full}-migrate")
-            out, err = install.communicate(timeout=90)
-        finally:
-            if install.poll() is None:
-                install.kill()
-    assert install.returncode == 0, out + err
+    job = f"{full}-migrate"
+
+    def migration_pod() -> None:
+        # Pre-install: only the hook's own objects exist while the migration runs.
+        assert objects_of(plane, namespace, release) == {("Job", job), ("ServiceAccount", job)}
+        spec = plane.kubectl_json("get", "job", job, "-n", namespace)["spec"]["template"]["spec"]
+        assert spec["containers"][0]["args"] == ["migrate"]
+
+    helm_with_hook(plane, namespace, job, migration_pod, "install", *release_args(release, namespace, tmp_path, {}))
     assert ("Deployment", f"{full}-api") in objects_of(plane, namespace, release)
     # hook-succeeded: the Job and its ServiceAccount are gone once the migration succeeded.
     assert not exists(plane, namespace, "job", f"{full}-migrate")

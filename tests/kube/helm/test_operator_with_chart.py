@@ -17,14 +17,17 @@ from typing import Any
 
 import pytest
 
-from tests.kube.operator.support import OperatorProcess, condition, eventually, get
 from tests.kube.plane import ControlPlane
 from tests.unit.helm.chart import render
 
-from .support import can_i, helm, objects_of, release_args, token_kubeconfig, wait_for
-from .test_install import complete_job, exists
+from .support import can_i, helm, helm_with_hook, objects_of, release_args, token_kubeconfig, uninstall, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("crds")]
+
+# The operator's own test harness (issue 8): until the operator is merged this module is skipped.
+operator_support = pytest.importorskip("tests.kube.operator.support", reason="the operator is not merged yet")
+OperatorProcess = operator_support.OperatorProcess
+condition, eventually, get = operator_support.condition, operator_support.eventually, operator_support.get
 
 SANDBOX = {"channel": "SMS", "provider": "sandbox", "priority": 100, "endpoint": "http://sandbox:8025"}
 LOCAL_PORTS = ("OUTBOUND_OPERATOR_METRICS_PORT", "OUTBOUND_OPERATOR_HEALTH_PORT")
@@ -41,31 +44,12 @@ def chart_operator_env(values: dict[str, Any], release: str, namespace: str) -> 
     return {e["name"]: e["value"] for e in env if "value" in e and e["name"] not in LOCAL_PORTS}
 
 
-def install_with_hook(plane: ControlPlane, namespace: str, release: str, argv: list[str], dsn: str) -> str:
-    """`helm install` whose pre-install hook is carried out here: `outbound migrate`, then Job complete."""
-    env = {**plane.env(), "HELM_CACHE_HOME": str(plane.workdir / "helm-cache")}
-    job = f"{release}-outbound-messaging-migrate"
-    with subprocess.Popen(
-        [str(plane.binaries.helm), *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as install:
-        try:
-            wait_for(lambda: exists(plane, namespace, "job", job), "the migration Job is created")
-            migrate = subprocess.run(
-                [sys.executable, "-m", "outbound_sender.cli", "migrate"],
-                env={**env, "DATABASE_URL": dsn},
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            assert migrate.returncode == 0, migrate.stderr
-            complete_job(plane, namespace, job)
-            out, err = install.communicate(timeout=60)
-        finally:
-            if install.poll() is None:
-                install.kill()
-    assert install.returncode == 0, out + err
-    return out
+def run_migration(plane: ControlPlane, dsn: str) -> None:
+    """The migration hook's pod: `outbound migrate` on the test's database."""
+    env = {**plane.env(), "DATABASE_URL": dsn}
+    argv = [sys.executable, "-m", "outbound_sender.cli", "migrate"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def spec_managers(obj: dict[str, Any]) -> set[str]:
@@ -80,14 +64,11 @@ async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
     full = f"{release}-outbound-messaging"
     plane.kubectl("create", "secret", "generic", "outbound-database", f"--from-literal=url={db_dsn}", "-n", namespace)
     values: dict[str, Any] = {"channelProviders": {"sms-sandbox": SANDBOX}}
-    notes = install_with_hook(
-        plane,
-        namespace,
-        release,
-        ["install", *release_args(release, namespace, tmp_path, values), "--timeout", "60s"],
-        db_dsn,
+    args = release_args(release, namespace, tmp_path, values)
+    installed = helm_with_hook(
+        plane, namespace, f"{full}-migrate", lambda: run_migration(plane, db_dsn), "install", *args
     )
-    assert "sms-sandbox" in notes
+    assert "sms-sandbox" in installed.stdout  # NOTES
 
     kubeconfig = token_kubeconfig(plane, namespace, f"{full}-operator", tmp_path / "operator.kubeconfig")
     wait_for(
@@ -115,7 +96,8 @@ async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
         assert provider is not None
         assert provider["metadata"]["generation"] == 1
         assert provider["spec"]["priority"] == 100
-        assert spec_managers(provider) == {"helm"}
+        fields = plane.kubectl_json("get", "channelprovider", "sms-sandbox", "-n", namespace, "--show-managed-fields")
+        assert spec_managers(fields) == {"helm"}
         assert condition(provider, "Ready")["status"] == "True"
 
         values["channelProviders"]["sms-sandbox"] = {**SANDBOX, "priority": 50}
@@ -128,8 +110,9 @@ async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
             timeout=30,
         )
 
-        helm(plane, "uninstall", release, "-n", namespace, "--wait", "--timeout", "60s")
-        await eventually(lambda: get(plane, namespace, "channelprovider", "sms-sandbox") is None, timeout=30)
+        # The pre-delete hook deletes the ChannelProvider while the operator can still remove its finalizer.
+        uninstall(plane, namespace, release, tmp_path)
+        assert get(plane, namespace, "channelprovider", "sms-sandbox") is None
     finally:
         operator.stop()
         print(f"---- operator log ----\n{operator.log()[-4000:]}")

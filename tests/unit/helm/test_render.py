@@ -187,3 +187,34 @@ def test_channel_providers_and_quota_policies_from_values() -> None:
     [policy] = of_kind(docs, "QuotaPolicy")
     assert policy["spec"] == values["quotaPolicies"]["acme"]
     assert not of_kind(render(), "ChannelProvider")
+
+
+def test_cleanup_hook_deletes_the_releases_resources_before_uninstall() -> None:
+    """With custom resources in the release, a pre-delete hook deletes them while the operator can
+    still remove its finalizer; its account may only list and delete those two kinds."""
+    values = {"channelProviders": {"sms": {"channel": "SMS", "provider": "sandbox"}}}
+    docs = render(values)
+    cleanup = f"{FULLNAME}-cleanup"
+    hooks = {(d["kind"], d["metadata"]["name"]): d for d in docs if is_hook(d) and d["metadata"]["name"] == cleanup}
+    assert set(hooks) == {(kind, cleanup) for kind in ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job")}
+    assert {d["metadata"]["annotations"]["helm.sh/hook"] for d in hooks.values()} == {"pre-delete"}
+    assert hooks[("Role", cleanup)]["rules"] == [
+        {
+            "apiGroups": ["messaging.outbound.dev"],
+            "resources": ["channelproviders", "quotapolicies"],
+            "verbs": ["list", "deletecollection"],
+        }
+    ]
+    script = (CHART / "files" / "cleanup.py").read_text()
+    assert hooks[("ConfigMap", cleanup)]["data"]["cleanup.py"].strip() == script.strip()
+    pod = hooks[("Job", cleanup)]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == cleanup
+    assert pod["containers"][0]["command"] == ["python", "/hook/cleanup.py"]
+    assert env_of(pod["containers"][0])["RELEASE"]["value"] == "r"
+    # Nothing to clean up: no hook (and none when the operator, which owns the finalizer, is off).
+    assert not [d for d in render() if d["metadata"]["name"] == cleanup]
+    assert not [
+        d
+        for d in render({**values, "api": {"enabled": True}, "operator": {"enabled": False}})
+        if d["metadata"]["name"] == cleanup
+    ]
