@@ -186,6 +186,7 @@ def test_channel_providers_and_quota_policies_from_values() -> None:
     assert providers["twilio"]["apiVersion"] == "messaging.outbound.dev/v1alpha1"
     [policy] = of_kind(docs, "QuotaPolicy")
     assert policy["spec"] == values["quotaPolicies"]["acme"]
+    assert providers["twilio"]["metadata"]["annotations"] == {"argocd.argoproj.io/sync-wave": "1"}
     assert not of_kind(render(), "ChannelProvider")
 
 
