@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import common, pgbench_limit, pgqueuer_bench, worker_bench
+from bench import api_bench, common, pgbench_limit, pgqueuer_bench, worker_bench
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -45,6 +45,7 @@ async def measure(server: common.Server, quick: bool) -> dict[str, Any]:
     r["B3"] = await _measure(server, "B3 (enqueue->call latency)", lambda d: worker_bench.b3_latency(d, rate, seconds))
     r["P_lat"] = await _measure(server, "PGQueuer latency", lambda d: pgqueuer_bench.latency(d, rate, seconds))
     r["floor"] = await _measure(server, "LISTEN/NOTIFY floor", lambda d: worker_bench.notify_floor(d, rate, seconds))
+    r["api"] = await _measure(server, "HTTP API create (single, batch) and the database limit", api_bench.run)
     return r
 
 
@@ -64,11 +65,31 @@ def table(r: dict[str, Any]) -> str:
         ("B1 / P", f"{r['B1'] / r['P']:.2f}  (target >= 1.0)"),
         ("B3 p95 / PGQueuer p95", f"{r['B3']['p95_ms'] / r['P_lat']['p95_ms']:.2f}  (target <= 1.0)"),
         ("B3 p95 / floor p95", f"{r['B3']['p95_ms'] / r['floor']['p95_ms']:.2f}  (goal <= 2.0)"),
+        *_api_rows(r["api"]),
     ]
     width = max(len(label) for label, _ in rows)
     lines = ["| measurement | result |", "| --- | --- |"]
     lines += [f"| {label.strip():<{width}} | {value} |" for label, value in rows]
     return "\n".join(lines)
+
+
+def _api_rows(api: dict[str, float]) -> list[tuple[str, str]]:
+    lifecycle = api["db_lifecycle_msgs_per_s"]
+    return [
+        (
+            "API create, single endpoint (p50 / p99)",
+            f"{api['api_single_msgs_per_s']:,.0f} msg/s "
+            f"({api['api_single_p50_ms']:.0f} / {api['api_single_p99_ms']:.0f} ms)",
+        ),
+        ("API create, batch endpoint", f"{api['api_batch_msgs_per_s']:,.0f} msg/s"),
+        (
+            "DB limit: enqueue single / batch",
+            f"{api['db_enqueue_single_msgs_per_s']:,.0f} / {api['db_enqueue_batch_msgs_per_s']:,.0f} msg/s",
+        ),
+        ("DB limit: enqueue + claim + complete", f"{lifecycle:,.0f} msg/s"),
+        ("API single / DB lifecycle", f"{api['api_single_msgs_per_s'] / lifecycle:.2f}"),
+        ("API batch / DB lifecycle", f"{api['api_batch_msgs_per_s'] / lifecycle:.2f}"),
+    ]
 
 
 def _lat(summary: dict[str, float]) -> str:

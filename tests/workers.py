@@ -67,16 +67,19 @@ async def running_worker(
     *,
     retry: RetryPolicy = FAST_RETRY,
     switches: ChannelSwitches | None = None,
+    redis_url: str | None = None,
+    providers: list[Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[OutboundJobWorker]:
     stop = asyncio.Event()
     worker = OutboundJobWorker(
         dsn,
-        Dispatcher([provider]),
+        Dispatcher(providers or [provider]),
         settings=worker_settings(**overrides),
         switches=switches,
         retry=retry,
         metrics=Metrics(),
+        redis_url=redis_url,
     )
     task = asyncio.create_task(worker.run(stop))
     try:

@@ -23,6 +23,7 @@ from outbound_sender.providers import check
 from outbound_sender.providers.settings import load_provider_settings
 from outbound_sender.store import messages, migrations
 from outbound_sender.store.db import connect
+from outbound_sender.store.queries import sql
 
 DEMO_RECIPIENT = "+15551230000"
 
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--providers", action="store_true", help="also serve the Twilio/SendGrid/WhatsApp sandboxes")
     _check_args(sub.add_parser("check-provider", help="check a provider's credentials; optionally send one"))
     sub.add_parser("status", help="message counts by status")
+    quota = sub.add_parser("quota", help="WhatsApp quota per organisation (used, remaining, reset, throttle)")
+    quota.add_argument("--org", help="one organisation")
     show = sub.add_parser("show", help="a message with its attempts")
     show.add_argument("id", type=int)
     _enqueue_args(sub.add_parser("enqueue", help="insert one message (QUEUED) and NOTIFY the workers"))
@@ -174,6 +177,28 @@ async def _status(settings: AllSettings, _args: argparse.Namespace) -> int:
     return 0
 
 
+async def _quota(settings: AllSettings, args: argparse.Namespace) -> int:
+    with runtime.database(settings.base, say=False) as dsn:
+        conn = await connect(dsn)
+        try:
+            await _print_quota(conn, args.org)
+        finally:
+            await conn.close()
+    return 0
+
+
+async def _print_quota(conn: asyncpg.Connection, org: str | None) -> None:
+    rows = await conn.fetch(sql("quota_status"), org)
+    if not rows:
+        print("no WhatsApp quota in use yet" + (f" for {org}" if org else ""))
+    for row in rows:
+        throttle = f"  throttled until {row['throttle_until']}" if row["throttle_until"] else ""
+        print(
+            f"{row['org_id']:<16} used {row['used']}/{row['quota_limit']} ({row['used_percent']}%)"
+            f"  remaining {row['remaining']}  resets {row['reset_at']:%Y-%m-%d %H:%M:%S%z}{throttle}"
+        )
+
+
 async def _worker(settings: AllSettings, _args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     app.install_stop_signals(stop)
@@ -184,7 +209,9 @@ async def _worker(settings: AllSettings, _args: argparse.Namespace) -> int:
             return 0
         metrics = Metrics()
         worker = app.build_worker(dsn, settings, metrics)
-        await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=True))
+        settings.api = settings.api.model_copy(update={"enabled": False})  # /healthz, /readyz, metrics
+        async with api_commands.api_running(dsn, settings, stop, metrics):
+            await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=False))
     return 0
 
 
@@ -292,6 +319,8 @@ async def _demo(dsn: str) -> None:
         print("demo messages went through the pipeline:", flush=True)
         for message_id in ids:
             await _print_message(conn, message_id)
+        print("WhatsApp quota (outbound quota):", flush=True)
+        await _print_quota(conn, "demo")
     finally:
         await conn.close()
 
@@ -317,6 +346,7 @@ COMMANDS = {
     "worker": _worker,
     "sandbox": _sandbox,
     "status": _status,
+    "quota": _quota,
     "show": _show,
     "enqueue": _enqueue,
     "check-provider": _check_provider,

@@ -50,6 +50,7 @@ def test_outbound_run_sends_a_demo_message_and_enqueue_waits_for_sent(db_dsn: st
     try:
         output = _read_until(run, "Ready.")
         assert "status=SENT" in output
+        assert "WhatsApp quota (outbound quota):" in output
         sent = _cli("enqueue", "--channel", "SMS", "--to", "+15557654321", "--body", "hi", "--wait", env=env)
         assert "status=SENT" in sent.stdout, sent.stdout + sent.stderr
         failed = _cli("enqueue", "--channel", "SMS", "--to", "+15550000001", "--body", "x", "--wait", env=env)
@@ -87,3 +88,47 @@ def test_worker_disabled_by_the_runbook_switch_claims_nothing(db_dsn: str) -> No
     assert stop(worker) == 0
     status = _cli("status", env={"DATABASE_URL": db_dsn})
     assert "QUEUED     1" in status.stdout
+
+
+def test_a_worker_process_serves_health_readiness_and_metrics(db_dsn: str) -> None:
+    import httpx
+
+    port = free_port()
+    env = {"DATABASE_URL": db_dsn, "OUTBOUND_HTTP_PORT": str(port), "OUTBOUND_PROVIDER_KIND": "null"}
+    worker = outbound("worker", env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(base + "/readyz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert ready.status_code == 200
+        assert httpx.get(base + "/healthz").status_code == 200
+        assert "outbound_worker_in_flight" in httpx.get(base + "/actuator/prometheus").text
+        assert httpx.get(base + "/v1/messages").status_code == 404  # no message API on worker pods
+    finally:
+        assert stop(worker) == 0
+
+
+def test_outbound_quota_shows_the_runbook_view(db_dsn: str) -> None:
+    env = {"DATABASE_URL": db_dsn}
+    assert "no WhatsApp quota in use yet" in _cli("quota", env=env).stdout
+    import asyncio
+
+    import asyncpg
+
+    async def seed() -> None:
+        conn = await asyncpg.connect(db_dsn)
+        await conn.execute(
+            "INSERT INTO whatsapp_rate_limit (org_id, messages_sent_count, quota_limit) VALUES ('acme', 912, 1000)"
+        )
+        await conn.close()
+
+    asyncio.run(seed())
+    shown = _cli("quota", "--org", "acme", env=env).stdout
+    assert "acme" in shown
+    assert "used 912/1000 (91.2%)" in shown
+    assert "remaining 88" in shown

@@ -72,7 +72,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            the_pool = pool or await api_pool(dsn or "", settings.pool_size if settings.enabled else 2)
+            # Health and metrics only (worker pods): one connection, for /readyz.
+            the_pool = pool or await api_pool(dsn or "", settings.pool_size if settings.enabled else 1)
             if pool is None:
                 stack.push_async_callback(the_pool.close)
             the_limiter = limiter or build_limiter(settings.rate_limit_per_second, settings.rate_limit_burst, redis_url)

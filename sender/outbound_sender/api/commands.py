@@ -71,7 +71,7 @@ async def api_running(dsn: str, settings: AllSettings, stop: asyncio.Event, metr
 
 def webhook_routers(settings: AllSettings, metrics: Metrics, pool: Callable[[], asyncpg.Pool]) -> list[APIRouter]:
     """The delivery webhooks, verified with the providers' secrets (the sandboxes' under make run)."""
-    if settings.provider.kind not in ("sandbox", "live"):
+    if not settings.api.enabled or settings.provider.kind not in ("sandbox", "live"):
         return []
     config = load_provider_settings()
     if settings.provider.kind == "sandbox":

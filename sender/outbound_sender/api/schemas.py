@@ -31,9 +31,14 @@ def _datetime_text(value: object) -> object:
     raise ValueError("must be an RFC 3339 date-time with a time zone offset, e.g. 2026-03-01T09:30:00Z")
 
 
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
 def _aware(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must include a time zone offset (Z or +hh:mm)")
+    if value < EARLIEST:  # year-1 instants would reach PostgreSQL as -infinity through asyncpg
+        raise ValueError("must be on or after 2000-01-01T00:00:00Z")
     return value
 
 

@@ -150,6 +150,7 @@ class OutboundJobWorker:
         return WhatsAppGate(QuotaLedger(pool), limiter, self.policies, self.whatsapp_number)
 
     async def _close(self) -> None:
+        await self.dispatcher.aclose()  # the providers' HTTP connections
         if self.gate is not None and self.gate.limiter.client is not None:
             await self.gate.limiter.client.aclose()
         if self._listener is not None:

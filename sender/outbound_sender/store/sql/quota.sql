@@ -45,3 +45,15 @@ UPDATE whatsapp_rate_limit
    SET throttle_until = GREATEST(COALESCE(throttle_until, now()), now() + $2::float8 * interval '1 second'),
        updated_at     = now()
  WHERE org_id = $1;
+
+-- name: quota_status
+-- The runbook's scenario-4 view, with the policy beside the ledger.
+SELECT l.org_id, l.messages_sent_count AS used, l.quota_limit AS quota_limit,
+       GREATEST(l.quota_limit - l.messages_sent_count, 0) AS remaining,
+       round(100.0 * l.messages_sent_count / NULLIF(l.quota_limit, 0), 1) AS used_percent,
+       l.reset_at, l.throttle_until, p.daily_limit AS policy_limit,
+       p.defer_non_urgent_above_percent AS defer_above, p.fallback_channel
+  FROM whatsapp_rate_limit l
+  LEFT JOIN whatsapp_quota_policy p USING (org_id)
+ WHERE $1::text IS NULL OR l.org_id = $1
+ ORDER BY used_percent DESC NULLS LAST, l.org_id;

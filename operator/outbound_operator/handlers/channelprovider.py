@@ -1,0 +1,194 @@
+"""ChannelProvider: one reconcile for create, update, resume and the timer.
+
+    measure (database clock, success rate, queue depth)
+      -> decide (circuit, replicas, batch size: reconcile/, pure)
+      -> publish the control row first (workers act on it within a second, via NOTIFY)
+      -> server-side apply the ConfigMap and the Deployment (kube)
+      -> status (conditions + figures) through kopf's patch
+
+Spec changes run it at once (so ForceOpen stops sends within about a second); the timer runs it
+every OUTBOUND_OPERATOR_RECONCILE_INTERVAL_SECONDS for measurements and drift. A per-object lock
+keeps the two from interleaving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from outbound_operator.handlers import workloads
+from outbound_operator.handlers.context import ProviderMemory, Runtime
+from outbound_operator.reconcile import circuit as breaker
+from outbound_operator.reconcile import control, scaling
+from outbound_operator.reconcile import status as provider_status
+from outbound_operator.reconcile.conditions import set_all, timestamp
+from outbound_operator.reconcile.spec import ChannelProviderSpec
+
+GROUP, VERSION, PLURAL = "messaging.outbound.dev", "v1alpha1", "channelproviders"
+log = logging.getLogger("outbound_operator.channelprovider")
+
+
+def remember(memory: ProviderMemory, status: Mapping[str, Any], row: control.ControlRow | None) -> None:
+    """First reconcile in this process: take the decisions back from status (or the row)."""
+    if memory.conditions is not None:
+        return
+    memory.conditions = [dict(c) for c in status.get("conditions") or []]
+    memory.circuit = provider_status.circuit_from_status(status)
+    if memory.circuit is None and row is not None:
+        state = breaker.State(row.circuit_state)
+        memory.circuit = breaker.Circuit(state, row.circuit_since, row.circuit_reason or "", "")
+    memory.batch_size = status.get("batchSize") or (row.batch_size if row else None)
+    memory.replicas = status.get("replicas")
+    memory.last_scale = status.get("lastScaleTime")
+    memory.row = row
+
+
+async def decide_circuit(
+    rt: Runtime, body: kopf.Body, spec: ChannelProviderSpec, memory: ProviderMemory, now: dt.datetime
+) -> tuple[breaker.Circuit, breaker.Calls]:
+    current = memory.circuit or breaker.initial(now)
+    policy = spec.circuit_breaker
+    calls = await rt.db.calls(body["metadata"]["name"], breaker.window_start(current, policy, now))
+    decided = breaker.decide(current, policy, calls, now, probes_to_close=rt.settings.half_open_probes_to_close)
+    if breaker.changed(current, decided):
+        _circuit_event(rt, body, decided)
+    return decided, calls
+
+
+def _circuit_event(rt: Runtime, body: kopf.Body, circuit: breaker.Circuit) -> None:
+    name = body["metadata"]["name"]
+    kind = "Warning" if circuit.state is breaker.State.OPEN else "Normal"
+    message = f"circuit {circuit.state.display}: {circuit.message}"
+    kopf.event(body, type=kind, reason=circuit.reason, message=message)
+    rt.metrics.circuit_transitions.labels(name, circuit.state.value, circuit.reason).inc()
+    log.warning(
+        "circuit transition",
+        extra={"fields": {"provider": name, "state": circuit.state.value, "reason": circuit.reason}},
+    )
+
+
+def decide_replicas(
+    rt: Runtime,
+    body: kopf.Body,
+    spec: ChannelProviderSpec,
+    memory: ProviderMemory,
+    load: scaling.Load,
+    *,
+    now: dt.datetime,
+) -> int | None:
+    """Replicas to apply; None when another autoscaler owns them (managedBy External)."""
+    if spec.scaling.replicas.managed_by == "External":
+        return None
+    current = memory.replicas if memory.replicas is not None else scaling.initial_replicas(spec.scaling)
+    last = dt.datetime.fromisoformat(memory.last_scale.replace("Z", "+00:00")) if memory.last_scale else None
+    decision = scaling.next_replicas(current, load, spec.scaling, rt.damping, last_change=last, now=now)
+    if decision.changed and memory.replicas is not None:
+        message = f"replicas {current} -> {decision.replicas} (queue depth {load.depth}, {load.in_flight} in flight)"
+        kopf.event(body, type="Normal", reason=decision.reason, message=message)
+    if decision.changed:
+        memory.last_scale = timestamp(now)
+    return decision.replicas
+
+
+async def publish_control(
+    rt: Runtime, body: kopf.Body, desired: control.ControlRow, before: control.ControlRow
+) -> None:
+    """Write the row when it differs from the desired one; a hand edit is drift: reported, reverted."""
+    actual = await rt.db.control_row(desired.provider)
+    if actual is not None and (actual.observed_generation or 0) > (desired.observed_generation or 0):
+        return  # written for a newer spec than this (stale) body
+    if actual == desired:
+        return
+    if actual is not None and actual.observed_generation == before.observed_generation:
+        drift = control.differences(actual, before)
+        if drift:
+            message = f"provider_control edited outside the operator, reverted: {control.describe(drift)}"
+            kopf.event(body, type="Warning", reason="ControlRowDrift", message=message)
+            rt.metrics.drift.labels(desired.provider, "provider_control").inc()
+    await rt.db.write_control(desired)
+
+
+async def reconcile(rt: Runtime, body: kopf.Body) -> dict[str, Any]:
+    """One full pass; returns the status to write."""
+    meta = body["metadata"]
+    name, generation = meta["name"], int(meta.get("generation") or 0)
+    spec = ChannelProviderSpec.of(body["spec"])
+    memory = rt.provider(meta["uid"])
+    async with memory.lock:
+        remember(memory, body.get("status") or {}, await rt.db.control_row(name))
+        now = await rt.db.now()
+        before = control.desired_row(
+            name, spec, memory.circuit or breaker.initial(now), memory.batch_size or 1, generation
+        )
+        circuit, calls = await decide_circuit(rt, body, spec, memory, now)
+        load = await rt.db.load(spec.channel)
+        replicas = decide_replicas(rt, body, spec, memory, load, now=now)
+        batch = scaling.next_batch(memory.batch_size, load.depth, replicas or 1, spec.scaling, rt.damping)
+        desired = control.desired_row(name, spec, circuit, batch, generation)
+        await publish_control(rt, body, desired, before)
+        memory.circuit, memory.batch_size, memory.replicas, memory.row = circuit, batch, replicas, desired
+        deployment = await workloads.converge(rt, body, memory, spec, replicas)
+        observed = _observed(circuit, calls, load, batch=batch, replicas=replicas, deployment=deployment)
+        _export(rt, name, spec, observed)
+        return _status(memory, observed, generation=generation, enabled=spec.enabled, now=now, error=None)
+
+
+def _observed(
+    circuit: breaker.Circuit,
+    calls: breaker.Calls,
+    load: scaling.Load,
+    *,
+    batch: int,
+    replicas: int | None,
+    deployment: Mapping[str, Any],
+) -> provider_status.Observed:
+    live_status = deployment.get("status") or {}
+    live_replicas = (deployment.get("spec") or {}).get("replicas")
+    return provider_status.Observed(
+        circuit=circuit,
+        calls=calls,
+        queue_depth=load.depth,
+        batch_size=batch,
+        replicas=replicas if replicas is not None else live_replicas,
+        ready_replicas=int(live_status.get("readyReplicas") or 0),
+        deployment_conditions=tuple(live_status.get("conditions") or ()),
+    )
+
+
+def _export(rt: Runtime, name: str, spec: ChannelProviderSpec, observed: provider_status.Observed) -> None:
+    m = rt.metrics
+    m.circuit(name, observed.circuit.state.value)
+    m.queue_depth.labels(spec.channel).set(observed.queue_depth or 0)
+    m.batch_size.labels(name).set(observed.batch_size)
+    if observed.replicas is not None:
+        m.replicas.labels(name).set(observed.replicas)
+    if observed.calls is not None and observed.calls.success_rate is not None:
+        m.success_rate.labels(name).set(observed.calls.success_rate)
+
+
+def _status(
+    memory: ProviderMemory,
+    observed: provider_status.Observed,
+    *,
+    generation: int,
+    enabled: bool,
+    now: dt.datetime,
+    error: str | None,
+) -> dict[str, Any]:
+    memory.conditions = set_all(
+        memory.conditions or [], provider_status.conditions(observed, error, enabled), generation, now
+    )
+    status = provider_status.figures(observed, now)
+    status.update(observedGeneration=generation, conditions=memory.conditions, lastScaleTime=memory.last_scale)
+    return status
+
+
+def failed_status(memory: ProviderMemory, generation: int, error: str, now: dt.datetime) -> dict[str, Any]:
+    """Ready=False with the reason; the other conditions and figures stay as last written."""
+    failure = provider_status.ready(error, True)
+    memory.conditions = set_all(memory.conditions or [], [failure], generation, now)
+    return {"conditions": memory.conditions}

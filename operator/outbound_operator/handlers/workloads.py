@@ -1,0 +1,78 @@
+"""Converge a ChannelProvider's ConfigMap and Deployment by server-side apply, and report drift.
+
+Each applied object carries the hash of what we applied (annotation). If the live object still
+carries that hash and its generation (Deployment) or resourceVersion (ConfigMap) is the one our
+last apply produced, nothing changed and no request is made. Otherwise we apply; when our desire
+did not change (same hash) but the apply changed the object, someone edited fields we own:
+that is drift, corrected by the apply and reported as an Event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from outbound_operator.handlers.context import ProviderMemory, Runtime
+from outbound_operator.reconcile.spec import ChannelProviderSpec
+from outbound_operator.reconcile.workload import GROUP, workload
+
+APPLIED_HASH = f"{GROUP}/applied-hash"
+VERSION_FIELD = {"Deployment": "generation", "ConfigMap": "resourceVersion"}
+
+
+def applied_hash(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def stamped(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with the hash of its own content as an annotation."""
+    digest = applied_hash(obj)
+    obj.setdefault("metadata", {}).setdefault("annotations", {})[APPLIED_HASH] = digest
+    return obj
+
+
+def _version(obj: Mapping[str, Any]) -> str:
+    return str(obj["metadata"].get(VERSION_FIELD[obj["kind"]]))
+
+
+def _hash_of(obj: Mapping[str, Any] | None) -> str | None:
+    if obj is None:
+        return None
+    return str((obj["metadata"].get("annotations") or {}).get(APPLIED_HASH)) or None
+
+
+async def converge_object(rt: Runtime, owner: kopf.Body, obj: dict[str, Any], memory: ProviderMemory) -> dict[str, Any]:
+    kind, meta = obj["kind"], obj["metadata"]
+    live = await rt.kube.get(obj["apiVersion"], kind, meta["namespace"], meta["name"])
+    ours = _hash_of(obj)
+    if live is not None and _hash_of(live) == ours and memory.workload_versions.get(kind) == _version(live):
+        return live
+    result = await rt.kube.apply(obj)
+    memory.workload_versions[kind] = _version(result)
+    if live is None and kind in memory.seen_kinds:
+        _drift(rt, owner, kind, meta["name"], "deleted by hand, recreated")
+    elif live is not None and _hash_of(live) == ours and _version(result) != _version(live):
+        _drift(rt, owner, kind, meta["name"], "edited outside the operator, reverted")
+    memory.seen_kinds.add(kind)
+    return result
+
+
+def _drift(rt: Runtime, owner: kopf.Body, kind: str, name: str, what: str) -> None:
+    kopf.event(owner, type="Warning", reason=f"{kind}Drift", message=f"{kind} {name} {what}")
+    rt.metrics.drift.labels(owner["metadata"]["name"], kind).inc()
+
+
+async def converge(
+    rt: Runtime, owner: kopf.Body, memory: ProviderMemory, spec: ChannelProviderSpec, replicas: int | None
+) -> dict[str, Any]:
+    """Apply ConfigMap then Deployment (owned by the ChannelProvider); returns the live Deployment."""
+    wanted = workload(owner["metadata"]["name"], spec, rt.settings, replicas)
+    live: dict[str, Any] = {}
+    for obj in (wanted.config_map, wanted.deployment):
+        kopf.adopt(obj, owner=owner)
+        live = await converge_object(rt, owner, stamped(obj), memory)
+    return live

@@ -1,0 +1,230 @@
+"""Desired worker Deployment and static ConfigMap of a ChannelProvider (pure: spec -> manifests).
+
+The ConfigMap carries static settings as environment variables (envFrom); its hash is a pod
+template annotation, so a change of static settings rolls the pods while runtime settings
+(enabled, circuit, batch size) travel through provider_control without a restart. Credentials are
+never read by the operator: the Deployment mounts the referenced Secret as files and points the
+provider's *_FILE variables at them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from outbound_operator.reconcile.spec import ChannelProviderSpec
+from outbound_operator.settings import OperatorSettings
+
+GROUP = "messaging.outbound.dev"
+HTTP_PORT = 8080
+CREDENTIALS_DIR = "/var/run/secrets/outbound/provider"
+CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
+MANAGED_BY = "outbound-operator"
+
+# Credential name (the CRD's credentialsSecretRef.keys vocabulary) -> environment variable of the file.
+CREDENTIAL_FILES: dict[str, dict[str, str]] = {
+    "twilio": {"accountSid": "TWILIO_ACCOUNT_SID_FILE", "authToken": "TWILIO_AUTH_TOKEN_FILE"},
+    "sendgrid": {"apiKey": "SENDGRID_API_KEY_FILE"},
+    "whatsapp": {"accessToken": "WHATSAPP_ACCESS_TOKEN_FILE", "appSecret": "WHATSAPP_APP_SECRET_FILE"},
+    "sandbox": {},
+}
+ENDPOINT_VARIABLE = {
+    "twilio": "TWILIO_BASE_URL",
+    "sendgrid": "SENDGRID_BASE_URL",
+    "whatsapp": "WHATSAPP_BASE_URL",
+    "sandbox": "OUTBOUND_PROVIDER_SANDBOX_URL",
+}
+SENDER_SETTINGS = {
+    "twilio": {"messagingServiceSid": "TWILIO_MESSAGING_SERVICE_SID", "from": "TWILIO_FROM_NUMBER"},
+    "sendgrid": {"fromEmail": "SENDGRID_FROM_EMAIL", "fromName": "SENDGRID_FROM_NAME"},
+    "whatsapp": {"phoneNumberId": "WHATSAPP_PHONE_NUMBER_ID", "apiVersion": "WHATSAPP_API_VERSION"},
+}
+# The sender's OUTBOUND_PROVIDER_KIND (docs/providers.md): real APIs, or the generic sandbox.
+PROVIDER_MODE = {"twilio": "live", "sendgrid": "live", "whatsapp": "live", "sandbox": "generic"}
+DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Everything the operator applies for one ChannelProvider."""
+
+    config_map: dict[str, Any]
+    deployment: dict[str, Any]
+
+
+def label_value(text: str) -> str:
+    """A label value (at most 63 characters): long names keep a prefix and a hash suffix."""
+    if len(text) <= 63:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{text[:52].rstrip('-.')}-{digest}"
+
+
+def names(provider: str) -> tuple[str, str]:
+    """(Deployment name, ConfigMap name) of a ChannelProvider."""
+    return f"{provider}-sender", f"{provider}-sender-config"
+
+
+def selector_labels(provider: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "outbound-sender",
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/instance": label_value(provider),
+    }
+
+
+def labels(provider: str, spec: ChannelProviderSpec) -> dict[str, str]:
+    return {
+        **selector_labels(provider),
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        f"{GROUP}/channel": spec.channel,
+        f"{GROUP}/provider-kind": spec.provider,
+    }
+
+
+def static_config(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings) -> dict[str, str]:
+    """Environment of the worker that only changes with the spec (a change rolls the pods)."""
+    data = {
+        "OUTBOUND_PROVIDER_NAME": provider,
+        "OUTBOUND_PROVIDER_KIND": PROVIDER_MODE[spec.provider],
+        "OUTBOUND_WORKER_CHANNELS": spec.channel,
+        "OUTBOUND_WORKER_BATCH_SIZE": str(min(spec.scaling.batch_size.initial, 1000)),
+        "OUTBOUND_WORKER_SHUTDOWN_GRACE_SECONDS": str(settings.worker_shutdown_grace_seconds),
+        "OUTBOUND_PROVIDER_CONNECT_TIMEOUT_SECONDS": str(settings.provider_connect_timeout_seconds),
+        "OUTBOUND_PROVIDER_READ_TIMEOUT_SECONDS": str(settings.provider_read_timeout_seconds),
+        "OUTBOUND_HTTP_PORT": str(HTTP_PORT),
+        "OUTBOUND_LOG_FORMAT": "logfmt",
+    }
+    if spec.provider != "sandbox":
+        data["OUTBOUND_PROVIDERS_ENABLED"] = spec.provider  # this Deployment sends through its provider only
+    if spec.endpoint:
+        data[ENDPOINT_VARIABLE[spec.provider]] = spec.endpoint
+    sender = getattr(spec, spec.provider, None) or {}
+    for field, variable in SENDER_SETTINGS.get(spec.provider, {}).items():
+        if field in sender:
+            data[variable] = str(sender[field])
+    return data
+
+
+def config_hash(data: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_map(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings) -> dict[str, Any]:
+    _, name = names(provider)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": labels(provider, spec)},
+        "data": static_config(provider, spec, settings),
+    }
+
+
+def _secret_env(name: str, variable: str, *, optional: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": name, "key": "url"}
+    if optional:
+        ref["optional"] = True
+    return {"name": variable, "valueFrom": {"secretKeyRef": ref}}
+
+
+def credential_env(spec: ChannelProviderSpec) -> list[dict[str, Any]]:
+    """*_FILE variables pointing at the mounted Secret's files (the file is named by its Secret key)."""
+    ref = spec.credentials_secret_ref
+    if ref is None:
+        return []
+    files = CREDENTIAL_FILES[spec.provider]
+    return [{"name": var, "value": f"{CREDENTIALS_DIR}/{ref.key(cred)}"} for cred, var in sorted(files.items())]
+
+
+def env(spec: ChannelProviderSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
+    variables = [_secret_env(settings.worker_database_secret, "DATABASE_URL")]
+    if settings.worker_redis_secret:
+        variables.append(_secret_env(settings.worker_redis_secret, "REDIS_URL"))
+    return variables + credential_env(spec)
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def container(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings) -> dict[str, Any]:
+    _, config_name = names(provider)
+    body: dict[str, Any] = {
+        "name": "worker",
+        "image": spec.image or settings.worker_image,
+        "args": ["worker"],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": config_name}}],
+        "env": env(spec, settings),
+        "resources": spec.resources or DEFAULT_RESOURCES,
+        "startupProbe": _probe("/healthz", 2, 30),
+        "livenessProbe": _probe("/healthz", 10, 3),
+        "readinessProbe": _probe("/readyz", 5, 2),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.credentials_secret_ref is not None:
+        body["volumeMounts"] = [{"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}]
+    return body
+
+
+def pod_template(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings) -> dict[str, Any]:
+    data = static_config(provider, spec, settings)
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # the data plane never talks to the Kubernetes API
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container(provider, spec, settings)],
+    }
+    if settings.worker_service_account:
+        pod["serviceAccountName"] = settings.worker_service_account
+    if spec.credentials_secret_ref is not None:
+        secret = {"secretName": spec.credentials_secret_ref.name, "defaultMode": 0o440}
+        pod["volumes"] = [{"name": "credentials", "secret": secret}]
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(HTTP_PORT),
+        "prometheus.io/path": "/actuator/prometheus",
+        CONFIG_HASH_ANNOTATION: config_hash(data),
+    }
+    return {"metadata": {"labels": labels(provider, spec), "annotations": annotations}, "spec": pod}
+
+
+def deployment(
+    provider: str, spec: ChannelProviderSpec, settings: OperatorSettings, replicas: int | None
+) -> dict[str, Any]:
+    """The worker Deployment; `replicas` None leaves them to another autoscaler (managedBy External)."""
+    name, _ = names(provider)
+    body: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(provider)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": pod_template(provider, spec, settings),
+    }
+    if replicas is not None:
+        body = {"replicas": replicas, **body}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels(provider, spec)},
+        "spec": body,
+    }
+
+
+def workload(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings, replicas: int | None) -> Workload:
+    return Workload(config_map(provider, spec, settings), deployment(provider, spec, settings, replicas))

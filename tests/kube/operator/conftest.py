@@ -1,0 +1,58 @@
+"""Fixtures of the operator tests: the shipped RBAC bound in the test namespace, the operator running.
+
+- ``operator_kubeconfig``: the ServiceAccount ``outbound-operator`` of the test namespace, bound to
+  the ClusterRole of deploy/operator-rbac.yaml by a RoleBinding (nothing else), as a kubeconfig.
+- ``operator``: the operator as a real process (`python -m outbound_operator --standalone
+  --namespace NS`) acting as that ServiceAccount, writing to this test's database (``db_dsn``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kube.plane import ControlPlane
+
+from .support import ACCOUNT, OperatorProcess, cluster_role, role_binding
+
+
+def _wait_allowed(plane: ControlPlane, namespace: str, kubeconfig: Path, timeout: float = 15.0) -> None:
+    """RBAC reaches the authorizer through an informer: wait until the binding is in force."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = plane.kubectl(
+            "auth", "can-i", "patch", "deployments", "-n", namespace, kubeconfig=kubeconfig, check=False
+        )
+        if result.stdout.strip() == "yes":
+            return
+        time.sleep(0.2)
+    raise AssertionError("the operator's RoleBinding did not take effect")
+
+
+@pytest.fixture
+def operator_kubeconfig(plane: ControlPlane, namespace: str, crds: list[str]) -> Path:
+    plane.apply(cluster_role())
+    kubeconfig = plane.service_account_kubeconfig(namespace, ACCOUNT)
+    plane.apply(role_binding(namespace), namespace=namespace)
+    _wait_allowed(plane, namespace, kubeconfig)
+    return kubeconfig
+
+
+@pytest.fixture
+def operator_process(
+    plane: ControlPlane, namespace: str, db_dsn: str, operator_kubeconfig: Path, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """Not started: a test may change settings first, then call start()."""
+    process = OperatorProcess(plane, namespace, db_dsn, operator_kubeconfig, tmp_path)
+    yield process
+    process.stop()
+    print(f"---- operator log ({process.log_path}) ----\n{process.log()[-6000:]}")
+
+
+@pytest.fixture
+def operator(operator_process: OperatorProcess) -> OperatorProcess:
+    operator_process.start()
+    return operator_process

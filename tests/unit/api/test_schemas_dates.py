@@ -1,0 +1,22 @@
+"""Timestamps at the API boundary (found by schemathesis: year 1 came back without its zone)."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from outbound_sender.api.schemas import MessageIn
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "1999-12-31T23:59:59Z"])
+def test_send_at_before_2000_is_refused_with_a_readable_reason(when: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match="on or after 2000-01-01"):
+        MessageIn.model_validate({"channel": "SMS", "to": "+14155552671", "body": "x", "send_at": when})
+
+
+def test_a_normal_send_at_is_kept() -> None:
+    message = MessageIn.model_validate(
+        {"channel": "SMS", "to": "+14155552671", "body": "x", "send_at": "2030-01-01T09:30:00+02:00"}
+    )
+    assert message.send_at is not None
+    assert message.send_at.utcoffset() is not None

@@ -1,0 +1,66 @@
+"""Desired worker Deployment and ConfigMap from a ChannelProvider spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from outbound_operator.reconcile.spec import ChannelProviderSpec
+from outbound_operator.reconcile.workload import CONFIG_HASH_ANNOTATION, label_value, workload
+from outbound_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(database_url="postgresql://x")
+WHATSAPP = ChannelProviderSpec.of(
+    {
+        "channel": "WHATSAPP",
+        "provider": "whatsapp",
+        "credentialsSecretRef": {"name": "wa-secret", "keys": {"accessToken": "token"}},
+        "whatsapp": {"phoneNumberId": "106540352242922", "apiVersion": "v21.0"},
+        "scaling": {"replicas": {"min": 1, "max": 3, "managedBy": "External"}},
+    }
+)
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return result
+
+
+def test_secret_is_mounted_never_read_and_files_are_named_by_their_keys() -> None:
+    wl = workload("wa", WHATSAPP, SETTINGS, None)
+    pod = wl.deployment["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "credentials", "secret": {"secretName": "wa-secret", "defaultMode": 0o440}}]
+    env = {e["name"]: e.get("value") for e in _container(wl.deployment)["env"]}
+    assert env["WHATSAPP_ACCESS_TOKEN_FILE"].endswith("/token")
+    assert env["WHATSAPP_APP_SECRET_FILE"].endswith("/appSecret")
+    assert "wa-secret" not in str(wl.config_map)
+
+
+def test_external_replicas_are_not_set_and_static_settings_are_in_the_configmap() -> None:
+    wl = workload("wa", WHATSAPP, SETTINGS, None)
+    assert "replicas" not in wl.deployment["spec"]
+    assert wl.config_map["data"]["WHATSAPP_PHONE_NUMBER_ID"] == "106540352242922"
+    assert wl.config_map["data"]["OUTBOUND_PROVIDER_KIND"] == "live"
+    assert wl.config_map["data"]["OUTBOUND_PROVIDERS_ENABLED"] == "whatsapp"
+    assert workload("wa", WHATSAPP, SETTINGS, 3).deployment["spec"]["replicas"] == 3
+
+
+def test_grace_period_outlasts_the_worst_send_and_the_drain() -> None:
+    wl = workload("wa", WHATSAPP, SETTINGS, 1)
+    grace = wl.deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    drain = int(wl.config_map["data"]["OUTBOUND_WORKER_SHUTDOWN_GRACE_SECONDS"])
+    assert SETTINGS.worst_send_seconds < drain < grace
+
+
+def test_a_static_change_rolls_the_pods_through_the_config_hash() -> None:
+    changed = WHATSAPP.model_copy(update={"whatsapp": {"phoneNumberId": "1"}})
+    a = workload("wa", WHATSAPP, SETTINGS, 1).deployment["spec"]["template"]["metadata"]["annotations"]
+    b = workload("wa", changed, SETTINGS, 1).deployment["spec"]["template"]["metadata"]["annotations"]
+    assert a[CONFIG_HASH_ANNOTATION] != b[CONFIG_HASH_ANNOTATION]
+    assert a["prometheus.io/scrape"] == "true"
+
+
+def test_label_values_fit_in_63_characters() -> None:
+    long = "x" * 200
+    assert len(label_value(long)) <= 63
+    assert label_value(long) != label_value("x" * 199)
+    assert label_value("short") == "short"
