@@ -17,17 +17,13 @@ from typing import Any
 
 import pytest
 
+from tests.kube.operator.support import OperatorProcess, condition, eventually, get
 from tests.kube.plane import ControlPlane
 from tests.unit.helm.chart import render
 
 from .support import can_i, helm, helm_with_hook, objects_of, release_args, token_kubeconfig, uninstall, wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("crds")]
-
-# The operator's own test harness (issue 8): until the operator is merged this module is skipped.
-operator_support = pytest.importorskip("tests.kube.operator.support", reason="the operator is not merged yet")
-OperatorProcess = operator_support.OperatorProcess
-condition, eventually, get = operator_support.condition, operator_support.eventually, operator_support.get
 
 SANDBOX = {"channel": "SMS", "provider": "sandbox", "priority": 100, "endpoint": "http://sandbox:8025"}
 LOCAL_PORTS = ("OUTBOUND_OPERATOR_METRICS_PORT", "OUTBOUND_OPERATOR_HEALTH_PORT")
