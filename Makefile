@@ -12,6 +12,7 @@ TEST_PREREQS :=
 PYTEST_ARGS ?=
 
 -include hack/kube.mk
+-include hack/release.mk
 
 .PHONY: help
 help: ## List the targets

@@ -1,0 +1,221 @@
+"""The default rendering and the main value combinations: what is created, how pods run, where
+connection settings come from."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from .chart import CHART, FULLNAME, NAMESPACE, containers, env_of, is_hook, of_kind, one, pod_specs, render
+
+API = f"{FULLNAME}-api"
+OPERATOR = f"{FULLNAME}-operator"
+MIGRATE = f"{FULLNAME}-migrate"
+SENDER_SA = f"{FULLNAME}-sender"
+CONNECTION_VARIABLES = {"DATABASE_URL", "REDIS_URL", "OUTBOUND_OPERATOR_DATABASE_URL"}
+
+
+@pytest.fixture(scope="module")
+def default() -> list[Any]:
+    return render()
+
+
+def kinds(docs: list[Any]) -> set[tuple[str, str]]:
+    return {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+
+
+def test_default_renders_api_operator_rbac_and_the_migration_hook(default: list[Any]) -> None:
+    assert kinds(default) == {
+        ("Deployment", API),
+        ("Service", API),
+        ("PodDisruptionBudget", API),
+        ("Deployment", OPERATOR),
+        ("ServiceAccount", SENDER_SA),
+        ("ServiceAccount", OPERATOR),
+        ("ClusterRole", OPERATOR),
+        ("RoleBinding", OPERATOR),
+        ("ServiceAccount", MIGRATE),
+        ("Job", MIGRATE),
+    }
+
+
+def test_no_secret_is_rendered_and_connections_come_from_secret_refs(default: list[Any]) -> None:
+    assert not of_kind(default, "Secret")
+    for where, container in containers(default):
+        for name, item in env_of(container).items():
+            if name in CONNECTION_VARIABLES:
+                assert "value" not in item, f"{where}: {name} is inline"
+            assert not re.search(r"(postgres(ql)?|redis)://", str(item.get("value", ""))), f"{where}: {name}"
+        database = env_of(container).get("DATABASE_URL") or env_of(container)["OUTBOUND_OPERATOR_DATABASE_URL"]
+        assert database["valueFrom"]["secretKeyRef"] == {"name": "outbound-database", "key": "url"}, where
+
+
+def test_redis_is_a_secret_ref_only_when_configured(default: list[Any]) -> None:
+    api = dict(containers(default))[f"Deployment/{API}/api"]
+    assert "REDIS_URL" not in env_of(api)
+    docs = render({"redis": {"existingSecret": "cache"}})
+    api = dict(containers(docs))[f"Deployment/{API}/api"]
+    assert env_of(api)["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "cache", "key": "url"}
+    operator = dict(containers(docs))[f"Deployment/{OPERATOR}/operator"]
+    assert env_of(operator)["OUTBOUND_OPERATOR_WORKER_REDIS_SECRET"]["value"] == "cache"
+
+
+def test_every_pod_runs_non_root_read_only_without_capabilities_or_api_token(default: list[Any]) -> None:
+    for where, spec in pod_specs(default):
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["runAsUser"] != 0, where
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        if "operator" not in where:
+            assert spec["automountServiceAccountToken"] is False, where
+    for where, container in containers(default):
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, where
+        assert context["allowPrivilegeEscalation"] is False, where
+        assert context["capabilities"] == {"drop": ["ALL"]}, where
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], where
+
+
+def test_every_container_has_resources_and_long_running_ones_have_probes(default: list[Any]) -> None:
+    for where, container in containers(default):
+        assert container["resources"]["requests"].keys() >= {"cpu", "memory"}, where
+        assert "memory" in container["resources"]["limits"], where
+        if where.startswith("Deployment/"):
+            assert {"startupProbe", "livenessProbe"} <= container.keys(), where
+    api = dict(containers(default))[f"Deployment/{API}/api"]
+    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert api["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_api_service_on_8080_selects_the_api_pods(default: list[Any]) -> None:
+    service = one(default, "Service", API)
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+    pod_labels = one(default, "Deployment", API)["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    operator_labels = one(default, "Deployment", OPERATOR)["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= operator_labels.items()
+
+
+def test_pdb_and_topology_spread_cover_the_api_pods(default: list[Any]) -> None:
+    pdb = one(default, "PodDisruptionBudget", API)
+    deployment = one(default, "Deployment", API)
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    assert all(c["labelSelector"] == deployment["spec"]["selector"] for c in spread)
+    docs = render({"api": {"podDisruptionBudget": {"enabled": False}, "topologySpread": {"enabled": False}}})
+    assert not of_kind(docs, "PodDisruptionBudget")
+    assert "topologySpreadConstraints" not in one(docs, "Deployment", API)["spec"]["template"]["spec"]
+
+
+def test_images_come_from_repository_and_tag_values(default: list[Any]) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    images = {where: c["image"] for where, c in containers(default)}
+    assert images[f"Deployment/{API}/api"] == f"ghcr.io/outbound-messaging/outbound-sender:{app_version}"
+    assert images[f"Deployment/{OPERATOR}/operator"] == f"ghcr.io/outbound-messaging/outbound-operator:{app_version}"
+    digest = "sha256:" + "a" * 64
+    docs = render(
+        {
+            "sender": {"image": {"repository": "registry.local:5000/sender", "tag": "1.2.3"}},
+            "operator": {"image": {"repository": "registry.local/op", "digest": digest}},
+        }
+    )
+    images = {where: c["image"] for where, c in containers(docs)}
+    assert images[f"Deployment/{API}/api"] == "registry.local:5000/sender:1.2.3"
+    assert images[f"Job/{MIGRATE}/migrate"] == "registry.local:5000/sender:1.2.3"
+    assert images[f"Deployment/{OPERATOR}/operator"] == f"registry.local/op@{digest}"
+    operator = dict(containers(docs))[f"Deployment/{OPERATOR}/operator"]
+    assert env_of(operator)["OUTBOUND_OPERATOR_WORKER_IMAGE"]["value"] == "registry.local:5000/sender:1.2.3"
+
+
+def test_operator_is_one_standalone_replica_replaced_with_recreate(default: list[Any]) -> None:
+    deployment = one(default, "Deployment", OPERATOR)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+    assert env["OUTBOUND_OPERATOR_STANDALONE"]["value"] == "true"
+    assert env["OUTBOUND_OPERATOR_NAMESPACES"]["value"] == NAMESPACE
+    assert env["OUTBOUND_OPERATOR_WORKER_SERVICE_ACCOUNT"]["value"] == SENDER_SA
+    assert env["OUTBOUND_OPERATOR_WORKER_DATABASE_SECRET"]["value"] == "outbound-database"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == OPERATOR
+
+
+def test_migration_job_is_a_pre_install_and_pre_upgrade_hook(default: list[Any]) -> None:
+    job = one(default, "Job", MIGRATE)
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    account = one(default, "ServiceAccount", MIGRATE)
+    assert int(account["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == MIGRATE
+    assert pod["restartPolicy"] == "Never"
+    assert pod["containers"][0]["args"] == ["migrate"]
+    # Only the hook's own objects are hooks: everything else belongs to the release.
+    assert {d["metadata"]["name"] for d in default if is_hook(d)} == {MIGRATE}
+    assert not of_kind(render({"migrations": {"enabled": False}}), "Job")
+
+
+def test_api_can_be_disabled_and_takes_its_settings_from_values() -> None:
+    docs = render({"api": {"enabled": False}})
+    assert not [d for d in docs if d["metadata"]["name"] == API]
+    values = {"api": {"replicas": 4, "rateLimitPerSecond": 5, "envFromSecret": "webhooks", "logFormat": "json"}}
+    deployment = one(render(values), "Deployment", API)
+    assert deployment["spec"]["replicas"] == 4
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["OUTBOUND_API_RATE_LIMIT_PER_SECOND"]["value"] == "5"
+    assert env_of(container)["OUTBOUND_LOG_FORMAT"]["value"] == "json"
+    assert container["envFrom"] == [{"secretRef": {"name": "webhooks"}}]
+
+
+def test_channel_providers_and_quota_policies_from_values() -> None:
+    values: dict[str, Any] = {
+        "channelProviders": {
+            "twilio": {"channel": "SMS", "provider": "twilio", "credentialsSecretRef": {"name": "twilio-credentials"}},
+            "sms-sandbox": {"channel": "SMS", "provider": "sandbox", "priority": 100},
+        },
+        "quotaPolicies": {"acme": {"orgId": "acme", "tier": "Tier10K", "dailyLimit": 9500}},
+    }
+    docs = render(values)
+    providers = {d["metadata"]["name"]: d for d in of_kind(docs, "ChannelProvider")}
+    assert providers.keys() == {"twilio", "sms-sandbox"}
+    assert providers["twilio"]["spec"] == values["channelProviders"]["twilio"]
+    assert providers["twilio"]["apiVersion"] == "messaging.outbound.dev/v1alpha1"
+    [policy] = of_kind(docs, "QuotaPolicy")
+    assert policy["spec"] == values["quotaPolicies"]["acme"]
+    assert providers["twilio"]["metadata"]["annotations"] == {"argocd.argoproj.io/sync-wave": "1"}
+    assert not of_kind(render(), "ChannelProvider")
+
+
+def test_cleanup_hook_deletes_the_releases_resources_before_uninstall() -> None:
+    """With custom resources in the release, a pre-delete hook deletes them while the operator can
+    still remove its finalizer; its account may only list and delete those two kinds."""
+    values = {"channelProviders": {"sms": {"channel": "SMS", "provider": "sandbox"}}}
+    docs = render(values)
+    cleanup = f"{FULLNAME}-cleanup"
+    hooks = {(d["kind"], d["metadata"]["name"]): d for d in docs if is_hook(d) and d["metadata"]["name"] == cleanup}
+    assert set(hooks) == {(kind, cleanup) for kind in ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job")}
+    assert {d["metadata"]["annotations"]["helm.sh/hook"] for d in hooks.values()} == {"pre-delete"}
+    assert hooks[("Role", cleanup)]["rules"] == [
+        {
+            "apiGroups": ["messaging.outbound.dev"],
+            "resources": ["channelproviders", "quotapolicies"],
+            "verbs": ["list", "deletecollection"],
+        }
+    ]
+    script = (CHART / "files" / "cleanup.py").read_text()
+    assert hooks[("ConfigMap", cleanup)]["data"]["cleanup.py"].strip() == script.strip()
+    pod = hooks[("Job", cleanup)]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == cleanup
+    assert pod["containers"][0]["command"] == ["python", "/hook/cleanup.py"]
+    assert env_of(pod["containers"][0])["RELEASE"]["value"] == "r"
+    # Nothing to clean up: no hook (and none when the operator, which owns the finalizer, is off).
+    assert not [d for d in render() if d["metadata"]["name"] == cleanup]
+    assert not [
+        d
+        for d in render({**values, "api": {"enabled": True}, "operator": {"enabled": False}})
+        if d["metadata"]["name"] == cleanup
+    ]
