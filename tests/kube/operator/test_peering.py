@@ -59,8 +59,10 @@ async def test_the_higher_priority_acts_and_the_other_takes_over_when_it_stops(
         await eventually(lambda: len(_peers(plane, namespace)) == 2, timeout=30)
         plane.apply(channel_provider("sms", SPEC), namespace=namespace)
         await eventually(lambda: _ready(plane, namespace, 1), timeout=30)
-        assert "Handler 'create' succeeded" in leader.log()
-        assert "Handler 'create' succeeded" not in standby.log()
+        # Only the leader acts (by its handlers or its timer): only it writes the resource's status.
+        assert "Merge-patching the status" in leader.log()
+        assert "Merge-patching the status" not in standby.log()
+        assert "Timer 'observe' is invoked" not in standby.log()
         leader.stop()
         await eventually(lambda: "Resuming operations" in standby.log(), timeout=60)
         plane.kubectl("patch", "cp", "sms", "-n", namespace, "--type", "merge", "-p", '{"spec":{"priority":5}}')
