@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -246,6 +246,3 @@ async def wait_started(server: uvicorn.Server, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not server.started:
             await asyncio.sleep(0.02)
-
-
-Starter = Callable[[], Awaitable[None]]

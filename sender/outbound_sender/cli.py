@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -262,27 +263,35 @@ async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _sandbox_running(settings: AllSettings, stop: asyncio.Event):  # type: ignore[no-untyped-def]
-    from urllib.parse import urlsplit
+async def _sandbox_running(settings: AllSettings, stop: asyncio.Event) -> AsyncIterator[None]:
+    """The sandboxes the configured provider kind calls: the three provider sandboxes (default),
+    or the generic one (OUTBOUND_PROVIDER_KIND=generic); none for live or null."""
+    if settings.provider.kind == "sandbox":
+        async with _provider_sandboxes(settings, stop):
+            yield
+    elif settings.provider.kind == "generic":
+        async with _generic_sandbox(settings, stop):
+            yield
+    else:
+        yield
 
+
+@contextlib.asynccontextmanager
+async def _generic_sandbox(settings: AllSettings, stop: asyncio.Event) -> AsyncIterator[None]:
     url = urlsplit(settings.provider.sandbox_url)
     server = app.sandbox_server(url.hostname or "127.0.0.1", url.port or 8090)
     task = asyncio.create_task(app.serve_until(server, stop))
     await app.wait_started(server)
     print(f"sandbox provider on {settings.provider.sandbox_url}", flush=True)
     try:
-        if settings.provider.kind == "sandbox":
-            async with _provider_sandboxes(settings, stop):
-                yield
-        else:
-            yield
+        yield
     finally:
         stop.set()
         await task
 
 
 @contextlib.asynccontextmanager
-async def _provider_sandboxes(settings: AllSettings, stop: asyncio.Event):  # type: ignore[no-untyped-def]
+async def _provider_sandboxes(settings: AllSettings, stop: asyncio.Event) -> AsyncIterator[None]:
     """The Twilio, SendGrid and WhatsApp sandboxes, for as long as the block runs."""
     servers = app.provider_sandbox_servers(settings, load_provider_settings())
     tasks = [asyncio.create_task(app.serve_until(server, stop)) for server in servers.values()]
