@@ -7,6 +7,7 @@ message instead of a traceback.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -15,6 +16,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from outbound_sender.errors import ConfigError
 
 ENV_PREFIX = "OUTBOUND_OPERATOR_"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = rf"(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+IMAGE_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+IMAGE_DIGEST = r"sha256:[a-f0-9]{64}"
+# An image reference: repository, optional tag, optional digest (the distribution reference grammar).
+IMAGE_REFERENCE = re.compile(
+    rf"^(?P<repository>{_REPOSITORY})(?::(?P<tag>{IMAGE_TAG}))?(?:@(?P<digest>{IMAGE_DIGEST}))?$"
+)
 
 
 class OperatorSettings(BaseSettings):
@@ -52,7 +61,17 @@ class OperatorSettings(BaseSettings):
     )
     worker_image: str = Field(
         "ghcr.io/outbound-messaging/outbound-sender:0.1.0",
-        description="Worker container image when spec.image is empty.",
+        description="Worker container image when spec.image is empty; its repository is always allowed.",
+    )
+    worker_image_repositories: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Further repositories (registry/path, no tag), comma-separated, whose images a "
+        "ChannelProvider's spec.image may name; empty: only worker_image's repository.",
+    )
+    allow_insecure_sandbox_endpoint: bool = Field(
+        False,
+        description="Let a sandbox-kind ChannelProvider use an http:// endpoint (local tests); real "
+        "providers always need https://.",
     )
     worker_database_secret: str = Field(
         "outbound-database",
@@ -71,11 +90,27 @@ class OperatorSettings(BaseSettings):
     log_format: str = Field("logfmt", pattern="^(logfmt|json)$", description="logfmt (grep-able) or json.")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "worker_image_repositories", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("worker_image")
+    @classmethod
+    def _image_reference(cls, value: str) -> str:
+        if not IMAGE_REFERENCE.match(value):
+            raise ValueError(f"not an image reference (registry/repository[:tag][@sha256:digest]): {value!r}")
+        return value
+
+    @field_validator("worker_image_repositories")
+    @classmethod
+    def _repositories(cls, value: list[str]) -> list[str]:
+        for repository in value:
+            match = IMAGE_REFERENCE.match(repository)
+            if match is None or match["repository"] != repository:
+                raise ValueError(f"not a repository without tag or digest: {repository!r}")
         return value
 
     @model_validator(mode="after")

@@ -99,6 +99,20 @@ CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = 
         "endpoint must be an absolute http:// or https:// URL",
     ),
     (
+        "real-provider-endpoint-https",
+        TWILIO_SPEC,
+        {"endpoint": "http://api.twilio.test/"},
+        "endpoint of provider twilio must be an https:// URL",
+    ),
+    (
+        "secret-in-own-namespace-only",
+        TWILIO_SPEC,
+        {"credentialsSecretRef": {"namespace": "kube-system"}},
+        'unknown field "spec.credentialsSecretRef.namespace"',
+    ),
+    ("image-reference", SANDBOX_SPEC, {"image": "registry.test/sender:1 ; curl x"}, "image must be an image reference"),
+    ("image-reference-case", SANDBOX_SPEC, {"image": "Registry.test/Sender"}, "image must be an image reference"),
+    (
         "endpoint-no-credentials",
         SANDBOX_SPEC,
         {"endpoint": "https://user:pass@api.example.com/"},
@@ -237,3 +251,12 @@ def test_unlimited_tier_needs_no_daily_limit(plane: ControlPlane, namespace: str
     spec = plane.kubectl_json("get", "qp", "big", "-n", namespace)["spec"]
     assert "dailyLimit" not in spec
     assert spec["tier"] == "Unlimited"
+
+
+def test_image_may_be_a_reference_a_tag_or_a_digest(plane: ControlPlane, namespace: str) -> None:
+    digest = "@sha256:" + "0" * 64
+    images = ["registry.local:5000/team/sender:1.2.3" + digest, ":1.2.3", digest, "sender"]
+    objects = [channel_provider(f"image-{i}", {**SANDBOX_SPEC, "image": image}) for i, image in enumerate(images)]
+    plane.apply(objects, namespace=namespace)
+    stored = [plane.kubectl_json("get", "cp", o["metadata"]["name"], "-n", namespace)["spec"]["image"] for o in objects]
+    assert stored == images

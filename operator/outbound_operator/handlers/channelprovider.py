@@ -22,8 +22,8 @@ import kopf
 
 from outbound_operator.handlers import workloads
 from outbound_operator.handlers.context import ProviderMemory, Runtime
+from outbound_operator.reconcile import admission, control, scaling
 from outbound_operator.reconcile import circuit as breaker
-from outbound_operator.reconcile import control, scaling
 from outbound_operator.reconcile import status as provider_status
 from outbound_operator.reconcile.conditions import set_all, timestamp
 from outbound_operator.reconcile.spec import ChannelProviderSpec
@@ -121,6 +121,9 @@ async def reconcile(rt: Runtime, body: kopf.Body) -> dict[str, Any]:
     async with memory.lock:
         remember(memory, body.get("status") or {}, await rt.db.control_row(name))
         now = await rt.db.now()
+        refused = admission.refusal(spec, meta["namespace"], rt.settings)
+        if refused is not None:
+            return refuse(rt, body, memory, refused, generation=generation, now=now)
         before = control.desired_row(
             name, spec, memory.circuit or breaker.initial(now), memory.batch_size or 1, generation
         )
@@ -187,8 +190,31 @@ def _status(
     return status
 
 
-def failed_status(memory: ProviderMemory, generation: int, error: str, now: dt.datetime) -> dict[str, Any]:
+def failed_status(
+    memory: ProviderMemory, generation: int, error: str, now: dt.datetime, reason: str = "ReconcileFailed"
+) -> dict[str, Any]:
     """Ready=False with the reason; the other conditions and figures stay as last written."""
-    failure = provider_status.ready(error, True)
+    failure = provider_status.ready(error, True, reason=reason)
     memory.conditions = set_all(memory.conditions or [], [failure], generation, now)
     return {"conditions": memory.conditions}
+
+
+def refuse(
+    rt: Runtime,
+    body: kopf.Body,
+    memory: ProviderMemory,
+    refused: admission.Refusal,
+    *,
+    generation: int,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Apply nothing; say why in the status and once per spec generation as a Warning Event."""
+    name = body["metadata"]["name"]
+    if memory.refused != (generation, refused.reason):
+        memory.refused = (generation, refused.reason)
+        kopf.event(body, type="Warning", reason=refused.reason, message=refused.message)
+        log.warning(
+            "ChannelProvider refused",
+            extra={"fields": {"provider": name, "reason": refused.reason, "message": refused.message}},
+        )
+    return {"observedGeneration": generation, **failed_status(memory, generation, refused.message, now, refused.reason)}

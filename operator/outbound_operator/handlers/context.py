@@ -31,6 +31,7 @@ class ProviderMemory:
     conditions: list[dict[str, object]] | None = None
     workload_versions: dict[str, str] = field(default_factory=dict)  # kind -> generation/resourceVersion
     seen_kinds: set[str] = field(default_factory=set)  # objects applied by this process
+    refused: tuple[int, str] | None = None  # (generation, reason) of the last refusal reported
 
 
 @dataclass

@@ -31,6 +31,7 @@ class _Spec(BaseModel):
 
 class SecretRef(_Spec):
     name: str
+    namespace: str | None = None  # not in the CRD (pruned there); refused unless it is the CR's own
     keys: dict[str, str] = Field(default_factory=dict)
 
     def key(self, credential: str) -> str:

@@ -24,9 +24,9 @@ class Observed:
     deployment_conditions: tuple[Mapping[str, Any], ...] = ()
 
 
-def ready(error: str | None, enabled: bool) -> Condition:
+def ready(error: str | None, enabled: bool, *, reason: str = "ReconcileFailed") -> Condition:
     if error is not None:
-        return Condition("Ready", False, "ReconcileFailed", error)
+        return Condition("Ready", False, reason, error)
     note = "" if enabled else " (disabled: messages wait QUEUED)"
     return Condition("Ready", True, "Reconciled", "worker Deployment, ConfigMap and runtime control applied" + note)
 

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from outbound_operator.reconcile.admission import Refusal, resolve_image
 from outbound_operator.reconcile.spec import ChannelProviderSpec
 from outbound_operator.settings import OperatorSettings
 
@@ -154,11 +155,19 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+def worker_image(spec: ChannelProviderSpec, settings: OperatorSettings) -> str:
+    """The image the operator's settings allow for this spec (the reconcile refuses others first)."""
+    image = resolve_image(spec.image, settings)
+    if isinstance(image, Refusal):
+        raise ValueError(image.message)
+    return image
+
+
 def container(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings) -> dict[str, Any]:
     _, config_name = names(provider)
     body: dict[str, Any] = {
         "name": "worker",
-        "image": spec.image or settings.worker_image,
+        "image": worker_image(spec, settings),
         "args": ["worker"],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": config_name}}],

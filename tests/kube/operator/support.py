@@ -82,6 +82,8 @@ class OperatorProcess:
             "OUTBOUND_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "OUTBOUND_OPERATOR_HEALTH_PORT": str(self.health_port),
             "OUTBOUND_OPERATOR_LOG_LEVEL": "DEBUG",
+            # The tests' sandboxes listen on loopback over http (test_admission turns this off).
+            "OUTBOUND_OPERATOR_ALLOW_INSECURE_SANDBOX_ENDPOINT": "true",
             **self.settings,
         }
 

@@ -8,12 +8,15 @@ from typing import Any
 import asyncpg
 import pytest
 
+from outbound_operator.reconcile.admission import repository
+from outbound_operator.settings import OperatorSettings
 from tests.kube.manifests import channel_provider
 from tests.kube.plane import ControlPlane
 
 from .support import OperatorProcess, condition, events, eventually, get, reasons
 
 pytestmark = [pytest.mark.kube]
+DEFAULT_REPOSITORY = repository(str(OperatorSettings.model_fields["worker_image"].default))
 
 TWILIO: dict[str, Any] = {
     "channel": "SMS",
@@ -21,7 +24,7 @@ TWILIO: dict[str, Any] = {
     "priority": 10,
     "credentialsSecretRef": {"name": "twilio-credentials", "keys": {"authToken": "token"}},
     "twilio": {"messagingServiceSid": "MG0123456789abcdef0123456789abcdef"},
-    "endpoint": "http://twilio-sandbox.test:8025",
+    "endpoint": "https://twilio-sandbox.test:8025",
     "scaling": {"batchSize": {"min": 5, "max": 200, "initial": 20}, "replicas": {"min": 2, "max": 6}},
     "rateLimit": {"messagesPerSecond": 100},
 }
@@ -52,7 +55,7 @@ async def test_create_makes_deployment_configmap_and_control_row(
     assert config["data"]["OUTBOUND_PROVIDER_NAME"] == "twilio"
     assert config["data"]["OUTBOUND_WORKER_CHANNELS"] == "SMS"
     assert config["data"]["TWILIO_MESSAGING_SERVICE_SID"] == "MG0123456789abcdef0123456789abcdef"
-    assert config["data"]["TWILIO_BASE_URL"] == "http://twilio-sandbox.test:8025"
+    assert config["data"]["TWILIO_BASE_URL"] == "https://twilio-sandbox.test:8025"
     assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
@@ -93,10 +96,7 @@ async def test_update_converges_deployment_and_control_row(
 ) -> None:
     plane.apply(channel_provider("twilio", TWILIO), namespace=namespace)
     await _ready(plane, namespace, "twilio")
-    patch = (
-        '{"spec":{"priority":20,"image":"registry.test/sender:2",'
-        '"twilio":{"from":"+15005550006","messagingServiceSid":null}}}'
-    )
+    patch = '{"spec":{"priority":20,"image":":2","twilio":{"from":"+15005550006","messagingServiceSid":null}}}'
     plane.kubectl("patch", "channelprovider", "twilio", "-n", namespace, "--type", "merge", "-p", patch)
 
     def converged() -> bool:
@@ -105,7 +105,7 @@ async def test_update_converges_deployment_and_control_row(
         assert deployment is not None
         assert config is not None
         return (
-            _container(deployment)["image"] == "registry.test/sender:2"
+            _container(deployment)["image"] == DEFAULT_REPOSITORY + ":2"  # a tag of the operator's image
             and config["data"].get("TWILIO_FROM_NUMBER") == "+15005550006"
             and "TWILIO_MESSAGING_SERVICE_SID" not in config["data"]
         )

@@ -20,6 +20,7 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"sender": {"image": {"tag": "latest"}}}, "sender.image.tag=latest is not reproducible"),
     ({"operator": {"image": {"digest": "sha256:short"}}}, "/operator/image/digest"),
     ({"operator": {"clusterWide": True, "watchNamespaces": ["a"]}}, "leave operator.watchNamespaces empty"),
+    ({"operator": {"workerImageRepositories": ["registry.local/sender:1"]}}, "/operator/workerImageRepositories/0"),
     ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0"),
     ({"api": {"enabled": False}, "operator": {"enabled": False}}, "nothing to install"),
     ({"api": {"logFormat": "xml"}}, "/api/logFormat"),
