@@ -8,7 +8,9 @@ Helm reads nothing outside the chart folder, so the chart carries copies of:
 - crds/*.yaml                                   -> charts/outbound-messaging/crds/
 - monitoring/alerts/outbound-messaging.rules.yaml, monitoring/dashboards/*.json
                                                 -> charts/outbound-messaging/files/monitoring/
-- deploy/operator-rbac.yaml (the operator's rules) -> charts/outbound-messaging/files/operator-rbac.yaml
+- deploy/operator-rbac.yaml (the operator's rules in a namespace it serves) and
+  deploy/operator-rbac-cluster-wide.yaml (the custom resources everywhere, for clusterWide)
+                                                -> charts/outbound-messaging/files/
 
 and derives from the CRDs the JSON Schema of `channelProviders.<name>` and `quotaPolicies.<name>` in
 values.schema.json (so a bad spec fails at `helm install`, before the API server sees it). The
@@ -56,9 +58,10 @@ def copies() -> Iterator[Output]:
         *(monitoring / "dashboards").glob("*.json"),
     ]:
         yield Output(CHART / "files" / source.relative_to(ROOT), source.read_bytes())
-    rbac = ROOT / "deploy" / "operator-rbac.yaml"
-    if rbac.exists():
-        yield Output(CHART / "files" / "operator-rbac.yaml", rbac.read_bytes())
+    for name in ("operator-rbac.yaml", "operator-rbac-cluster-wide.yaml"):
+        rbac = ROOT / "deploy" / name
+        if rbac.exists():
+            yield Output(CHART / "files" / name, rbac.read_bytes())
 
 
 def json_schema(node: Any) -> Any:

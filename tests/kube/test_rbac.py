@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from .manifests import GROUP, channel_provider
+from .operator.support import ACCOUNT, cluster_wide_rbac, deployment, namespaced_rbac
 from .plane import ControlPlane
 
 pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("crds")]
@@ -104,4 +105,55 @@ def test_role_grants_nothing_in_other_namespaces(plane: ControlPlane, namespace:
         assert result.returncode != 0
         assert "forbidden" in result.stderr
     finally:
+        plane.delete_namespace(other)
+
+
+def _as_operator(plane: ControlPlane, kubeconfig: Path, *args: str) -> Any:
+    return plane.kubectl(*args, kubeconfig=kubeconfig, check=False)
+
+
+def test_shipped_operator_rbac_touches_deployments_only_where_its_role_is_bound(
+    plane: ControlPlane, namespace: str
+) -> None:
+    """deploy/operator-rbac.yaml (Role + RoleBinding moved to the test namespace) and, on top,
+    deploy/operator-rbac-cluster-wide.yaml: the operator's token may read and patch the worker
+    Deployment here, and may neither read nor patch nor create one in another namespace, even with the
+    cluster-wide grant (which only covers the custom resources)."""
+    kubeconfig = plane.service_account_kubeconfig(namespace, ACCOUNT)
+    plane.apply(namespaced_rbac(namespace), namespace=namespace)
+    other = plane.create_namespace("rbac-victim")
+    cluster_wide = cluster_wide_rbac(namespace)
+    try:
+        plane.apply(deployment("worker"), namespace=namespace)
+        plane.apply(deployment("victim"), namespace=other)
+        patch = ["--type=merge", "-p", '{"metadata":{"labels":{"touched":"yes"}}}']
+        deadline = time.monotonic() + 15
+        while _as_operator(plane, kubeconfig, "get", "deployment", "worker", "-n", namespace).returncode != 0:
+            assert time.monotonic() < deadline, "the operator's Role did not take effect"
+            time.sleep(0.2)
+        assert _as_operator(plane, kubeconfig, "patch", "deployment", "worker", "-n", namespace, *patch).returncode == 0
+
+        def denied_elsewhere() -> None:
+            for args in (
+                ("get", "deployment", "victim", "-n", other),
+                ("patch", "deployment", "victim", "-n", other, *patch),
+                ("create", "deployment", "new", "--image=registry.test/x:1", "-n", other),
+                ("get", "configmaps", "-n", other),
+            ):
+                result = _as_operator(plane, kubeconfig, *args)
+                assert result.returncode != 0, args
+                assert "forbidden" in result.stderr, result.stderr
+
+        denied_elsewhere()
+        plane.apply(cluster_wide)
+        deadline = time.monotonic() + 15
+        while _as_operator(plane, kubeconfig, "get", "channelproviders", "-n", other).returncode != 0:
+            assert time.monotonic() < deadline, "the cluster-wide ClusterRoleBinding did not take effect"
+            time.sleep(0.2)
+        denied_elsewhere()
+        victim = plane.kubectl_json("get", "deployment", "victim", "-n", other)
+        assert "touched" not in victim["metadata"].get("labels", {})
+    finally:
+        for doc in cluster_wide:
+            plane.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found")
         plane.delete_namespace(other)

@@ -82,6 +82,15 @@ app.kubernetes.io/component: {{ . }}
 {{- end }}
 {{- end }}
 
+{{/* Namespaces where the operator may run workers (a Role each): the watch list, or the release namespace. */}}
+{{- define "outbound.workloadNamespaces" -}}
+{{- if .Values.operator.watchNamespaces }}
+{{- join "," .Values.operator.watchNamespaces }}
+{{- else }}
+{{- .Release.Namespace }}
+{{- end }}
+{{- end }}
+
 {{/* DATABASE_URL (and REDIS_URL when configured) from their Secrets: never an inline value. */}}
 {{- define "outbound.connectionEnv" -}}
 - name: DATABASE_URL

@@ -46,7 +46,7 @@ def expected_objects(release: str, providers: list[str]) -> set[tuple[str, str]]
         ("Deployment", f"{full}-operator"),
         ("ServiceAccount", f"{full}-sender"),
         ("ServiceAccount", f"{full}-operator"),
-        ("ClusterRole", f"{full}-operator"),
+        ("Role", f"{full}-operator"),
         ("RoleBinding", f"{full}-operator"),
         ("QuotaPolicy", "acme"),
         *(("ChannelProvider", name) for name in providers),

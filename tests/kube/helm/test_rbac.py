@@ -1,6 +1,6 @@
 """The chart's operator ServiceAccount, with the chart's bindings, on the real authorizer: what the
-operator needs is allowed where it works, and nothing more (no Secrets, no deletes, no other
-namespaces unless cluster-wide)."""
+operator needs is allowed where it works, and nothing more (no Secrets, no deletes, no workloads in
+namespaces it does not serve, also with clusterWide=true, which only widens the custom resources)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.kube.operator.support import deployment
 from tests.kube.plane import ControlPlane
 
 from .support import can_i, helm, release_args, token_kubeconfig, wait_for
@@ -26,6 +27,8 @@ ALLOWED = [
     ("create", "configmaps"),
     ("create", "events"),
 ]
+CUSTOM_RESOURCES = [rule for rule in ALLOWED if "messaging.outbound.dev" in rule[1] or rule[1] == "events"]
+WORKLOADS = [rule for rule in ALLOWED if rule not in CUSTOM_RESOURCES]
 DENIED = [
     ("get", "secrets"),
     ("list", "secrets"),
@@ -62,13 +65,47 @@ def test_namespaced_operator_may_do_its_work_here_and_nothing_elsewhere(
     wait_for(lambda: not can_i(plane, kubeconfig, "watch", ALLOWED[0][1], namespace), "uninstall revoked the rules")
 
 
-def test_cluster_wide_operator_may_work_in_every_namespace_but_still_not_read_secrets(
+def _cannot_touch_a_deployment_elsewhere(plane: ControlPlane, kubeconfig: Path, release: str, namespace: str) -> None:
+    """Real requests with the operator's token on a Deployment of another namespace, not only `can-i`:
+    read, patch and create are refused. Uninstalls the release at the end."""
+    other = plane.create_namespace("rbac-victim")
+    try:
+        _refused_on(plane, kubeconfig, other)
+    finally:
+        plane.delete_namespace(other)
+        helm(plane, "uninstall", release, "-n", namespace)
+
+
+def _refused_on(plane: ControlPlane, kubeconfig: Path, namespace: str) -> None:
+    plane.apply(deployment("victim"), namespace=namespace)
+    patch = ["--type=merge", "-p", '{"metadata":{"labels":{"touched":"yes"}}}']
+    for args in (
+        ("get", "deployment", "victim"),
+        ("patch", "deployment", "victim", *patch),
+        ("create", "deployment", "new", "--image=registry.test/x:1"),
+    ):
+        result = plane.kubectl(*args, "-n", namespace, kubeconfig=kubeconfig, check=False)
+        assert result.returncode != 0, args
+        assert "forbidden" in result.stderr, result.stderr
+    assert "touched" not in plane.kubectl_json("get", "deployment", "victim", "-n", namespace)["metadata"]["labels"]
+
+
+def test_namespaced_operator_cannot_touch_a_deployment_of_another_namespace(
+    plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    release, kubeconfig = install(plane, namespace, tmp_path, {})
+    _cannot_touch_a_deployment_elsewhere(plane, kubeconfig, release, namespace)
+
+
+def test_cluster_wide_operator_watches_everywhere_but_runs_workers_only_where_it_serves(
     plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     release, kubeconfig = install(plane, namespace, tmp_path, {"operator": {"clusterWide": True}})
     wait_for(lambda: can_i(plane, kubeconfig, "watch", ALLOWED[0][1], None), "the ClusterRoleBinding is in force")
     for verb, resource in ALLOWED:
+        assert can_i(plane, kubeconfig, verb, resource, namespace), f"{verb} {resource}"
+    for verb, resource in CUSTOM_RESOURCES:
         assert can_i(plane, kubeconfig, verb, resource, "default"), f"{verb} {resource} in default"
-    for verb, resource in DENIED:
+    for verb, resource in WORKLOADS + DENIED:
         assert not can_i(plane, kubeconfig, verb, resource, "default"), f"{verb} {resource} in default"
-    helm(plane, "uninstall", release, "-n", namespace)
+    _cannot_touch_a_deployment_elsewhere(plane, kubeconfig, release, namespace)

@@ -1,7 +1,7 @@
 """Fixtures of the operator tests: the shipped RBAC bound in the test namespace, the operator running.
 
-- ``operator_kubeconfig``: the ServiceAccount ``outbound-operator`` of the test namespace, bound to
-  the ClusterRole of deploy/operator-rbac.yaml by a RoleBinding (nothing else), as a kubeconfig.
+- ``operator_kubeconfig``: the ServiceAccount ``outbound-operator`` of the test namespace with the
+  Role and RoleBinding of deploy/operator-rbac.yaml in that namespace (nothing else), as a kubeconfig.
 - ``operator``: the operator as a real process (`python -m outbound_operator --standalone
   --namespace NS`) acting as that ServiceAccount, writing to this test's database (``db_dsn``).
 """
@@ -16,7 +16,7 @@ import pytest
 
 from tests.kube.plane import ControlPlane
 
-from .support import ACCOUNT, OperatorProcess, cluster_role, role_binding
+from .support import ACCOUNT, OperatorProcess, namespaced_rbac
 
 
 def _wait_allowed(plane: ControlPlane, namespace: str, kubeconfig: Path, timeout: float = 15.0) -> None:
@@ -34,9 +34,8 @@ def _wait_allowed(plane: ControlPlane, namespace: str, kubeconfig: Path, timeout
 
 @pytest.fixture
 def operator_kubeconfig(plane: ControlPlane, namespace: str, crds: list[str]) -> Path:
-    plane.apply(cluster_role())
     kubeconfig = plane.service_account_kubeconfig(namespace, ACCOUNT)
-    plane.apply(role_binding(namespace), namespace=namespace)
+    plane.apply(namespaced_rbac(namespace), namespace=namespace)
     _wait_allowed(plane, namespace, kubeconfig)
     return kubeconfig
 

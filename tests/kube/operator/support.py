@@ -21,6 +21,7 @@ from tests.kube.plane import REPO_ROOT, ControlPlane
 from tests.kube.processes import free_ports
 
 RBAC_FILE = REPO_ROOT / "deploy" / "operator-rbac.yaml"
+CLUSTER_WIDE_RBAC_FILE = REPO_ROOT / "deploy" / "operator-rbac-cluster-wide.yaml"
 ACCOUNT = "outbound-operator"
 T = TypeVar("T")
 
@@ -29,18 +30,45 @@ def rbac_documents() -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(RBAC_FILE.read_text()) if doc]
 
 
-def cluster_role() -> dict[str, Any]:
-    return next(doc for doc in rbac_documents() if doc["kind"] == "ClusterRole")
+def namespaced_rbac(namespace: str) -> list[dict[str, Any]]:
+    """The shipped Role and RoleBinding, moved to `namespace` (the --namespace deployment)."""
+    docs = [doc for doc in rbac_documents() if doc["kind"] in ("Role", "RoleBinding")]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+        for subject in doc.get("subjects", []):
+            subject["namespace"] = namespace
+    return docs
 
 
-def role_binding(namespace: str) -> dict[str, Any]:
-    """The shipped ClusterRole bound in one namespace (the --namespace deployment)."""
+def cluster_wide_rbac(namespace: str) -> list[dict[str, Any]]:
+    """The shipped cluster-wide ClusterRole and its binding, named and bound for `namespace`'s account.
+
+    Cluster-scoped: the caller deletes them (``plane.kubectl("delete", ...)``) when done.
+    """
+    docs = [doc for doc in yaml.safe_load_all(CLUSTER_WIDE_RBAC_FILE.read_text()) if doc]
+    name = f"{ACCOUNT}-cluster-wide-{namespace}"
+    for doc in docs:
+        doc["metadata"]["name"] = name
+        if doc["kind"] == "ClusterRoleBinding":
+            doc["roleRef"]["name"] = name
+            for subject in doc["subjects"]:
+                subject["namespace"] = namespace
+    return docs
+
+
+def deployment(name: str) -> dict[str, Any]:
+    """A minimal Deployment (stored only: no pod needs to run for an RBAC test)."""
+    labels = {"app": name}
+    container = {"name": "main", "image": "registry.test/idle:1"}
     return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": ACCOUNT, "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ACCOUNT},
-        "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": namespace}],
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
     }
 
 
@@ -70,6 +98,7 @@ class OperatorProcess:
         self.kubeconfig, self.log_path = kubeconfig, workdir / "operator.log"
         self.metrics_port, self.health_port = free_ports(2)
         self.settings: dict[str, str] = {}
+        self.namespaces: list[str] = [namespace]  # empty: the whole cluster (no --namespace)
         self.peering: list[str] = ["--standalone"]
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -88,7 +117,8 @@ class OperatorProcess:
         }
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "outbound_operator", *self.peering, "--namespace", self.namespace]
+        scope = [arg for name in self.namespaces for arg in ("--namespace", name)]
+        argv = [sys.executable, "-m", "outbound_operator", *self.peering, *scope]
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
         self._wait_healthy()

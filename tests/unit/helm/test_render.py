@@ -35,7 +35,7 @@ def test_default_renders_api_operator_rbac_and_the_migration_hook(default: list[
         ("Deployment", OPERATOR),
         ("ServiceAccount", SENDER_SA),
         ("ServiceAccount", OPERATOR),
-        ("ClusterRole", OPERATOR),
+        ("Role", OPERATOR),
         ("RoleBinding", OPERATOR),
         ("ServiceAccount", MIGRATE),
         ("Job", MIGRATE),

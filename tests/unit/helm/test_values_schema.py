@@ -19,7 +19,6 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"database": {"url": "postgresql://u:p@db/x"}}, "additional properties 'url' not allowed"),
     ({"sender": {"image": {"tag": "latest"}}}, "sender.image.tag=latest is not reproducible"),
     ({"operator": {"image": {"digest": "sha256:short"}}}, "/operator/image/digest"),
-    ({"operator": {"clusterWide": True, "watchNamespaces": ["a"]}}, "leave operator.watchNamespaces empty"),
     ({"operator": {"workerImageRepositories": ["registry.local/sender:1"]}}, "/operator/workerImageRepositories/0"),
     ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0"),
     ({"api": {"enabled": False}, "operator": {"enabled": False}}, "nothing to install"),
