@@ -106,6 +106,7 @@ def test_rendered_manifests_pass_server_side_dry_run(
         "redis": {"existingSecret": "outbound-redis"},
         "api": {"envFromSecret": "webhooks", "extraEnv": [{"name": "OUTBOUND_API_KEY_CACHE_SECONDS", "value": "5"}]},
         "operator": {"watchNamespaces": [namespace]},
+        "networkPolicy": {"enabled": True},
         "monitoring": {
             "serviceMonitor": {"enabled": True},
             "prometheusRule": {"enabled": True},
