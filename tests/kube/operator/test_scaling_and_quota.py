@@ -59,32 +59,43 @@ async def _set_depth(db: asyncpg.Connection, depth: int) -> None:
         )
 
 
+async def _batch(db: asyncpg.Connection, expected: int) -> bool:
+    return bool(await db.fetchval("SELECT batch_size FROM provider_control WHERE provider = 'sms'") == expected)
+
+
+def _observed_depth(plane: ControlPlane, namespace: str, depth: int) -> bool:
+    """The operator has reconciled at this queue depth (status is written after the Deployment)."""
+    status = (get(plane, namespace, "channelprovider", "sms") or {}).get("status") or {}
+    return bool(status.get("queueDepth") == depth)
+
+
 async def test_replicas_and_batch_follow_queue_depth_without_flapping(
     plane: ControlPlane, namespace: str, scaling_operator: OperatorProcess, db: asyncpg.Connection
 ) -> None:
     plane.apply(channel_provider("sms", SCALED), namespace=namespace)
-    await eventually(lambda: _replicas(plane, namespace) == 1)
+    await eventually(lambda: _replicas(plane, namespace) == 1, timeout=60)
+    # The first reconcile publishes the initial batch (10); an empty queue then moves it to the
+    # minimum. Wait for that, or 35 / 4 = 9 would be within the 20 % band of 10 and never published.
+    await eventually(lambda: _batch(db, 2), timeout=60)
     await _set_depth(db, 35)  # ceil(35 / 10) = 4
-    await eventually(lambda: _replicas(plane, namespace) == 4)
-    batch = await db.fetchval("SELECT batch_size FROM provider_control WHERE provider = 'sms'")
-    assert batch == 9  # each of 4 replicas' share: ceil(35 / 4)
+    await eventually(lambda: _replicas(plane, namespace) == 4, timeout=60)
+    await eventually(lambda: _batch(db, 9), timeout=60)  # each of 4 replicas' share: ceil(35 / 4)
     await _set_depth(db, 12)  # ceil(12 / 10) = 2, and 12 * 1.1 still needs 2
-    await eventually(lambda: _replicas(plane, namespace) == 2, timeout=15)
+    await eventually(lambda: _replicas(plane, namespace) == 2, timeout=60)
     for depth in (10, 11, 10, 11, 10, 11):  # around the 1/2-replica boundary
         await _set_depth(db, depth)
         await asyncio.sleep(0.7)
+    await eventually(lambda: _observed_depth(plane, namespace, 11), timeout=60)
     await asyncio.sleep(3)  # past the cool-down
     assert _replicas(plane, namespace) == 2  # 10 * 1.1 > 10: within the tolerance band, no flapping
     changes = [r for r in reasons(plane, namespace, "sms") if r in {"ScaledUp", "ScaledDown"}]
     assert sorted(changes) == ["ScaledDown", "ScaledUp"], changes  # one up (1 -> 4), one down (4 -> 2)
     await db.execute(IN_FLIGHT)
     await _set_depth(db, 0)
-    await asyncio.sleep(4)
+    await eventually(lambda: _observed_depth(plane, namespace, 0), timeout=60)  # decided with a send in flight
     assert _replicas(plane, namespace) == 2  # a send in flight: never scale down
     await db.execute("UPDATE outbound_message SET status = 'SENT' WHERE status = 'SENDING'")
-    await eventually(lambda: _replicas(plane, namespace) == 1, timeout=15)
-    cp = get(plane, namespace, "channelprovider", "sms") or {}
-    assert cp["status"]["queueDepth"] == 0
+    await eventually(lambda: _replicas(plane, namespace) == 1, timeout=60)
 
 
 async def test_external_replicas_are_left_alone(
@@ -95,7 +106,8 @@ async def test_external_replicas_are_left_alone(
     await eventually(lambda: get(plane, namespace, "deployment", "sms-sender"))
     plane.kubectl("scale", "deployment/sms-sender", "--replicas=3", "-n", namespace)
     await _set_depth(db, 35)
-    await asyncio.sleep(3)
+    await eventually(lambda: _observed_depth(plane, namespace, 35), timeout=60)  # reconciled at this depth
+    await asyncio.sleep(1)  # and a few timer passes more
     assert _replicas(plane, namespace) == 3  # the HPA's (here: kubectl's) value stands
     assert "DeploymentDrift" not in reasons(plane, namespace, "sms")
 
