@@ -27,19 +27,28 @@ from outbound_sender.store.db import connect
 from outbound_sender.store.queries import sql
 
 DEMO_RECIPIENT = "+15551230000"
+EPILOG = (
+    "api, worker and check-provider need OUTBOUND_PROVIDER_KIND (live, sandbox, generic or null) and "
+    "refuse to start without it; only run defaults to sandbox. In live mode, api and run also need the "
+    "webhook secret of every provider in use."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="outbound", description=__doc__)
+    parser = argparse.ArgumentParser(prog="outbound", description=__doc__, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("migrate", help="apply database migrations (DATABASE_URL or the embedded server)")
-    sub.add_parser("run", help="API + worker + sandbox provider; embedded PostgreSQL/Redis by default")
-    sub.add_parser("worker", help="run the OutboundJobWorker until SIGTERM")
+    sub.add_parser("run", help="API + worker + sandbox providers; embedded PostgreSQL/Redis by default")
+    sub.add_parser("worker", help="run the OutboundJobWorker until SIGTERM (needs OUTBOUND_PROVIDER_KIND)")
     sandbox = sub.add_parser("sandbox", help="run the sandbox provider server(s)")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8090)
     sandbox.add_argument("--providers", action="store_true", help="also serve the Twilio/SendGrid/WhatsApp sandboxes")
-    _check_args(sub.add_parser("check-provider", help="check a provider's credentials; optionally send one"))
+    _check_args(
+        sub.add_parser(
+            "check-provider", help="check a provider's credentials; optionally send one (needs OUTBOUND_PROVIDER_KIND)"
+        )
+    )
     sub.add_parser("status", help="message counts by status")
     quota = sub.add_parser("quota", help="WhatsApp quota per organisation (used, remaining, reset, throttle)")
     quota.add_argument("--org", help="one organisation")
@@ -75,11 +84,29 @@ def _check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=15.0, help="read timeout in seconds")
 
 
+# Entry points that call providers or accept their webhooks: OUTBOUND_PROVIDER_KIND must be explicit
+# there (an image started with only DATABASE_URL must not trust the sandboxes' public secrets).
+NEEDS_PROVIDER_KIND = frozenset({"api", "worker", "check-provider"})
+SERVES_WEBHOOKS = frozenset({"api", "run"})
+
+
+def preflight(settings: AllSettings, command: str) -> None:
+    """Refuse to start without a provider mode (only `run` defaults to sandbox), or in live mode
+    without a webhook secret; then the cross-group rules."""
+    if settings.provider.kind is None and command == "run":
+        settings.provider = settings.provider.model_copy(update={"kind": "sandbox"})
+    if command in NEEDS_PROVIDER_KIND:
+        app.provider_kind(settings)
+    if command in SERVES_WEBHOOKS and settings.api.enabled:
+        app.webhook_provider_settings(settings)
+    app.check_consistency(settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        app.check_consistency(settings)
+        preflight(settings, args.command)
     except ConfigError as error:
         print(f"outbound: {error}", file=sys.stderr)
         return 2

@@ -83,7 +83,8 @@ def test_invalid_settings_stop_start_up_with_a_clear_message() -> None:
 def test_worker_disabled_by_the_runbook_switch_claims_nothing(db_dsn: str) -> None:
     enqueue = _cli("enqueue", "--channel", "SMS", "--to", "+15557654321", env={"DATABASE_URL": db_dsn})
     assert enqueue.returncode == 0
-    worker = outbound("worker", env={"DATABASE_URL": db_dsn, "OUTBOUND_WORKER_ENABLED": "false"})
+    env = {"DATABASE_URL": db_dsn, "OUTBOUND_WORKER_ENABLED": "false", "OUTBOUND_PROVIDER_KIND": "sandbox"}
+    worker = outbound("worker", env=env)
     time.sleep(2)
     assert stop(worker) == 0
     status = _cli("status", env={"DATABASE_URL": db_dsn})
