@@ -38,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="outbound", description=__doc__, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("migrate", help="apply database migrations (DATABASE_URL or the embedded server)")
-    sub.add_parser("run", help="API + worker + sandbox providers; embedded PostgreSQL/Redis by default")
+    sub.add_parser(
+        "run",
+        help="API + worker + provider sandboxes, and one demo message per channel the worker sends "
+        "(sandbox kinds only, never live); embedded PostgreSQL/Redis by default",
+    )
     sub.add_parser("worker", help="run the OutboundJobWorker until SIGTERM (needs OUTBOUND_PROVIDER_KIND)")
     sandbox = sub.add_parser("sandbox", help="run the sandbox provider server(s)")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -227,12 +231,15 @@ async def _print_quota(conn: asyncpg.Connection, org: str | None) -> None:
         )
 
 
+WORKER_DISABLED = "OutboundJobWorker disabled by OUTBOUND_WORKER_ENABLED=false; not claiming"
+
+
 async def _worker(settings: AllSettings, _args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     app.install_stop_signals(stop)
     with runtime.database(settings.base) as dsn:
         if not settings.worker.enabled:
-            print("OutboundJobWorker disabled by OUTBOUND_WORKER_ENABLED=false; not claiming", flush=True)
+            print(WORKER_DISABLED, flush=True)
             await stop.wait()
             return 0
         metrics = Metrics()
@@ -280,13 +287,32 @@ async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
         await _apply_migrations(dsn)
         metrics = Metrics()
         async with _sandbox_running(settings, stop), api_commands.api_running(dsn, settings, stop, metrics):
-            worker = asyncio.create_task(app.build_worker(dsn, settings, metrics).run(stop))
-            observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))
-            await _demo(dsn)
-            _print_howto()
+            tasks = [asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))]
+            channels: list[Channel] = []
+            if settings.worker.enabled:
+                worker = app.build_worker(dsn, settings, metrics)
+                tasks.append(asyncio.create_task(worker.run(stop)))
+                channels = _sending(settings, worker.dispatcher.channels)
+            else:
+                print(WORKER_DISABLED, flush=True)
+            if settings.provider.kind in LOCAL_KINDS:
+                await _demo(dsn, channels)
+                _print_howto()
+            else:
+                print(f"OUTBOUND_PROVIDER_KIND={settings.provider.kind}: no demo messages", flush=True)
             await api_commands.print_api_howto(dsn, settings)
-            await asyncio.gather(worker, observing)
+            await asyncio.gather(*tasks)
     return 0
+
+
+# Provider kinds whose sends never leave the machine: only these get `outbound run`'s demo messages.
+LOCAL_KINDS = ("sandbox", "generic", "null")
+
+
+def _sending(settings: AllSettings, served: frozenset[Channel]) -> list[Channel]:
+    """The channels the worker sends: a provider serves it, its switch is on, the worker claims it."""
+    switched_on = settings.switches.enabled()
+    return [c for c in Channel if c in served and c in switched_on and c in settings.worker.channels]
 
 
 @contextlib.asynccontextmanager
@@ -345,18 +371,25 @@ DEMOS = (
 )
 
 
-async def _demo(dsn: str) -> None:
-    """Send one message per channel through the whole pipeline, so the user sees it work."""
+async def _demo(dsn: str, channels: list[Channel]) -> None:
+    """Send one message per channel the worker sends through the whole pipeline, so the user sees it
+    work (sandbox kinds only: the caller never sends them to real providers)."""
+    skipped = [c.value for c in Channel if c not in channels]
+    if skipped:
+        print(f"no demo message for {', '.join(skipped)}: the worker does not send it", flush=True)
+    if not channels:
+        return
     conn = await connect(dsn)
     try:
-        ids = [await messages.enqueue(conn, demo) for demo in DEMOS]
+        ids = [await messages.enqueue(conn, demo) for demo in DEMOS if demo.channel in channels]
         for message_id in ids:
             await messages.wait_final(conn, message_id, timeout=60)
         print("demo messages went through the pipeline:", flush=True)
         for message_id in ids:
             await _print_message(conn, message_id)
-        print("WhatsApp quota (outbound quota):", flush=True)
-        await _print_quota(conn, "demo")
+        if Channel.WHATSAPP in channels:
+            print("WhatsApp quota (outbound quota):", flush=True)
+            await _print_quota(conn, "demo")
     finally:
         await conn.close()
 

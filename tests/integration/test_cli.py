@@ -9,24 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from outbound_sender.embedded import free_port
-from tests.processes import outbound, stop
-
-
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    pytest.fail(f"{marker!r} not printed; output was:\n{''.join(seen)}")
+from tests.processes import outbound, read_until, stop
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -48,7 +32,7 @@ def test_outbound_run_sends_a_demo_message_and_enqueue_waits_for_sent(db_dsn: st
         text=True,
     )
     try:
-        output = _read_until(run, "Ready.")
+        output = read_until(run, "Ready.", timeout=60)
         assert "status=SENT" in output
         assert "WhatsApp quota (outbound quota):" in output
         sent = _cli("enqueue", "--channel", "SMS", "--to", "+15557654321", "--body", "hi", "--wait", env=env)
