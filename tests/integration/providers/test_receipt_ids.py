@@ -4,16 +4,20 @@ carried (outbound_id), settles the message and gives it its provider id."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.metrics import Metrics
+from outbound_sender.sandboxes import credentials
 from outbound_sender.store import messages
-from outbound_sender.webhooks import events, store
+from outbound_sender.webhooks import signatures as sig
 from outbound_sender.worker.dispatch import Dispatcher
 from tests.integration.providers.conftest import CASES, Webhooks, point_webhooks, serve
 from tests.integration.providers.test_pipeline import worker
@@ -68,7 +72,7 @@ async def test_a_202_without_x_message_id_is_settled_by_the_receipt_through_the_
 
 @pytest.mark.parametrize("carrier", ["unique_args", "custom_args"])
 async def test_a_receipt_carrying_our_id_in_an_arguments_object_finds_its_message(
-    db: asyncpg.Connection, carrier: str
+    db: asyncpg.Connection, webhooks: Webhooks, carrier: str
 ) -> None:
     """SendGrid's reference lists the custom arguments as an object of the event too: a sent e-mail
     with no provider id (a bare 202) is found by it, not left unmatched."""
@@ -82,7 +86,17 @@ async def test_a_receipt_carrying_our_id_in_an_arguments_object_finds_its_messag
         "sg_message_id": "aBcD1234.filterdrecv-1-0",
         carrier: {"outbound_id": str(message_id)},
     }
-    stats = await store.record(db, events.sendgrid_events([receipt]))
-    assert stats.unmatched == 0
+    raw = json.dumps([receipt]).encode()
+    stamp = str(int(time.time()))
+    headers = {
+        "content-type": "application/json",
+        "x-twilio-email-event-webhook-signature": sig.sendgrid_signature(
+            credentials.sendgrid_signing_key(), raw, stamp
+        ),
+        "x-twilio-email-event-webhook-timestamp": stamp,
+    }
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{webhooks.url}/sendgrid/events", content=raw, headers=headers)
+    assert response.status_code == 200
     row = await _row(db, message_id)
     assert (row["delivery_status"], row["provider_message_id"]) == ("DELIVERED", "aBcD1234")
