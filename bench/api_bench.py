@@ -168,6 +168,7 @@ def _start_api(dsn: str, port: int) -> subprocess.Popen[bytes]:
         "OUTBOUND_HTTP_PORT": str(port),
         "OUTBOUND_API_RATE_LIMIT_PER_SECOND": "0",
         "OUTBOUND_LOG_LEVEL": "WARNING",
+        "OUTBOUND_PROVIDER_KIND": "sandbox",
     }
     command = [sys.executable, "-m", "outbound_sender.cli", "api"]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -53,6 +53,22 @@ def sandbox_process(latency_ms: float = 20) -> Iterator[str]:
         stop(process)
 
 
+def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 120, seen: list[str] | None = None) -> str:
+    """What the process printed up to the line with `marker` (also appended to `seen`); fails if the
+    process ends first or the deadline passes."""
+    assert process.stdout is not None
+    seen = [] if seen is None else seen
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"{marker!r} not printed (exit status {process.poll()}); output was:\n{''.join(seen)}")
+
+
 def worker_env(dsn: str, sandbox_url: str, **settings: str) -> dict[str, str]:
     env = {"DATABASE_URL": dsn, "OUTBOUND_PROVIDER_KIND": "generic", "OUTBOUND_PROVIDER_SANDBOX_URL": sandbox_url}
     env["OUTBOUND_LOG_LEVEL"] = "WARNING"

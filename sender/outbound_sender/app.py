@@ -12,14 +12,14 @@ import uvicorn
 from pydantic_settings import BaseSettings
 
 from outbound_sender import sandboxes
-from outbound_sender.config import AllSettings
+from outbound_sender.config import AllSettings, ProviderKind
 from outbound_sender.errors import ConfigError
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.null import NullProvider
 from outbound_sender.providers.sandbox import SandboxApp, SandboxProvider
 from outbound_sender.providers.sendgrid import SendGridProvider
-from outbound_sender.providers.settings import AllProviderSettings, load_provider_settings
+from outbound_sender.providers.settings import PROVIDER_NAMES, AllProviderSettings, load_provider_settings, secret
 from outbound_sender.providers.transport import provider_client
 from outbound_sender.providers.twilio import TwilioProvider
 from outbound_sender.providers.whatsapp import WhatsAppProvider
@@ -40,10 +40,31 @@ def http_client(settings: AllSettings) -> httpx.AsyncClient:
     )
 
 
+NO_PROVIDER_KIND = (
+    "OUTBOUND_PROVIDER_KIND is not set. Choose the provider mode explicitly: live (the real APIs; "
+    "every delivery webhook is verified with its provider's secret), sandbox (the local sandboxes and "
+    "their public test secrets), generic (the generic sandbox) or null (benchmarks). "
+    "Only `outbound run` defaults to sandbox."
+)
+# What each provider's delivery webhook is verified with: live mode refuses to start without it.
+WEBHOOK_SECRETS = {
+    "twilio": ("auth_token",),
+    "sendgrid": ("webhook_public_key",),
+    "whatsapp": ("app_secret", "verify_token"),
+}
+
+
+def provider_kind(settings: AllSettings) -> ProviderKind:
+    """OUTBOUND_PROVIDER_KIND, which has no default outside `outbound run` (ConfigError when unset)."""
+    if settings.provider.kind is None:
+        raise ConfigError(NO_PROVIDER_KIND)
+    return settings.provider.kind
+
+
 def build_providers(settings: AllSettings, providers: AllProviderSettings | None = None) -> list[Provider]:
     """The providers the worker sends through, from OUTBOUND_PROVIDER_KIND:
 
-    sandbox (default, `make run`)  Twilio, SendGrid and WhatsApp clients pointed at the local
+    sandbox (`make run`)           Twilio, SendGrid and WhatsApp clients pointed at the local
                                    sandboxes, with the sandbox accounts' credentials (any setting
                                    given explicitly in the environment still wins)
     live                           the same clients on the settings as given (real APIs by default)
@@ -51,7 +72,7 @@ def build_providers(settings: AllSettings, providers: AllProviderSettings | None
     null                           accept everything in-process (benchmarks)
     Which of the three are used: OUTBOUND_PROVIDERS_ENABLED and each provider's *_ENABLED.
     """
-    kind = settings.provider.kind
+    kind = provider_kind(settings)
     if kind == "null":
         return [NullProvider()]
     if kind == "generic":
@@ -103,6 +124,45 @@ def with_sandbox_defaults(config: AllProviderSettings) -> AllProviderSettings:
     config.twilio = sandboxes.twilio_settings(urls.url("twilio"), **_explicit(config.twilio))
     config.sendgrid = sandboxes.sendgrid_settings(urls.url("sendgrid"), **_explicit(config.sendgrid))
     config.whatsapp = sandboxes.whatsapp_settings(urls.url("whatsapp"), **_explicit(config.whatsapp))
+    return config
+
+
+def providers_in_use(config: AllProviderSettings) -> list[str]:
+    """Twilio, SendGrid, WhatsApp as far as OUTBOUND_PROVIDERS_ENABLED and each one's *_ENABLED allow."""
+    switches = {
+        "twilio": config.twilio.enabled,
+        "sendgrid": config.sendgrid.enabled,
+        "whatsapp": config.whatsapp.enabled,
+    }
+    return [name for name in PROVIDER_NAMES if name in config.providers.enabled and switches[name]]
+
+
+def check_webhook_secrets(config: AllProviderSettings) -> None:
+    """Live mode: every provider in use needs the secret its delivery webhook is verified with."""
+    missing = [
+        f"{name.upper()}_{field.upper()}"
+        for name in providers_in_use(config)
+        for field in WEBHOOK_SECRETS[name]
+        if not secret(getattr(getattr(config, name), field))
+    ]
+    if missing:
+        raise ConfigError(
+            "OUTBOUND_PROVIDER_KIND=live verifies every delivery webhook with its provider's secret; missing: "
+            + ", ".join(missing)
+            + " (or their *_FILE). Set them, or leave the provider out of OUTBOUND_PROVIDERS_ENABLED."
+        )
+
+
+def webhook_provider_settings(settings: AllSettings) -> AllProviderSettings | None:
+    """What the delivery webhooks are verified with: the sandboxes' test secrets in sandbox mode, the
+    configured ones in live mode (ConfigError when one is missing); None in modes without webhooks."""
+    kind = settings.provider.kind
+    if kind not in ("sandbox", "live"):
+        return None
+    config = load_provider_settings()
+    if kind == "sandbox":
+        return with_sandbox_defaults(config)
+    check_webhook_secrets(config)
     return config
 
 

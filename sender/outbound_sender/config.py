@@ -114,15 +114,20 @@ class MetricsSettings(BaseSettings):
     )
 
 
+ProviderKind = Literal["sandbox", "live", "generic", "null"]
+
+
 class ProviderSettings(BaseSettings):
     """Which provider implementation the worker uses, and where it is."""
 
     model_config = SettingsConfigDict(env_prefix="OUTBOUND_PROVIDER_", extra="ignore")
 
-    kind: Literal["sandbox", "live", "generic", "null"] = Field(
-        "sandbox",
-        description="sandbox: Twilio/SendGrid/WhatsApp clients on the local sandboxes; live: on the "
-        "configured (real) APIs; generic: the generic sandbox; null: in-process no-op (benchmarks).",
+    kind: ProviderKind | None = Field(
+        None,
+        description="sandbox: Twilio/SendGrid/WhatsApp clients on the local sandboxes, with the sandbox "
+        "accounts' public secrets; live: on the configured (real) APIs, every webhook verified with its "
+        "provider's secret; generic: the generic sandbox; null: in-process no-op (benchmarks). No default: "
+        "only `outbound run` falls back to sandbox, every other entry point refuses to start without it.",
     )
     sandbox_url: str = Field("http://127.0.0.1:8090", description="Base URL of the sandbox provider.")
     name: str | None = Field(

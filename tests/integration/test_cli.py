@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,24 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from outbound_sender.embedded import free_port
-from tests.processes import outbound, stop
-
-
-def _read_until(process: subprocess.Popen[str], marker: str, timeout: float = 60) -> str:
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    pytest.fail(f"{marker!r} not printed; output was:\n{''.join(seen)}")
+from outbound_sender.store.db import connect
+from tests.processes import outbound, read_until, stop
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -48,13 +34,17 @@ def test_outbound_run_sends_a_demo_message_and_enqueue_waits_for_sent(db_dsn: st
         text=True,
     )
     try:
-        output = _read_until(run, "Ready.")
+        output = read_until(run, "Ready.", timeout=60)
         assert "status=SENT" in output
         assert "WhatsApp quota (outbound quota):" in output
-        sent = _cli("enqueue", "--channel", "SMS", "--to", "+15557654321", "--body", "hi", "--wait", env=env)
+        sent = _cli("enqueue", "--channel", "SMS", "--to", "+14155552671", "--body", "hi", "--wait", env=env)
         assert "status=SENT" in sent.stdout, sent.stdout + sent.stderr
-        failed = _cli("enqueue", "--channel", "SMS", "--to", "+15550000001", "--body", "x", "--wait", env=env)
+        failed = _cli("enqueue", "--channel", "SMS", "--to", "+14155550001", "--body", "x", "--wait", env=env)
         assert "error_code=INVALID_PHONE_NUMBER" in failed.stdout
+        template = ["--channel", "WHATSAPP", "--to", "+33612345678", "--template", "appointment_reminder"]
+        positional = ["--language", "en_US", "--param", "body+=Tuesday", "--param", "body+=10:30", "--wait"]
+        reminder = _cli("enqueue", *template, *positional, env=env)  # the sandbox wants two body parameters
+        assert "status=SENT" in reminder.stdout, reminder.stdout + reminder.stderr
     finally:
         run.send_signal(signal.SIGTERM)
         run.wait(30)
@@ -74,6 +64,60 @@ def test_without_database_url_an_embedded_server_is_started_in_the_state_folder(
     assert not (tmp_path / "state" / "postgres" / "postmaster.pid").exists(), "the server was left running"
 
 
+def test_enqueue_refuses_what_the_api_refuses_and_stores_nothing(db_dsn: str) -> None:
+    env = {"DATABASE_URL": db_dsn}
+    refusals = {
+        ("--channel", "SMS", "--to", "+15558675310", "--body", "hi"): "--to: is not a valid phone number",
+        (
+            "--channel",
+            "EMAIL",
+            "--to",
+            "not-an-address",
+            "--subject",
+            "s",
+            "--body",
+            "b",
+        ): "--to: is not a valid e-mail",
+        ("--channel", "WHATSAPP", "--to", "+33612345678", "--template", "hello_world"): "--language: is required",
+        (
+            "--channel",
+            "WHATSAPP",
+            "--to",
+            "+33612345678",
+            "--template",
+            "hello_world",
+            "--language",
+            "en_US",
+            "--param",
+            "name+=Ada",
+        ): "--param name: a list (positional parameters) is taken only for header and body",
+        ("--channel", "SMS", "--to", "+14155552671", "--body", "x", "--param", "a"): "expected NAME=VALUE",
+    }
+    for args, reason in refusals.items():
+        done = _cli("enqueue", *args, env=env)
+        assert (done.returncode, reason in done.stderr) == (2, True), done.stderr
+    assert _cli("status", env=env).stdout == ""
+    check = _cli("check-provider", "twilio", "--send-to", "+15558675310", env={"OUTBOUND_PROVIDER_KIND": "sandbox"})
+    assert (check.returncode, check.stderr.strip()) == (
+        2,
+        "outbound: --send-to: is not a valid phone number for country code +1",
+    )
+    named = ["--template", "appointment_reminder", "--language", "fr", "--param", "day=mardi", "--param", "body+=x"]
+    done = _cli("enqueue", "--channel", "WHATSAPP", "--to", "+33612345678", *named, env=env)
+    assert done.returncode == 0, done.stderr
+
+    async def stored() -> tuple[str, str, dict[str, object]]:
+        conn = await connect(db_dsn)
+        try:
+            row = await conn.fetchrow("SELECT to_recipient, template_language, template_params FROM outbound_message")
+        finally:
+            await conn.close()
+        assert row is not None
+        return row["to_recipient"], row["template_language"], row["template_params"]
+
+    assert asyncio.run(stored()) == ("+33612345678", "fr", {"day": "mardi", "body": ["x"]})
+
+
 def test_invalid_settings_stop_start_up_with_a_clear_message() -> None:
     done = _cli("status", env={"OUTBOUND_WORKER_BATCH_SIZE": "lots"})
     assert done.returncode == 2
@@ -81,11 +125,16 @@ def test_invalid_settings_stop_start_up_with_a_clear_message() -> None:
 
 
 def test_worker_disabled_by_the_runbook_switch_claims_nothing(db_dsn: str) -> None:
-    enqueue = _cli("enqueue", "--channel", "SMS", "--to", "+15557654321", env={"DATABASE_URL": db_dsn})
+    enqueue = _cli("enqueue", "--channel", "SMS", "--to", "+14155552671", "--body", "x", env={"DATABASE_URL": db_dsn})
     assert enqueue.returncode == 0
-    worker = outbound("worker", env={"DATABASE_URL": db_dsn, "OUTBOUND_WORKER_ENABLED": "false"})
-    time.sleep(2)
-    assert stop(worker) == 0
+    env = {"DATABASE_URL": db_dsn, "OUTBOUND_WORKER_ENABLED": "false", "OUTBOUND_PROVIDER_KIND": "sandbox"}
+    argv = [sys.executable, "-m", "outbound_sender.cli", "worker"]
+    worker = subprocess.Popen(
+        argv, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    read_until(worker, "OUTBOUND_WORKER_ENABLED=false; not claiming", timeout=60)  # signal handlers are set
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
     status = _cli("status", env={"DATABASE_URL": db_dsn})
     assert "QUEUED     1" in status.stdout
 

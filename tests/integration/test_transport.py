@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import metadata
 
 import httpx
 import pytest
 
+from outbound_sender import sandboxes
+from outbound_sender.domain import Channel, OutboundMessage
 from outbound_sender.embedded import free_port
-from outbound_sender.providers.transport import provider_client
+from outbound_sender.errors import ProviderError
+from outbound_sender.providers.transport import provider_client, user_agent
+from outbound_sender.providers.whatsapp import WhatsAppProvider
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -82,3 +89,46 @@ async def test_no_answer_in_time_is_a_read_timeout(silent: str) -> None:
     async with client() as http:
         with pytest.raises(httpx.ReadTimeout):
             await http.post(silent, json={"to": "x"})
+
+
+# The User-Agent rule of Meta's published WhatsApp Cloud API description: name/x.y.z, optionally
+# ";key=value" and one more product token.
+META_USER_AGENT = re.compile(
+    r"^[a-zA-Z0-9\-_]+\/[0-9]+\.[0-9]+\.[0-9]+(;[a-zA-Z0-9\-=\.]+)?(\s+[a-zA-Z0-9\-_]+\/[0-9\-\.]+)?$"
+)
+
+
+async def test_whatsapp_requests_carry_a_user_agent_metas_description_accepts() -> None:
+    heads: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        await _answer(reader, writer)
+
+    settings = sandboxes.whatsapp_settings("http://placeholder")
+    async for url in _serve(record):
+        settings = settings.model_copy(update={"base_url": url.removesuffix("/v1/messages")})
+        provider = WhatsAppProvider(client(), settings)
+        message = OutboundMessage(1, "org", Channel.WHATSAPP, "+14155552671", "lease", 1, 0, 5, body="hi")
+        with contextlib.suppress(ProviderError):
+            await provider.send(message)
+        await provider.aclose()
+    [head] = heads
+    agent = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"user-agent:")
+    )
+    assert META_USER_AGENT.match(agent), agent
+    assert agent == "outbound-messaging/" + ".".join(
+        (metadata.version("outbound-messaging").split(".") + ["0"] * 3)[:3]
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "agent"),
+    [("0.1", "0.1.0"), ("0.1.0", "0.1.0"), ("1.2.3.dev4+local", "1.2.3"), ("2.0rc1", "2.0.0"), ("x", "0.0.0")],
+)
+def test_the_user_agent_version_has_exactly_three_numbers(version: str, agent: str) -> None:
+    assert user_agent(version) == f"outbound-messaging/{agent}"
+    assert META_USER_AGENT.match(user_agent(version))

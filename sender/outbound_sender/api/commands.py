@@ -21,7 +21,6 @@ from outbound_sender.api.app import create_app
 from outbound_sender.api.auth import create_key, hash_secret, parse_token
 from outbound_sender.config import AllSettings
 from outbound_sender.metrics import Metrics
-from outbound_sender.providers.settings import load_provider_settings
 from outbound_sender.store import api_keys
 from outbound_sender.store.db import connect
 
@@ -31,7 +30,11 @@ DEMO_TO = "+14155552671"
 
 def add_parsers(sub: Any) -> None:
     """Register `api` and `apikey` on the `outbound` command's subparsers."""
-    sub.add_parser("api", help="serve the HTTP API only (OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT, default :8080)")
+    sub.add_parser(
+        "api",
+        help="serve the HTTP API and the delivery webhooks (OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT, default :8080; "
+        "needs OUTBOUND_PROVIDER_KIND)",
+    )
     keys = sub.add_parser("apikey", help="API keys: create, revoke, list").add_subparsers(
         dest="apikey_command", required=True, metavar="ACTION"
     )
@@ -71,11 +74,9 @@ async def api_running(dsn: str, settings: AllSettings, stop: asyncio.Event, metr
 
 def webhook_routers(settings: AllSettings, metrics: Metrics, pool: Callable[[], asyncpg.Pool]) -> list[APIRouter]:
     """The delivery webhooks, verified with the providers' secrets (the sandboxes' under make run)."""
-    if not settings.api.enabled or settings.provider.kind not in ("sandbox", "live"):
+    config = processes.webhook_provider_settings(settings) if settings.api.enabled else None
+    if config is None:
         return []
-    config = load_provider_settings()
-    if settings.provider.kind == "sandbox":
-        config = processes.with_sandbox_defaults(config)
     return [webhooks.router(webhooks.WebhookConfig.from_settings(config), pool, metrics=metrics)]
 
 

@@ -86,22 +86,7 @@ def _prepare(m: MessageIn, context: ApiContext, prefix: str = "") -> tuple[str, 
 
 
 def _new_message(m: MessageIn, to: str, org_id: str, request: Request, key: str | None) -> NewMessage:
-    return NewMessage(
-        org_id=org_id,
-        channel=m.channel,
-        to_recipient=to,
-        body=m.body,
-        subject=m.subject,
-        template_code=m.template_code,
-        template_language=m.template_language,
-        template_params=dict(m.template_params),
-        dossier_id=m.dossier_id,
-        correlation_id=request.state.correlation_id,
-        priority=m.priority,
-        max_attempts=m.max_attempts,
-        send_at=m.send_at,
-        idempotency_key=key,
-    )
+    return m.new_message(org_id, to, request.state.correlation_id, key)
 
 
 def _content(m: MessageIn, to: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from outbound_sender.api import validation as v
-from outbound_sender.domain import Channel, Status
+from outbound_sender.domain import Channel, NewMessage, Status
 
 MAX_BATCH = 500
 ID_MAX = 2**63 - 1
@@ -49,6 +49,7 @@ TemplateCode = Annotated[str, Field(pattern=v.TEMPLATE_CODE)]
 Language = Annotated[str, Field(pattern=v.LANGUAGE)]
 ParamKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,64}$")]
 ParamValue = Annotated[str, Field(max_length=1024), AfterValidator(v.storable_text)]
+ParamList = Annotated[list[ParamValue], Field(min_length=1, max_length=v.PARAM_LIST_MAX)]
 AwareTimestamp = Annotated[
     dt.datetime,
     BeforeValidator(_datetime_text),
@@ -74,8 +75,11 @@ class MessageIn(BaseModel):
         None, description="WHATSAPP: approved template name (lowercase, digits, _). EMAIL: template id."
     )
     template_language: Language | None = Field(None, description="WHATSAPP template language, e.g. en_US.")
-    template_params: dict[ParamKey, ParamValue] = Field(
-        default_factory=dict, max_length=100, description="Template variables (strings)."
+    template_params: dict[ParamKey, ParamValue | ParamList] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Template variables: a string is a named parameter; a list of strings is positional "
+        '(WHATSAPP: "header" and "body" fill {{1}}, {{2}}, ... in order; EMAIL: any dynamic template data).',
     )
     dossier_id: Label | None = Field(None, description="Your case or customer reference; filterable.")
     priority: StrictInt = Field(0, ge=-100, le=100, description="Higher is sent first among due messages.")
@@ -83,6 +87,25 @@ class MessageIn(BaseModel):
     send_at: AwareTimestamp | None = Field(
         None, description="Scheduled send time (not before); at most 366 days ahead."
     )
+
+    def new_message(self, org_id: str, to: str, correlation_id: str | None, idempotency_key: str | None) -> NewMessage:
+        """The message to store, with `to` as check_message normalized it."""
+        return NewMessage(
+            org_id=org_id,
+            channel=self.channel,
+            to_recipient=to,
+            body=self.body,
+            subject=self.subject,
+            template_code=self.template_code,
+            template_language=self.template_language,
+            template_params=dict(self.template_params),
+            dossier_id=self.dossier_id,
+            correlation_id=correlation_id,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            send_at=self.send_at,
+            idempotency_key=idempotency_key,
+        )
 
 
 class BatchIn(BaseModel):

@@ -12,21 +12,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-
 from outbound_sender.domain import Channel
+from outbound_sender.recipients import normalize_recipient
 
 # Body limits per channel, in characters: Twilio's Body (1600), WhatsApp's text.body (4096); e-mail
 # is bounded by what we keep in a queue row, far below SendGrid's 30 MB.
 BODY_LIMITS: Mapping[Channel, int] = {Channel.SMS: 1600, Channel.WHATSAPP: 4096, Channel.EMAIL: 256_000}
 BODY_MAX = max(BODY_LIMITS.values())
 SUBJECT_MAX = 998  # RFC 5322 line length
-E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 WHATSAPP_TEMPLATE = re.compile(r"^[a-z0-9_]{1,512}$")  # Meta: lowercase letters, digits, underscores
 TEMPLATE_CODE = r"^[A-Za-z0-9_.-]{1,512}$"
 LANGUAGE = r"^[a-z]{2,3}(_[A-Z]{2})?$"  # Meta's template languages: en, en_US, pt_BR, fil, ...
 SEND_AT_HORIZON = dt.timedelta(days=366)
+PARAM_LIST_MAX = 100  # positional template parameters in one list
+WHATSAPP_POSITIONAL = ("header", "body")  # the template components whose parameters a list fills
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
@@ -53,7 +52,7 @@ class MessageFields(Protocol):
     @property
     def template_language(self) -> str | None: ...
     @property
-    def template_params(self) -> Mapping[str, str]: ...
+    def template_params(self) -> Mapping[str, str | list[str]]: ...
     @property
     def send_at(self) -> dt.datetime | None: ...
 
@@ -70,31 +69,6 @@ def single_line(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must be one line without control characters")
     return value
-
-
-def normalize_phone(text: str) -> str:
-    """An E.164 number that phonenumbers knows to be valid, or ValueError saying why not."""
-    if not E164.match(text):
-        raise ValueError("must be an E.164 phone number: '+', country code and number, digits only (+14155552671)")
-    try:
-        number = phonenumbers.parse(text, None)
-    except phonenumbers.NumberParseException as error:
-        raise ValueError(f"is not a phone number: {error._msg}") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"is not a valid phone number for country code +{number.country_code}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def normalize_email(text: str) -> str:
-    """A syntactically valid e-mail address (no DNS look-up), normalized, or ValueError saying why not."""
-    try:
-        return validate_email(text, check_deliverability=False).normalized
-    except EmailNotValidError as error:
-        raise ValueError(f"is not a valid e-mail address: {error}") from None
-
-
-def normalize_recipient(channel: Channel, to: str) -> str:
-    return normalize_email(to) if channel is Channel.EMAIL else normalize_phone(to)
 
 
 def check_message(message: MessageFields, now: dt.datetime, prefix: str = "") -> tuple[str | None, list[Problem]]:
@@ -157,4 +131,9 @@ def _whatsapp_rules(m: MessageFields) -> list[tuple[str, str]]:
         found.append(("template_code", "must be a WhatsApp template name: lowercase letters, digits and _"))
     if m.template_language is None:
         found.append(("template_language", "is required with a WhatsApp template (for example en_US)"))
+    found += [
+        (f"template_params.{name}", "a list (positional parameters) is taken only for header and body")
+        for name, value in m.template_params.items()
+        if isinstance(value, list) and name not in WHATSAPP_POSITIONAL
+    ]
     return found

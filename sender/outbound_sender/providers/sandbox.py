@@ -42,11 +42,13 @@ class FailureRule(BaseModel):
     action: str = Field(description="permanent:<CODE> | temporary | ratelimit:<s> | timeout | http500")
 
 
+# +1555000000N (not a real number: rows inserted directly) or +1415555000N (valid: what the API and
+# `outbound enqueue` accept) fail on purpose.
 DEFAULT_RULES = [
-    FailureRule(pattern=r"^\+1555000000[1]$", action="permanent:INVALID_PHONE_NUMBER"),
-    FailureRule(pattern=r"^\+15550000002$", action="temporary"),
-    FailureRule(pattern=r"^\+15550000003$", action="ratelimit:2"),
-    FailureRule(pattern=r"^\+15550000004$", action="timeout"),
+    FailureRule(pattern=r"^\+1(?:5550000|4155550)001$", action="permanent:INVALID_PHONE_NUMBER"),
+    FailureRule(pattern=r"^\+1(?:5550000|4155550)002$", action="temporary"),
+    FailureRule(pattern=r"^\+1(?:5550000|4155550)003$", action="ratelimit:2"),
+    FailureRule(pattern=r"^\+1(?:5550000|4155550)004$", action="timeout"),
     FailureRule(pattern=r"^bounce@", action="permanent:INVALID_EMAIL"),
 ]
 

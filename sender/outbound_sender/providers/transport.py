@@ -14,11 +14,30 @@ httpx.RemoteProtocolError; only failures to establish the connection stay connec
 
 from __future__ import annotations
 
+import re
+from importlib import metadata
+
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-USER_AGENT = "outbound-messaging/0.1 (+httpx)"
+
+def user_agent(version: str) -> str:
+    """`outbound-messaging/MAJOR.MINOR.PATCH`: the form Meta's Graph API description requires of a
+    User-Agent (name/x.y.z, nothing else), so 0.1 becomes 0.1.0 and 1.2.3.dev4+local becomes 1.2.3."""
+    release = re.match(r"\d+(?:\.\d+)*", version)
+    numbers = [*(release[0].split(".") if release else []), "0", "0", "0"][:3]
+    return "outbound-messaging/" + ".".join(str(int(n)) for n in numbers)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("outbound-messaging")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
+USER_AGENT = user_agent(_version())
 
 
 class ProviderTransport(AiohttpTransport):

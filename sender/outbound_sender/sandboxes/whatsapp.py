@@ -103,14 +103,16 @@ def default_templates() -> list[Template]:
 
 
 def default_rules() -> list[Rule]:
+    # +1555000000N (not a real number: rows inserted directly) or +1415555000N (valid: what the API
+    # and `outbound enqueue` accept) fail on purpose.
     return [
-        Rule(pattern=r"^\+?15550000001$", action="error:131026"),
-        Rule(pattern=r"^\+?15550000002$", action="http:503"),
-        Rule(pattern=r"^\+?15550000003$", action="error:130429"),
-        Rule(pattern=r"^\+?15550000004$", action="timeout"),
-        Rule(pattern=r"^\+?15550000005$", action="async:131026"),
-        Rule(pattern=r"^\+?15550000006$", action="error:131050"),
-        Rule(pattern=r"^\+?15550000007$", action="error:368"),
+        Rule(pattern=r"^\+?1(?:5550000|4155550)001$", action="error:131026"),
+        Rule(pattern=r"^\+?1(?:5550000|4155550)002$", action="http:503"),
+        Rule(pattern=r"^\+?1(?:5550000|4155550)003$", action="error:130429"),
+        Rule(pattern=r"^\+?1(?:5550000|4155550)004$", action="timeout"),
+        Rule(pattern=r"^\+?1(?:5550000|4155550)005$", action="async:131026"),
+        Rule(pattern=r"^\+?1(?:5550000|4155550)006$", action="error:131050"),
+        Rule(pattern=r"^\+?1(?:5550000|4155550)007$", action="error:368"),
     ]
 
 

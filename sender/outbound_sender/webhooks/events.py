@@ -108,6 +108,16 @@ def _sendgrid_status(event: Mapping[str, Any]) -> tuple[DeliveryStatus | None, E
     return None, None
 
 
+def _sendgrid_custom_arg(event: Mapping[str, Any]) -> object:
+    """The outbound_id custom argument the send carried, as the event holds it: a top-level key, or
+    inside its `unique_args` / `custom_args` object. It finds the message when the 202 had no
+    X-Message-Id."""
+    for carrier in (event, event.get("unique_args"), event.get("custom_args")):
+        if isinstance(carrier, Mapping) and carrier.get(OUR_ID) is not None:
+            return carrier.get(OUR_ID)
+    return None
+
+
 def sendgrid_events(batch: Iterable[Mapping[str, Any]], provider: str = "sendgrid") -> list[DeliveryEvent]:
     events = []
     for item in batch:
@@ -121,7 +131,7 @@ def sendgrid_events(batch: Iterable[Mapping[str, Any]], provider: str = "sendgri
                 raw_status=str(item.get("event", "")),
                 status=status,
                 provider_message_id=sg_message_id.split(".", 1)[0] or None,
-                outbound_id=_int(item.get(OUR_ID)),
+                outbound_id=_int(_sendgrid_custom_arg(item)),
                 occurred_at=_epoch(item.get("timestamp")),
                 error_code=error,
                 provider_code=str(item.get("status")) if item.get("status") else None,

@@ -267,6 +267,11 @@ class Dispatcher:
     def provider_names(self) -> frozenset[str]:
         return frozenset(p.name for p in self._providers)
 
+    @property
+    def channels(self) -> frozenset[Channel]:
+        """The channels some provider of this dispatcher sends."""
+        return frozenset(channel for p in self._providers for channel in p.channels)
+
     def states(self) -> dict[str, CircuitState]:
         return {name: breaker.state for name, breaker in self.breakers.items()}
 

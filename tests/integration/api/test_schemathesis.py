@@ -58,6 +58,7 @@ def api_process(db_dsn: str) -> Iterator[tuple[str, str]]:
         "OUTBOUND_API_RATE_LIMIT_PER_SECOND": "0",
         "OUTBOUND_API_ACCESS_LOG": "false",
         "OUTBOUND_LOG_LEVEL": "WARNING",
+        "OUTBOUND_PROVIDER_KIND": "sandbox",  # webhooks verified with the sandboxes' test secrets
     }
     process = outbound("api", env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outbound_sender import recipients
 from outbound_sender.api import validation as v
 from outbound_sender.domain import Channel
 
@@ -28,7 +29,7 @@ EXAMPLES = [n for n in (_example(r) for r in REGIONS) if n]
 
 @given(st.sampled_from(EXAMPLES))
 def test_valid_numbers_of_every_region_pass_unchanged(number: str) -> None:
-    assert v.normalize_phone(number) == number
+    assert recipients.normalize_phone(number) == number
 
 
 def _outcome(check: Callable[[str], str], text: str) -> tuple[str | None, str | None]:
@@ -41,12 +42,12 @@ def _outcome(check: Callable[[str], str], text: str) -> tuple[str | None, str | 
 
 @given(st.text(max_size=30))
 def test_phone_check_either_normalizes_to_e164_or_says_why(text: str) -> None:
-    result, reason = _outcome(v.normalize_phone, text)
+    result, reason = _outcome(recipients.normalize_phone, text)
     if result is None:
         assert reason  # a reason a person can read
     else:
-        assert v.E164.match(result)
-        assert v.normalize_phone(result) == result
+        assert recipients.E164.match(result)
+        assert recipients.normalize_phone(result) == result
 
 
 def _phonenumbers_valid(text: str) -> bool:
@@ -60,7 +61,7 @@ def _phonenumbers_valid(text: str) -> bool:
 def test_e164_shaped_input_is_accepted_exactly_when_phonenumbers_says_valid(text: str) -> None:
     valid = _phonenumbers_valid(text)
     try:
-        v.normalize_phone(text)
+        recipients.normalize_phone(text)
     except ValueError:
         assert not valid
     else:
@@ -70,26 +71,26 @@ def test_e164_shaped_input_is_accepted_exactly_when_phonenumbers_says_valid(text
 @pytest.mark.parametrize("text", ["14155552671", "+1 415 555 2671", "+1-415-555-2671", "(415) 555-2671", "+0123", ""])
 def test_non_e164_formats_are_rejected(text: str) -> None:
     with pytest.raises(ValueError, match=r"E\.164"):
-        v.normalize_phone(text)
+        recipients.normalize_phone(text)
 
 
 @given(st.emails())
 def test_generated_addresses_normalize_idempotently_or_say_why(address: str) -> None:
-    result, reason = _outcome(v.normalize_email, address)
+    result, reason = _outcome(recipients.normalize_email, address)
     if result is None:
         assert "not a valid e-mail address" in str(reason)
     else:
-        assert v.normalize_email(result) == result
+        assert recipients.normalize_email(result) == result
 
 
 @pytest.mark.parametrize("address", ["plain", "a@", "@b.com", "a@b", "a b@c.com", "a@@b.com"])
 def test_bad_addresses_are_rejected(address: str) -> None:
     with pytest.raises(ValueError, match="not a valid e-mail address"):
-        v.normalize_email(address)
+        recipients.normalize_email(address)
 
 
 def test_addresses_are_normalized() -> None:
-    assert v.normalize_email("Ada@EXAMPLE.com") == "Ada@example.com"
+    assert recipients.normalize_email("Ada@EXAMPLE.com") == "Ada@example.com"
 
 
 @given(st.text())

@@ -3,6 +3,7 @@ connection settings come from."""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -219,3 +220,35 @@ def test_cleanup_hook_deletes_the_releases_resources_before_uninstall() -> None:
         for d in render({**values, "api": {"enabled": True}, "operator": {"enabled": False}})
         if d["metadata"]["name"] == cleanup
     ]
+
+
+def _start_api_with(container: dict[str, Any], monkeypatch: pytest.MonkeyPatch, **secrets: str) -> None:
+    """`outbound api`'s start-up checks, on the rendered container's plain environment (+ ``secrets``)."""
+    from outbound_sender import cli
+    from outbound_sender.config import load_settings
+
+    for name in [n for n in os.environ if n.startswith(("OUTBOUND_", "TWILIO_", "SENDGRID_", "WHATSAPP_"))]:
+        monkeypatch.delenv(name)
+    for item in container["env"]:
+        if "value" in item:
+            monkeypatch.setenv(item["name"], item["value"])
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    cli.preflight(load_settings(), "api")
+
+
+def test_the_api_pods_start_in_live_mode_with_the_secrets_of_their_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image refuses to start without an explicit provider mode, and live mode without the secret
+    of every webhook it accepts: the chart says live, and which webhooks the pods accept."""
+    from outbound_sender.errors import ConfigError
+
+    container = one(render(), "Deployment", API)["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["api"]
+    assert env_of(container)["OUTBOUND_PROVIDER_KIND"]["value"] == "live"
+    _start_api_with(container, monkeypatch)  # no webhook accepted, no secret needed
+    values = {"api": {"webhookProviders": ["twilio", "whatsapp"], "envFromSecret": "webhooks"}}
+    container = one(render(values), "Deployment", API)["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["OUTBOUND_PROVIDERS_ENABLED"]["value"] == "twilio,whatsapp"
+    with pytest.raises(ConfigError, match="missing: WHATSAPP_VERIFY_TOKEN"):
+        _start_api_with(container, monkeypatch, TWILIO_AUTH_TOKEN="t", WHATSAPP_APP_SECRET="s")
+    _start_api_with(container, monkeypatch, TWILIO_AUTH_TOKEN="t", WHATSAPP_APP_SECRET="s", WHATSAPP_VERIFY_TOKEN="v")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+import pytest
 
 from outbound_operator.reconcile.spec import ChannelProviderSpec
 from outbound_operator.reconcile.workload import CONFIG_HASH_ANNOTATION, label_value, workload
@@ -64,3 +67,22 @@ def test_label_values_fit_in_63_characters() -> None:
     assert len(label_value(long)) <= 63
     assert label_value(long) != label_value("x" * 199)
     assert label_value("short") == "short"
+
+
+def test_every_worker_pod_names_its_provider_mode_and_passes_the_senders_start_up_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`outbound worker` refuses to start without OUTBOUND_PROVIDER_KIND: the operator always sets it."""
+    from outbound_sender import cli
+    from outbound_sender.config import load_settings
+
+    sandbox = ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox", "endpoint": "http://sandbox:8090"})
+    for spec, mode in ((WHATSAPP, "live"), (sandbox, "generic")):
+        data = workload("p", spec, SETTINGS, 1).config_map["data"]
+        assert data["OUTBOUND_PROVIDER_KIND"] == mode
+        with monkeypatch.context() as env:
+            for name in [n for n in os.environ if n.startswith(("OUTBOUND_", "WHATSAPP_", "TWILIO_", "SENDGRID_"))]:
+                env.delenv(name)
+            for name, value in data.items():
+                env.setenv(name, value)
+            cli.preflight(load_settings(), "worker")
