@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import tempfile
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench import api_bench, common, pgbench_limit, pgqueuer_bench, reference, worker_bench
@@ -28,7 +28,7 @@ BATCH, CLIENTS = 10, 8
 B2_TARGET = 0.9 * 200 / 0.1  # msg/s: 90 % of what K = 200 sends in flight allow at 100 ms each
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Sizes:
     """How much work each measure gets. Timed runs (L, L_ref) are sized for a machine several times
     faster than the development one, and fail loudly if their queue still comes near empty."""
@@ -39,11 +39,30 @@ class Sizes:
     b2: int  # messages sent by B2 (K = 200)
     memory: int  # messages sent by M (K = 1,000)
     latency_seconds: float  # B3 and its yardsticks, at RATE messages/s
+    api: api_bench.Sizes
     runs: int
 
 
-FULL = Sizes(seconds=10, queue=600_000, drain=50_000, b2=10_000, memory=20_000, latency_seconds=10, runs=3)
-QUICK = Sizes(seconds=2, queue=20_000, drain=2_000, b2=1_000, memory=2_000, latency_seconds=2, runs=3)
+FULL = Sizes(
+    seconds=10,
+    queue=600_000,
+    drain=50_000,
+    b2=10_000,
+    memory=20_000,
+    latency_seconds=10,
+    api=api_bench.Sizes(single=4000, batches=100),
+    runs=3,
+)
+QUICK = Sizes(
+    seconds=2,
+    queue=20_000,
+    drain=2_000,
+    b2=1_000,
+    memory=2_000,
+    latency_seconds=2,
+    api=api_bench.Sizes(single=400, batches=10),
+    runs=3,
+)
 RATE = 50.0
 
 Measure = Callable[[str], Awaitable[dict[str, float]]]
@@ -99,7 +118,7 @@ def plan(sizes: Sizes, templates: dict[str, str]) -> list[tuple[str, str, str | 
         ("B3", "B3 (enqueue -> call latency)", None, True, lambda d: worker_bench.b3_latency(d, RATE, seconds)),
         ("P_lat", "PGQueuer latency", None, True, lambda d: pgqueuer_bench.latency(d, RATE, seconds)),
         ("floor", "LISTEN/NOTIFY floor", None, True, lambda d: worker_bench.notify_floor(d, RATE, seconds)),
-        ("api", "HTTP API and the database limit", None, True, api_bench.run),
+        ("api", "HTTP API and the database limit", None, True, lambda d: api_bench.run(d, sizes.api)),
     ]
 
 
@@ -215,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.runs is not None:
         if args.runs < 1:
             parser.error("--runs must be at least 1")
-        sizes = Sizes(**{**sizes.__dict__, "runs": args.runs})
+        sizes = dataclasses.replace(sizes, runs=args.runs)
     with common.postgres(Path(tempfile.mkdtemp(prefix="outbound-bench-"))) as server:
         results = asyncio.run(measure(server, sizes, args.only or ()))
     text = table(spreads(results), sizes)
