@@ -171,7 +171,6 @@ def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
         rows.append(
             ("      M peak in flight / processes", f"{m['peak_in_flight'].text()}{reached} / {m['processes'].text()}")
         )
-        rate("M", "      M throughput")
     for key, label in (
         ("B3", "B3    enqueue -> provider call"),
         ("P_lat", "      PGQueuer enqueue -> entrypoint"),
