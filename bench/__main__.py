@@ -1,108 +1,242 @@
 """Run every benchmark on one PostgreSQL server, side by side, and print the table.
 
-    python -m bench [--quick]
+    python -m bench [--quick] [--runs N]
 
-Each measurement gets a fresh database and a VACUUM ANALYZE before it starts. The figures are
-absolute numbers for this machine at this moment; the ratios are what the targets are about.
+Each measure runs N times (default 3), interleaved: L_ref, L, P, B1, B2, M, B3, the latency
+yardsticks and the API, then again from the start. Every run gets a fresh database (the large
+queues of L and L_ref are loaded once, vacuumed, and copied for each run). The table gives the
+median and the min-max range of each figure; the ratios are taken between medians. The absolute
+figures belong to this machine at this moment; the ratios, measured in one run, are what the
+targets are about.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from bench import api_bench, common, pgbench_limit, pgqueuer_bench, worker_bench
+from bench import api_bench, common, pgbench_limit, pgqueuer_bench, reference, worker_bench
+from bench.common import Spread
 
 RESULTS = Path(__file__).parent / "results"
+BATCH, CLIENTS = 10, 8
+B2_TARGET = 0.9 * 200 / 0.1  # msg/s: 90 % of what K = 200 sends in flight allow at 100 ms each
 
 
-async def _measure(server: common.Server, label: str, fn: Callable[[str], Awaitable[Any]]) -> Any:
-    print(f"  measuring {label} ...", flush=True)
-    async with common.database(server) as dsn:
-        return await fn(dsn)
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How much work each measure gets. Timed runs (L, L_ref) are sized for a machine several times
+    faster than the development one, and fail loudly if their queue still comes near empty."""
+
+    seconds: float  # each timed pgbench run (L, L_ref)
+    queue: int  # messages queued for L and for L_ref
+    drain: int  # messages drained by P and B1
+    b2: int  # messages sent by B2 (K = 200)
+    memory: int  # messages sent by M (K = 1,000)
+    latency_seconds: float  # B3 and its yardsticks, at RATE messages/s
+    api: api_bench.Sizes
+    runs: int
 
 
-async def _limit(dsn: str, messages: int, seconds: int) -> float:
-    await common.load_messages(dsn, messages)
+FULL = Sizes(
+    seconds=10,
+    queue=600_000,
+    drain=50_000,
+    b2=10_000,
+    memory=20_000,
+    latency_seconds=10,
+    api=api_bench.Sizes(single=4000, batches=100),
+    runs=3,
+)
+QUICK = Sizes(
+    seconds=2,
+    queue=20_000,
+    drain=2_000,
+    b2=1_000,
+    memory=2_000,
+    latency_seconds=2,
+    api=api_bench.Sizes(single=400, batches=10),
+    runs=3,
+)
+RATE = 50.0
+
+Measure = Callable[[str], Awaitable[dict[str, float]]]
+Results = dict[str, dict[str, list[float]]]
+
+
+async def _limit(dsn: str, sizes: Sizes) -> dict[str, float]:
+    done = await pgbench_limit.run(dsn, batch=BATCH, clients=CLIENTS, seconds=sizes.seconds)
+    return done.check("L").metrics()
+
+
+async def _reference(dsn: str, sizes: Sizes) -> dict[str, float]:
+    done = await reference.run(dsn, batch=BATCH, clients=CLIENTS, seconds=sizes.seconds)
+    return done.check("L_ref").metrics()
+
+
+async def _templates(server: common.Server, sizes: Sizes, only: Sequence[str]) -> dict[str, str]:
+    """Prepared databases for L_ref and L (their queues loaded and vacuumed once), to copy per run."""
+    names: dict[str, str] = {}
+    for key, prepare, migrated in (("L_ref", reference.prepare, False), ("L", _load_queue, True)):
+        if only and key not in only:
+            continue
+        print(f"  loading {sizes.queue:,} messages for {key} ...", flush=True)
+        names[key] = await common.create_database(server, migrated=migrated)
+        await prepare(server.dsn(names[key]), sizes.queue)
+    return names
+
+
+async def _load_queue(dsn: str, count: int) -> None:
+    await common.load_messages(dsn, count)
     await common.vacuum(dsn)
-    return pgbench_limit.run(dsn, batch=10, clients=8, seconds=seconds)
 
 
-async def measure(server: common.Server, quick: bool) -> dict[str, Any]:
-    n = 5_000 if quick else 20_000
-    rate, seconds = 50.0, (4.0 if quick else 10.0)
-    r: dict[str, Any] = {}
-    r["L"] = await _measure(server, "L (pgbench claim+complete)", lambda d: _limit(d, 6 * n, 5 if quick else 10))
-    r["P"] = await _measure(server, "P (PGQueuer drain)", lambda d: pgqueuer_bench.drain(d, n))
-    r["B1"] = await _measure(server, "B1 (worker, null provider)", lambda d: worker_bench.b1_null_provider(d, n))
-    r["B2"] = await _measure(
-        server, "B2 (worker, HTTP sandbox 100 ms, K=200)", lambda d: worker_bench.b2_http_sandbox(d, n // 2)
-    )
-    r["B3"] = await _measure(server, "B3 (enqueue->call latency)", lambda d: worker_bench.b3_latency(d, rate, seconds))
-    r["P_lat"] = await _measure(server, "PGQueuer latency", lambda d: pgqueuer_bench.latency(d, rate, seconds))
-    r["floor"] = await _measure(server, "LISTEN/NOTIFY floor", lambda d: worker_bench.notify_floor(d, rate, seconds))
-    r["api"] = await _measure(server, "HTTP API create (single, batch) and the database limit", api_bench.run)
-    return r
+KEYS = ("L_ref", "L", "P", "B1", "B2", "M", "B3", "P_lat", "floor", "api")
 
 
-def table(r: dict[str, Any]) -> str:
-    b2 = r["B2"]
-    rows = [
-        ("L   pgbench: our claim+complete, batch 10, 8 clients", f"{r['L']:,.0f} msg/s"),
-        ("P   PGQueuer drain of no-op jobs, batch 10", f"{r['P']:,.0f} msg/s"),
-        ("B1  our worker, null provider, 1 process, batch 10", f"{r['B1']:,.0f} msg/s"),
-        ("B2  our worker, HTTP sandbox at 100 ms, K=200", f"{b2['msgs_per_s']:,.0f} msg/s"),
-        ("    B2 target 0.9 x K / 0.1 s", f"{0.9 * 200 / 0.1:,.0f} msg/s"),
-        ("    B2 peak database connections (target <= 3)", f"{b2['db_connections']:.0f}"),
-        ("B3  enqueue -> provider call p50 / p95 / max", _lat(r["B3"])),
-        ("    PGQueuer enqueue -> entrypoint p50 / p95 / max", _lat(r["P_lat"])),
-        ("    raw LISTEN/NOTIFY floor p50 / p95 / max", _lat(r["floor"])),
-        ("B1 / L", f"{r['B1'] / r['L']:.2f}  (goal 0.5)"),
-        ("B1 / P", f"{r['B1'] / r['P']:.2f}  (target >= 1.0)"),
-        ("B3 p95 / PGQueuer p95", f"{r['B3']['p95_ms'] / r['P_lat']['p95_ms']:.2f}  (target <= 1.0)"),
-        ("B3 p95 / floor p95", f"{r['B3']['p95_ms'] / r['floor']['p95_ms']:.2f}  (goal <= 2.0)"),
-        *_api_rows(r["api"]),
+def plan(sizes: Sizes, templates: dict[str, str]) -> list[tuple[str, str, str | None, bool, Measure]]:
+    """(key, label, template, migrated, measure) in the order of one round."""
+    seconds = sizes.latency_seconds
+    return [
+        ("L_ref", "L_ref (reference lifecycle)", templates.get("L_ref"), False, lambda d: _reference(d, sizes)),
+        ("L", "L (our claim + complete)", templates.get("L"), True, lambda d: _limit(d, sizes)),
+        ("P", "P (PGQueuer drain, 5 dequeuers)", None, True, lambda d: pgqueuer_bench.drain(d, sizes.drain)),
+        ("B1", "B1 (worker, null provider)", None, True, lambda d: worker_bench.b1_null_provider(d, sizes.drain)),
+        ("B2", "B2 (worker, sandbox 100 ms, K=200)", None, True, lambda d: worker_bench.b2_http_sandbox(d, sizes.b2)),
+        (
+            "M",
+            "M (worker process, K=1,000)",
+            None,
+            True,
+            lambda d: worker_bench.memory_at_k(d, sizes.memory, worker_bench.MEMORY_K),
+        ),
+        ("B3", "B3 (enqueue -> call latency)", None, True, lambda d: worker_bench.b3_latency(d, RATE, seconds)),
+        ("P_lat", "PGQueuer latency", None, True, lambda d: pgqueuer_bench.latency(d, RATE, seconds)),
+        ("floor", "LISTEN/NOTIFY floor", None, True, lambda d: worker_bench.notify_floor(d, RATE, seconds)),
+        ("api", "HTTP API and the database limit", None, True, lambda d: api_bench.run(d, sizes.api)),
     ]
-    width = max(len(label) for label, _ in rows)
-    lines = ["| measurement | result |", "| --- | --- |"]
-    lines += [f"| {label.strip():<{width}} | {value} |" for label, value in rows]
+
+
+async def measure(server: common.Server, sizes: Sizes, only: Sequence[str] = ()) -> Results:
+    results: Results = defaultdict(lambda: defaultdict(list))
+    templates = await _templates(server, sizes, only)
+    try:
+        for run in range(1, sizes.runs + 1):
+            for key, label, template, migrated, fn in plan(sizes, templates):
+                if only and key not in only:
+                    continue
+                print(f"  run {run}/{sizes.runs}: {label} ...", flush=True)
+                async with common.database(server, migrated=migrated, template=template) as dsn:
+                    for metric, value in (await fn(dsn)).items():
+                        results[key][metric].append(value)
+    finally:
+        for name in templates.values():
+            await common.drop_database(server, name)
+    return results
+
+
+def spreads(results: Results) -> dict[str, dict[str, Spread]]:
+    return {key: {m: Spread(tuple(v)) for m, v in metrics.items()} for key, metrics in results.items()}
+
+
+def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
+    """The Markdown table docs/performance.md holds: median (min-max) of each figure, ratios of medians."""
+    rows: list[tuple[str, str]] = []
+
+    def rate(key: str, label: str) -> None:
+        if key in s:
+            rows.append((label, s[key]["msgs_per_s"].text(unit=" msg/s")))
+
+    def ratio(label: str, top: tuple[str, str], bottom: tuple[str, str], target: str) -> None:
+        if top[0] in s and bottom[0] in s:
+            value = s[top[0]][top[1]].median / s[bottom[0]][bottom[1]].median
+            rows.append((label, f"{value:.2f}  ({target})"))
+
+    rate("L_ref", f"L_ref reference lifecycle, pgbench, batch {BATCH}, {CLIENTS} clients")
+    rate("L", f"L     our claim_batch + complete_batch, pgbench, batch {BATCH}, {CLIENTS} clients")
+    rate("P", f"P     PGQueuer drain, {pgqueuer_bench.DEQUEUERS} dequeuers, batch {BATCH}")
+    rate("B1", f"B1    our worker, null provider, 1 process, batch {BATCH}")
+    rate("B2", "B2    our worker, HTTP sandbox at 100 ms, K=200")
+    if "B2" in s:
+        rows.append(("      B2 peak database connections (target <= 3)", s["B2"]["db_connections"].text()))
+    if "M" in s:
+        m = s["M"]
+        rows.append(("M     worker process at K=1,000, sandbox 100 ms: peak RSS", m["rss_mb"].text(unit=" MB")))
+        reached = "" if m["peak_in_flight"].median >= 0.9 * worker_bench.MEMORY_K else "  (K not reached)"
+        rows.append(
+            ("      M peak in flight / processes", f"{m['peak_in_flight'].text()}{reached} / {m['processes'].text()}")
+        )
+    for key, label in (
+        ("B3", "B3    enqueue -> provider call"),
+        ("P_lat", "      PGQueuer enqueue -> entrypoint"),
+        ("floor", "      raw LISTEN/NOTIFY floor"),
+    ):
+        if key in s:
+            lat = s[key]
+            rows.append((f"{label} p50 / p95 / max", " / ".join(lat[p].text(".1f", " ms") for p in _LAT)))
+    ratio("L / L_ref", ("L", "msgs_per_s"), ("L_ref", "msgs_per_s"), "target >= 0.85, goal 1.0")
+    ratio("B1 / P", ("B1", "msgs_per_s"), ("P", "msgs_per_s"), "target >= 1.0")
+    ratio("B1 / L", ("B1", "msgs_per_s"), ("L", "msgs_per_s"), "goal 0.5")
+    if "B2" in s:
+        rows.append(("B2 / (0.9 x K / 0.1 s)", f"{s['B2']['msgs_per_s'].median / B2_TARGET:.2f}  (target >= 1.0)"))
+    ratio("B3 p95 / PGQueuer p95", ("B3", "p95_ms"), ("P_lat", "p95_ms"), "target <= 1.0")
+    ratio("B3 p95 / floor p95", ("B3", "p95_ms"), ("floor", "p95_ms"), "goal <= 2.0")
+    if "api" in s:
+        rows += _api_rows(s["api"])
+    lines = [
+        f"{sizes.runs} runs per measure, interleaved; median (min-max); ratios between medians.",
+        "",
+        "| measurement | result |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {label.strip()} | {value} |" for label, value in rows]
     return "\n".join(lines)
 
 
-def _api_rows(api: dict[str, float]) -> list[tuple[str, str]]:
-    lifecycle = api["db_lifecycle_msgs_per_s"]
+_LAT = ("p50_ms", "p95_ms", "max_ms")
+
+
+def _api_rows(api: dict[str, Spread]) -> list[tuple[str, str]]:
+    lifecycle = api["db_lifecycle_msgs_per_s"].median
     return [
         (
             "API create, single endpoint (p50 / p99)",
-            f"{api['api_single_msgs_per_s']:,.0f} msg/s "
-            f"({api['api_single_p50_ms']:.0f} / {api['api_single_p99_ms']:.0f} ms)",
+            f"{api['api_single_msgs_per_s'].text(unit=' msg/s')} "
+            f"({api['api_single_p50_ms'].text('.0f')} / {api['api_single_p99_ms'].text('.0f')} ms)",
         ),
-        ("API create, batch endpoint", f"{api['api_batch_msgs_per_s']:,.0f} msg/s"),
-        (
-            "DB limit: enqueue single / batch",
-            f"{api['db_enqueue_single_msgs_per_s']:,.0f} / {api['db_enqueue_batch_msgs_per_s']:,.0f} msg/s",
-        ),
-        ("DB limit: enqueue + claim + complete", f"{lifecycle:,.0f} msg/s"),
-        ("API single / DB lifecycle", f"{api['api_single_msgs_per_s'] / lifecycle:.2f}"),
-        ("API batch / DB lifecycle", f"{api['api_batch_msgs_per_s'] / lifecycle:.2f}"),
+        ("API create, batch endpoint", api["api_batch_msgs_per_s"].text(unit=" msg/s")),
+        ("DB limit: enqueue single", api["db_enqueue_single_msgs_per_s"].text(unit=" msg/s")),
+        ("DB limit: enqueue batch", api["db_enqueue_batch_msgs_per_s"].text(unit=" msg/s")),
+        ("DB limit: enqueue + claim + complete", api["db_lifecycle_msgs_per_s"].text(unit=" msg/s")),
+        ("API single / DB lifecycle", f"{api['api_single_msgs_per_s'].median / lifecycle:.2f}"),
+        ("API batch / DB lifecycle", f"{api['api_batch_msgs_per_s'].median / lifecycle:.2f}"),
     ]
 
 
-def _lat(summary: dict[str, float]) -> str:
-    return f"{summary['p50_ms']:.1f} / {summary['p95_ms']:.1f} / {summary['max_ms']:.1f} ms"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the benchmarks)")
-    args = parser.parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short runs on small queues (a smoke test)")
+    parser.add_argument("--runs", type=int, help="runs per measure (default 3)")
+    parser.add_argument("--only", nargs="+", metavar="KEY", help=f"only these measures: {' '.join(KEYS)}")
+    args = parser.parse_args(argv)
+    unknown = set(args.only or ()) - set(KEYS)
+    if unknown:
+        parser.error(f"unknown measure(s) {', '.join(sorted(unknown))}; choose from {' '.join(KEYS)}")
+    sizes = QUICK if args.quick else FULL
+    if args.runs is not None:
+        if args.runs < 1:
+            parser.error("--runs must be at least 1")
+        sizes = dataclasses.replace(sizes, runs=args.runs)
     with common.postgres(Path(tempfile.mkdtemp(prefix="outbound-bench-"))) as server:
-        results = asyncio.run(measure(server, args.quick))
-    text = table(results)
+        results = asyncio.run(measure(server, sizes, args.only or ()))
+    text = table(spreads(results), sizes)
     print("\n" + text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.md").write_text(text + "\n")

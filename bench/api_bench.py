@@ -28,6 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -39,13 +40,17 @@ from outbound_sender.store.migrations import migrate
 from outbound_sender.store.queries import sql
 
 CONCURRENCY = 16
-SINGLE_REQUESTS = 4000
 BATCH = 100
-BATCH_REQUESTS = 100
-DB_SINGLE = 4000
-DB_BATCHES = 100
 TIMEOUT_SECONDS = 300
 MESSAGE = {"channel": "SMS", "to": "+14155552671", "body": "Your code is 123456"}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Requests (and database statements) of each phase: single messages, and batches of BATCH."""
+
+    single: int = 4000
+    batches: int = 100
 
 
 def _row(org: str, index: int) -> list[Any]:
@@ -60,31 +65,31 @@ async def _timed(work: Callable[[], Awaitable[int]]) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def _db_single(pool: asyncpg.Pool) -> int:
+async def _db_single(pool: asyncpg.Pool, count: int) -> int:
     query = sql("api_insert_message")
 
     async def client(offset: int) -> None:
-        for index in range(offset, DB_SINGLE, CONCURRENCY):
+        for index in range(offset, count, CONCURRENCY):
             await pool.fetchrow(query, *_row("single", index))
 
     await asyncio.gather(*(client(n) for n in range(CONCURRENCY)))
-    return DB_SINGLE
+    return count
 
 
 def _columns(count: int, org: str) -> list[list[Any]]:
     return [list(column) for column in zip(*(_row(org, i) for i in range(count)), strict=True)]
 
 
-async def _db_batch(pool: asyncpg.Pool) -> int:
+async def _db_batch(pool: asyncpg.Pool, batches: int) -> int:
     query, columns = sql("api_insert_messages"), _columns(BATCH, "batch")
 
     async def client(offset: int) -> None:
-        for _ in range(offset, DB_BATCHES, 4):
+        for _ in range(offset, batches, 4):
             async with pool.acquire() as conn, conn.transaction():
                 await conn.fetch(query, *columns)
 
     await asyncio.gather(*(client(n) for n in range(4)))
-    return DB_BATCHES * BATCH
+    return batches * BATCH
 
 
 async def _lifecycle_round(pool: asyncpg.Pool, columns: list[list[Any]]) -> int:
@@ -101,10 +106,10 @@ async def _lifecycle_round(pool: asyncpg.Pool, columns: list[list[Any]]) -> int:
     return n
 
 
-async def _db_lifecycle(pool: asyncpg.Pool) -> int:
+async def _db_lifecycle(pool: asyncpg.Pool, batches: int) -> int:
     await pool.execute("UPDATE outbound_message SET status = 'SENT' WHERE status = 'QUEUED'")
     columns = _columns(BATCH, "lifecycle")
-    rounds = [_lifecycle_round(pool, columns) for _ in range(DB_BATCHES)]
+    rounds = [_lifecycle_round(pool, columns) for _ in range(batches)]
     done = 0
     for start in range(0, len(rounds), 2):  # two in parallel, like two workers
         done += sum(await asyncio.gather(*rounds[start : start + 2]))
@@ -186,14 +191,14 @@ async def _wait_port(port: int) -> None:
             return
 
 
-async def _api_numbers(dsn: str, token: str) -> dict[str, float]:
+async def _api_numbers(dsn: str, token: str, sizes: Sizes) -> dict[str, float]:
     port = free_port()
     process = _start_api(dsn, port)
     try:
         await _wait_port(port)
-        single, latencies = await _api_phase(port, _request("/v1/messages", token, MESSAGE), SINGLE_REQUESTS, 1)
+        single, latencies = await _api_phase(port, _request("/v1/messages", token, MESSAGE), sizes.single, 1)
         batch_body = {"messages": [MESSAGE] * BATCH}
-        batch, _ = await _api_phase(port, _request("/v1/messages/batch", token, batch_body), BATCH_REQUESTS, BATCH)
+        batch, _ = await _api_phase(port, _request("/v1/messages/batch", token, batch_body), sizes.batches, BATCH)
     finally:
         process.terminate()
         process.wait(30)
@@ -215,19 +220,19 @@ async def _prepare(dsn: str) -> str:
         await conn.close()
 
 
-async def run(dsn: str) -> dict[str, float]:
+async def run(dsn: str, sizes: Sizes = Sizes()) -> dict[str, float]:
     """Measure the database limits, then the API, on the database `dsn` (migrated here if needed)."""
     token = await _prepare(dsn)
     pool = await create_pool(dsn, min_size=CONCURRENCY, max_size=CONCURRENCY)
     try:
         results = {
-            "db_enqueue_single_msgs_per_s": await _timed(lambda: _db_single(pool)),
-            "db_enqueue_batch_msgs_per_s": await _timed(lambda: _db_batch(pool)),
-            "db_lifecycle_msgs_per_s": await _timed(lambda: _db_lifecycle(pool)),
+            "db_enqueue_single_msgs_per_s": await _timed(lambda: _db_single(pool, sizes.single)),
+            "db_enqueue_batch_msgs_per_s": await _timed(lambda: _db_batch(pool, sizes.batches)),
+            "db_lifecycle_msgs_per_s": await _timed(lambda: _db_lifecycle(pool, sizes.batches)),
         }
     finally:
         await pool.close()
-    results |= await _api_numbers(dsn, token)
+    results |= await _api_numbers(dsn, token, sizes)
     return results
 
 

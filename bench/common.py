@@ -2,22 +2,125 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import statistics
+import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import asyncpg
 
 from outbound_sender.domain import Channel, NewMessage
-from outbound_sender.embedded import EmbeddedPostgres, remove_tree
+from outbound_sender.embedded import EmbeddedPostgres, pg_bin_dir, remove_tree
 from outbound_sender.store.db import connect
 from outbound_sender.store.messages import enqueue_many
 from outbound_sender.store.migrations import migrate
+from outbound_sender.store.queries import parse
 from tests.pg import with_database
+
+SQL_DIR = Path(__file__).parent / "sql"
+# The text every benchmark message carries (ours and the reference's), about one SMS segment.
+BODY = (
+    "Your one-time code is 424242. Do not share it with anyone. It expires in ten minutes; "
+    "if you did not ask for it, ignore this message."
+)
+# A timed run must end with at least this share of its queue still waiting: below it, clients may
+# have met an empty queue and the figure is capped by the load, not by the work.
+MIN_LEFT_SHARE = 0.1
+
+
+class QueueRanDry(RuntimeError):
+    """A timed measurement came near the end of its queue: its figure would be capped."""
+
+
+@cache
+def bench_sql(name: str) -> str:
+    """A named statement of bench/sql/*.sql (the bench's own SQL, beside the sender's)."""
+    queries: dict[str, str] = {}
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        queries |= parse(path.read_text())
+    return queries[name]
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What a timed run completed: messages with an attempt row written, over wall-clock seconds."""
+
+    completed: int
+    seconds: float
+    loaded: int
+    left: int
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.completed / self.seconds
+
+    def check(self, label: str) -> Throughput:
+        """Fail loudly when the queue came near empty during the run (the figure would be capped)."""
+        if self.completed <= 0:
+            raise RuntimeError(f"{label}: no message completed in {self.seconds:.1f} s")
+        if self.left < MIN_LEFT_SHARE * self.loaded:
+            raise QueueRanDry(
+                f"{label}: only {self.left:,} of {self.loaded:,} queued messages were left after "
+                f"{self.seconds:.1f} s ({self.completed:,} completed): the run may have met an empty "
+                "queue, so its figure is capped by the load. Queue more messages for this machine."
+            )
+        return self
+
+    def metrics(self) -> dict[str, float]:
+        return {"msgs_per_s": self.msgs_per_s, "completed": self.completed, "left": self.left}
+
+
+def pgbench(dsn: str, script: str, *, clients: int, seconds: float, variables: Mapping[str, int]) -> float:
+    """Run the pgbench `script` for `seconds` with `clients`; the wall-clock seconds it took.
+
+    Prepared mode: each statement is parsed once per client, and \\gset arrays travel as parameters.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "script.sql"
+        path.write_text(script)
+        command = [str(pg_bin_dir() / "pgbench"), "-n", "-M", "prepared", "-c", str(clients)]
+        command += ["-j", str(min(clients, 2)), "-T", str(max(1, round(seconds))), "-f", str(path)]
+        command += [f"--define={name}={value}" for name, value in variables.items()]
+        with Stopwatch() as watch:
+            done = subprocess.run([*command, dsn], check=False, capture_output=True, text=True)
+    if done.returncode != 0 or re.search(r"number of failed transactions: [1-9]", done.stdout):
+        raise RuntimeError(f"pgbench failed: {done.stdout[-1000:]} {done.stderr[-2000:]}")
+    return watch.seconds
+
+
+async def _counts(dsn: str, query: str) -> tuple[int, int, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(bench_sql(query))
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["completed"]), int(row["sent"]), int(row["queued"])
+
+
+async def timed_lifecycle(
+    dsn: str, label: str, script: str, *, counts: str, batch: int, clients: int, seconds: float
+) -> Throughput:
+    """Run a claim + complete pgbench `script` for `seconds`; what it completed, from the database.
+
+    `counts` names the query giving (attempt rows, SENT messages, QUEUED messages): the figure is
+    attempt rows written over wall-clock time, and the rows must agree with the SENT messages.
+    """
+    before, _, loaded = await _counts(dsn, counts)
+    variables = {"batch": batch}
+    elapsed = await asyncio.to_thread(pgbench, dsn, script, clients=clients, seconds=seconds, variables=variables)
+    completed, sent, left = await _counts(dsn, counts)
+    if completed != sent:
+        raise RuntimeError(f"{label}: {completed} attempt rows but {sent} messages SENT")
+    return Throughput(completed=completed - before, seconds=elapsed, loaded=loaded, left=left)
 
 
 @dataclass
@@ -39,21 +142,42 @@ def postgres(folder: Path) -> Iterator[Server]:
         remove_tree(folder)
 
 
-@asynccontextmanager
-async def database(server: Server, *, migrated: bool = True) -> AsyncIterator[str]:
+async def create_database(server: Server, *, migrated: bool = True, template: str | None = None) -> str:
+    """A new database's name: empty, migrated, or a file copy of the prepared database `template`."""
     name = f"bench_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(server.admin_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
     try:
-        dsn = server.dsn(name)
-        if migrated:
-            conn = await connect(dsn)
-            await migrate(conn)
-            await conn.close()
-        yield dsn
+        if template:
+            await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
+        else:
+            await admin.execute(f"CREATE DATABASE {name}")
     finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+    if migrated and not template:
+        conn = await connect(server.dsn(name))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+    return name
+
+
+async def drop_database(server: Server, name: str) -> None:
+    admin = await asyncpg.connect(server.admin_dsn)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def database(server: Server, *, migrated: bool = True, template: str | None = None) -> AsyncIterator[str]:
+    """A fresh database for one measurement (see create_database), dropped afterwards."""
+    name = await create_database(server, migrated=migrated, template=template)
+    try:
+        yield server.dsn(name)
+    finally:
+        await drop_database(server, name)
 
 
 async def vacuum(dsn: str) -> None:
@@ -65,13 +189,14 @@ async def vacuum(dsn: str) -> None:
 
 
 async def load_messages(dsn: str, count: int, channel: Channel = Channel.SMS) -> None:
+    """Queue `count` messages through the sender's own insert statement, 10,000 per statement."""
     conn = await connect(dsn)
     try:
-        chunk = 5000
+        chunk = 10_000
         for start in range(0, count, chunk):
             size = min(chunk, count - start)
             batch = [
-                NewMessage(org_id="bench", channel=channel, to_recipient=f"+1555{(start + n):07d}", body="bench")
+                NewMessage(org_id="bench", channel=channel, to_recipient=f"+1555{(start + n):07d}", body=BODY)
                 for n in range(size)
             ]
             await enqueue_many(conn, batch)
@@ -85,6 +210,24 @@ async def count_status(dsn: str, status: str) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM outbound_message WHERE status = $1", status))
     finally:
         await conn.close()
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and range of one figure over the runs of a bench."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def text(self, fmt: str = ",.0f", unit: str = "") -> str:
+        """`median (min-max)`, or the single value when there was one run."""
+        median = f"{self.median:{fmt}}{unit}"
+        if len(self.values) < 2:
+            return median
+        return f"{median} ({min(self.values):{fmt}}-{max(self.values):{fmt}})"
 
 
 @dataclass

@@ -1,17 +1,16 @@
 """L: the database's limit for our own claim + complete statements, driven by pgbench.
 
 The script is generated from the worker's named SQL (claim_batch, complete_batch), so it measures
-exactly what the worker runs: claim 10 messages, then record all 10 as sent, 8 clients.
+exactly what the worker runs: claim 10 messages, then record all 10 as sent, 8 clients. The figure
+is the attempt rows written over the run's wall-clock time, not pgbench's tps x batch: a claim that
+comes back short (or empty, near the end of the queue) must not count as a full batch.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import tempfile
-from pathlib import Path
 
-from outbound_sender.embedded import pg_bin_dir
+from bench.common import Throughput, timed_lifecycle
 from outbound_sender.store.queries import sql
 
 CLAIM_PARAMS = {
@@ -40,10 +39,13 @@ def _claim() -> str:
     statement = sql("claim_batch").rstrip(";")
     for placeholder, value in CLAIM_PARAMS.items():
         statement = statement.replace(placeholder, value)
+    # An empty claim must give empty arrays (array_agg of no rows is NULL, which \\gset would pass
+    # on as an empty string and the complete statement would reject), so the round does nothing.
     return (
         f"WITH c AS ({statement})\n"
-        "SELECT array_agg(id) AS ids, array_agg(lease_id) AS leases, array_agg(claim_count) AS nos,\n"
-        "       array_agg(channel) AS chans, count(*) AS n FROM c"
+        "SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(lease_id), '{}') AS leases,\n"
+        "       coalesce(array_agg(claim_count), '{}') AS nos, coalesce(array_agg(channel), '{}') AS chans,\n"
+        "       count(*) AS n FROM c"
     )
 
 
@@ -61,21 +63,13 @@ def _one_line(text: str) -> str:
     return " ".join(line.split("--")[0].strip() for line in text.splitlines()).strip()
 
 
-def script(batch: int) -> str:
-    one_line = _one_line
-    return f"\\set batch {batch}\n{one_line(_claim())}\n\\gset\n{one_line(_complete())};\n"
+def script() -> str:
+    """The pgbench script (:batch given by the caller): claim, \\gset, complete; two transactions."""
+    return f"{_one_line(_claim())}\n\\gset\n{_one_line(_complete())};\n"
 
 
-def run(dsn: str, *, batch: int = 10, clients: int = 8, seconds: int = 10) -> float:
-    """Messages per second (claimed and completed) at the database's limit."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "claim_complete.sql"
-        path.write_text(script(batch))
-        command = [str(pg_bin_dir() / "pgbench"), "-n", "-M", "prepared", "-c", str(clients), "-j", "2"]
-        command += ["-T", str(seconds), "-f", str(path), dsn]
-        done = subprocess.run(command, check=False, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"pgbench failed: {done.stderr[-2000:]}")
-    output = done.stdout
-    tps = float(re.search(r"tps = ([\d.]+)", output)[1])  # type: ignore[index]
-    return tps * batch
+async def run(dsn: str, *, batch: int = 10, clients: int = 8, seconds: float = 10) -> Throughput:
+    """Run claim + complete for `seconds` on a database of queued messages; what it completed."""
+    return await timed_lifecycle(
+        dsn, "L", script(), counts="limit_counts", batch=batch, clients=clients, seconds=seconds
+    )

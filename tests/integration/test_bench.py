@@ -1,0 +1,60 @@
+"""`make bench`'s machinery in its quick sizes, on the test PostgreSQL: the figures come from
+messages really completed, and a queue that runs dry is reported, not a crash or a capped figure."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import common, pgbench_limit, pgqueuer_bench, reference
+
+
+async def test_limit_counts_the_messages_it_completed(db_dsn: str) -> None:
+    await common.load_messages(db_dsn, 2_000)
+    await common.vacuum(db_dsn)
+
+    done = await pgbench_limit.run(db_dsn, clients=2, seconds=1)
+
+    assert done.completed > 0
+    assert done.loaded == 2_000
+    assert done.completed + done.left == 2_000  # every message either completed or still queued
+    assert await common.count_status(db_dsn, "SENT") == done.completed
+    assert done.msgs_per_s == pytest.approx(done.completed / done.seconds)
+    assert done.seconds >= 1.0
+
+
+async def test_limit_survives_an_empty_queue_and_says_it_ran_dry(db_dsn: str) -> None:
+    # 25 messages: the third claim of 10 comes back short, then every claim is empty for the rest
+    # of the second. pgbench used to abort on the empty claim (malformed array literal: "").
+    await common.load_messages(db_dsn, 25)
+
+    done = await pgbench_limit.run(db_dsn, clients=2, seconds=1)
+
+    assert (done.completed, done.left) == (25, 0)
+    with pytest.raises(common.QueueRanDry, match="only 0 of 25 queued messages were left"):
+        done.check("L")
+
+
+async def test_reference_lifecycle_counts_attempt_rows_and_survives_an_empty_queue(db_dsn: str) -> None:
+    await reference.prepare(db_dsn, 25)
+
+    done = await reference.run(db_dsn, clients=2, seconds=1)
+
+    assert (done.completed, done.loaded, done.left) == (25, 25, 0)
+    with pytest.raises(common.QueueRanDry):
+        done.check("L_ref")
+
+
+async def test_a_run_that_kept_enough_queue_passes_the_check() -> None:
+    done = common.Throughput(completed=900, seconds=1.0, loaded=1_000, left=100)
+    assert done.check("L").metrics() == {"msgs_per_s": 900.0, "completed": 900, "left": 100}
+    with pytest.raises(common.QueueRanDry):
+        common.Throughput(completed=901, seconds=1.0, loaded=1_000, left=99).check("L")
+    with pytest.raises(RuntimeError, match="no message completed"):
+        common.Throughput(completed=0, seconds=1.0, loaded=1_000, left=1_000).check("L")
+
+
+async def test_pgqueuer_drains_with_several_dequeuers(db_dsn: str) -> None:
+    result = await pgqueuer_bench.drain(db_dsn, 300)
+
+    assert result["completed"] == 300
+    assert result["msgs_per_s"] > 0

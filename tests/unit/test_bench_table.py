@@ -1,0 +1,38 @@
+"""`make bench`'s table: median and range of each figure over the runs, ratios between medians."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.__main__ import QUICK, main, spreads, table
+from bench.common import Spread
+
+
+def test_spread_gives_median_and_range() -> None:
+    assert Spread((3.0, 10.0, 1.0)).median == 3.0
+    assert Spread((3_000.0, 10_000.0, 1_000.0)).text(unit=" msg/s") == "3,000 msg/s (1,000-10,000)"
+    assert Spread((2.5,)).text(".1f", " ms") == "2.5 ms"
+
+
+def test_ratios_are_taken_between_medians() -> None:
+    results = {
+        "L": {"msgs_per_s": [1_000.0, 10_000.0, 3_000.0]},  # median 3,000 (mean would be 4,667)
+        "L_ref": {"msgs_per_s": [2_000.0, 6_000.0, 4_000.0]},  # median 4,000
+        "B3": {"p50_ms": [1.0, 1.0, 1.0], "p95_ms": [2.0, 9.0, 3.0], "max_ms": [5.0, 5.0, 5.0]},
+        "P_lat": {"p50_ms": [1.0, 1.0, 1.0], "p95_ms": [4.0, 4.0, 6.0], "max_ms": [9.0, 9.0, 9.0]},
+    }
+    text = table(spreads(results), QUICK)
+
+    assert "| L / L_ref | 0.75  (target >= 0.85, goal 1.0) |" in text
+    assert "| B3 p95 / PGQueuer p95 | 0.75  (target <= 1.0) |" in text
+    assert "3,000 msg/s (1,000-10,000)" in text
+    assert "B1 / P" not in text  # a measure that did not run gives no ratio
+
+
+def test_unknown_measure_and_bad_run_count_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--only", "L", "X"])
+    assert "unknown measure(s) X" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--runs", "0"])
+    assert "--runs must be at least 1" in capsys.readouterr().err
