@@ -41,7 +41,7 @@ def test_sendgrid_events_map_and_strip_the_message_id_suffix() -> None:
         {"event": "spamreport", "sg_event_id": "e8"},
         {"event": "open", "sg_event_id": "e9"},
     ]
-    got = events.sendgrid_events(batch)
+    got = events.sendgrid_events(batch).events
     assert got[0].provider_message_id == "ABC"
     assert got[0].outbound_id == 7
     assert got[0].occurred_at.timestamp() == 1600000000
@@ -74,7 +74,7 @@ def test_whatsapp_statuses() -> None:
         "recipient_id": "1555",
         "biz_opaque_callback_data": "9",
     }
-    event = events.whatsapp_events(_whatsapp(read))[0]
+    event = events.whatsapp_events(_whatsapp(read)).events[0]
     assert (event.event_id, event.status, event.outbound_id) == ("wamid.X:read", D.READ, 9)
     assert event.occurred_at.timestamp() == 1750857384
 
@@ -87,7 +87,7 @@ def test_whatsapp_failed_status_is_normalized() -> None:
         "recipient_id": "1",
         "errors": [{"code": 131050, "title": "stopped marketing", "error_data": {"details": "x"}}],
     }
-    event = events.whatsapp_events(_whatsapp(failed))[0]
+    event = events.whatsapp_events(_whatsapp(failed)).events[0]
     assert (event.status, event.error_code, event.provider_code) == (
         D.UNDELIVERED,
         E.RECIPIENT_UNSUBSCRIBED,
@@ -98,7 +98,7 @@ def test_whatsapp_failed_status_is_normalized() -> None:
 def test_whatsapp_incoming_messages_are_not_statuses() -> None:
     value = {"messages": [{"from": "1", "id": "wamid.Z", "type": "text"}]}
     payload = {"entry": [{"changes": [{"field": "messages", "value": value}]}]}
-    assert events.whatsapp_events(payload) == []
+    assert events.whatsapp_events(payload) == events.Parsed()
 
 
 def test_delivery_rank_orders_states() -> None:

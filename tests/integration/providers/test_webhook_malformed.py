@@ -1,0 +1,123 @@
+"""Signed but malformed receipts: each event is read on its own, the good ones are recorded, the bad
+ones acknowledged and counted (outcome "malformed"), never a 5xx (providers retry those for days).
+A body that is not JSON at all is a 400; a signature that is not well formed is a 403."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import asyncpg
+import httpx
+import pytest
+
+from outbound_sender.domain import Channel, NewMessage
+from outbound_sender.store import messages
+from tests.integration.providers.conftest import Webhooks, sendgrid_headers, twilio_headers, whatsapp_headers
+
+HUGE_ID = str(2**63)
+
+
+async def _recorded(db: asyncpg.Connection) -> set[str]:
+    return {r["provider_event_id"] for r in await db.fetch("SELECT provider_event_id FROM outbound_delivery_event")}
+
+
+def _malformed(hooks: Webhooks, provider: str) -> float:
+    labels = {"provider": provider, "outcome": "malformed"}
+    return hooks.metrics.registry.get_sample_value("outbound_webhook_events_total", labels) or 0
+
+
+def _status(wamid: str, **fields: object) -> dict[str, object]:
+    return {"id": wamid, "status": "delivered", "timestamp": "1750000000", "recipient_id": "1555", **fields}
+
+
+async def test_whatsapp_bad_statuses_do_not_lose_the_good_one(webhooks: Webhooks, db: asyncpg.Connection) -> None:
+    message_id = await messages.enqueue(db, NewMessage("org", Channel.WHATSAPP, "+15551234567", body="x"))
+    bad = [
+        _status("wamid.t", timestamp=str(10**20)),  # out of range
+        _status("wamid.n\x00"),  # NUL byte
+        _status("wamid.b", biz_opaque_callback_data=HUGE_ID),  # above bigint
+        _status("wamid.e", errors="abc"),
+        "not an object",
+    ]
+    good = _status("wamid.good", biz_opaque_callback_data=str(message_id))
+    value = {"metadata": {"phone_number_id": "1"}, "statuses": [*bad, good]}
+    payload = {"entry": ["abc", {"changes": "abc"}, {"changes": [{"field": "messages", "value": value}]}]}
+    raw = json.dumps(payload).encode()
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{webhooks.url}/whatsapp", content=raw, headers=whatsapp_headers(raw))
+        entry_not_a_list = b'{"entry":"abc"}'
+        second = await client.post(
+            f"{webhooks.url}/whatsapp", content=entry_not_a_list, headers=whatsapp_headers(entry_not_a_list)
+        )
+    assert (response.status_code, second.status_code) == (200, 200)
+    assert await _recorded(db) == {"wamid.good:delivered"}
+    row = await messages.get_message(db, message_id)
+    assert row is not None
+    assert row["delivery_status"] == "DELIVERED"
+    assert _malformed(webhooks, "whatsapp") == len(bad) + 2 + 1
+
+
+async def test_sendgrid_bad_events_do_not_lose_the_good_one(webhooks: Webhooks, db: asyncpg.Connection) -> None:
+    message_id = await messages.enqueue(db, NewMessage("org", Channel.EMAIL, "ada@example.com", subject="s", body="b"))
+    bad: list[object] = [
+        {"event": "delivered", "sg_event_id": "t", "timestamp": 10**20},
+        {"event": "delivered", "sg_event_id": "n\x00"},
+        {"event": "delivered", "sg_event_id": "b", "outbound_id": HUGE_ID},
+        {"event": "delivered", "sg_event_id": "x" * 5000},
+        {"event": "delivered"},  # no id at all
+        ["not", "an", "object"],
+    ]
+    good = {"event": "delivered", "sg_event_id": "good", "outbound_id": str(message_id), "reason": "a\x00b"}
+    raw = json.dumps([*bad, good]).encode()
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{webhooks.url}/sendgrid/events", content=raw, headers=sendgrid_headers(raw))
+    assert response.status_code == 200
+    assert await _recorded(db) == {"good"}
+    assert _malformed(webhooks, "sendgrid") == len(bad)
+
+
+@pytest.mark.parametrize(
+    ("query", "params"),
+    [
+        (f"?outbound_id={HUGE_ID}", {"MessageSid": "SM1", "MessageStatus": "sent"}),
+        ("", {"MessageSid": "SM\x001", "MessageStatus": "sent"}),
+        ("", {"MessageStatus": "sent"}),
+    ],
+)
+async def test_a_malformed_twilio_callback_is_acknowledged(
+    webhooks: Webhooks, db: asyncpg.Connection, query: str, params: dict[str, str]
+) -> None:
+    url = f"{webhooks.url}/twilio/status{query}"
+    async with httpx.AsyncClient() as client:
+        response = await client.post(url, content=urlencode(params), headers=twilio_headers(url, params))
+    assert response.status_code == 200
+    assert await _recorded(db) == set()
+    assert _malformed(webhooks, "twilio") == 1
+
+
+async def test_an_unparseable_body_is_a_400(webhooks: Webhooks) -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000
+    async with httpx.AsyncClient() as client:
+        for path, raw in [("/sendgrid/events", nested), ("/whatsapp", nested), ("/whatsapp", b"\xff{")]:
+            headers = sendgrid_headers(raw) if "sendgrid" in path else whatsapp_headers(raw)
+            assert (await client.post(f"{webhooks.url}{path}", content=raw, headers=headers)).status_code == 400
+
+
+@pytest.mark.parametrize("value", ["sha256=é".encode(), "é".encode(), b"sha256=\xff" * 9])
+async def test_a_signature_header_that_is_not_ascii_is_a_403(webhooks: Webhooks, value: bytes) -> None:
+    raw = b'{"entry": []}'
+    async with httpx.AsyncClient() as client:
+        meta = await client.post(f"{webhooks.url}/whatsapp", content=raw, headers={b"x-hub-signature-256": value})
+        twilio = await client.post(
+            f"{webhooks.url}/twilio/status", content=b"MessageSid=SM1", headers={b"x-twilio-signature": value}
+        )
+        sendgrid = await client.post(
+            f"{webhooks.url}/sendgrid/events",
+            content=b"[]",
+            headers={
+                b"x-twilio-email-event-webhook-signature": value,
+                b"x-twilio-email-event-webhook-timestamp": value,
+            },
+        )
+    assert (meta.status_code, twilio.status_code, sendgrid.status_code) == (403, 403, 403)
