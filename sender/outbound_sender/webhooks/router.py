@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from outbound_sender.webhooks.events import DeliveryEvent
 
 log = logging.getLogger("webhooks")
 PoolSource = asyncpg.Pool | Callable[[], asyncpg.Pool]
+CHALLENGE = re.compile(r"[0-9]{1,64}")
 TWILIO_PATH, SENDGRID_PATH, WHATSAPP_PATH = "/twilio/status", "/sendgrid/events", "/whatsapp"
 
 
@@ -93,8 +95,12 @@ class _Endpoints:
         length = request.headers.get("content-length", "")
         if length.isascii() and length.isdigit() and int(length) > self.config.max_body_bytes:
             return None
-        raw = await request.body()
-        return raw if len(raw) <= self.config.max_body_bytes else None
+        raw = bytearray()
+        async for chunk in request.stream():  # a chunked body has no Content-Length to check first
+            raw += chunk
+            if len(raw) > self.config.max_body_bytes:
+                return None
+        return bytes(raw)
 
     def count(self, provider: str, outcome: str, count: int) -> None:
         if self.metrics is not None and count:
@@ -185,9 +191,12 @@ class _Endpoints:
     async def whatsapp_verify(self, request: Request) -> Response:
         q = request.query_params
         token = self.config.whatsapp_verify_token
-        if q.get("hub.mode") == "subscribe" and token and q.get("hub.verify_token") == token:
-            return Response(content=q.get("hub.challenge", ""), media_type="text/plain")
-        return _forbidden("whatsapp", "hub.verify_token", self.metrics)
+        if q.get("hub.mode") != "subscribe" or not token or not signatures.same(token, q.get("hub.verify_token", "")):
+            return _forbidden("whatsapp", "hub.verify_token", self.metrics)
+        challenge = q.get("hub.challenge", "")
+        if not CHALLENGE.fullmatch(challenge):  # Meta sends a number: echo nothing else back
+            return Response(status_code=400, content="hub.challenge must be a number")
+        return Response(content=challenge, media_type="text/plain")
 
     async def whatsapp(self, request: Request) -> Response:
         raw = await self.body(request)

@@ -30,7 +30,7 @@ Params = Iterable[tuple[str, str]]
 DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
-def _same(expected: str, given: str) -> bool:
+def same(expected: str, given: str) -> bool:
     """Constant-time comparison of two signatures; False (not TypeError) when `given` is not ASCII."""
     return given.isascii() and hmac.compare_digest(expected.encode(), given.encode())
 
@@ -85,12 +85,12 @@ def verify_twilio(
     pairs = list(params)
     if json_body is not None:
         query = dict(parse_qsl(urlsplit(url).query))
-        if not _same(twilio_body_hash(json_body), query.get("bodySHA256", "")):
+        if not same(twilio_body_hash(json_body), query.get("bodySHA256", "")):
             return False
         pairs = []
     for candidate in {url, _with_port(url), _without_port(url)}:
         expected = twilio_signature(token, candidate, pairs, algorithm)
-        if _same(expected, signature):
+        if same(expected, signature):
             return True
     return False
 
@@ -142,4 +142,4 @@ def meta_signature(app_secret: str, body: bytes) -> str:
 def verify_meta(app_secret: str, body: bytes, header: str | None) -> bool:
     if not app_secret or not header or not header.startswith("sha256="):
         return False
-    return _same(meta_signature(app_secret, body), header)
+    return same(meta_signature(app_secret, body), header)

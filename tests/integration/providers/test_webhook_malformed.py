@@ -5,15 +5,26 @@ A body that is not JSON at all is a 400; a signature that is not well formed is 
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
+from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from outbound_sender.domain import Channel, NewMessage
+from outbound_sender.sandboxes import credentials
 from outbound_sender.store import messages
-from tests.integration.providers.conftest import Webhooks, sendgrid_headers, twilio_headers, whatsapp_headers
+from outbound_sender.webhooks import router
+from tests.integration.providers.conftest import (
+    Webhooks,
+    sendgrid_headers,
+    twilio_headers,
+    webhook_config,
+    whatsapp_headers,
+)
 
 HUGE_ID = str(2**63)
 
@@ -121,3 +132,49 @@ async def test_a_signature_header_that_is_not_ascii_is_a_403(webhooks: Webhooks,
             },
         )
     assert (meta.status_code, twilio.status_code, sendgrid.status_code) == (403, 403, 403)
+
+
+async def test_a_chunked_body_over_the_limit_is_refused_while_it_streams() -> None:
+    """No Content-Length: the limit must hold on the bytes received, not after reading them all.
+    Driven through ASGI, to count how much of the body the endpoint pulled before answering."""
+    app = FastAPI()
+    app.include_router(router(webhook_config(), lambda: pytest.fail("nothing may reach the database")))
+    pulled, chunk = 0, b" " * (1 << 20)  # 400 chunks of 1 MiB offered, the limit is 5 MB
+    started: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": chunk, "more_body": pulled < 400}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message["status"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/whatsapp",
+        "raw_path": b"/webhooks/whatsapp",
+        "query_string": b"",
+        "headers": [(b"host", b"test"), (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    assert started == [413]
+    assert pulled <= 6, f"the endpoint read {pulled} MiB before refusing"
+
+
+async def test_the_verification_handshake_echoes_only_a_plain_challenge(webhooks: Webhooks) -> None:
+    params = {"hub.mode": "subscribe", "hub.verify_token": credentials.WHATSAPP_VERIFY_TOKEN}
+    async with httpx.AsyncClient() as client:
+        script = await client.get(f"{webhooks.url}/whatsapp", params={**params, "hub.challenge": "<script>x</script>"})
+        ok = await client.get(f"{webhooks.url}/whatsapp", params={**params, "hub.challenge": "1158201444"})
+        token = await client.get(
+            f"{webhooks.url}/whatsapp", params={**params, "hub.verify_token": "é", "hub.challenge": "1"}
+        )
+    assert (script.status_code, ok.status_code, ok.text, token.status_code) == (400, 200, "1158201444", 403)
