@@ -78,10 +78,11 @@ async def events_of(db: asyncpg.Pool | asyncpg.Connection, message_id: int) -> l
 
 
 class ReceiptCheck:
-    """Asks the database whether a message already has a positive delivery receipt.
+    """Asks the database whether the attempt a retry follows has a positive delivery receipt.
 
     The dispatcher calls it before sending a retry, so that a message whose earlier send was in
     fact accepted (ambiguous timeout, crash before recording) is settled instead of sent twice.
+    Only a receipt of that open attempt counts (store/sql/delivery.sql, accepted_receipt).
     It borrows the worker's pool (bound when the worker starts), so a worker process keeps to its
     three connections; unbound, it answers "no receipt" (at least once stays true).
     """

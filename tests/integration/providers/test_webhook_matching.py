@@ -15,6 +15,7 @@ import pytest
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.sandboxes import credentials
 from outbound_sender.store import messages
+from outbound_sender.webhooks.store import ReceiptCheck
 from tests.integration.providers.conftest import (
     Webhooks,
     twilio_headers,
@@ -157,3 +158,25 @@ async def test_a_receipt_of_another_account_changes_nothing(accounts: Webhooks, 
     assert _outcome(accounts, "whatsapp", "foreign_account") == 1
     await _post_whatsapp(accounts, "delivered", "wamid.Z", whatsapp)
     assert (await _state(db, whatsapp))[:2] == ("SENT", "DELIVERED")
+
+
+@pytest.mark.parametrize(
+    ("attempts", "settles"),
+    [
+        (["twilio"], True),  # the open attempt went to Twilio and got no answer
+        ([None], True),  # a lost lease: which provider it called is unknown
+        (["twilio", "sandbox"], False),  # the open attempt went elsewhere
+    ],
+)
+async def test_the_dispatcher_settles_a_retry_only_by_a_receipt_of_the_open_attempt(
+    accounts: Webhooks, db: asyncpg.Connection, attempts: list[str | None], settles: bool
+) -> None:
+    """The other order: the receipt was recorded first, the retry asks before sending."""
+    sms = await _waiting_for_retry(db, Channel.SMS, attempts)
+    await db.execute("UPDATE outbound_message SET status = 'SENDING' WHERE id = $1", sms)  # the retry's claim
+    await _post_twilio(accounts, "sent", SMS_SID, sms)
+    if attempts[-1] == "sandbox":  # a definite answer: that attempt was not taken by Twilio
+        await db.execute("UPDATE outbound_attempt SET ambiguous = false WHERE attempt_no = 2")
+    receipts = ReceiptCheck()
+    receipts.bind(accounts.pool)
+    assert await receipts(sms) == (SMS_SID if settles else None)

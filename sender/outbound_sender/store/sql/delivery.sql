@@ -99,12 +99,29 @@ SELECT (SELECT count(*) FROM e)::int AS received,
 SELECT * FROM outbound_delivery_event WHERE outbound_message_id = $1 ORDER BY occurred_at, id;
 
 -- name: accepted_receipt
--- Before a retry is sent: a positive receipt (SENT, DELIVERED or READ) for the message proves an
--- earlier send was accepted (an ambiguous timeout, or a crash before the result was recorded).
--- Uses idx_outbound_delivery_event_message.
-SELECT provider, provider_message_id
-  FROM outbound_delivery_event
- WHERE outbound_message_id = $1
-   AND delivery_status IN ('SENT', 'DELIVERED', 'READ')
- ORDER BY occurred_at, id
+-- Before a retry is sent: a positive receipt (SENT, DELIVERED or READ) of the attempt left open
+-- proves that send was accepted (an ambiguous timeout, or a crash before the result was recorded).
+-- The open attempt is the last one recorded; it must be ambiguous, the receipt must come from the
+-- provider it called (any, when a lost lease left that unknown) and must not carry a provider
+-- message id that an earlier attempt got. No attempt recorded at all: any positive receipt.
+-- Uses idx_outbound_delivery_event_message and the (outbound_message_id, attempt_no) key.
+WITH open_att AS (
+    SELECT attempt_no, provider, ambiguous
+      FROM outbound_attempt
+     WHERE outbound_message_id = $1
+     ORDER BY attempt_no DESC
+     LIMIT 1
+)
+SELECT d.provider, d.provider_message_id
+  FROM outbound_delivery_event d
+  LEFT JOIN open_att ON true
+ WHERE d.outbound_message_id = $1
+   AND d.delivery_status IN ('SENT', 'DELIVERED', 'READ')
+   AND COALESCE(open_att.ambiguous, true)
+   AND COALESCE(open_att.provider = d.provider, true)
+   AND NOT EXISTS (SELECT 1 FROM outbound_attempt earlier
+                    WHERE earlier.outbound_message_id = $1
+                      AND earlier.attempt_no < open_att.attempt_no
+                      AND earlier.provider_message_id = d.provider_message_id)
+ ORDER BY d.occurred_at, d.id
  LIMIT 1;
