@@ -4,6 +4,7 @@ A body that is not JSON at all is a 400; a signature that is not well formed is 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import MutableMapping
 from typing import Any
@@ -17,7 +18,8 @@ from fastapi import FastAPI
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.sandboxes import credentials
 from outbound_sender.store import messages
-from outbound_sender.webhooks import router
+from outbound_sender.webhooks import router, store
+from outbound_sender.webhooks.events import DeliveryEvent
 from tests.integration.providers.conftest import (
     Webhooks,
     sendgrid_headers,
@@ -189,3 +191,16 @@ async def test_a_twilio_form_with_too_many_fields_is_refused_before_any_work(web
             f"{webhooks.url}/twilio/status", content=raw, headers={"x-twilio-signature": "AAAA"}
         )
     assert response.status_code == 400
+
+
+async def test_an_event_the_database_refuses_does_not_take_its_batch_down(db: asyncpg.Connection) -> None:
+    """Past the parser's checks (a caller building events itself): the batch is recorded event by
+    event and only the refused one is left out."""
+
+    def event(event_id: str, our_id: int | None = None) -> DeliveryEvent:
+        now = dt.datetime.now(dt.UTC)
+        return DeliveryEvent("whatsapp", Channel.WHATSAPP, event_id, "sent", None, None, our_id, now)
+
+    stats = await store.record(db, [event("nul\x00"), event("good"), event("huge", 2**63)])
+    assert (stats.received, stats.recorded, stats.malformed, stats.duplicates) == (3, 1, 2, 0)
+    assert await _recorded(db) == {"good"}
