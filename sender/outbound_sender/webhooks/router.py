@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 
 import asyncpg
 from fastapi import APIRouter, Request, Response
+from starlette.requests import ClientDisconnect
 
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.settings import AllProviderSettings, secret
@@ -92,15 +93,20 @@ class _Endpoints:
         query = request.url.query
         return self.config.public_url.rstrip("/") + path + (f"?{query}" if query else "")
 
-    async def body(self, request: Request) -> bytes | None:
+    async def body(self, request: Request) -> bytes | Response:
+        """The raw body, or the answer when there is none to read: 413 over max_body_bytes, 400
+        when the client went away mid-body (not a 500 and a traceback per dropped connection)."""
         length = request.headers.get("content-length", "")
         if length.isascii() and length.isdigit() and int(length) > self.config.max_body_bytes:
-            return None
+            return Response(status_code=413)
         raw = bytearray()
-        async for chunk in request.stream():  # a chunked body has no Content-Length to check first
-            raw += chunk
-            if len(raw) > self.config.max_body_bytes:
-                return None
+        try:
+            async for chunk in request.stream():  # a chunked body has no Content-Length to check first
+                raw += chunk
+                if len(raw) > self.config.max_body_bytes:
+                    return Response(status_code=413)
+        except ClientDisconnect:
+            return Response(status_code=400, content="incomplete body")
         return bytes(raw)
 
     def count(self, provider: str, outcome: str, count: int) -> None:
@@ -145,8 +151,8 @@ class _Endpoints:
     # ---- Twilio ------------------------------------------------------------------------------
     async def twilio(self, request: Request) -> Response:
         raw = await self.body(request)
-        if raw is None:
-            return Response(status_code=413)
+        if isinstance(raw, Response):
+            return raw
         is_json = request.headers.get("content-type", "").startswith("application/json")
         params = [] if is_json else _form_pairs(raw)
         if params is None:
@@ -175,8 +181,8 @@ class _Endpoints:
     # ---- SendGrid ----------------------------------------------------------------------------
     async def sendgrid(self, request: Request) -> Response:
         raw = await self.body(request)
-        if raw is None:
-            return Response(status_code=413)
+        if isinstance(raw, Response):
+            return raw
         ok = signatures.verify_sendgrid(
             self.config.sendgrid_public_key,
             raw,
@@ -203,8 +209,8 @@ class _Endpoints:
 
     async def whatsapp(self, request: Request) -> Response:
         raw = await self.body(request)
-        if raw is None:
-            return Response(status_code=413)
+        if isinstance(raw, Response):
+            return raw
         if not signatures.verify_meta(self.config.whatsapp_app_secret, raw, request.headers.get("x-hub-signature-256")):
             return _forbidden("whatsapp", "X-Hub-Signature-256", self.metrics)
         payload = _json(raw)

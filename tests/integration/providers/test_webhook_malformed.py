@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -136,18 +136,14 @@ async def test_a_signature_header_that_is_not_ascii_is_a_403(webhooks: Webhooks,
     assert (meta.status_code, twilio.status_code, sendgrid.status_code) == (403, 403, 403)
 
 
-async def test_a_chunked_body_over_the_limit_is_refused_while_it_streams() -> None:
-    """No Content-Length: the limit must hold on the bytes received, not after reading them all.
-    Driven through ASGI, to count how much of the body the endpoint pulled before answering."""
+Receive = Callable[[], Awaitable[dict[str, object]]]
+
+
+async def _asgi_post(receive: Receive, headers: list[tuple[bytes, bytes]]) -> list[int]:
+    """POST /webhooks/whatsapp straight through ASGI; the response statuses started."""
     app = FastAPI()
     app.include_router(router(webhook_config(), lambda: pytest.fail("nothing may reach the database")))
-    pulled, chunk = 0, b" " * (1 << 20)  # 400 chunks of 1 MiB offered, the limit is 5 MB
     started: list[int] = []
-
-    async def receive() -> dict[str, object]:
-        nonlocal pulled
-        pulled += 1
-        return {"type": "http.request", "body": chunk, "more_body": pulled < 400}
 
     async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
@@ -162,13 +158,38 @@ async def test_a_chunked_body_over_the_limit_is_refused_while_it_streams() -> No
         "path": "/webhooks/whatsapp",
         "raw_path": b"/webhooks/whatsapp",
         "query_string": b"",
-        "headers": [(b"host", b"test"), (b"transfer-encoding", b"chunked")],
+        "headers": [(b"host", b"test"), *headers],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
     await app(scope, receive, send)
-    assert started == [413]
+    return started
+
+
+async def test_a_chunked_body_over_the_limit_is_refused_while_it_streams() -> None:
+    """No Content-Length: the limit must hold on the bytes received, not after reading them all.
+    Driven through ASGI, to count how much of the body the endpoint pulled before answering."""
+    pulled, chunk = 0, b" " * (1 << 20)  # 400 chunks of 1 MiB offered, the limit is 5 MB
+
+    async def receive() -> dict[str, object]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": chunk, "more_body": pulled < 400}
+
+    assert await _asgi_post(receive, [(b"transfer-encoding", b"chunked")]) == [413]
     assert pulled <= 6, f"the endpoint read {pulled} MiB before refusing"
+
+
+async def test_a_client_gone_mid_body_is_not_a_server_error() -> None:
+    messages_: list[dict[str, object]] = [
+        {"type": "http.request", "body": b'{"entry"', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, object]:
+        return messages_.pop(0) if messages_ else {"type": "http.disconnect"}
+
+    assert await _asgi_post(receive, [(b"content-length", b"100")]) == [400]
 
 
 async def test_the_verification_handshake_echoes_only_a_plain_challenge(webhooks: Webhooks) -> None:
