@@ -102,11 +102,15 @@ def _text(value: object, limit: int = MAX_TEXT) -> str | None:
 
 
 def _epoch(value: object) -> dt.datetime:
-    """Seconds since the epoch; absent: now."""
+    """Seconds since the epoch (a whole number, as a string, an integer or a float); absent: now."""
     if value is None or value == "":
         return dt.datetime.now(dt.UTC)
-    text = _id(value, "timestamp")
-    if text is None or not (text.isascii() and text.isdigit()) or int(text) > LATEST_EPOCH:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MalformedEvent("timestamp is not whole seconds")
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) > LATEST_EPOCH:
         raise MalformedEvent("timestamp out of range")
     return dt.datetime.fromtimestamp(int(text), dt.UTC)
 

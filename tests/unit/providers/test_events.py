@@ -104,3 +104,32 @@ def test_whatsapp_incoming_messages_are_not_statuses() -> None:
 def test_delivery_rank_orders_states() -> None:
     assert D.SENT.rank < D.DELIVERED.rank < D.READ.rank
     assert D.UNDELIVERED.rank == D.BOUNCED.rank == D.DELIVERED.rank
+
+
+def test_each_event_is_read_on_its_own() -> None:
+    batch: list[object] = [
+        {"event": "delivered", "sg_event_id": "ok", "timestamp": 1600000000.0},  # a float second is fine
+        {"event": "delivered", "sg_event_id": "late", "timestamp": 1600000000.5},
+        {"event": "delivered", "sg_event_id": "big", "outbound_id": 2**63},
+        {"event": "delivered", "sg_event_id": "nul\x00"},
+        "text",
+    ]
+    parsed = events.sendgrid_events(batch)
+    assert [e.event_id for e in parsed.events] == ["ok"]
+    assert parsed.events[0].occurred_at.timestamp() == 1600000000
+    assert parsed.malformed == [
+        "timestamp is not whole seconds",
+        "outbound_id is not a message id",
+        "sg_event_id is not an identifier",
+        "event is not an object",
+    ]
+
+
+def test_whatsapp_statuses_carry_the_account_and_bad_shapes_are_counted() -> None:
+    payload = _whatsapp({"id": "wamid.A", "status": "sent", "timestamp": "1"})
+    entries = payload["entry"]
+    assert isinstance(entries, list)
+    payload["entry"] = [*entries, "abc", {"changes": {"not": "a list"}}]
+    parsed = events.whatsapp_events(payload)
+    assert [(e.event_id, e.account) for e in parsed.events] == [("wamid.A:sent", "1")]
+    assert parsed.malformed == ["entry item is not an object", "changes is not a list"]
