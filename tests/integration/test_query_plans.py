@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -92,3 +93,31 @@ async def test_quota_reservation_uses_the_primary_key(busy_db: asyncpg.Connectio
     )
     plan = await explain(busy_db, sql("quota_reserve"), "org7", 86400.0, 90)
     assert "whatsapp_rate_limit_pkey" in index_names(plan)
+
+
+@pytest.mark.parametrize(("our_id", "provider_id"), [(4000, "SM1"), (None, "SM1")])
+async def test_a_receipt_finds_its_message_and_attempts_by_index(
+    busy_db: asyncpg.Connection, our_id: int | None, provider_id: str
+) -> None:
+    await busy_db.execute("UPDATE outbound_message SET provider_message_id = 'SM' || id WHERE id % 3 = 1; ANALYZE")
+    arrays: list[list[Any]] = [["twilio"], ["SM1:sent"], ["sent"], ["SENT"], [provider_id], [our_id]]
+    arrays += [[dt.datetime.now(dt.UTC)], [None], [None], [None], ["SMS"]]
+    plan = await explain(busy_db, sql("record_delivery_events"), *arrays)
+    names = index_names(plan)
+    assert ("outbound_message_pkey" if our_id else "idx_outbound_message_provider_id") in names
+    assert "outbound_attempt_outbound_message_id_attempt_no_key" in names
+    assert not scans_seq(plan, "outbound_message")
+    assert not scans_seq(plan, "outbound_attempt")
+
+
+async def test_the_receipt_check_before_a_retry_uses_the_message_indexes(busy_db: asyncpg.Connection) -> None:
+    await busy_db.execute(
+        """INSERT INTO outbound_delivery_event (provider, provider_event_id, outbound_message_id, raw_status,
+                                                delivery_status, occurred_at)
+           SELECT 'twilio', 'e' || id, id, 'sent', 'SENT', now() FROM outbound_message WHERE id % 2 = 0;
+           ANALYZE"""
+    )
+    plan = await explain(busy_db, sql("accepted_receipt"), 4000)
+    assert "idx_outbound_delivery_event_message" in index_names(plan)
+    assert not scans_seq(plan, "outbound_delivery_event")
+    assert not scans_seq(plan, "outbound_attempt")

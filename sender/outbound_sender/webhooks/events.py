@@ -9,11 +9,11 @@ failures, the normalized error code from the same tables the clients use.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from outbound_sender.domain import DeliveryStatus, ErrorCode
+from outbound_sender.domain import Channel, DeliveryStatus, ErrorCode
 from outbound_sender.providers import twilio, whatsapp
 from outbound_sender.providers.sendgrid import OUR_ID
 
@@ -21,6 +21,7 @@ from outbound_sender.providers.sendgrid import OUR_ID
 @dataclass(frozen=True, slots=True)
 class DeliveryEvent:
     provider: str
+    channel: Channel  # the channel the provider's endpoint serves: only its messages can match
     event_id: str
     raw_status: str
     status: DeliveryStatus | None
@@ -30,20 +31,92 @@ class DeliveryEvent:
     error_code: ErrorCode | None = None
     provider_code: str | None = None
     error_message: str | None = None
+    account: str | None = None  # Twilio AccountSid, WhatsApp phone_number_id (None: not said)
+
+
+class MalformedEvent(ValueError):
+    """One event that cannot be read. The text names the field, never its value (no recipient or
+    provider text reaches a log line through it)."""
+
+
+@dataclass
+class Parsed:
+    """What a webhook body held: the events that could be read, and why each other one could not."""
+
+    events: list[DeliveryEvent] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+
+    def add(self, build: Callable[..., DeliveryEvent], *args: Any) -> None:
+        """build(*args) as one more event, or one more malformed one."""
+        try:
+            self.events.append(build(*args))
+        except MalformedEvent as error:
+            self.malformed.append(str(error))
+
+
+MAX_ID = 255  # ids and statuses are indexed or compared: real ones are far shorter
+MAX_CODE = 64
+MAX_TEXT = 2000
+BIGINT_MAX = 2**63 - 1
+LATEST_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
 def _int(value: object) -> int | None:
+    """A lenient integer (error codes): None when it is not one."""
     try:
         return int(str(value))
     except (TypeError, ValueError):
         return None
 
 
+def _id(value: object, name: str, *, required: bool = False) -> str | None:
+    """An identifier or status: a printable string (or integer) of at most MAX_ID characters."""
+    if value is None or value == "":
+        if required:
+            raise MalformedEvent(f"{name} missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MalformedEvent(f"{name} is not a string")
+    text = str(value)
+    if len(text) > MAX_ID or not text.isprintable():
+        raise MalformedEvent(f"{name} is not an identifier")
+    return text
+
+
+def _our_id(value: object) -> int | None:
+    """Our message id as carried in the send: absent, or a positive bigint."""
+    text = _id(value, "outbound_id")
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= BIGINT_MAX:
+        raise MalformedEvent("outbound_id is not a message id")
+    return int(text)
+
+
+def _text(value: object, limit: int = MAX_TEXT) -> str | None:
+    """Free text from the provider, made storable: no NUL, no lone surrogate, at most `limit`."""
+    if value is None or value == "":
+        return None
+    text = str(value).encode("utf-8", "replace").decode().replace("\x00", "\ufffd")
+    return text[:limit]
+
+
 def _epoch(value: object) -> dt.datetime:
-    seconds = _int(value)
-    if seconds is None:
+    """Seconds since the epoch (a whole number, as a string, an integer or a float); absent: now."""
+    if value is None or value == "":
         return dt.datetime.now(dt.UTC)
-    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MalformedEvent("timestamp is not whole seconds")
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) > LATEST_EPOCH:
+        raise MalformedEvent("timestamp out of range")
+    return dt.datetime.fromtimestamp(int(text), dt.UTC)
+
+
+def _status(value: object) -> str:
+    return _id(value, "status") or ""
 
 
 # ---- Twilio ----------------------------------------------------------------------------------
@@ -57,20 +130,23 @@ TWILIO_STATUS = {
 
 
 def twilio_event(params: Mapping[str, str], outbound_id: str | None, provider: str = "twilio") -> DeliveryEvent:
-    sid = params.get("MessageSid") or params.get("SmsSid") or ""
-    raw = params.get("MessageStatus") or params.get("SmsStatus") or ""
+    """One status callback; MalformedEvent when it cannot be read."""
+    sid = _id(params.get("MessageSid") or params.get("SmsSid"), "MessageSid", required=True)
+    raw = _status(params.get("MessageStatus") or params.get("SmsStatus"))
     code = _int(params.get("ErrorCode"))
     error = twilio.classify(code, None)[0] if code else None
     return DeliveryEvent(
         provider=provider,
+        channel=Channel.SMS,
         event_id=f"{sid}:{raw}",
         raw_status=raw,
         status=TWILIO_STATUS.get(raw),
-        provider_message_id=sid or None,
-        outbound_id=_int(outbound_id),
+        provider_message_id=sid,
+        outbound_id=_our_id(outbound_id),
         occurred_at=dt.datetime.now(dt.UTC),
         error_code=error,
-        provider_code=str(code) if code else None,
+        provider_code=_text(code, MAX_CODE) if code else None,
+        account=_id(params.get("AccountSid"), "AccountSid"),
     )
 
 
@@ -118,27 +194,36 @@ def _sendgrid_custom_arg(event: Mapping[str, Any]) -> object:
     return None
 
 
-def sendgrid_events(batch: Iterable[Mapping[str, Any]], provider: str = "sendgrid") -> list[DeliveryEvent]:
-    events = []
+def _sendgrid_event(item: object, provider: str) -> DeliveryEvent:
+    if not isinstance(item, Mapping):
+        raise MalformedEvent("event is not an object")
+    status, error = _sendgrid_status(item)
+    sg_message_id = _id(item.get("sg_message_id"), "sg_message_id") or ""
+    raw = _status(item.get("event"))
+    event_id = _id(item.get("sg_event_id"), "sg_event_id") or (f"{sg_message_id}:{raw}" if sg_message_id else None)
+    if event_id is None:
+        raise MalformedEvent("sg_event_id missing")
+    return DeliveryEvent(
+        provider=provider,
+        channel=Channel.EMAIL,
+        event_id=event_id[:MAX_ID],
+        raw_status=raw,
+        status=status,
+        provider_message_id=sg_message_id.split(".", 1)[0] or None,
+        outbound_id=_our_id(_sendgrid_custom_arg(item)),
+        occurred_at=_epoch(item.get("timestamp")),
+        error_code=error,
+        provider_code=_text(item.get("status"), MAX_CODE),
+        error_message=_text(item.get("reason") or item.get("response")),
+    )
+
+
+def sendgrid_events(batch: Iterable[object], provider: str = "sendgrid") -> Parsed:
+    """The events of one Event Webhook POST (a JSON array), each read on its own."""
+    parsed = Parsed()
     for item in batch:
-        status, error = _sendgrid_status(item)
-        sg_message_id = str(item.get("sg_message_id") or "")
-        detail = item.get("reason") or item.get("response")
-        events.append(
-            DeliveryEvent(
-                provider=provider,
-                event_id=str(item.get("sg_event_id") or f"{sg_message_id}:{item.get('event')}"),
-                raw_status=str(item.get("event", "")),
-                status=status,
-                provider_message_id=sg_message_id.split(".", 1)[0] or None,
-                outbound_id=_int(_sendgrid_custom_arg(item)),
-                occurred_at=_epoch(item.get("timestamp")),
-                error_code=error,
-                provider_code=str(item.get("status")) if item.get("status") else None,
-                error_message=str(detail)[:2000] if detail else None,
-            )
-        )
-    return events
+        parsed.add(_sendgrid_event, item, provider)
+    return parsed
 
 
 # ---- WhatsApp --------------------------------------------------------------------------------
@@ -150,42 +235,75 @@ WHATSAPP_STATUS = {
 }
 
 
-def _whatsapp_statuses(payload: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
-    for entry in payload.get("entry") or []:
-        for change in entry.get("changes") or []:
-            if change.get("field", "messages") == "messages":
-                yield from (change.get("value") or {}).get("statuses") or []
+def _objects(container: Mapping[str, Any], key: str, parsed: Parsed) -> Iterator[Mapping[str, Any]]:
+    """The objects in container[key] (absent: none); anything else there is counted as malformed."""
+    items = container.get(key)
+    if items is None:
+        return
+    if not isinstance(items, list):
+        parsed.malformed.append(f"{key} is not a list")
+        return
+    for item in items:
+        if isinstance(item, Mapping):
+            yield item
+        else:
+            parsed.malformed.append(f"{key} item is not an object")
 
 
 def _whatsapp_error(status: Mapping[str, Any]) -> tuple[ErrorCode | None, str | None, str | None]:
-    errors = status.get("errors") or []
+    errors = status.get("errors")
     if not errors:
         return None, None, None
-    first = errors[0]
+    first = errors[0] if isinstance(errors, list) else None
+    if not isinstance(first, Mapping):
+        raise MalformedEvent("errors is not a list of objects")
     code = _int(first.get("code"))
-    details = str((first.get("error_data") or {}).get("details") or "")
+    data = first.get("error_data")
+    details = str(data.get("details") or "") if isinstance(data, Mapping) else ""
     normalized = whatsapp.classify(code, None, details)[0]
-    text = first.get("message") or first.get("title")
-    return normalized, str(code) if code is not None else None, str(text) if text else None
+    text = _text(first.get("message") or first.get("title"))
+    return normalized, _text(code, MAX_CODE) if code is not None else None, text
 
 
-def whatsapp_events(payload: Mapping[str, Any], provider: str = "whatsapp") -> list[DeliveryEvent]:
-    events = []
-    for status in _whatsapp_statuses(payload):
-        wamid, raw = str(status.get("id", "")), str(status.get("status", ""))
-        error, code, text = _whatsapp_error(status)
-        events.append(
-            DeliveryEvent(
-                provider=provider,
-                event_id=f"{wamid}:{raw}",
-                raw_status=raw,
-                status=WHATSAPP_STATUS.get(raw),
-                provider_message_id=wamid or None,
-                outbound_id=_int(status.get("biz_opaque_callback_data")),
-                occurred_at=_epoch(status.get("timestamp")),
-                error_code=error,
-                provider_code=code,
-                error_message=text,
-            )
-        )
-    return events
+def _whatsapp_event(status: Mapping[str, Any], account: str | None, provider: str) -> DeliveryEvent:
+    wamid = _id(status.get("id"), "id", required=True)
+    raw = _status(status.get("status"))
+    error, code, text = _whatsapp_error(status)
+    return DeliveryEvent(
+        provider=provider,
+        channel=Channel.WHATSAPP,
+        event_id=f"{wamid}:{raw}",
+        raw_status=raw,
+        status=WHATSAPP_STATUS.get(raw),
+        provider_message_id=wamid,
+        outbound_id=_our_id(status.get("biz_opaque_callback_data")),
+        occurred_at=_epoch(status.get("timestamp")),
+        error_code=error,
+        provider_code=code,
+        error_message=text,
+        account=account,
+    )
+
+
+def whatsapp_events(payload: Mapping[str, Any], provider: str = "whatsapp") -> Parsed:
+    """The statuses of one webhook POST (entry[].changes[].value.statuses[]), each read on its own.
+    The account is the value's metadata.phone_number_id."""
+    parsed = Parsed()
+    for entry in _objects(payload, "entry", parsed):
+        for change in _objects(entry, "changes", parsed):
+            value = change.get("value")
+            if change.get("field", "messages") != "messages" or value is None:
+                continue
+            if not isinstance(value, Mapping):
+                parsed.malformed.append("value is not an object")
+                continue
+            metadata = value.get("metadata")
+            try:
+                number = metadata.get("phone_number_id") if isinstance(metadata, Mapping) else None
+                account = _id(number, "phone_number_id")
+            except MalformedEvent as error:
+                parsed.malformed.append(str(error))
+                continue
+            for status in _objects(value, "statuses", parsed):
+                parsed.add(_whatsapp_event, status, account, provider)
+    return parsed

@@ -9,15 +9,19 @@
 
 `prefix` is config.path_prefix (default /webhooks). `pool` is an asyncpg pool, or a zero-argument
 callable returning one (resolved per request, so the app can create its pool at start-up).
-Fail closed: a missing secret, a missing or wrong signature -> 403 and nothing is recorded. A
-recorded batch -> 200 (duplicates included: the provider must stop retrying); database trouble ->
-503 (the provider retries later).
+Fail closed: a missing secret, a missing, wrong or not well-formed signature -> 403 and nothing is
+recorded. A signed body that is not JSON of the expected shape -> 400. Otherwise each event is read
+on its own: the good ones are recorded, the malformed ones and those naming another account
+(Twilio AccountSid, WhatsApp phone_number_id, when configured) are counted, logged and dropped, and
+the request is acknowledged with 200 (duplicates included: the provider must stop retrying).
+Database trouble -> 503 (the provider retries later). No other status is reachable by design.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +29,7 @@ from urllib.parse import parse_qsl
 
 import asyncpg
 from fastapi import APIRouter, Request, Response
+from starlette.requests import ClientDisconnect
 
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.settings import AllProviderSettings, secret
@@ -33,6 +38,8 @@ from outbound_sender.webhooks.events import DeliveryEvent
 
 log = logging.getLogger("webhooks")
 PoolSource = asyncpg.Pool | Callable[[], asyncpg.Pool]
+MAX_FORM_FIELDS = 200  # a Twilio status callback has a few dozen
+CHALLENGE = re.compile(r"[0-9]{1,64}")
 TWILIO_PATH, SENDGRID_PATH, WHATSAPP_PATH = "/twilio/status", "/sendgrid/events", "/whatsapp"
 
 
@@ -42,6 +49,9 @@ class WebhookConfig:
     sendgrid_public_key: str = ""
     whatsapp_app_secret: str = ""
     whatsapp_verify_token: str = ""
+    # The accounts receipts must come from, where the provider names one ("": not checked).
+    twilio_account_sid: str = ""
+    whatsapp_phone_number_id: str = ""
     public_url: str | None = None  # where providers reach this router's prefix, as they sign it
     path_prefix: str = "/webhooks"
     max_body_bytes: int = 5_000_000
@@ -53,6 +63,8 @@ class WebhookConfig:
             sendgrid_public_key=secret(settings.sendgrid.webhook_public_key),
             whatsapp_app_secret=secret(settings.whatsapp.app_secret),
             whatsapp_verify_token=secret(settings.whatsapp.verify_token),
+            twilio_account_sid=settings.twilio.account_sid or "",
+            whatsapp_phone_number_id=settings.whatsapp.phone_number_id or "",
             public_url=settings.webhook.public_url,
             path_prefix=settings.webhook.path_prefix,
             max_body_bytes=settings.webhook.max_body_bytes,
@@ -81,44 +93,76 @@ class _Endpoints:
         query = request.url.query
         return self.config.public_url.rstrip("/") + path + (f"?{query}" if query else "")
 
-    async def body(self, request: Request) -> bytes | None:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.config.max_body_bytes:
-            return None
-        raw = await request.body()
-        return raw if len(raw) <= self.config.max_body_bytes else None
+    async def body(self, request: Request) -> bytes | Response:
+        """The raw body, or the answer when there is none to read: 413 over max_body_bytes, 400
+        when the client went away mid-body (not a 500 and a traceback per dropped connection)."""
+        length = request.headers.get("content-length", "")
+        if length.isascii() and length.isdigit() and int(length) > self.config.max_body_bytes:
+            return Response(status_code=413)
+        raw = bytearray()
+        try:
+            async for chunk in request.stream():  # a chunked body has no Content-Length to check first
+                raw += chunk
+                if len(raw) > self.config.max_body_bytes:
+                    return Response(status_code=413)
+        except ClientDisconnect:
+            return Response(status_code=400, content="incomplete body")
+        return bytes(raw)
 
-    async def record(self, provider: str, batch: Sequence[DeliveryEvent]) -> Response:
+    def count(self, provider: str, outcome: str, count: int) -> None:
+        if self.metrics is not None and count:
+            self.metrics.webhook_events.labels(provider, outcome).inc(count)
+
+    def malformed(self, provider: str, reasons: Sequence[str]) -> None:
+        """Events that cannot be read are acknowledged (the provider would resend them for days),
+        counted and logged: how many, and why (field names only, never values)."""
+        if reasons:
+            fields = {"provider": provider, "count": len(reasons), "reasons": sorted(set(reasons))[:10]}
+            log.warning("webhook events malformed, acknowledged and dropped", extra={"fields": fields})
+            self.count(provider, "malformed", len(reasons))
+
+    def of_our_account(self, provider: str, batch: Sequence[DeliveryEvent], account: str) -> list[DeliveryEvent]:
+        """The events that name our account, or name none. Another account's receipts cannot be
+        about our messages: they are acknowledged, counted and dropped."""
+        ours = [e for e in batch if not account or e.account is None or e.account == account]
+        if len(ours) < len(batch):
+            fields = {"provider": provider, "count": len(batch) - len(ours)}
+            log.warning("webhook events of another account dropped", extra={"fields": fields})
+            self.count(provider, "foreign_account", len(batch) - len(ours))
+        return ours
+
+    async def record(self, provider: str, parsed: events.Parsed, account: str = "") -> Response:
+        self.malformed(provider, parsed.malformed)
+        batch = self.of_our_account(provider, parsed.events, account)
         try:
             stats = await store.record(self.pool(), batch)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.error("webhook not recorded", extra={"fields": {"provider": provider, "error": repr(error)}})
+            # The type and SQLSTATE only: a PostgreSQL message can quote the values of the batch.
+            fields = {"provider": provider, "error": type(error).__name__, "sqlstate": getattr(error, "sqlstate", None)}
+            log.error("webhook not recorded", extra={"fields": fields})
             return Response(status_code=503, content="try again")
-        if self.metrics is not None:
-            counts = {
-                "recorded": stats.recorded - stats.unmatched,
-                "unmatched": stats.unmatched,
-                "duplicate": stats.duplicates,
-                "resolved_ambiguous": stats.resolved_ambiguous,
-            }
-            for outcome, count in counts.items():
-                if count:
-                    self.metrics.webhook_events.labels(provider, outcome).inc(count)
+        self.malformed(provider, ["refused by the database"] * stats.malformed)
+        self.count(provider, "recorded", stats.recorded - stats.unmatched)
+        self.count(provider, "unmatched", stats.unmatched)
+        self.count(provider, "duplicate", stats.duplicates)
+        self.count(provider, "resolved_ambiguous", stats.resolved_ambiguous)
         return Response(status_code=200, content="")
 
     # ---- Twilio ------------------------------------------------------------------------------
     async def twilio(self, request: Request) -> Response:
         raw = await self.body(request)
-        if raw is None:
-            return Response(status_code=413)
-        params = _form_pairs(raw)
+        if isinstance(raw, Response):
+            return raw
+        is_json = request.headers.get("content-type", "").startswith("application/json")
+        params = [] if is_json else _form_pairs(raw)
+        if params is None:
+            return Response(status_code=400, content=f"more than {MAX_FORM_FIELDS} form fields")
         url = self.signed_url(request, TWILIO_PATH)
         algorithm = signatures.twilio_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
-        is_json = request.headers.get("content-type", "").startswith("application/json")
         ok = signatures.verify_twilio(
             self.config.twilio_auth_token,
             url,
-            [] if is_json else params,
+            params,
             request.headers.get("x-twilio-signature"),
             algorithm=algorithm,
             json_body=raw if is_json else None,
@@ -126,14 +170,19 @@ class _Endpoints:
         if not ok:
             return _forbidden("twilio", "X-Twilio-Signature", self.metrics)
         fields = _json_object(raw) if is_json else dict(params)
-        event = events.twilio_event({k: str(v) for k, v in fields.items()}, request.query_params.get("outbound_id"))
-        return await self.record("twilio", [event])
+        parsed = events.Parsed()
+        parsed.add(
+            events.twilio_event,
+            {k: str(v) for k, v in fields.items()},
+            request.query_params.get("outbound_id"),
+        )
+        return await self.record("twilio", parsed, self.config.twilio_account_sid)
 
     # ---- SendGrid ----------------------------------------------------------------------------
     async def sendgrid(self, request: Request) -> Response:
         raw = await self.body(request)
-        if raw is None:
-            return Response(status_code=413)
+        if isinstance(raw, Response):
+            return raw
         ok = signatures.verify_sendgrid(
             self.config.sendgrid_public_key,
             raw,
@@ -145,36 +194,45 @@ class _Endpoints:
         batch = _json(raw)
         if not isinstance(batch, list):
             return Response(status_code=400, content="expected a JSON array of events")
-        return await self.record("sendgrid", events.sendgrid_events(e for e in batch if isinstance(e, dict)))
+        return await self.record("sendgrid", events.sendgrid_events(batch))
 
     # ---- WhatsApp ----------------------------------------------------------------------------
     async def whatsapp_verify(self, request: Request) -> Response:
         q = request.query_params
         token = self.config.whatsapp_verify_token
-        if q.get("hub.mode") == "subscribe" and token and q.get("hub.verify_token") == token:
-            return Response(content=q.get("hub.challenge", ""), media_type="text/plain")
-        return _forbidden("whatsapp", "hub.verify_token", self.metrics)
+        if q.get("hub.mode") != "subscribe" or not token or not signatures.same(token, q.get("hub.verify_token", "")):
+            return _forbidden("whatsapp", "hub.verify_token", self.metrics)
+        challenge = q.get("hub.challenge", "")
+        if not CHALLENGE.fullmatch(challenge):  # Meta sends a number: echo nothing else back
+            return Response(status_code=400, content="hub.challenge must be a number")
+        return Response(content=challenge, media_type="text/plain")
 
     async def whatsapp(self, request: Request) -> Response:
         raw = await self.body(request)
-        if raw is None:
-            return Response(status_code=413)
+        if isinstance(raw, Response):
+            return raw
         if not signatures.verify_meta(self.config.whatsapp_app_secret, raw, request.headers.get("x-hub-signature-256")):
             return _forbidden("whatsapp", "X-Hub-Signature-256", self.metrics)
         payload = _json(raw)
         if not isinstance(payload, dict):
             return Response(status_code=400, content="expected a JSON object")
-        return await self.record("whatsapp", events.whatsapp_events(payload))
+        return await self.record("whatsapp", events.whatsapp_events(payload), self.config.whatsapp_phone_number_id)
 
 
-def _form_pairs(raw: bytes) -> list[tuple[str, str]]:
-    return parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+def _form_pairs(raw: bytes) -> list[tuple[str, str]] | None:
+    """The form's fields; None when there are more than a status callback ever has (parse_qsl
+    counts the separators before parsing: refused without the work of parsing and signing)."""
+    try:
+        return parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        return None
 
 
 def _json(raw: bytes) -> Any:
+    """The parsed body, or None: not UTF-8 JSON, or nested too deep for the parser."""
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -8,7 +8,9 @@
   timestamp + raw body, verified with the account's verification key (base64 DER SPKI).
 * Meta `X-Hub-Signature-256`: "sha256=" + hex HMAC-SHA256(app secret, raw body).
 
-Every verify function returns False, never raises, on malformed input: callers fail closed.
+Every verify function returns False, never raises, on malformed input: callers fail closed. A
+signature is ASCII by construction (base64 or hex); headers reach us as latin-1 text, so anything
+else is refused before hmac.compare_digest, which raises TypeError on non-ASCII text.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 Params = Iterable[tuple[str, str]]
 DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def same(expected: str, given: str) -> bool:
+    """Constant-time comparison of two signatures; False (not TypeError) when `given` is not ASCII."""
+    return given.isascii() and hmac.compare_digest(expected.encode(), given.encode())
 
 
 # ---- Twilio ----------------------------------------------------------------------------------
@@ -78,12 +85,12 @@ def verify_twilio(
     pairs = list(params)
     if json_body is not None:
         query = dict(parse_qsl(urlsplit(url).query))
-        if not hmac.compare_digest(query.get("bodySHA256", ""), twilio_body_hash(json_body)):
+        if not same(twilio_body_hash(json_body), query.get("bodySHA256", "")):
             return False
         pairs = []
     for candidate in {url, _with_port(url), _without_port(url)}:
         expected = twilio_signature(token, candidate, pairs, algorithm)
-        if hmac.compare_digest(expected, signature):
+        if same(expected, signature):
             return True
     return False
 
@@ -115,7 +122,7 @@ def sendgrid_public_key_b64(private_key: ec.EllipticCurvePrivateKey) -> str:
 
 
 def verify_sendgrid(public_key: str, body: bytes, signature: str | None, timestamp: str | None) -> bool:
-    if not public_key or not signature or not timestamp:
+    if not public_key or not signature or not timestamp or not (signature + timestamp).isascii():
         return False
     key = load_sendgrid_key(public_key)
     if key is None:
@@ -135,4 +142,4 @@ def meta_signature(app_secret: str, body: bytes) -> str:
 def verify_meta(app_secret: str, body: bytes, header: str | None) -> bool:
     if not app_secret or not header or not header.startswith("sha256="):
         return False
-    return hmac.compare_digest(meta_signature(app_secret, body), header)
+    return same(meta_signature(app_secret, body), header)

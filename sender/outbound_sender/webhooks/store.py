@@ -1,9 +1,15 @@
-"""Recording delivery receipts: one statement per webhook request (store/sql/delivery.sql)."""
+"""Recording delivery receipts: one statement per webhook request (store/sql/delivery.sql).
+
+Events are checked when parsed (webhooks.events), so the database should accept every one. If it
+still refuses a value (a data error, not a connection failure), the batch is recorded one event at
+a time and only the events it refuses are left out, counted as malformed: a good event is never
+lost because of a bad neighbour.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import asyncpg
 
@@ -18,10 +24,11 @@ class RecordStats:
     unmatched: int  # new events that found no message
     advanced: int  # messages whose delivery state moved forward (or were settled)
     resolved_ambiguous: int  # messages settled as SENT by a receipt after an ambiguous send
+    malformed: int = 0  # events the database refused (see the module docstring)
 
     @property
     def duplicates(self) -> int:
-        return self.received - self.recorded
+        return self.received - self.recorded - self.malformed
 
 
 def _columns(events: Sequence[DeliveryEvent]) -> list[list[object]]:
@@ -36,12 +43,31 @@ def _columns(events: Sequence[DeliveryEvent]) -> list[list[object]]:
         [e.error_code.value if e.error_code else None for e in events],
         [e.provider_code for e in events],
         [e.error_message for e in events],
+        [e.channel.value for e in events],
     ]
+
+
+# A value the database will not take: a server-side data error (class 22: bad encoding, out of
+# range), an index row too large, or asyncpg refusing to encode an argument (a ValueError).
+REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError, ValueError)
 
 
 async def record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[DeliveryEvent]) -> RecordStats:
     if not events:
         return RecordStats(0, 0, 0, 0, 0)
+    try:
+        return await _record(db, events)
+    except REFUSED:
+        if len(events) == 1:
+            return RecordStats(1, 0, 0, 0, 0, malformed=1)
+    total = RecordStats(0, 0, 0, 0, 0)
+    for event in events:
+        stats = await record(db, [event])
+        total = RecordStats(*(a + b for a, b in zip(astuple(total), astuple(stats), strict=True)))
+    return total
+
+
+async def _record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[DeliveryEvent]) -> RecordStats:
     row = await db.fetchrow(sql("record_delivery_events"), *_columns(events))
     assert row is not None
     return RecordStats(**dict(row))
@@ -52,10 +78,11 @@ async def events_of(db: asyncpg.Pool | asyncpg.Connection, message_id: int) -> l
 
 
 class ReceiptCheck:
-    """Asks the database whether a message already has a positive delivery receipt.
+    """Asks the database whether the attempt a retry follows has a positive delivery receipt.
 
     The dispatcher calls it before sending a retry, so that a message whose earlier send was in
     fact accepted (ambiguous timeout, crash before recording) is settled instead of sent twice.
+    Only a receipt of that open attempt counts (store/sql/delivery.sql, accepted_receipt).
     It borrows the worker's pool (bound when the worker starts), so a worker process keeps to its
     three connections; unbound, it answers "no receipt" (at least once stays true).
     """

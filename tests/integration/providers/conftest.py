@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from outbound_sender.providers.whatsapp import WhatsAppProvider
 from outbound_sender.sandboxes import credentials
 from outbound_sender.sandboxes.base import SandboxApp
 from outbound_sender.store.db import create_pool
-from outbound_sender.webhooks import WebhookConfig, router
+from outbound_sender.webhooks import WebhookConfig, router, signatures
 
 
 @contextlib.asynccontextmanager
@@ -99,17 +100,24 @@ def webhook_config(url: str | None = None) -> WebhookConfig:
     )
 
 
-@pytest.fixture
-async def webhooks(db_dsn: str) -> AsyncIterator[Webhooks]:
+@contextlib.asynccontextmanager
+async def webhook_server(db_dsn: str, config: WebhookConfig) -> AsyncIterator[Webhooks]:
+    """The webhook router with `config`, on a real HTTP server, recording into the test database."""
     pool = await create_pool(db_dsn, min_size=1, max_size=4)
     metrics = Metrics()
     app = FastAPI()
-    app.include_router(router(webhook_config(), pool, metrics=metrics))
+    app.include_router(router(config, pool, metrics=metrics))
     try:
         async with serve(app) as base:
             yield Webhooks(f"{base}/webhooks", metrics, pool)
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def webhooks(db_dsn: str) -> AsyncIterator[Webhooks]:
+    async with webhook_server(db_dsn, webhook_config()) as server:
+        yield server
 
 
 def point_webhooks(app: SandboxApp, url: str) -> None:
@@ -118,3 +126,24 @@ def point_webhooks(app: SandboxApp, url: str) -> None:
         app.config.event_webhook_url = f"{url}/sendgrid/events"
     if isinstance(app, sandboxes.WhatsAppSandbox):
         app.config.webhook_url = f"{url}/whatsapp"
+
+
+def twilio_headers(url: str, params: dict[str, str]) -> dict[str, str]:
+    """Form-encoded Twilio status callback headers, signed for `url` with the sandbox token."""
+    signature = signatures.twilio_signature(credentials.TWILIO_AUTH_TOKEN, url, params.items())
+    return {"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature}
+
+
+def sendgrid_headers(raw: bytes) -> dict[str, str]:
+    stamp = str(int(time.time()))
+    signature = signatures.sendgrid_signature(credentials.sendgrid_signing_key(), raw, stamp)
+    return {
+        "content-type": "application/json",
+        "x-twilio-email-event-webhook-signature": signature,
+        "x-twilio-email-event-webhook-timestamp": stamp,
+    }
+
+
+def whatsapp_headers(raw: bytes) -> dict[str, str]:
+    signature = signatures.meta_signature(credentials.WHATSAPP_APP_SECRET, raw)
+    return {"content-type": "application/json", "x-hub-signature-256": signature}

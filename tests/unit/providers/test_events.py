@@ -41,7 +41,7 @@ def test_sendgrid_events_map_and_strip_the_message_id_suffix() -> None:
         {"event": "spamreport", "sg_event_id": "e8"},
         {"event": "open", "sg_event_id": "e9"},
     ]
-    got = events.sendgrid_events(batch)
+    got = events.sendgrid_events(batch).events
     assert got[0].provider_message_id == "ABC"
     assert got[0].outbound_id == 7
     assert got[0].occurred_at.timestamp() == 1600000000
@@ -74,7 +74,7 @@ def test_whatsapp_statuses() -> None:
         "recipient_id": "1555",
         "biz_opaque_callback_data": "9",
     }
-    event = events.whatsapp_events(_whatsapp(read))[0]
+    event = events.whatsapp_events(_whatsapp(read)).events[0]
     assert (event.event_id, event.status, event.outbound_id) == ("wamid.X:read", D.READ, 9)
     assert event.occurred_at.timestamp() == 1750857384
 
@@ -87,7 +87,7 @@ def test_whatsapp_failed_status_is_normalized() -> None:
         "recipient_id": "1",
         "errors": [{"code": 131050, "title": "stopped marketing", "error_data": {"details": "x"}}],
     }
-    event = events.whatsapp_events(_whatsapp(failed))[0]
+    event = events.whatsapp_events(_whatsapp(failed)).events[0]
     assert (event.status, event.error_code, event.provider_code) == (
         D.UNDELIVERED,
         E.RECIPIENT_UNSUBSCRIBED,
@@ -98,9 +98,38 @@ def test_whatsapp_failed_status_is_normalized() -> None:
 def test_whatsapp_incoming_messages_are_not_statuses() -> None:
     value = {"messages": [{"from": "1", "id": "wamid.Z", "type": "text"}]}
     payload = {"entry": [{"changes": [{"field": "messages", "value": value}]}]}
-    assert events.whatsapp_events(payload) == []
+    assert events.whatsapp_events(payload) == events.Parsed()
 
 
 def test_delivery_rank_orders_states() -> None:
     assert D.SENT.rank < D.DELIVERED.rank < D.READ.rank
     assert D.UNDELIVERED.rank == D.BOUNCED.rank == D.DELIVERED.rank
+
+
+def test_each_event_is_read_on_its_own() -> None:
+    batch: list[object] = [
+        {"event": "delivered", "sg_event_id": "ok", "timestamp": 1600000000.0},  # a float second is fine
+        {"event": "delivered", "sg_event_id": "late", "timestamp": 1600000000.5},
+        {"event": "delivered", "sg_event_id": "big", "outbound_id": 2**63},
+        {"event": "delivered", "sg_event_id": "nul\x00"},
+        "text",
+    ]
+    parsed = events.sendgrid_events(batch)
+    assert [e.event_id for e in parsed.events] == ["ok"]
+    assert parsed.events[0].occurred_at.timestamp() == 1600000000
+    assert parsed.malformed == [
+        "timestamp is not whole seconds",
+        "outbound_id is not a message id",
+        "sg_event_id is not an identifier",
+        "event is not an object",
+    ]
+
+
+def test_whatsapp_statuses_carry_the_account_and_bad_shapes_are_counted() -> None:
+    payload = _whatsapp({"id": "wamid.A", "status": "sent", "timestamp": "1"})
+    entries = payload["entry"]
+    assert isinstance(entries, list)
+    payload["entry"] = [*entries, "abc", {"changes": {"not": "a list"}}]
+    parsed = events.whatsapp_events(payload)
+    assert [(e.event_id, e.account) for e in parsed.events] == [("wamid.A:sent", "1")]
+    assert parsed.malformed == ["entry item is not an object", "changes is not a list"]

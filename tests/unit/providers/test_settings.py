@@ -47,3 +47,12 @@ def test_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WHATSAPP_API_VERSION", "23")
     with pytest.raises(ValueError, match="api_version"):
         WhatsAppSettings()
+
+
+def test_the_webhooks_check_the_accounts_the_settings_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from outbound_sender.webhooks import WebhookConfig
+
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "1" * 32)
+    monkeypatch.setenv("WHATSAPP_PHONE_NUMBER_ID", "123")
+    config = WebhookConfig.from_settings(load_provider_settings())
+    assert (config.twilio_account_sid, config.whatsapp_phone_number_id) == ("AC" + "1" * 32, "123")

@@ -145,3 +145,28 @@ def test_meta_any_change_fails(body: bytes, extra: bytes) -> None:
     assert not sig.verify_meta("other", body, header)
     assert not sig.verify_meta("secret", body, header.removeprefix("sha256="))
     assert not sig.verify_meta("", body, header)
+
+
+# Headers reach us as latin-1 text: a byte above 0x7f is a non-ASCII character, which
+# hmac.compare_digest refuses (TypeError) instead of answering "no". Each must be a plain False.
+NOT_ASCII = ["é", "sha256=é", "sha256=" + "é" * 64, "Ã©", "\x00", "\udcff", "ÿ" * 28]
+
+
+@pytest.mark.parametrize("header", NOT_ASCII)
+def test_a_signature_that_is_not_well_formed_is_refused_not_raised(header: str) -> None:
+    body = b'{"entry": []}'
+    assert not sig.verify_meta(credentials.WHATSAPP_APP_SECRET, body, header)
+    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, header)
+    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, header, algorithm="sha256")
+    json_url = f"{TWILIO_URL}&bodySHA256={header}"
+    assert not sig.verify_twilio(TWILIO_TOKEN, json_url, [], "a9nBmqA0ju/hNViExpshrM61xv4=", json_body=body)
+    key = credentials.sendgrid_verification_key()
+    assert not sig.verify_sendgrid(key, body, header, SENDGRID_TIMESTAMP)
+    assert not sig.verify_sendgrid(key, body, SENDGRID_SIGNATURE, header)
+
+
+@given(header=st.text(max_size=80))
+def test_any_header_text_gives_a_verdict(header: str) -> None:
+    assert sig.verify_meta("secret", b"{}", header) in (True, False)
+    assert sig.verify_twilio("token", "https://h/p", [("a", header)], header) in (True, False)
+    assert sig.verify_sendgrid(credentials.sendgrid_verification_key(), b"[]", header, header) in (True, False)

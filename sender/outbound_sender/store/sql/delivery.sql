@@ -2,33 +2,46 @@
 
 -- name: record_delivery_events
 -- Record a batch of receipts and move each message's delivery_status forward, never back.
--- $1..$10 are parallel arrays (one element per event). An event finds its message by our id
+-- $1..$11 are parallel arrays (one element per event). An event finds its message by our id
 -- (carried in the send: StatusCallback query, custom_args, biz_opaque_callback_data; primary key)
--- or else by the provider's message id (idx_outbound_message_provider_id). Duplicates (same
--- provider + event id) are dropped by uq_outbound_delivery_event. A positive receipt (SENT or later,
--- not a failure) for a message waiting to retry after an ambiguous send proves the provider took the
--- first send: the message is settled as SENT instead of being sent twice.
+-- or else by the provider's message id (idx_outbound_message_provider_id), and only a message of
+-- the event's channel that its provider was asked to send (the message's provider, one of its
+-- attempts' providers, or none recorded yet: the first send may still be in flight). Duplicates
+-- (same provider + event id) are dropped by uq_outbound_delivery_event.
+-- A positive receipt (SENT or later, not a failure) for a message waiting to retry after an
+-- ambiguous send proves the provider took that send: the message is settled as SENT instead of
+-- being sent twice. Only a receipt of the attempt still open (the last, ambiguous one) does so: from
+-- the provider that attempt called (any of the channel's when a lost lease left it unknown), and
+-- not carrying a provider message id that an earlier attempt got.
 WITH e AS (
     SELECT *
       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
-                  $7::timestamptz[], $8::text[], $9::text[], $10::text[])
+                  $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[])
            AS e(provider, event_id, raw_status, delivery_status, provider_message_id, outbound_id,
-                occurred_at, error_code, provider_code, error_message)
+                occurred_at, error_code, provider_code, error_message, channel)
 ),
 matched AS (
     SELECT e.*, msg.id AS message_id,
-           e.delivery_status IN ('SENT', 'DELIVERED', 'READ')
+           COALESCE(e.delivery_status IN ('SENT', 'DELIVERED', 'READ'), false)
            AND msg.status = 'QUEUED'
-           AND EXISTS (SELECT 1 FROM outbound_attempt att
-                        WHERE att.outbound_message_id = msg.id
-                          AND att.attempt_no = msg.claim_count
-                          AND att.ambiguous) AS resolves
+           AND COALESCE(msg.open_ambiguous, false)
+           AND COALESCE(msg.open_provider = e.provider, true)
+           AND NOT EXISTS (SELECT 1 FROM outbound_attempt earlier
+                            WHERE earlier.outbound_message_id = msg.id
+                              AND earlier.attempt_no <> msg.claim_count
+                              AND earlier.provider_message_id = e.provider_message_id) AS resolves
       FROM e
       LEFT JOIN LATERAL (
-          SELECT m.id, m.status, m.claim_count
+          SELECT m.id, m.status, m.claim_count, open_att.provider AS open_provider, open_att.ambiguous AS open_ambiguous
             FROM outbound_message m
-           WHERE m.id = e.outbound_id
-              OR (e.outbound_id IS NULL AND m.provider_message_id = e.provider_message_id)
+            LEFT JOIN outbound_attempt open_att
+                   ON open_att.outbound_message_id = m.id AND open_att.attempt_no = m.claim_count
+           WHERE (m.id = e.outbound_id
+                  OR (e.outbound_id IS NULL AND m.provider_message_id = e.provider_message_id))
+             AND m.channel = e.channel
+             AND (m.provider IS NULL OR m.provider = e.provider
+                  OR EXISTS (SELECT 1 FROM outbound_attempt a
+                              WHERE a.outbound_message_id = m.id AND a.provider = e.provider))
            ORDER BY m.id DESC
            LIMIT 1
       ) msg ON true
@@ -64,7 +77,11 @@ upd AS (
            retry_at = CASE WHEN b.resolves THEN NULL ELSE m.retry_at END,
            error_code = CASE WHEN b.resolves THEN NULL ELSE m.error_code END,
            error_message = CASE WHEN b.resolves THEN NULL ELSE m.error_message END,
-           provider_message_id = COALESCE(m.provider_message_id, b.provider_message_id),
+           -- Settled: the open attempt's provider and id. Otherwise the id fills a gap only.
+           provider = CASE WHEN b.resolves THEN b.provider ELSE m.provider END,
+           provider_message_id = CASE WHEN b.resolves
+                                      THEN COALESCE(b.provider_message_id, m.provider_message_id)
+                                      ELSE COALESCE(m.provider_message_id, b.provider_message_id) END,
            updated_at = CASE WHEN b.resolves THEN now() ELSE m.updated_at END
       FROM best b
      WHERE m.id = b.message_id
@@ -82,12 +99,29 @@ SELECT (SELECT count(*) FROM e)::int AS received,
 SELECT * FROM outbound_delivery_event WHERE outbound_message_id = $1 ORDER BY occurred_at, id;
 
 -- name: accepted_receipt
--- Before a retry is sent: a positive receipt (SENT, DELIVERED or READ) for the message proves an
--- earlier send was accepted (an ambiguous timeout, or a crash before the result was recorded).
--- Uses idx_outbound_delivery_event_message.
-SELECT provider, provider_message_id
-  FROM outbound_delivery_event
- WHERE outbound_message_id = $1
-   AND delivery_status IN ('SENT', 'DELIVERED', 'READ')
- ORDER BY occurred_at, id
+-- Before a retry is sent: a positive receipt (SENT, DELIVERED or READ) of the attempt left open
+-- proves that send was accepted (an ambiguous timeout, or a crash before the result was recorded).
+-- The open attempt is the last one recorded; it must be ambiguous, the receipt must come from the
+-- provider it called (any, when a lost lease left that unknown) and must not carry a provider
+-- message id that an earlier attempt got. No attempt recorded at all: any positive receipt.
+-- Uses idx_outbound_delivery_event_message and the (outbound_message_id, attempt_no) key.
+WITH open_att AS (
+    SELECT attempt_no, provider, ambiguous
+      FROM outbound_attempt
+     WHERE outbound_message_id = $1
+     ORDER BY attempt_no DESC
+     LIMIT 1
+)
+SELECT d.provider, d.provider_message_id
+  FROM outbound_delivery_event d
+  LEFT JOIN open_att ON true
+ WHERE d.outbound_message_id = $1
+   AND d.delivery_status IN ('SENT', 'DELIVERED', 'READ')
+   AND COALESCE(open_att.ambiguous, true)
+   AND COALESCE(open_att.provider = d.provider, true)
+   AND NOT EXISTS (SELECT 1 FROM outbound_attempt earlier
+                    WHERE earlier.outbound_message_id = $1
+                      AND earlier.attempt_no < open_att.attempt_no
+                      AND earlier.provider_message_id = d.provider_message_id)
+ ORDER BY d.occurred_at, d.id
  LIMIT 1;

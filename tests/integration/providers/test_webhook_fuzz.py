@@ -1,0 +1,251 @@
+"""The three webhook endpoints of a real `outbound api` process under generated, validly signed
+bodies: well-formed shapes with hostile values (ids above 2^63, NUL, out-of-range timestamps, long
+and non-ASCII text) and arbitrary JSON where objects are expected. No answer is a 5xx, and a
+known-good event mixed into each generated batch (or a good callback with generated extra fields)
+is always recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import hypothesis
+import pytest
+import requests
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import strategies as st
+
+from outbound_sender.domain import Channel, NewMessage
+from outbound_sender.embedded import free_port
+from outbound_sender.sandboxes import credentials
+from outbound_sender.store import messages
+from outbound_sender.store.db import connect
+from tests.integration.providers.conftest import sendgrid_headers, twilio_headers, whatsapp_headers
+from tests.processes import outbound, stop, wait_http
+
+EXAMPLES = 400  # per endpoint
+EDGE: st.SearchStrategy[Any] = st.one_of(
+    st.sampled_from(
+        [
+            *(2**63, 2**63 - 1, 2**64, -1, 0, 10**20, -(10**20), "", "\x00", "a\x00b", "é", "\udcff", "x" * 3000),
+            *("1750000000", "99999999999999999999", "sent", "delivered", "read", "failed", "bounce", "dropped"),
+        ]
+    ),
+    st.integers(),
+    st.text(max_size=40),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+)
+JSON: st.SearchStrategy[Any] = st.recursive(
+    EDGE,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _object(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """An object with any subset of `fields` (generated values), or any JSON at all in its place."""
+    return st.fixed_dictionaries({}, optional=fields) | JSON
+
+
+WHATSAPP_STATUS = _object(
+    id=EDGE,
+    status=EDGE,
+    timestamp=EDGE,
+    recipient_id=EDGE,
+    biz_opaque_callback_data=EDGE,
+    errors=st.lists(_object(code=EDGE, title=EDGE, message=EDGE, error_data=_object(details=EDGE)), max_size=2) | JSON,
+)
+WHATSAPP_VALUE = _object(
+    metadata=_object(phone_number_id=EDGE | st.just(credentials.WHATSAPP_PHONE_NUMBER_ID)),
+    statuses=st.lists(WHATSAPP_STATUS, max_size=4) | JSON,
+)
+WHATSAPP_ENTRY = _object(id=EDGE, changes=st.lists(_object(field=EDGE, value=WHATSAPP_VALUE), max_size=3) | JSON)
+SENDGRID_EVENT = _object(
+    event=EDGE,
+    sg_event_id=EDGE,
+    sg_message_id=EDGE,
+    timestamp=EDGE,
+    outbound_id=EDGE,
+    reason=EDGE,
+    response=EDGE,
+    status=EDGE,
+    type=EDGE,
+)
+FORM_TEXT = EDGE.map(lambda value: str(value).encode("utf-8", "replace").decode())  # a form is UTF-8
+TWILIO_FIELDS = st.dictionaries(
+    st.sampled_from(["MessageSid", "SmsSid", "MessageStatus", "SmsStatus", "ErrorCode", "AccountSid"])
+    | st.text(max_size=12).map(lambda name: name.encode("utf-8", "replace").decode()),
+    FORM_TEXT,
+    max_size=6,
+)
+
+
+class Fuzz:
+    """One endpoint's run: the answers seen and the good event ids that must be recorded."""
+
+    def __init__(self, url: str, message_id: int) -> None:
+        self.url = url
+        self.message_id = message_id
+        self.statuses: Counter[int] = Counter()
+        self.good: set[tuple[str, str]] = set()
+        self.session = requests.Session()
+
+    def post(self, path: str, raw: bytes, headers: dict[str, str]) -> None:
+        response = self.session.post(self.url + path, data=raw, headers=headers, timeout=30)
+        self.statuses[response.status_code] += 1
+        assert response.status_code == 200, (path, response.status_code, raw[:300])
+
+    def good_id(self) -> str:
+        return f"good-{len(self.good)}"
+
+
+def _run(strategy: st.SearchStrategy[Any], send: Callable[[Any], None]) -> None:
+    @given(case=strategy)
+    @hypothesis.settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Any) -> None:
+        send(case)
+
+    run()
+
+
+def _whatsapp(fuzz: Fuzz, case: tuple[list[Any], int]) -> None:
+    entries, where = case
+    wamid = "wamid." + fuzz.good_id()
+    good = {
+        "id": wamid,
+        "status": "delivered",
+        "timestamp": "1750000000",
+        "biz_opaque_callback_data": str(fuzz.message_id),
+    }
+    value = {"metadata": {"phone_number_id": credentials.WHATSAPP_PHONE_NUMBER_ID}, "statuses": [good]}
+    entries.insert(where % (len(entries) + 1), {"id": "W", "changes": [{"field": "messages", "value": value}]})
+    raw = json.dumps({"object": "whatsapp_business_account", "entry": entries}).encode()
+    fuzz.post("/whatsapp", raw, whatsapp_headers(raw))
+    fuzz.good.add(("whatsapp", f"{wamid}:delivered"))
+
+
+def _sendgrid(fuzz: Fuzz, case: tuple[list[Any], int]) -> None:
+    batch, where = case
+    event_id = fuzz.good_id()
+    good = {"event": "delivered", "sg_event_id": event_id, "outbound_id": str(fuzz.message_id), "timestamp": 1}
+    batch.insert(where % (len(batch) + 1), good)
+    raw = json.dumps(batch).encode()
+    fuzz.post("/sendgrid/events", raw, sendgrid_headers(raw))
+    fuzz.good.add(("sendgrid", event_id))
+
+
+def _twilio(fuzz: Fuzz, case: tuple[dict[str, str], str | None, bool]) -> None:
+    """A generated callback; half of them are a good one with generated extra fields."""
+    fields, outbound_id, good = case
+    if good:
+        sid = "SM" + fuzz.good_id()
+        fields |= {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": credentials.TWILIO_ACCOUNT_SID}
+        outbound_id = str(fuzz.message_id)
+    query = "" if outbound_id is None else "?" + urlencode({"outbound_id": outbound_id})
+    url = f"{fuzz.url}/twilio/status{query}"
+    fuzz.post(f"/twilio/status{query}", urlencode(fields).encode(), twilio_headers(url, fields))
+    if good:
+        fuzz.good.add(("twilio", f"{sid}:delivered"))
+
+
+@pytest.fixture
+def api_process(db_dsn: str) -> Iterator[str]:
+    """`outbound api` in live mode with the sandboxes' webhook secrets and accounts given explicitly."""
+    port = free_port()
+    env = {
+        "DATABASE_URL": db_dsn,
+        "OUTBOUND_PROVIDER_KIND": "live",
+        "OUTBOUND_HTTP_HOST": "127.0.0.1",
+        "OUTBOUND_HTTP_PORT": str(port),
+        "OUTBOUND_API_RATE_LIMIT_PER_SECOND": "0",
+        "OUTBOUND_API_ACCESS_LOG": "false",
+        "OUTBOUND_LOG_LEVEL": "ERROR",
+        "TWILIO_AUTH_TOKEN": credentials.TWILIO_AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": credentials.TWILIO_ACCOUNT_SID,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": credentials.sendgrid_verification_key(),
+        "WHATSAPP_APP_SECRET": credentials.WHATSAPP_APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": credentials.WHATSAPP_VERIFY_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": credentials.WHATSAPP_PHONE_NUMBER_ID,
+    }
+    process = outbound("api", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/healthz")
+        yield url
+    finally:
+        assert stop(process) == 0
+        assert process.stderr is not None
+        errors = process.stderr.read().decode()
+        assert "Traceback" not in errors, errors[-3000:]
+
+
+async def _setup(dsn: str) -> dict[Channel, int]:
+    conn = await connect(dsn)
+    try:
+        new = {
+            c: NewMessage("org", c, "ada@example.com" if c is Channel.EMAIL else "+15557654321", body="x")
+            for c in Channel
+        }
+        return {c: await messages.enqueue(conn, m) for c, m in new.items()}
+    finally:
+        await conn.close()
+
+
+async def _recorded(dsn: str) -> set[tuple[str, str]]:
+    conn = await connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT provider, provider_event_id FROM outbound_delivery_event")
+        return {(r["provider"], r["provider_event_id"]) for r in rows}
+    finally:
+        await conn.close()
+
+
+@pytest.mark.timeout(900)
+def test_generated_webhooks_never_answer_5xx_nor_lose_a_good_event(api_process: str, db_dsn: str) -> None:
+    ids = asyncio.run(_setup(db_dsn))
+    base = f"{api_process}/webhooks"
+    runs = {
+        "whatsapp": (
+            Fuzz(base, ids[Channel.WHATSAPP]),
+            _whatsapp,
+            st.tuples(st.lists(WHATSAPP_ENTRY, max_size=4), st.integers(0, 9)),
+        ),
+        "sendgrid": (
+            Fuzz(base, ids[Channel.EMAIL]),
+            _sendgrid,
+            st.tuples(st.lists(SENDGRID_EVENT, max_size=8), st.integers(0, 9)),
+        ),
+        "twilio": (
+            Fuzz(base, ids[Channel.SMS]),
+            _twilio,
+            st.tuples(TWILIO_FIELDS, st.none() | FORM_TEXT, st.booleans()),
+        ),
+    }
+    started = time.monotonic()
+    for fuzz, send, strategy in runs.values():
+        _run(strategy, lambda case, fuzz=fuzz, send=send: send(fuzz, case))  # type: ignore[misc]
+    seconds = time.monotonic() - started
+    recorded = asyncio.run(_recorded(db_dsn))
+    for name, (fuzz, _, _) in runs.items():
+        print(
+            f"webhook fuzz {name}: {sum(fuzz.statuses.values())} requests, {dict(fuzz.statuses)}, {len(fuzz.good)} good"
+        )
+        assert sum(fuzz.statuses.values()) >= EXAMPLES
+        assert fuzz.good, name
+        assert fuzz.good <= recorded, sorted(fuzz.good - recorded)[:5]
+    print(f"webhook fuzz: {seconds:.1f} s")
