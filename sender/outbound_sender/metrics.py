@@ -118,7 +118,7 @@ class Metrics:
         )
         self.ratelimit_fallback = Gauge(
             "outbound_ratelimit_fallback_active",
-            "1 while Redis is unreachable and WhatsApp per-second limits run in process (stricter)",
+            "1 while WhatsApp per-second limits run in process, stricter (Redis unreachable or refusing the script)",
             registry=r,
         )
         self.webhook_events = Counter(

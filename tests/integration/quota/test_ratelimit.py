@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Gauge
 
 from outbound_sender.embedded import EmbeddedRedis
 from outbound_sender.quota.ratelimit import Limits, WhatsAppRateLimiter
@@ -29,8 +35,11 @@ async def _admitted(limiter: WhatsAppRateLimiter, limits: Limits, calls: int, re
 
 async def test_throughput_admits_the_burst_then_the_steady_rate(limiter: WhatsAppRateLimiter) -> None:
     limits = Limits(messages_per_second=50, pair_interval_seconds=0.001, burst_seconds=0.1)
+    started = time.monotonic()
     first = await _admitted(limiter, limits, 100, recipients=100)
-    assert 5 <= first <= 7  # the burst allowance: 0.1 s at 50/s, plus the first message
+    spanned = time.monotonic() - started  # 100 concurrent calls open connections: not instantaneous
+    # the burst allowance (0.1 s at 50/s, plus the first message), and what the span let through
+    assert 5 <= first <= 6 + math.ceil(50 * spanned), (first, spanned)
     loop = asyncio.get_running_loop()
     deadline, admitted, n = loop.time() + 1.0, 0, 0
     while loop.time() < deadline:  # constant pressure for one second
@@ -81,3 +90,82 @@ async def test_redis_killed_mid_run_falls_back_to_stricter_local_limits() -> Non
     finally:
         await client.aclose()
         server.stop()
+
+
+# The rate properties: a steady pressure for WINDOW seconds, with a burst allowance long enough that
+# a stalled test process (a busy machine) loses no capacity, so the lower bound does not depend
+# on how quiet the machine is.
+WINDOW, BURST = 0.6, 0.4
+
+
+async def _pressure(limiter: WhatsAppRateLimiter, limits: Limits) -> tuple[int, float, float, bool]:
+    """Concurrent checks, about 10 ms worth of the rate at a time, until WINDOW has passed.
+    Returns (admitted, seconds from the first call sent to the last answer, seconds from the
+    first answer to the last call sent, whether any verdict came from the fallback)."""
+    per_round = max(2, math.ceil(limits.messages_per_second * 0.01))
+    admitted, n, fallback = 0, 0, False
+    started = time.monotonic()
+    first_answer = last_sent = started
+    while time.monotonic() - started < WINDOW:
+        last_sent = time.monotonic()
+        calls = [limiter.check("PN1", f"+1777{(n + k):07d}", limits) for k in range(per_round)]
+        verdicts = await asyncio.gather(*calls)
+        if n == 0:
+            first_answer = time.monotonic()
+        n += per_round
+        admitted += sum(v.allowed for v in verdicts)
+        fallback |= any(v.fallback for v in verdicts)
+    return admitted, time.monotonic() - started, last_sent - first_answer, fallback
+
+
+@settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(rate=st.floats(min_value=1, max_value=500, allow_nan=False).map(lambda r: round(r, 3)))
+@example(rate=80.0)  # Meta's default: an interval of 12.5 ms
+@example(rate=30.0)  # 33.33... ms
+@example(rate=1000 / 7)  # 7 ms, as a float that is not exactly representable
+@example(rate=100.0)
+@example(rate=500.0)
+@example(rate=1.0)
+def test_the_limit_holds_in_redis_at_every_rate(redis_server: EmbeddedRedis, rate: float) -> None:
+    """Admitted = the burst plus rate x time, within tolerance, and never a fallback (Redis is up).
+    Upper bound: never more than 1 + rate x (burst + time the calls spanned), rounded up.
+    Lower bound: at least 80 % of rate x (burst + time from the first answer to the last call sent)."""
+
+    async def run() -> tuple[int, float, float, bool, bool]:
+        client = aioredis.from_url(redis_server.url)
+        limiter = WhatsAppRateLimiter(client, prefix=f"p{uuid.uuid4().hex[:8]}")
+        limits = Limits(messages_per_second=rate, pair_interval_seconds=0.001, burst_seconds=BURST)
+        try:
+            admitted, outer, inner, fallback = await _pressure(limiter, limits)
+        finally:
+            await client.aclose()
+        return admitted, outer, inner, fallback, limiter.in_fallback
+
+    admitted, outer, inner, fallback, in_fallback = asyncio.run(run())
+    assert not fallback, f"{rate}/s fell back to the in-process limit"
+    assert not in_fallback
+    assert admitted <= 1 + math.ceil(rate * (BURST + outer)) + 1, (rate, admitted, outer)
+    assert admitted >= math.floor(0.8 * rate * (BURST + inner)), (rate, admitted, inner)
+
+
+async def test_an_error_redis_answers_is_not_logged_as_unreachable(
+    limiter: WhatsAppRateLimiter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key of the wrong type makes the script fail with an answer (WRONGTYPE): Redis is there.
+    The limiter falls back (the gauge says so) and says what happened, not "unreachable"."""
+    registry = CollectorRegistry()
+    limiter.gauge = Gauge("fallback", "in-process limits in force", registry=registry)
+    assert limiter.client is not None
+    await limiter.client.hset(f"{limiter.prefix}:tput:PN1", "broken", "1")
+    limits = Limits(messages_per_second=80, pair_interval_seconds=0.001)
+    with caplog.at_level(logging.ERROR, logger="outbound.ratelimit"):
+        verdict = await limiter.check("PN1", "+15550000001", limits)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("unreachable" in m for m in messages), messages
+    assert any(m.startswith("Redis rejected the rate-limit script") for m in messages), messages
+    assert verdict.fallback
+    assert limiter.in_fallback
+    assert registry.get_sample_value("fallback") == 1
+    await limiter.client.delete(f"{limiter.prefix}:tput:PN1")
+    assert not (await limiter.check("PN1", "+15550000002", limits)).fallback
+    assert registry.get_sample_value("fallback") == 0
