@@ -12,7 +12,7 @@ def main() -> None:
     servers = pg.start_server()
     server = next(servers)
     try:
-        asyncio.run(pg.create_template(server, extensions=False))
+        asyncio.run(pg.create_template(server))
         SCHEMA_FILE.write_text(dump_schema(server.dsn(pg.TEMPLATE)))
         print(f"wrote {SCHEMA_FILE}")
     finally:

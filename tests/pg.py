@@ -59,14 +59,13 @@ async def _admin(server: PgServer, statement: str) -> None:
         await conn.close()
 
 
-async def create_template(server: PgServer, *, extensions: bool = True) -> None:
+async def create_template(server: PgServer) -> None:
+    """Migrated exactly as production is (the migrations create pg_stat_statements themselves)."""
     await _admin(server, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
     await _admin(server, f"CREATE DATABASE {TEMPLATE}")
     conn = await connect(server.dsn(TEMPLATE))
     try:
         await migrate(conn)
-        if extensions:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     finally:
         await conn.close()
 

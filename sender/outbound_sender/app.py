@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings
 
 from outbound_sender import sandboxes
 from outbound_sender.config import AllSettings, ProviderKind
+from outbound_sender.domain import Channel
 from outbound_sender.errors import ConfigError
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
@@ -184,6 +185,8 @@ def build_dispatcher(settings: AllSettings, metrics: Metrics | None = None) -> D
     if metrics is not None:
         for provider in providers:  # series exist at zero from the start
             metrics.init_provider(provider.name, provider.channels)
+        for channel in Channel:
+            metrics.init_failover(channel, [p.name for p in providers if channel in p.channels])
     return Dispatcher(
         providers,
         priorities=provider_priorities(config),

@@ -6,18 +6,31 @@ Two kinds live on one registry:
 - database-derived gauges (queue depth, dead-letter queue size, WhatsApp quota, stuck messages):
   the same global value in every pod (observability/gauges.py refreshes them from PostgreSQL), so
   queries aggregate them with `max()`. docs/observability.md explains why.
+
+Every counter series whose label values are known in advance exists at zero from the start
+(channels x normalized error codes, outcomes, webhook sources; the configured providers' series
+when the dispatcher is built): rate() and increase() need a sample before the first event, or the
+first burst of a new error code reads as no increase at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from outbound_sender.domain import Channel, CircuitState
+from outbound_sender.domain import Channel, CircuitState, ErrorCode, Outcome
 from outbound_sender.observability.gauges import DatabaseGauges
 
 # Delivery latency (enqueue -> provider accepted): buckets around the runbook's 30 s / 60 s thresholds.
+# Label values the worker, the webhooks and the quota gate can produce, created at zero.
+WEBHOOK_SOURCES = ("twilio", "sendgrid", "whatsapp")
+WEBHOOK_OUTCOMES = ("recorded", "duplicate", "unmatched", "rejected", "resolved_ambiguous")
+RECOVERED_STATUSES = ("QUEUED", "FAILED")
+REROUTES = ((Channel.WHATSAPP, Channel.SMS),)  # the quota gate's only re-route (quota/gate.py)
+NO_PROVIDER = "none"  # provider label of a failure before any provider was chosen
+NO_PROVIDER_CODES = (ErrorCode.NO_PROVIDER, ErrorCode.TEMPORARY_ERROR)
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600, 1800, 3600)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 20, 30)
 REFRESH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -35,6 +48,27 @@ class Metrics:
         self._providers(self.registry)
         self.database = DatabaseGauges()
         self.registry.register(self.database)
+        self._known_series_at_zero()
+
+    def _known_series_at_zero(self) -> None:
+        for channel in Channel:
+            c = channel.value
+            self.claimed.labels(c)
+            self.latency.labels(c)
+            for code in ErrorCode:
+                self.retries.labels(c, code.value)
+                self.dead_lettered.labels(c, code.value)
+            for code in NO_PROVIDER_CODES:
+                self.send_failure.labels(c, NO_PROVIDER, code.value)
+            for outcome in Outcome:
+                self.superseded.labels(c, outcome.value)
+            for status in RECOVERED_STATUSES:
+                self.recovered.labels(c, status)
+        for source, target in REROUTES:
+            self.rerouted.labels(source.value, target.value)
+        for provider in WEBHOOK_SOURCES:
+            for event in WEBHOOK_OUTCOMES:
+                self.webhook_events.labels(provider, event)
 
     def _outcomes(self, r: CollectorRegistry) -> None:
         self.send_success = Counter(
@@ -118,7 +152,7 @@ class Metrics:
         )
         self.ratelimit_fallback = Gauge(
             "outbound_ratelimit_fallback_active",
-            "1 while Redis is unreachable and WhatsApp per-second limits run in process (stricter)",
+            "1 while WhatsApp per-second limits run in process, stricter (Redis unreachable or refusing the script)",
             registry=r,
         )
         self.webhook_events = Counter(
@@ -145,11 +179,25 @@ class Metrics:
         )
 
     def init_provider(self, provider: str, channels: Iterable[Channel]) -> None:
-        """Create a provider's series at zero, so rate() sees the first message and the circuit
-        panel shows the provider before anything happens."""
+        """Create a provider's series at zero, so rate() sees the first message (and the first
+        failure of every error code) and the circuit panel shows the provider before anything
+        happens."""
         for channel in channels:
-            self.send_success.labels(channel.value, provider)
-            self.circuit_state.labels(provider, channel.value).set(CircuitState.CLOSED.gauge_value)
+            c = channel.value
+            self.send_success.labels(c, provider)
+            self.ambiguous.labels(c, provider)
+            for code in ErrorCode:
+                self.send_failure.labels(c, provider, code.value)
+            for outcome in Outcome:
+                self.provider_duration.labels(provider, c, outcome.value)
+            self.circuit_state.labels(provider, c).set(CircuitState.CLOSED.gauge_value)
+
+    def init_failover(self, channel: Channel, providers: Sequence[str]) -> None:
+        """Every (from, to) pair of a channel's providers at zero."""
+        for source in providers:
+            for target in providers:
+                if source != target:
+                    self.failover.labels(channel.value, source, target)
 
     def set_circuit(self, provider: str, channel: Channel, state: CircuitState) -> None:
         self.circuit_state.labels(provider, channel.value).set(state.gauge_value)

@@ -121,3 +121,28 @@ async def test_the_receipt_check_before_a_retry_uses_the_message_indexes(busy_db
     assert "idx_outbound_delivery_event_message" in index_names(plan)
     assert not scans_seq(plan, "outbound_delivery_event")
     assert not scans_seq(plan, "outbound_attempt")
+
+
+async def test_quota_release_finds_held_messages_by_the_waiting_index(busy_db: asyncpg.Connection) -> None:
+    """The trigger behind a quota raise (migration 0006) looks up the organisation's waiting
+    WhatsApp messages by idx_outbound_message_whatsapp_waiting, not by scanning the queue.
+    auto_explain shows the plan of the statement run inside the trigger."""
+    await busy_db.execute(
+        """UPDATE outbound_message SET error_code = 'QUOTA_EXCEEDED', retry_at = now() + interval '1 day'
+            WHERE status = 'QUEUED' AND channel = 'WHATSAPP';
+           INSERT INTO whatsapp_rate_limit (org_id, quota_limit) SELECT 'org' || n, 10 FROM generate_series(0, 49) n;
+           ANALYZE"""
+    )
+    plans: list[str] = []
+    busy_db.add_log_listener(lambda _conn, message: plans.append(str(message)))
+    await busy_db.execute(
+        """LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;
+           SET auto_explain.log_nested_statements = on; SET client_min_messages = log"""
+    )
+    await busy_db.execute("UPDATE whatsapp_rate_limit SET quota_limit = 20 WHERE org_id = 'org20'")
+    await busy_db.execute("RESET client_min_messages; SET auto_explain.log_min_duration = -1")
+    [release] = [p for p in plans if "UPDATE outbound_message m" in p]
+    assert "idx_outbound_message_whatsapp_waiting" in release, release
+    assert "Seq Scan on outbound_message" not in release, release
+    released = "SELECT count(*) FROM outbound_message WHERE org_id = $1 AND channel = 'WHATSAPP' AND retry_at <= now()"
+    assert await busy_db.fetchval(released, "org20") > 0

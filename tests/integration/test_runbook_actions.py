@@ -117,3 +117,38 @@ async def test_halving_the_quota_limit_is_enforced_from_the_next_send(db: asyncp
     assert tuple(quota) == (5, 5)
     deferred = await db.fetchval("SELECT count(*) FROM outbound_message WHERE attempt_count = 0 AND status = 'QUEUED'")
     assert deferred == 2
+
+
+async def test_archiving_failed_messages_keeps_their_attempts(db: asyncpg.Connection, db_dsn: str) -> None:
+    """Scenario 2, step 5, both statements as written: the archived messages' attempt history is
+    kept (outbound_attempt_archive), attempt for attempt; messages that stay keep theirs in place."""
+
+    def throttled(message: OutboundMessage, call: int) -> SendResult | Exception:
+        # a throttle: retried, then dead-lettered, without opening the worker's circuit
+        return RateLimitedError(ErrorCode.RATE_LIMIT_EXCEEDED, f"429 ({call})", retry_after=0.05)
+
+    old = await enqueue_sms(db, 3, max_attempts=3)
+    recent = await enqueue_sms(db, 1, max_attempts=2)
+    async with running_worker(db_dsn, ScriptedProvider(throttled)):
+        await wait_for(db, "SELECT count(*) = 4 FROM outbound_message WHERE status = 'FAILED'")
+    await db.execute("UPDATE outbound_message SET updated_at = now() - interval '8 days' WHERE id = ANY($1)", old)
+    columns = "outbound_message_id, attempt_no, outcome, error_code, error_message, created_at"
+    attempts = f"SELECT {columns} FROM outbound_attempt WHERE outbound_message_id = ANY($1) ORDER BY 1, 2"
+    before = await db.fetch(attempts, old)
+    assert len(before) == 9  # three attempts each, written by the worker
+
+    await db.execute(runbook("INSERT INTO outbound_message_archive"))
+    await db.execute(runbook("DELETE FROM outbound_message"))
+
+    assert await db.fetchval("SELECT count(*) FROM outbound_message WHERE id = ANY($1)", old) == 0
+    assert await db.fetchval("SELECT count(*) FROM outbound_attempt WHERE outbound_message_id = ANY($1)", old) == 0
+    kept = await db.fetch(
+        f"""SELECT {", ".join("a." + c for c in columns.split(", "))}
+              FROM outbound_message_archive m JOIN outbound_attempt_archive a ON a.outbound_message_id = m.id
+             WHERE m.id = ANY($1) ORDER BY 1, 2""",
+        old,
+    )
+    assert [tuple(r) for r in kept] == [tuple(r) for r in before]
+    assert len(await db.fetch(attempts, recent)) == 2
+    archived = "SELECT count(*) FROM outbound_attempt_archive WHERE outbound_message_id = ANY($1)"
+    assert await db.fetchval(archived, recent) == 0

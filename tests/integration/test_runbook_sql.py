@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import asyncpg
 import pytest
 
+from outbound_sender.embedded import EmbeddedPostgres
 from tests.runbook import runbook_text, sql_statements
 
 STATEMENTS = sql_statements(runbook_text())
@@ -34,10 +41,6 @@ def test_the_runbook_has_sql() -> None:
 @pytest.mark.parametrize("statement", STATEMENTS, ids=[f"sql{i:02d}" for i in range(len(STATEMENTS))])
 async def test_runbook_statement_runs_unchanged(db: asyncpg.Connection, statement: str) -> None:
     await db.execute(SEED)
-    if "pg_stat_statements" in statement:
-        available = await db.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'")
-        if not available:
-            pytest.skip("pg_stat_statements is not installed on this server")
     transaction = db.transaction()
     await transaction.start()
     try:
@@ -57,3 +60,30 @@ async def test_seeded_rows_answer_the_runbook_queries(db: asyncpg.Connection) ->
     }
     throttled = await db.fetch(next(s for s in STATEMENTS if "throttle_until > NOW()" in s))
     assert [r["org_id"] for r in throttled] == ["ORG_ID"]
+
+
+def test_the_slow_query_view_answers_on_the_embedded_database_of_make_run(tmp_path: Path) -> None:
+    """Scenario 6's pg_stat_statements query, as written, on the database `make run` uses: the
+    embedded server in the state folder, migrated by the CLI (nothing created by hand)."""
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env["OUTBOUND_STATE_DIR"] = str(tmp_path / "state")
+    command = [sys.executable, "-m", "outbound_sender.cli", "migrate"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    [slow_queries] = [s for s in STATEMENTS if "pg_stat_statements" in s]
+
+    async def ask(dsn: str) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.fetch("SELECT id FROM outbound_message WHERE status = 'QUEUED'")
+            return await conn.fetch(slow_queries)
+        finally:
+            await conn.close()
+
+    server = EmbeddedPostgres(tmp_path / "state" / "postgres").start()
+    try:
+        rows = asyncio.run(ask(server.dsn()))
+    finally:
+        server.stop()
+    assert rows
+    assert all("outbound_message" in r["query"] for r in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from outbound_sender.domain import Channel
 from outbound_sender.metrics import REQUEST_BUCKETS
 
 
@@ -25,3 +26,5 @@ class ApiMetrics:
         self.rate_limited = Counter(
             "outbound_api_rate_limited", "Requests answered 429 by the per-organisation limit", registry=registry
         )
+        for channel in Channel:  # at zero from the start, so rate() sees the first message
+            self.created.labels(channel.value)

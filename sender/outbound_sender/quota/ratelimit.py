@@ -9,9 +9,16 @@ only then are both recorded. The script reads Redis' own clock (TIME), so worker
 matter. GCRA keeps one timestamp per key (the theoretical arrival time) and needs no cleanup:
 keys expire when idle.
 
-When Redis cannot be reached, the same algorithm runs in process with the throughput divided by
+Times in the script are milliseconds with a fraction (80 msg/s is one message every 12.5 ms):
+timestamps are stored with their fraction, the key expiry (`PX`, an integer for Redis) is rounded
+up, and waits are returned rounded up to a whole millisecond (a Lua number returned to Redis loses
+its fraction: rounding down would turn a short wait into a busy loop).
+
+When Redis cannot be used, the same algorithm runs in process with the throughput divided by
 `fallback_divisor` (other pods are doing the same blind), the fallback is reported in a gauge and
-a log line, and the daily quota (PostgreSQL) still holds.
+a log line, and the daily quota (PostgreSQL) still holds. The log line tells the two causes apart:
+"Redis unreachable" for a connection failure or timeout, "Redis rejected the rate-limit script"
+for any other error Redis answers (a bug or a misconfigured server, which reconnecting won't fix).
 """
 
 from __future__ import annotations
@@ -22,14 +29,20 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("outbound.ratelimit")
+
+# Failures to reach Redis at all (refused, reset, timed out, still loading its data set); any other
+# RedisError is an answer from a reachable server.
+CONNECTION_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # KEYS: [number key, pair key]; ARGV: [number interval ms, number burst ms, pair interval ms]
 GCRA_TWO_KEYS = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local function check(key, interval, burst)
   local tat = tonumber(redis.call('GET', key)) or now
   if tat < now then tat = now end
@@ -41,9 +54,9 @@ local n_interval, n_burst, p_interval = tonumber(ARGV[1]), tonumber(ARGV[2]), to
 local n_tat, n_wait = check(KEYS[1], n_interval, n_burst)
 local p_tat, p_wait = check(KEYS[2], p_interval, 0)
 local wait = math.max(n_wait, p_wait)
-if wait > 0 then return {0, wait, n_wait, p_wait} end
-redis.call('SET', KEYS[1], n_tat, 'PX', n_tat - now + n_burst + 1000)
-redis.call('SET', KEYS[2], p_tat, 'PX', p_tat - now + 1000)
+if wait > 0 then return {0, math.ceil(wait), math.ceil(n_wait), math.ceil(p_wait)} end
+redis.call('SET', KEYS[1], string.format('%.3f', n_tat), 'PX', math.ceil(n_tat - now + n_burst) + 1000)
+redis.call('SET', KEYS[2], string.format('%.3f', p_tat), 'PX', math.ceil(p_tat - now) + 1000)
 return {1, 0, 0, 0}
 """
 
@@ -107,6 +120,7 @@ class WhatsAppRateLimiter:
         self.prefix = prefix
         self.local = LocalGcra()
         self.in_fallback = False
+        self.fallback_cause = ""  # "unreachable" | "script_error" while in fallback
         self.gauge = gauge
         self._script = client.register_script(GCRA_TWO_KEYS) if client is not None else None
 
@@ -127,18 +141,25 @@ class WhatsAppRateLimiter:
         return Verdict(True) if allowed else _refused(float(n_wait), float(p_wait))
 
     def _enter_fallback(self, error: Exception) -> None:
-        if not self.in_fallback:
-            log.error(
-                "Redis unreachable: WhatsApp rate limits fall back to in-process limits",
-                extra={"fields": {"error": repr(error), "divisor": self.fallback_divisor}},
+        """Logged once per fallback episode and cause (a cause that changes is logged again)."""
+        cause = "unreachable" if isinstance(error, CONNECTION_FAILURES) else "script_error"
+        if not self.in_fallback or cause != self.fallback_cause:
+            message = (
+                "Redis unreachable: WhatsApp rate limits fall back to in-process limits"
+                if cause == "unreachable"
+                else "Redis rejected the rate-limit script: WhatsApp rate limits fall back to in-process limits"
             )
+            fields = {"error": repr(error), "cause": cause, "divisor": self.fallback_divisor}
+            log.error(message, extra={"fields": fields})
         self.in_fallback = True
+        self.fallback_cause = cause
         if self.gauge is not None:
             self.gauge.set(1)
 
     def _leave_fallback(self) -> None:
         if self.in_fallback:
-            log.warning("Redis reachable again: WhatsApp rate limits back in Redis")
+            log.warning("Redis answering again: WhatsApp rate limits back in Redis")
         self.in_fallback = False
+        self.fallback_cause = ""
         if self.gauge is not None:
             self.gauge.set(0)

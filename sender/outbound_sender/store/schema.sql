@@ -1,3 +1,15 @@
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public;
+
+COMMENT ON EXTENSION pg_stat_statements IS 'track planning and execution statistics of all SQL statements executed';
+
+CREATE FUNCTION public.outbound_attempt_archive_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO outbound_attempt_archive SELECT OLD.*, now() ON CONFLICT (id) DO NOTHING;
+    RETURN OLD;
+END $$;
+
 CREATE FUNCTION public.outbound_attempt_sync_retry() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -44,6 +56,42 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE FUNCTION public.whatsapp_rate_limit_release() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM whatsapp_release_held(NEW.org_id, TG_ARGV[0], GREATEST(now(), NEW.throttle_until));
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION public.whatsapp_release_held(org text, code text, due timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    released integer;
+BEGIN
+    WITH moved AS (
+        UPDATE outbound_message m
+           SET retry_at = due
+         WHERE m.org_id = org
+           AND m.channel = 'WHATSAPP'
+           AND m.status = 'QUEUED'
+           AND m.retry_at > due
+           AND m.error_code = code
+        RETURNING m.id, m.claim_count
+    ),
+    attempts AS (
+        UPDATE outbound_attempt a
+           SET next_retry_at = due
+          FROM moved
+         WHERE a.outbound_message_id = moved.id
+           AND a.attempt_no = moved.claim_count
+           AND a.next_retry_at > due
+    )
+    SELECT count(*) INTO released FROM moved;
+    RETURN released;
+END $$;
+
 CREATE TABLE public.api_key (
     id text NOT NULL,
     org_id text NOT NULL,
@@ -74,6 +122,29 @@ CREATE TABLE public.outbound_attempt (
     started_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT outbound_attempt_outcome_check CHECK ((outcome = ANY (ARRAY['SENT'::text, 'RETRY'::text, 'FAILED'::text, 'DEFER'::text])))
+);
+
+CREATE TABLE public.outbound_attempt_archive (
+    id bigint CONSTRAINT outbound_attempt_id_not_null NOT NULL,
+    outbound_message_id bigint CONSTRAINT outbound_attempt_outbound_message_id_not_null NOT NULL,
+    attempt_no integer CONSTRAINT outbound_attempt_attempt_no_not_null NOT NULL,
+    channel text CONSTRAINT outbound_attempt_channel_not_null NOT NULL,
+    provider text,
+    outcome text CONSTRAINT outbound_attempt_outcome_not_null NOT NULL,
+    applied boolean CONSTRAINT outbound_attempt_applied_not_null NOT NULL,
+    ambiguous boolean CONSTRAINT outbound_attempt_ambiguous_not_null NOT NULL,
+    error_code text,
+    error_message text,
+    provider_code text,
+    provider_message text,
+    provider_message_id text,
+    http_status integer,
+    duration_ms integer,
+    next_retry_at timestamp with time zone,
+    worker_id text,
+    started_at timestamp with time zone,
+    created_at timestamp with time zone CONSTRAINT outbound_attempt_created_at_not_null NOT NULL,
+    archived_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 ALTER TABLE public.outbound_attempt ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
@@ -261,6 +332,9 @@ CREATE TABLE public.whatsapp_rate_limit (
 ALTER TABLE ONLY public.api_key
     ADD CONSTRAINT api_key_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.outbound_attempt_archive
+    ADD CONSTRAINT outbound_attempt_archive_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.outbound_attempt
     ADD CONSTRAINT outbound_attempt_outbound_message_id_attempt_no_key UNIQUE (outbound_message_id, attempt_no);
 
@@ -290,6 +364,8 @@ ALTER TABLE ONLY public.whatsapp_rate_limit
 
 CREATE INDEX idx_api_key_org ON public.api_key USING btree (org_id, created_at);
 
+CREATE INDEX idx_outbound_attempt_archive_message ON public.outbound_attempt_archive USING btree (outbound_message_id, attempt_no);
+
 CREATE INDEX idx_outbound_attempt_provider_created ON public.outbound_attempt USING btree (provider, created_at);
 
 CREATE INDEX idx_outbound_attempt_retry_at ON public.outbound_attempt USING btree (next_retry_at) WHERE (next_retry_at IS NOT NULL);
@@ -316,9 +392,13 @@ CREATE INDEX idx_outbound_message_provider_id ON public.outbound_message USING b
 
 CREATE INDEX idx_outbound_message_status_created ON public.outbound_message USING btree (status, created_at);
 
+CREATE INDEX idx_outbound_message_whatsapp_waiting ON public.outbound_message USING btree (org_id, retry_at) WHERE ((status = 'QUEUED'::text) AND (channel = 'WHATSAPP'::text) AND (retry_at IS NOT NULL));
+
 CREATE INDEX idx_provider_control_channel ON public.provider_control USING btree (channel, priority);
 
 CREATE UNIQUE INDEX uq_outbound_message_idempotency ON public.outbound_message USING btree (org_id, idempotency_key) WHERE (idempotency_key IS NOT NULL);
+
+CREATE TRIGGER outbound_attempt_archive BEFORE DELETE ON public.outbound_attempt FOR EACH ROW EXECUTE FUNCTION public.outbound_attempt_archive_deleted();
 
 CREATE TRIGGER outbound_attempt_retry_sync AFTER UPDATE OF next_retry_at ON public.outbound_attempt FOR EACH ROW WHEN ((old.next_retry_at IS DISTINCT FROM new.next_retry_at)) EXECUTE FUNCTION public.outbound_attempt_sync_retry();
 
@@ -329,6 +409,10 @@ CREATE TRIGGER outbound_message_urgent_priority BEFORE INSERT ON public.outbound
 CREATE TRIGGER provider_control_changed AFTER INSERT OR DELETE OR UPDATE ON public.provider_control FOR EACH STATEMENT EXECUTE FUNCTION public.runtime_control_notify();
 
 CREATE TRIGGER whatsapp_quota_policy_changed AFTER INSERT OR DELETE OR UPDATE ON public.whatsapp_quota_policy FOR EACH STATEMENT EXECUTE FUNCTION public.runtime_control_notify();
+
+CREATE TRIGGER whatsapp_rate_limit_more_room AFTER UPDATE ON public.whatsapp_rate_limit FOR EACH ROW WHEN (((new.quota_limit > old.quota_limit) OR (new.reset_at < old.reset_at) OR ((new.messages_sent_count < (old.messages_sent_count - 1)) AND (new.reset_at = old.reset_at)))) EXECUTE FUNCTION public.whatsapp_rate_limit_release('QUOTA_EXCEEDED');
+
+CREATE TRIGGER whatsapp_rate_limit_throttle_lifted AFTER UPDATE ON public.whatsapp_rate_limit FOR EACH ROW WHEN (((old.throttle_until > now()) AND ((new.throttle_until IS NULL) OR (new.throttle_until < old.throttle_until)))) EXECUTE FUNCTION public.whatsapp_rate_limit_release('RATE_LIMIT_EXCEEDED');
 
 ALTER TABLE ONLY public.outbound_attempt
     ADD CONSTRAINT outbound_attempt_outbound_message_id_fkey FOREIGN KEY (outbound_message_id) REFERENCES public.outbound_message(id) ON DELETE CASCADE;

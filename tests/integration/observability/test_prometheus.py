@@ -89,7 +89,17 @@ async def test_every_runbook_promql_expression_answers_from_a_real_prometheus(
             prometheus.stop()
 
 
-BOUNDED_LABELS = {"channel", "provider", "error_code", "status", "outcome", "org_id", "le"}
+BOUNDED_LABELS = {
+    "channel",
+    "provider",
+    "error_code",
+    "status",
+    "outcome",
+    "org_id",
+    "le",
+    "from_channel",
+    "to_channel",
+}
 
 
 def check_labels_are_bounded(metrics: Metrics) -> None:
