@@ -28,7 +28,9 @@ TEMPLATE_CODE = r"^[A-Za-z0-9_.-]{1,512}$"
 LANGUAGE = r"^[a-z]{2,3}(_[A-Z]{2})?$"  # Meta's template languages: en, en_US, pt_BR, fil, ...
 SEND_AT_HORIZON = dt.timedelta(days=366)
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# C0 and C1 controls (U+0085 NEXT LINE among them), DEL, the Unicode line and paragraph separators
+# (U+2028, U+2029) and unpaired surrogates: each would break a one-line value such as a mail header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
