@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from outbound_sender.api.app import api_pool, create_app
 from outbound_sender.api.auth import create_key
@@ -45,7 +45,10 @@ def api_settings(**overrides: Any) -> ApiSettings:
 
 @contextlib.asynccontextmanager
 async def serving(
-    dsn: str, settings: ApiSettings | None = None, limiter: RateLimiter | None = None
+    dsn: str,
+    settings: ApiSettings | None = None,
+    limiter: RateLimiter | None = None,
+    extra_routers: Sequence[APIRouter] = (),
 ) -> AsyncIterator[Api]:
     """Keys for two organisations, and the app served by uvicorn on a free loopback port."""
     settings = settings or api_settings()
@@ -53,7 +56,7 @@ async def serving(
     try:
         acme, globex = await create_key(pool, ORG, "tests"), await create_key(pool, OTHER_ORG, "tests")
         metrics = Metrics()
-        app = create_app(pool=pool, settings=settings, metrics=metrics, limiter=limiter)
+        app = create_app(pool=pool, settings=settings, metrics=metrics, limiter=limiter, extra_routers=extra_routers)
         port = free_port()
         server = api_server(app, "127.0.0.1", port)
         task = asyncio.create_task(server.serve())
