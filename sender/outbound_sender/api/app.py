@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
 
 from outbound_sender.api import problems
-from outbound_sender.api.auth import Authenticator
+from outbound_sender.api.auth import Authenticator, FailureThrottle
 from outbound_sender.api.context import ApiContext
 from outbound_sender.api.metrics import ApiMetrics
 from outbound_sender.api.middleware import BodyLimit, RequestContext
@@ -78,8 +78,9 @@ def create_app(
             the_limiter = limiter or build_limiter(settings.rate_limit_per_second, settings.rate_limit_burst, redis_url)
             if limiter is None:
                 stack.push_async_callback(the_limiter.aclose)
-            auth = Authenticator(the_pool, settings.key_cache_seconds)
-            app.state.api = ApiContext(the_pool, settings, auth, the_limiter, api_metrics, now)
+            auth = Authenticator(the_pool, settings.key_cache_seconds, negative_seconds=settings.negative_cache_seconds)
+            throttle = FailureThrottle(settings.auth_failures_max, settings.auth_failure_window_seconds)
+            app.state.api = ApiContext(the_pool, settings, auth, the_limiter, api_metrics, now, throttle)
             yield
 
     app = FastAPI(

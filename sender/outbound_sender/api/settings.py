@@ -32,6 +32,23 @@ class ApiSettings(BaseSettings):
         description="How long a verified API key is trusted without asking the database: a revoked key "
         "stops working within this time. 0 checks every request.",
     )
+    negative_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="How long a key id the database does not know (or knows revoked) is answered 401 "
+        "without asking again: repeated guesses cost one query. 0 asks every time.",
+    )
+    auth_failures_max: int = Field(
+        20,
+        ge=0,
+        le=1_000_000,
+        description="Failed authentications one client address may make per window; then 429 "
+        "(auth_throttled) without a database lookup until the window ends. 0 turns it off.",
+    )
+    auth_failure_window_seconds: float = Field(
+        60.0, gt=0, le=86_400, description="The window of OUTBOUND_API_AUTH_FAILURES_MAX."
+    )
     pool_size: int = Field(10, ge=1, le=200, description="PostgreSQL connections of one API process.")
     max_body_bytes: int = Field(
         8 * 1024 * 1024,

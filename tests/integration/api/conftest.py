@@ -39,7 +39,13 @@ class Api:
 
 
 def api_settings(**overrides: Any) -> ApiSettings:
-    values: dict[str, Any] = {"rate_limit_per_second": 0, "key_cache_seconds": 0, "access_log": False}
+    values: dict[str, Any] = {
+        "rate_limit_per_second": 0,
+        "key_cache_seconds": 0,
+        "negative_cache_seconds": 0,
+        "auth_failures_max": 0,
+        "access_log": False,
+    }
     return ApiSettings(**(values | overrides))
 
 
