@@ -2,6 +2,8 @@
 
 The operational endpoints (ops.py) are always served; the message API (routes.py) unless disabled
 (OUTBOUND_API_ENABLED=false, for worker-only pods that serve health and metrics on the same port).
+With the message API on, the metrics are not on this app: `outbound api` serves them on
+OUTBOUND_METRICS_PORT (commands.api_running).
 `extra_routers` are included as given (the provider webhooks' router, for one).
 
 `python -m outbound_sender.api.app` prints the OpenAPI document (docs/openapi.json is that output).
@@ -95,7 +97,7 @@ def create_app(
         ],
     )
     problems.install(app)
-    app.include_router(ops_router(registry))
+    app.include_router(ops_router(registry, expose_metrics=not settings.enabled))
     if settings.enabled:
         app.include_router(messages_router)
     for router in extra_routers:

@@ -49,21 +49,20 @@ async def get_tenant(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     """The organisation of the request's API key; 401 without a valid key, 429 over its rate or
-    after too many failed authentications from the client's address."""
+    after too many wrong keys from the client's address (a request without a key is always a 401:
+    it costs no lookup and guesses nothing)."""
+    if credentials is None:
+        raise _unauthorized("send an API key: Authorization: Bearer obk_...")
     address = request.client.host if request.client else "unknown"
-    token = credentials.credentials if credentials is not None else ""
     blocked = context.throttle.retry_after(address)
     if blocked is not None:
-        org_id = context.auth.cached_org_for(token)
+        org_id = context.auth.cached_org_for(credentials.credentials)
         if org_id is None:
             headers = {"Retry-After": str(max(1, math.ceil(blocked)))}
             message = "too many failed authentications from this address; retry later"
             raise ApiError(429, "auth_throttled", message, headers=headers)
-    elif credentials is None:
-        context.throttle.failed(address)
-        raise _unauthorized("send an API key: Authorization: Bearer obk_...")
     else:
-        org_id = await context.auth.org_for(token)
+        org_id = await context.auth.org_for(credentials.credentials)
         if org_id is None:
             context.throttle.failed(address)
             raise _unauthorized("the API key is unknown or revoked")

@@ -56,4 +56,23 @@ class ApiSettings(BaseSettings):
         le=256 * 1024 * 1024,
         description="Largest request body (413 above): a full batch of long e-mails fits in the default.",
     )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request line plus headers; a larger head is answered 431 and the connection closed.",
+    )
+    request_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A request must arrive whole (head and body) within this time of its first byte, or of "
+        "the connection: else 408 and the connection is closed (half-sent requests hold no socket).",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Open connections one process serves; a request on one more gets 503 and is closed.",
+    )
     access_log: bool = Field(True, description="One logfmt line per request, with correlationId.")

@@ -15,8 +15,8 @@ from fastapi import APIRouter, FastAPI
 
 from outbound_sender.api.app import api_pool, create_app
 from outbound_sender.api.auth import create_key
-from outbound_sender.api.commands import api_server
 from outbound_sender.api.ratelimit import RateLimiter
+from outbound_sender.api.server import api_server
 from outbound_sender.api.settings import ApiSettings
 from outbound_sender.embedded import free_port
 from outbound_sender.metrics import Metrics
@@ -64,7 +64,7 @@ async def serving(
         metrics = Metrics()
         app = create_app(pool=pool, settings=settings, metrics=metrics, limiter=limiter, extra_routers=extra_routers)
         port = free_port()
-        server = api_server(app, "127.0.0.1", port)
+        server = api_server(app, "127.0.0.1", port, settings)
         task = asyncio.create_task(server.serve())
         try:
             async with asyncio.timeout(10):
