@@ -7,8 +7,9 @@ id the database does not know (or knows as revoked) is remembered as unknown for
 (ApiSettings.negative_cache_seconds), so repeated guesses do not each cost a query.
 
 FailureThrottle counts failed authentications per client address: past `max_failures` in a window
-the address gets 429 without a database lookup until the window ends (keys verified recently, still
-in the cache, keep working from that address).
+the address gets 429 without a database lookup until the window ends, except for key ids that
+verified within the last hour (GOOD_KEY_MEMORY_SECONDS): clients behind the same proxy as a guesser
+keep working with their keys, which are still checked (and revocation applies) as usual.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Authenticator:
         self._clock = clock
         self._cache: dict[str, _Verified] = {}
         self._unknown: dict[str, float] = {}  # key id -> until
+        self._good: dict[str, float] = {}  # key id -> until: verified lately (see recently_good)
 
     async def org_for(self, token: str) -> str | None:
         key = parse_token(token)
@@ -92,13 +94,17 @@ class Authenticator:
             known = await self._load(key.key_id)
             if known is None:
                 return None
-        return _verify(known, key)
+        org_id = _verify(known, key)
+        if org_id is not None:
+            now = self._clock()
+            _bounded_put(self._good, key.key_id, now + GOOD_KEY_MEMORY_SECONDS, now, lambda until: until)
+        return org_id
 
-    def cached_org_for(self, token: str) -> str | None:
-        """The organisation when the key was verified recently (no database lookup), else None."""
+    def recently_good(self, token: str) -> bool:
+        """Whether this token's key id verified within GOOD_KEY_MEMORY_SECONDS: a client whose address
+        is throttled (others behind the same proxy guessing) keeps working with the key it used."""
         key = parse_token(token)
-        known = self._cached(key.key_id) if key is not None else None
-        return _verify(known, key) if known is not None and key is not None else None
+        return key is not None and self._good.get(key.key_id, 0.0) > self._clock()
 
     def _cached(self, key_id: str) -> _Verified | None:
         known = self._cache.get(key_id)
@@ -127,6 +133,7 @@ def _verify(known: _Verified, key: IssuedKey) -> str | None:
 
 
 CACHE_ENTRIES_MAX = 100_000
+GOOD_KEY_MEMORY_SECONDS = 3600.0
 
 
 def _bounded_put(table: dict[str, V], key: str, value: V, now: float, until: Callable[[V], float]) -> None:

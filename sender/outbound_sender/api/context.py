@@ -55,17 +55,14 @@ async def get_tenant(
         raise _unauthorized("send an API key: Authorization: Bearer obk_...")
     address = request.client.host if request.client else "unknown"
     blocked = context.throttle.retry_after(address)
-    if blocked is not None:
-        org_id = context.auth.cached_org_for(credentials.credentials)
-        if org_id is None:
-            headers = {"Retry-After": str(max(1, math.ceil(blocked)))}
-            message = "too many failed authentications from this address; retry later"
-            raise ApiError(429, "auth_throttled", message, headers=headers)
-    else:
-        org_id = await context.auth.org_for(credentials.credentials)
-        if org_id is None:
-            context.throttle.failed(address)
-            raise _unauthorized("the API key is unknown or revoked")
+    if blocked is not None and not context.auth.recently_good(credentials.credentials):
+        headers = {"Retry-After": str(max(1, math.ceil(blocked)))}
+        message = "too many failed authentications from this address; retry later"
+        raise ApiError(429, "auth_throttled", message, headers=headers)
+    org_id = await context.auth.org_for(credentials.credentials)
+    if org_id is None:
+        context.throttle.failed(address)
+        raise _unauthorized("the API key is unknown or revoked")
     request.state.org_id = org_id
     decision = await context.limiter.hit(org_id)
     if not decision.allowed:
