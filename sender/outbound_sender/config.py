@@ -112,6 +112,14 @@ class MetricsSettings(BaseSettings):
     update_interval_ms: int = Field(
         10_000, ge=100, le=3_600_000, description="Refresh of database-derived gauges (runbook default)."
     )
+    port: int = Field(
+        9090,
+        ge=1,
+        le=65535,
+        description="Where a process serving the message API exposes /actuator/prometheus and /metrics "
+        "(on OUTBOUND_HTTP_HOST), never on the public API port: the exposition has no authentication and "
+        "names every organisation. Worker-only processes keep them on their service port.",
+    )
 
 
 ProviderKind = Literal["sandbox", "live", "generic", "null"]

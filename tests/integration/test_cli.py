@@ -25,6 +25,7 @@ def test_outbound_run_sends_a_demo_message_and_enqueue_waits_for_sent(db_dsn: st
         "DATABASE_URL": db_dsn,
         "OUTBOUND_PROVIDER_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
         "OUTBOUND_HTTP_PORT": str(free_port()),
+        "OUTBOUND_METRICS_PORT": str(free_port()),
     }
     run = subprocess.Popen(
         [sys.executable, "-m", "outbound_sender.cli", "run"],

@@ -2,6 +2,8 @@
 
 The operational endpoints (ops.py) are always served; the message API (routes.py) unless disabled
 (OUTBOUND_API_ENABLED=false, for worker-only pods that serve health and metrics on the same port).
+With the message API on, the metrics are not on this app: `outbound api` serves them on
+OUTBOUND_METRICS_PORT (commands.api_running).
 `extra_routers` are included as given (the provider webhooks' router, for one).
 
 `python -m outbound_sender.api.app` prints the OpenAPI document (docs/openapi.json is that output).
@@ -21,7 +23,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
 
 from outbound_sender.api import problems
-from outbound_sender.api.auth import Authenticator
+from outbound_sender.api.auth import Authenticator, FailureThrottle
 from outbound_sender.api.context import ApiContext
 from outbound_sender.api.metrics import ApiMetrics
 from outbound_sender.api.middleware import BodyLimit, RequestContext
@@ -78,8 +80,9 @@ def create_app(
             the_limiter = limiter or build_limiter(settings.rate_limit_per_second, settings.rate_limit_burst, redis_url)
             if limiter is None:
                 stack.push_async_callback(the_limiter.aclose)
-            auth = Authenticator(the_pool, settings.key_cache_seconds)
-            app.state.api = ApiContext(the_pool, settings, auth, the_limiter, api_metrics, now)
+            auth = Authenticator(the_pool, settings.key_cache_seconds, negative_seconds=settings.negative_cache_seconds)
+            throttle = FailureThrottle(settings.auth_failures_max, settings.auth_failure_window_seconds)
+            app.state.api = ApiContext(the_pool, settings, auth, the_limiter, api_metrics, now, throttle)
             yield
 
     app = FastAPI(
@@ -94,7 +97,7 @@ def create_app(
         ],
     )
     problems.install(app)
-    app.include_router(ops_router(registry))
+    app.include_router(ops_router(registry, expose_metrics=not settings.enabled))
     if settings.enabled:
         app.include_router(messages_router)
     for router in extra_routers:

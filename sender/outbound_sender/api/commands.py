@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import uvicorn
 from fastapi import APIRouter
 
 from outbound_sender import app as processes
 from outbound_sender import runtime, webhooks
 from outbound_sender.api.app import create_app
 from outbound_sender.api.auth import create_key, hash_secret, parse_token
+from outbound_sender.api.server import api_server
 from outbound_sender.config import AllSettings
 from outbound_sender.metrics import Metrics
+from outbound_sender.observability.exposition import metrics_server
 from outbound_sender.store import api_keys
 from outbound_sender.store.db import connect
 
@@ -33,7 +34,7 @@ def add_parsers(sub: Any) -> None:
     sub.add_parser(
         "api",
         help="serve the HTTP API and the delivery webhooks (OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT, default :8080; "
-        "needs OUTBOUND_PROVIDER_KIND)",
+        "metrics on OUTBOUND_METRICS_PORT, default :9090; needs OUTBOUND_PROVIDER_KIND)",
     )
     keys = sub.add_parser("apikey", help="API keys: create, revoke, list").add_subparsers(
         dest="apikey_command", required=True, metavar="ACTION"
@@ -45,31 +46,30 @@ def add_parsers(sub: Any) -> None:
     keys.add_parser("list", help="keys and their state (never the secrets)").add_argument("--org")
 
 
-def api_server(fastapi_app: Any, host: str, port: int) -> uvicorn.Server:
-    """uvicorn with httptools; the event loop is the caller's (uvloop under `outbound`)."""
-    config = uvicorn.Config(
-        fastapi_app, host=host, port=port, http="httptools", lifespan="on", access_log=False, log_config=None
-    )
-    return uvicorn.Server(config)
-
-
 @contextlib.asynccontextmanager
 async def api_running(dsn: str, settings: AllSettings, stop: asyncio.Event, metrics: Metrics) -> AsyncIterator[None]:
-    """Serve the app on OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT until `stop` (or the block ends)."""
+    """Serve the app on OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT until `stop` (or the block ends); with
+    the message API on, the metrics on OUTBOUND_HTTP_HOST:OUTBOUND_METRICS_PORT beside it."""
     routers = webhook_routers(settings, metrics, lambda: fastapi_app.state.api.pool)
     fastapi_app = create_app(
         dsn, settings=settings.api, metrics=metrics, redis_url=settings.base.redis_url, extra_routers=routers
     )
     base = settings.base
-    server = api_server(fastapi_app, base.outbound_http_host, base.outbound_http_port)
-    task = asyncio.create_task(processes.serve_until(server, stop))
-    await processes.wait_started(server, timeout=30)
-    print(f"HTTP API on http://{base.outbound_http_host}:{base.outbound_http_port}", flush=True)
+    servers = [api_server(fastapi_app, base.outbound_http_host, base.outbound_http_port, settings.api)]
+    if settings.api.enabled:
+        servers.append(metrics_server(metrics.registry, base.outbound_http_host, settings.metrics.port))
+    tasks = [asyncio.create_task(processes.serve_until(server, stop)) for server in servers]
     try:
+        for server in servers:
+            await processes.wait_started(server, timeout=30)
+        print(f"HTTP API on http://{base.outbound_http_host}:{base.outbound_http_port}", flush=True)
+        if settings.api.enabled:
+            where = f"http://{base.outbound_http_host}:{settings.metrics.port}/actuator/prometheus"
+            print(f"metrics on {where} (OUTBOUND_METRICS_PORT)", flush=True)
         yield
     finally:
         stop.set()
-        await task
+        await asyncio.gather(*tasks)
 
 
 def webhook_routers(settings: AllSettings, metrics: Metrics, pool: Callable[[], asyncpg.Pool]) -> list[APIRouter]:

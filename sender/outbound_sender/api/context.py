@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -11,7 +12,7 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from outbound_sender.api.auth import Authenticator
+from outbound_sender.api.auth import Authenticator, FailureThrottle
 from outbound_sender.api.metrics import ApiMetrics
 from outbound_sender.api.problems import ApiError
 from outbound_sender.api.ratelimit import RateLimiter
@@ -26,6 +27,7 @@ class ApiContext:
     limiter: RateLimiter
     metrics: ApiMetrics
     now: Callable[[], dt.datetime]
+    throttle: FailureThrottle
 
 
 def get_context(request: Request) -> ApiContext:
@@ -46,11 +48,20 @@ async def get_tenant(
     context: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """The organisation of the request's API key; 401 without a valid key, 429 over its rate."""
+    """The organisation of the request's API key; 401 without a valid key, 429 over its rate or
+    after too many wrong keys from the client's address (a request without a key is always a 401:
+    it costs no lookup and guesses nothing)."""
     if credentials is None:
         raise _unauthorized("send an API key: Authorization: Bearer obk_...")
+    address = request.client.host if request.client else "unknown"
+    blocked = context.throttle.retry_after(address)
+    if blocked is not None and not context.auth.recently_good(credentials.credentials):
+        headers = {"Retry-After": str(max(1, math.ceil(blocked)))}
+        message = "too many failed authentications from this address; retry later"
+        raise ApiError(429, "auth_throttled", message, headers=headers)
     org_id = await context.auth.org_for(credentials.credentials)
     if org_id is None:
+        context.throttle.failed(address)
         raise _unauthorized("the API key is unknown or revoked")
     request.state.org_id = org_id
     decision = await context.limiter.hit(org_id)

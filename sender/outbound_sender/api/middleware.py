@@ -123,7 +123,7 @@ class BodyLimit:
         from outbound_sender.api.schemas import ErrorBody, ErrorInfo
 
         state = scope.get("state") or {}
-        info = ErrorInfo(code="payload_too_large", message=f"request body over {self.max_body_size} bytes", fields=[])
+        info = ErrorInfo(code="body_too_large", message=f"request body over {self.max_body_size} bytes", fields=[])
         body = ErrorBody(error=info, correlation_id=state.get("correlation_id")).model_dump_json().encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})

@@ -1,6 +1,10 @@
 """Operational endpoints, served on the same port whether or not the message API is enabled:
-/healthz (the process answers), /readyz (the database answers and its migrations are current) and the
-Prometheus exposition at /actuator/prometheus (the runbook's URL) with /metrics as an alias."""
+/healthz (the process answers) and /readyz (the database answers and its migrations are current).
+
+The Prometheus exposition (/actuator/prometheus, the runbook's URL, and /metrics) is on this port only
+where the message API is off (worker pods, `expose_metrics=True`): it answers without a key and labels
+the WhatsApp quota gauges by organisation, so a process serving the public API exposes it on its own
+port (OUTBOUND_METRICS_PORT, api/commands.py) and answers 404 here."""
 
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ async def database_ready(pool: asyncpg.Pool) -> str | None:
     return None if current else "database migrations are not current (run: outbound migrate)"
 
 
-def ops_router(registry: CollectorRegistry) -> APIRouter:
+def ops_router(registry: CollectorRegistry, *, expose_metrics: bool = True) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers")
@@ -58,6 +62,7 @@ def ops_router(registry: CollectorRegistry) -> APIRouter:
     async def exposition() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    for path in ("/actuator/prometheus", "/metrics"):
-        router.add_api_route(path, exposition, methods=["GET"], include_in_schema=False)
+    if expose_metrics:
+        for path in ("/actuator/prometheus", "/metrics"):
+            router.add_api_route(path, exposition, methods=["GET"], include_in_schema=False)
     return router

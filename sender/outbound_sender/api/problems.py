@@ -1,6 +1,8 @@
 """One error body for every 4xx and 5xx: {"error": {"code", "message", "fields"}, "correlation_id"}.
 
-A 422 names each bad field with its location and the reason; the request stored nothing.
+A 422 names each bad field with its location and the reason; the request stored nothing. While the
+database cannot be reached (refused, restarting, shutting down, a pool whose connections broke) the
+answer is 503 `service_unavailable` with Retry-After, not a 500: the client may retry as it is.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -18,6 +21,23 @@ from outbound_sender.api.schemas import ErrorBody, ErrorInfo, FieldError
 from outbound_sender.api.validation import Problem
 
 log = logging.getLogger("OutboundMessageService")
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+# Errors of a database that cannot answer now, each handled as 503 (the most specific class wins, so a
+# PostgresError outside these stays a 500): refused or reset connections (OSError), connect timeouts,
+# class 08 (connection exceptions), 57P01/57P02/57P03 (admin shutdown, crash shutdown, starting up),
+# 53300 (too many connections), and the client's own broken-connection and pool states.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -118,6 +138,16 @@ async def _on_http(request: Request, exc: Exception) -> Response:
     return error_response(request, ApiError(exc.status_code, code, str(exc.detail), headers=headers))
 
 
+async def _on_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning(
+        "OutboundMessageService database unavailable",
+        extra={"fields": {"error": type(exc).__name__, "path": request.url.path}},
+    )
+    headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)}
+    error = ApiError(503, "service_unavailable", "the database is unavailable; retry later", headers=headers)
+    return error_response(request, error)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.error("OutboundMessageService unexpected error", exc_info=exc)
     return error_response(request, ApiError(500, "internal_error", "internal error"))
@@ -127,4 +157,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, _on_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -69,7 +69,7 @@ def _correlation(correlation_id: CorrelationHeader = None) -> None:
 
 
 router = APIRouter(
-    prefix="/v1", tags=["messages"], responses=_errors(401, 422, 429), dependencies=[Depends(_correlation)]
+    prefix="/v1", tags=["messages"], responses=_errors(401, 422, 429, 503), dependencies=[Depends(_correlation)]
 )
 
 

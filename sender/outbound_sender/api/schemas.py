@@ -32,13 +32,22 @@ def _datetime_text(value: object) -> object:
 
 
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+_RANGE = "must be on or after 2000-01-01T00:00:00Z and before 9000-01-01T00:00:00Z"
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
+    """A zoned instant inside [EARLIEST, LATEST): every timestamp the API takes (send_at and the list
+    filters). Year-1 instants would reach PostgreSQL as -infinity through asyncpg, and an instant
+    whose UTC form leaves year 9999 (9999-12-31T23:59:59-23:59) cannot even be compared."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must include a time zone offset (Z or +hh:mm)")
-    if value < EARLIEST:  # year-1 instants would reach PostgreSQL as -infinity through asyncpg
-        raise ValueError("must be on or after 2000-01-01T00:00:00Z")
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(_RANGE) from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(_RANGE)
     return value
 
 

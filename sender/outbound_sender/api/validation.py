@@ -27,7 +27,9 @@ SEND_AT_HORIZON = dt.timedelta(days=366)
 PARAM_LIST_MAX = 100  # positional template parameters in one list
 WHATSAPP_POSITIONAL = ("header", "body")  # the template components whose parameters a list fills
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# C0 and C1 controls (U+0085 NEXT LINE among them), DEL, the Unicode line and paragraph separators
+# (U+2028, U+2029) and unpaired surrogates: each would break a one-line value such as a mail header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """The metrics endpoint: /actuator/prometheus (the runbook's path) and /metrics, from one registry.
 
-The HTTP API mounts `metrics_app(metrics.registry)` on the service port; a process without the API
-(a worker-only Deployment) serves it alone with `metrics_server`.
+A process serving the message API runs `metrics_server` on OUTBOUND_METRICS_PORT beside it (the API
+port does not serve metrics: they answer without a key and name every organisation); a worker-only
+process serves them on its service port with /healthz and /readyz (api/ops.py).
 """
 
 from __future__ import annotations

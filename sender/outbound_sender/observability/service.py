@@ -5,8 +5,9 @@
     await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=True))
 
 `serve=True` exposes /actuator/prometheus and /metrics on OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT, for a
-process without the HTTP API; where the API runs, it mounts `metrics_app(metrics.registry)` itself and
-`serve=False` only refreshes the database-derived gauges.
+process without any HTTP server of its own; where the API server runs (api/commands.py api_running:
+metrics on OUTBOUND_METRICS_PORT with the message API, on the service port without it), `serve=False`
+only refreshes the database-derived gauges.
 """
 
 from __future__ import annotations

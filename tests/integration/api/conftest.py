@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from outbound_sender.api.app import api_pool, create_app
 from outbound_sender.api.auth import create_key
-from outbound_sender.api.commands import api_server
 from outbound_sender.api.ratelimit import RateLimiter
+from outbound_sender.api.server import api_server
 from outbound_sender.api.settings import ApiSettings
 from outbound_sender.embedded import free_port
 from outbound_sender.metrics import Metrics
@@ -39,13 +39,22 @@ class Api:
 
 
 def api_settings(**overrides: Any) -> ApiSettings:
-    values: dict[str, Any] = {"rate_limit_per_second": 0, "key_cache_seconds": 0, "access_log": False}
+    values: dict[str, Any] = {
+        "rate_limit_per_second": 0,
+        "key_cache_seconds": 0,
+        "negative_cache_seconds": 0,
+        "auth_failures_max": 0,
+        "access_log": False,
+    }
     return ApiSettings(**(values | overrides))
 
 
 @contextlib.asynccontextmanager
 async def serving(
-    dsn: str, settings: ApiSettings | None = None, limiter: RateLimiter | None = None
+    dsn: str,
+    settings: ApiSettings | None = None,
+    limiter: RateLimiter | None = None,
+    extra_routers: Sequence[APIRouter] = (),
 ) -> AsyncIterator[Api]:
     """Keys for two organisations, and the app served by uvicorn on a free loopback port."""
     settings = settings or api_settings()
@@ -53,9 +62,9 @@ async def serving(
     try:
         acme, globex = await create_key(pool, ORG, "tests"), await create_key(pool, OTHER_ORG, "tests")
         metrics = Metrics()
-        app = create_app(pool=pool, settings=settings, metrics=metrics, limiter=limiter)
+        app = create_app(pool=pool, settings=settings, metrics=metrics, limiter=limiter, extra_routers=extra_routers)
         port = free_port()
-        server = api_server(app, "127.0.0.1", port)
+        server = api_server(app, "127.0.0.1", port, settings)
         task = asyncio.create_task(server.serve())
         try:
             async with asyncio.timeout(10):

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.integration.api.conftest import EMAIL, ORG, SMS, WHATSAPP, count_messages
 from tests.workers import one
@@ -100,7 +101,7 @@ async def test_a_body_over_the_limit_is_413(client: httpx.AsyncClient, db: async
     response = await client.post("/v1/messages/batch", json=huge)
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/json"  # the API's error shape, documented
-    assert response.json()["error"]["code"] == "payload_too_large"
+    assert response.json()["error"]["code"] == "body_too_large"
     assert await count_messages(db) == 0
 
 
@@ -113,7 +114,7 @@ async def test_a_chunked_body_over_the_limit_is_413(client: httpx.AsyncClient, d
 
     response = await client.post("/v1/messages/batch", content=chunks(), headers={"content-type": "application/json"})
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "payload_too_large"
+    assert response.json()["error"]["code"] == "body_too_large"
     assert await count_messages(db) == 0
 
 
@@ -226,3 +227,24 @@ async def test_unknown_ids_are_404(client: httpx.AsyncClient) -> None:
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
     assert (await client.post("/v1/messages/999999/cancel")).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["created_after", "created_before"])
+async def test_a_list_filter_past_year_9999_in_utc_is_a_client_error(client: httpx.AsyncClient, name: str) -> None:
+    """It answered 500: the instant overflowed when converted to UTC."""
+    response = await client.get("/v1/messages", params={name: "9999-12-31T23:59:59-23:59"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_failed"
+    assert [(f["field"], f["location"]) for f in error["fields"]] == [(name, "query")]
+    assert "before 9000-01-01" in error["fields"][0]["reason"]
+
+
+async def test_an_email_subject_with_a_unicode_line_separator_is_refused(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    for separator in ("\u2028", "\u2029", "\x85"):
+        response = await client.post("/v1/messages", json=EMAIL | {"subject": f"Hi{separator}Bcc: x@example.com"})
+        assert response.status_code == 422, response.text
+        assert [f["field"] for f in response.json()["error"]["fields"]] == ["subject"]
+    assert await count_messages(db) == 0

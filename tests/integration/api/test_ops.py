@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import asyncpg
 import httpx
 import pytest
 
+from outbound_sender.api.app import api_pool
+from outbound_sender.api.auth import create_key
+from outbound_sender.api.commands import api_running
+from outbound_sender.config import AllSettings, MetricsSettings, ProviderSettings, Settings
+from outbound_sender.embedded import free_port
+from outbound_sender.metrics import Metrics
 from tests.integration.api.conftest import SMS, Api, api_settings, serving
 
 
@@ -26,14 +33,33 @@ async def test_not_ready_while_migrations_are_missing(api: Api, db: asyncpg.Conn
     assert "migrations are not current" in response.json()["reason"]
 
 
-async def test_metrics_are_exposed_at_both_paths(api: Api, client: httpx.AsyncClient) -> None:
-    await client.post("/v1/messages", json=SMS)
-    for path in ("/actuator/prometheus", "/metrics"):
-        text = (await client.get(path)).text
-        assert (
-            'outbound_api_request_duration_seconds_count{method="POST",route="/v1/messages",status="201"} 1.0' in text
-        )
-        assert 'outbound_api_messages_created_total{channel="SMS"} 1.0' in text
+async def test_metrics_are_on_their_own_port_not_on_the_api_port(db_dsn: str) -> None:
+    """The exposition answers without a key and names every organisation (WhatsApp quota gauges): the
+    public API port served it to anyone. `outbound api` now serves it on OUTBOUND_METRICS_PORT only."""
+    settings = AllSettings()
+    settings.base = Settings(outbound_http_host="127.0.0.1", outbound_http_port=free_port())
+    settings.metrics = MetricsSettings(port=free_port())
+    settings.provider = ProviderSettings(kind="null")
+    settings.api = api_settings()
+    pool = await api_pool(db_dsn, 1)
+    token = (await create_key(pool, "acme")).token
+    await pool.close()
+    api = f"http://127.0.0.1:{settings.base.outbound_http_port}"
+    stop = asyncio.Event()
+    async with (
+        api_running(db_dsn, settings, stop, Metrics()),
+        httpx.AsyncClient(base_url=api, headers={"Authorization": f"Bearer {token}"}) as client,
+    ):
+        assert (await client.post("/v1/messages", json=SMS)).status_code == 201
+        for path in ("/actuator/prometheus", "/metrics"):
+            on_api_port = await client.get(path)
+            assert on_api_port.status_code == 404
+            assert "outbound_api_" not in on_api_port.text
+            text = (await client.get(f"http://127.0.0.1:{settings.metrics.port}{path}")).text
+            created = 'outbound_api_request_duration_seconds_count{method="POST",route="/v1/messages",status="201"} 1.0'
+            assert created in text
+            assert 'outbound_api_messages_created_total{channel="SMS"} 1.0' in text
+        assert (await client.get("/healthz")).status_code == 200
 
 
 async def test_correlation_id_is_returned_stored_and_logged(

@@ -26,6 +26,7 @@ def test_the_readme_example_works_against_outbound_run(db_dsn: str, tmp_path: Pa
         "DATABASE_URL": db_dsn,
         "OUTBOUND_STATE_DIR": str(tmp_path),
         "OUTBOUND_HTTP_PORT": str(port),
+        "OUTBOUND_METRICS_PORT": str(free_port()),
         "OUTBOUND_PROVIDER_SANDBOX_URL": f"http://127.0.0.1:{sandbox}",
         "OUTBOUND_LOG_LEVEL": "WARNING",
     }

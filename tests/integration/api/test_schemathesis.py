@@ -55,7 +55,9 @@ def api_process(db_dsn: str) -> Iterator[tuple[str, str]]:
         "DATABASE_URL": db_dsn,
         "OUTBOUND_HTTP_HOST": "127.0.0.1",
         "OUTBOUND_HTTP_PORT": str(port),
+        "OUTBOUND_METRICS_PORT": str(free_port()),
         "OUTBOUND_API_RATE_LIMIT_PER_SECOND": "0",
+        "OUTBOUND_API_AUTH_FAILURES_MAX": "0",  # invalid keys stay 401 (throttling: test_auth_throttle.py)
         "OUTBOUND_API_ACCESS_LOG": "false",
         "OUTBOUND_LOG_LEVEL": "WARNING",
         "OUTBOUND_PROVIDER_KIND": "sandbox",  # webhooks verified with the sandboxes' test secrets

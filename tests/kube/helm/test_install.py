@@ -42,6 +42,7 @@ def expected_objects(release: str, providers: list[str]) -> set[tuple[str, str]]
     return {
         ("Deployment", f"{full}-api"),
         ("Service", f"{full}-api"),
+        ("Service", f"{full}-api-metrics"),
         ("PodDisruptionBudget", f"{full}-api"),
         ("Deployment", f"{full}-operator"),
         ("ServiceAccount", f"{full}-sender"),

@@ -107,13 +107,20 @@ def test_storable_text_rejects_exactly_nul_and_lone_surrogates(text: str) -> Non
 
 @given(st.text())
 def test_single_line_rejects_control_characters(text: str) -> None:
-    bad = any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in text)
+    breaking = {0x85, 0x2028, 0x2029}  # NEXT LINE, LINE SEPARATOR, PARAGRAPH SEPARATOR: line breaks too
+    bad = any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or ord(c) in breaking or 0xD800 <= ord(c) <= 0xDFFF for c in text)
     try:
         v.single_line(text)
     except ValueError:
         assert bad
     else:
         assert not bad
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_a_subject_with_a_unicode_line_break_is_refused(separator: str) -> None:
+    with pytest.raises(ValueError, match="one line"):
+        v.single_line(f"Hello{separator}Bcc: victim@example.com")
 
 
 @dataclass

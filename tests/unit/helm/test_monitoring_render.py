@@ -30,7 +30,7 @@ def test_nothing_needs_prometheus_operator_by_default() -> None:
     api = one(docs, "Deployment", f"{FULLNAME}-api")["spec"]["template"]["metadata"]["annotations"]
     assert api == {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": "8080",
+        "prometheus.io/port": "9090",
         "prometheus.io/path": "/actuator/prometheus",
     }
 
@@ -52,8 +52,10 @@ def test_monitors_scrape_the_api_the_workers_and_the_operator() -> None:
     [service_monitor] = of_kind(docs, "ServiceMonitor")
     assert service_monitor["metadata"]["labels"]["release"] == "prom"
     assert service_monitor["spec"]["endpoints"][0]["path"] == "/actuator/prometheus"
-    api_service = one(docs, "Service", f"{FULLNAME}-api")
-    assert service_monitor["spec"]["selector"]["matchLabels"].items() <= api_service["metadata"]["labels"].items()
+    assert service_monitor["spec"]["endpoints"][0]["port"] == "metrics"  # the API port serves no metrics
+    selector = service_monitor["spec"]["selector"]["matchLabels"].items()
+    assert selector <= one(docs, "Service", f"{FULLNAME}-api-metrics")["metadata"]["labels"].items()
+    assert not selector <= one(docs, "Service", f"{FULLNAME}-api")["metadata"]["labels"].items()
     monitors = {m["metadata"]["name"]: m for m in of_kind(docs, "PodMonitor")}
     workers = monitors[f"{FULLNAME}-workers"]["spec"]
     # The labels the operator puts on worker pods (operator reconcile/workload.py).

@@ -32,6 +32,7 @@ def test_default_renders_api_operator_rbac_and_the_migration_hook(default: list[
     assert kinds(default) == {
         ("Deployment", API),
         ("Service", API),
+        ("Service", f"{API}-metrics"),
         ("PodDisruptionBudget", API),
         ("Deployment", OPERATOR),
         ("ServiceAccount", SENDER_SA),
@@ -87,7 +88,11 @@ def test_every_container_has_resources_and_long_running_ones_have_probes(default
             assert {"startupProbe", "livenessProbe"} <= container.keys(), where
     api = dict(containers(default))[f"Deployment/{API}/api"]
     assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert api["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert api["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    assert env_of(api)["OUTBOUND_METRICS_PORT"] == {"name": "OUTBOUND_METRICS_PORT", "value": "9090"}
 
 
 def test_api_service_on_8080_selects_the_api_pods(default: list[Any]) -> None:
@@ -97,6 +102,20 @@ def test_api_service_on_8080_selects_the_api_pods(default: list[Any]) -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
     operator_labels = one(default, "Deployment", OPERATOR)["spec"]["template"]["metadata"]["labels"]
     assert not service["spec"]["selector"].items() <= operator_labels.items()
+
+
+def test_metrics_have_their_own_cluster_internal_service(default: list[Any]) -> None:
+    """The API Service (maybe a LoadBalancer) carries no metrics port; a ClusterIP one carries only it."""
+    service = one(default, "Service", f"{API}-metrics")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = one(default, "Deployment", API)["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    public = render({"api": {"service": {"type": "LoadBalancer"}, "metricsPort": 9100}})
+    assert [p["name"] for p in one(public, "Service", API)["spec"]["ports"]] == ["http"]
+    assert one(public, "Service", f"{API}-metrics")["spec"]["type"] == "ClusterIP"
+    api = dict(containers(public))[f"Deployment/{API}/api"]
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in api["ports"]
 
 
 def test_pdb_and_topology_spread_cover_the_api_pods(default: list[Any]) -> None:

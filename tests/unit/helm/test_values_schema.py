@@ -23,6 +23,8 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, "/operator/watchNamespaces/0"),
     ({"api": {"enabled": False}, "operator": {"enabled": False}}, "nothing to install"),
     ({"api": {"logFormat": "xml"}}, "/api/logFormat"),
+    ({"api": {"metricsPort": 8080}}, "/api/metricsPort"),  # the API port never serves metrics
+    ({"api": {"metricsPort": 80}}, "/api/metricsPort"),  # the pods run unprivileged
     ({"monitoring": {"runbookBaseUrl": "docs/runbook.md"}}, "/monitoring/runbookBaseUrl"),
     # ChannelProvider and QuotaPolicy specs are checked against the CRDs' schemas.
     ({"channelProviders": {"t": {"channel": "FAX", "provider": "twilio"}}}, "/channelProviders/t/channel"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
 from outbound_sender.logs import message_fields
-from outbound_sender.observability.sentry import SentrySettings, setup_sentry, tags_from_fields
+from outbound_sender.observability.sentry import Scrubber, SentrySettings, secret_values, setup_sentry, tags_from_fields
 
 DSN = "http://public@127.0.0.1:9/1"  # never contacted: the capture transport replaces the network
 PHONE = "+15557770123"
@@ -121,3 +122,39 @@ def test_tags_come_from_either_spelling_of_the_fields() -> None:
         "correlation_id": "a",
         "error_code": "X",
     }
+
+
+def test_secret_settings_are_read_from_the_environment_and_their_files(tmp_path: Path) -> None:
+    token_file = tmp_path / "auth-token"
+    token_file.write_text("file-held-token-123\n")
+    environ = {
+        "DATABASE_URL": "postgresql://outbound:db-pass-987@db:5432/outbound",
+        "TWILIO_AUTH_TOKEN_FILE": str(token_file),
+        "SENDGRID_API_KEY": "SG.sendgrid-key-value",
+        "OUTBOUND_HTTP_PORT": "8080",
+        "WHATSAPP_APP_SECRET": "short",  # too short to replace safely
+    }
+    found = secret_values(environ)
+    assert {"db-pass-987", "file-held-token-123", "SG.sendgrid-key-value", environ["DATABASE_URL"]} <= found
+    assert "8080" not in found
+    assert "short" not in found
+
+
+def test_scrubber_filters_credentials_by_name_and_in_text() -> None:
+    scrub = Scrubber(["db-pass-987"])
+    token = "obk_abcdefghijkl_" + "A" * 43
+    event = {
+        "request": {
+            "headers": {"Authorization": f"Bearer {token}", "X-Hub-Signature-256": "sha256=ab12", "Accept": "*/*"},
+            "query_string": "hub.mode=subscribe&hub.verify_token=vt-123&hub.challenge=9",
+        },
+        "extra": {"fields": {"to": "+15557770123", "note": f"key {token} db postgresql://u:db-pass-987@h/d"}},
+        "breadcrumbs": {"values": [{"data": {"headers": [["cookie", "s=1"], ["accept", "json"]]}}]},
+    }
+    clean = scrub(event)
+    headers = clean["request"]["headers"]
+    assert headers == {"Authorization": "[Filtered]", "X-Hub-Signature-256": "[Filtered]", "Accept": "*/*"}
+    assert "vt-123" not in clean["request"]["query_string"]
+    assert clean["extra"]["fields"]["to"] == "[Filtered]"
+    assert clean["extra"]["fields"]["note"] == "key obk_abcdefghijkl_[Filtered] db postgresql://u:[Filtered]@h/d"
+    assert clean["breadcrumbs"]["values"][0]["data"]["headers"] == [["cookie", "[Filtered]"], ["accept", "json"]]
