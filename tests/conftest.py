@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,11 +11,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from outbound_sender.embedded import EmbeddedRedis, remove_tree
+from outbound_sender.embedded import EmbeddedRedis, free_port, remove_tree
 from outbound_sender.store.db import connect
 from tests import pg
 
 pytest_plugins = ["tests.logscan"]
+
+# `outbound api` / `outbound run` processes started by tests serve their metrics on this port unless a
+# test names its own: one free port per test session, so two sessions on one machine never collide on
+# the default 9090.
+os.environ.setdefault("OUTBOUND_METRICS_PORT", str(free_port()))
 
 
 @pytest.fixture(scope="session")
