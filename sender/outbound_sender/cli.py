@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -25,6 +26,7 @@ from outbound_sender.providers.settings import load_provider_settings
 from outbound_sender.store import messages, migrations
 from outbound_sender.store.db import connect
 from outbound_sender.store.queries import sql
+from outbound_sender.worker.runner import WorkerFailed
 
 DEMO_RECIPIENT = "+15551230000"
 
@@ -212,8 +214,20 @@ async def _worker(settings: AllSettings, _args: argparse.Namespace) -> int:
         worker = app.build_worker(dsn, settings, metrics)
         settings.api = settings.api.model_copy(update={"enabled": False})  # /healthz, /readyz, metrics
         async with api_commands.api_running(dsn, settings, stop, metrics):
-            await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=False))
-    return 0
+            observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))
+            failed = await _worker_failed(worker.run(stop))
+            await observing
+    return 1 if failed else 0
+
+
+async def _worker_failed(run: Coroutine[Any, Any, None]) -> bool:
+    """Run the worker; True when it stopped on a failure (exit non-zero so the pod is restarted)."""
+    try:
+        await run
+    except WorkerFailed as error:
+        print(f"outbound: {error}", file=sys.stderr, flush=True)
+        return True
+    return False
 
 
 async def _sandbox(settings: AllSettings, args: argparse.Namespace) -> int:
@@ -253,13 +267,13 @@ async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
         await _apply_migrations(dsn)
         metrics = Metrics()
         async with _sandbox_running(settings, stop), api_commands.api_running(dsn, settings, stop, metrics):
-            worker = asyncio.create_task(app.build_worker(dsn, settings, metrics).run(stop))
+            worker = asyncio.create_task(_worker_failed(app.build_worker(dsn, settings, metrics).run(stop)))
             observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))
             await _demo(dsn)
             _print_howto()
             await api_commands.print_api_howto(dsn, settings)
-            await asyncio.gather(worker, observing)
-    return 0
+            failed, _ = await asyncio.gather(worker, observing)
+    return 1 if failed else 0
 
 
 @contextlib.asynccontextmanager
