@@ -16,8 +16,9 @@ HALF_OPEN vocabulary):
 
 A provider-side failure is what says the provider (or our account) is unwell: 5xx, timeouts and
 ambiguous sends, connection failures, AUTH_FAILED / ACCOUNT_SUSPENDED / QUOTA_EXCEEDED. Answers
-about one message (an invalid number, a template) and throttles prove the provider is up: they
-count as successes.
+about one message or recipient (an invalid number, a template, an unsubscribe, a bounce, a
+per-user limit such as WhatsApp 131049, even when retried: `ProviderError.about_recipient`) and
+throttles prove the provider is up: they count as successes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class CircuitOpenError(NoProviderError):
 def is_provider_failure(error: BaseException) -> bool:
     if isinstance(error, RateLimitedError):
         return False
+    if isinstance(error, ProviderError) and error.about_recipient:
+        return False  # WhatsApp 131049 and the like: the provider answered about one recipient
     if isinstance(error, TemporaryError):
         return True
     return isinstance(error, PermanentError) and error.code in ACCOUNT_CODES
