@@ -216,6 +216,7 @@ class OutboundJobWorker:
                     continue
                 delay = 0.1
                 log.info("OutboundJobWorker LISTEN re-established")
+                await _tolerating("pool reconnect", self._reopen_pool())
                 self._wake.set()
                 self._control_changed.set()
             with contextlib.suppress(TimeoutError):
@@ -228,6 +229,14 @@ class OutboundJobWorker:
             listener, self._listener = self._listener, None
             if listener is not None:
                 listener.terminate()
+
+    async def _reopen_pool(self) -> None:
+        """After a restart the pool reconnects lazily, one connection per concurrent use: open
+        both now, so the worker is back to its three connections and the first claim and write
+        do not pay for the connect."""
+        assert self._pool is not None
+        async with asyncio.timeout(10), self._pool.acquire(), self._pool.acquire():
+            pass
 
     async def _listener_alive(self) -> bool:
         assert self._listener is not None
