@@ -45,8 +45,14 @@ async def _send_one(server: Postmaster, sent_before: int) -> float:
 
 async def test_listen_comes_back_after_restarts_and_notify_wakes_the_worker() -> None:
     async with postmaster() as server:
-        settings = {"poll_interval_ms": POLL_MS, "control_interval_ms": POLL_MS, "recovery_interval_ms": 500}
-        async with running_worker(server.dsn, ScriptedProvider(), **settings):
+        worker = running_worker(
+            server.dsn,
+            ScriptedProvider(),
+            poll_interval_ms=POLL_MS,
+            control_interval_ms=POLL_MS,
+            recovery_interval_ms=500,
+        )
+        async with worker:
             await _until(server, CONNECTIONS, 3, 15, APPLICATION)
             waits = [await _send_one(server, 0)]
             for restart in ({}, {"down": 1.0}, {"in_recovery": 2.0}):
