@@ -24,15 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.embedded import free_port
-from outbound_sender.store.db import connect, is_transient
+from outbound_sender.store.db import connect
 from outbound_sender.store.messages import enqueue_many
 from tests.processes import outbound, worker_env
 
 FINAL = ("SENT", "FAILED")
+# What the checker's own queries meet while the database restarts (its judgement, not the worker's).
+RESTARTING = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 @dataclass
@@ -104,9 +114,7 @@ class Drill:
                         return await conn.fetchval(query, *args)
                     finally:
                         await conn.close()
-                except Exception as error:
-                    if not is_transient(error):
-                        raise
+                except RESTARTING:
                     await asyncio.sleep(0.05)
 
     async def until(self, query: str, *args: Any, timeout: float = 120) -> None:
