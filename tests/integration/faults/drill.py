@@ -62,6 +62,7 @@ class Report:
     duplicates: int
     duplicated_messages: int
     stuck: int
+    deferral_rows: int  # attempt rows of deferrals (a worker's own circuit must not write them)
     seconds: float
     exit_codes: dict[str, int]
 
@@ -78,7 +79,7 @@ class Report:
             f"drill {self.scenario}: {self.messages} messages, {len(self.faults)} faults, {self.seconds:.1f} s",
             f"  lost {self.lost}  stuck {self.stuck}  duplicates {self.duplicates} "
             f"({self.duplicated_messages} messages) against {self.in_flight_at_faults} in flight at the faults"
-            f"  worst recovery {self.worst_recovery:.1f} s",
+            f"  worst recovery {self.worst_recovery:.1f} s  deferral rows {self.deferral_rows}",
         ]
         for f in self.faults:
             recovery = "-" if f.recovery is None else f"{f.recovery:.1f} s"
@@ -161,17 +162,26 @@ class Drill:
         log.close()
 
     async def up(self, *names: str, wave: int) -> None:
-        """Start workers and wait until each has sent and recorded, keeping work queued meanwhile
-        (start-up is slow on a busy machine, and recovery is measured on running workers)."""
+        """Start workers and wait until each has sent and recorded (start-up is slow on a busy
+        machine, and recovery is measured on running workers)."""
         for name in names:
             self.start(name)
-        recorded = "SELECT count(DISTINCT worker_id) FROM outbound_attempt WHERE worker_id = ANY($1)"
+        since = await self.value("SELECT clock_timestamp()")
+        await self.sending_again(list(names), since, wave=wave, timeout=180)
+
+    async def sending_again(self, names: list[str], since: dt.datetime, *, wave: int, timeout: float) -> None:
+        """Until each of `names` has recorded a sent message since `since`, keeping work queued (a
+        wave must not be gone to the others before a slower worker could take its share)."""
+        recorded = (
+            "SELECT count(DISTINCT worker_id) FROM outbound_attempt"
+            " WHERE outcome = 'SENT' AND created_at >= $1 AND worker_id = ANY($2::text[])"
+        )
         queued = "SELECT count(*) FROM outbound_message WHERE status = 'QUEUED'"
-        async with asyncio.timeout(180):
-            while await self.value(recorded, list(names)) < len(names):
+        async with asyncio.timeout(timeout):
+            while await self.value(recorded, since, names) < len(names):
                 if await self.value(queued) < wave // 3:
                     await self.enqueue(wave // 3)
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.1)
 
     def signal(self, name: str, sig: int) -> None:
         os.kill(self.workers[name].pid, sig)
@@ -201,17 +211,11 @@ class Drill:
         return record
 
     async def ended(self, record: Fault, *, wave: int, within: float = 10.0) -> None:
-        """The fault is over: a new wave arrives; wait until every live worker has sent and
-        recorded a message again."""
+        """The fault is over: wait until every live worker has sent and recorded a message again."""
         record.ended_at = await self.value("SELECT clock_timestamp()")
         started = time.monotonic()
-        await self.enqueue(wave)
-        query = (
-            "SELECT count(DISTINCT worker_id) = cardinality($2::text[]) FROM outbound_attempt"
-            " WHERE outcome = 'SENT' AND created_at >= $1 AND worker_id = ANY($2::text[])"
-        )
         try:
-            await self.until(query, record.ended_at, list(self.workers), timeout=within)
+            await self.sending_again(list(self.workers), record.ended_at, wave=wave, timeout=within)
         except TimeoutError:
             return  # recovery stays None: the report and the bounds show it
         record.recovery = time.monotonic() - started
@@ -229,6 +233,7 @@ class Drill:
         conn = await connect(self.dsn)
         try:
             rows = await conn.fetch("SELECT to_recipient, status FROM outbound_message")
+            deferrals = await conn.fetchval("SELECT count(*) FROM outbound_attempt WHERE outcome = 'DEFER'")
         finally:
             await conn.close()
         status = {r["to_recipient"]: r["status"] for r in rows}
@@ -242,6 +247,7 @@ class Drill:
             duplicates=sum(n - 1 for n in accepted.values() if n > 1),
             duplicated_messages=sum(1 for n in accepted.values() if n > 1),
             stuck=stuck,
+            deferral_rows=deferrals,
             seconds=time.monotonic() - self.started,
             exit_codes=dict(self.exit_codes),
         )
