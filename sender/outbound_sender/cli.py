@@ -8,7 +8,8 @@ import contextlib
 import datetime as dt
 import re
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -31,6 +32,7 @@ from outbound_sender.recipients import normalize_recipient
 from outbound_sender.store import messages, migrations
 from outbound_sender.store.db import connect
 from outbound_sender.store.queries import sql
+from outbound_sender.worker.runner import WorkerFailed
 
 DEMO_RECIPIENT = "+14155552671"
 EPILOG = (
@@ -327,8 +329,20 @@ async def _worker(settings: AllSettings, _args: argparse.Namespace) -> int:
         worker = app.build_worker(dsn, settings, metrics)
         settings.api = settings.api.model_copy(update={"enabled": False})  # /healthz, /readyz, metrics
         async with api_commands.api_running(dsn, settings, stop, metrics):
-            await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=False))
-    return 0
+            observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))
+            failed = await _worker_failed(worker.run(stop))
+            await observing
+    return 1 if failed else 0
+
+
+async def _worker_failed(run: Coroutine[Any, Any, None]) -> bool:
+    """Run the worker; True when it stopped on a failure (exit non-zero so the pod is restarted)."""
+    try:
+        await run
+    except WorkerFailed as error:
+        print(f"outbound: {error}", file=sys.stderr, flush=True)
+        return True
+    return False
 
 
 async def _sandbox(settings: AllSettings, args: argparse.Namespace) -> int:
@@ -374,11 +388,12 @@ async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
         await _apply_migrations(dsn)
         metrics = Metrics()
         async with _sandbox_running(settings, stop), api_commands.api_running(dsn, settings, stop, metrics):
-            tasks = [asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))]
+            observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))
+            worker_task: asyncio.Task[bool] | None = None
             channels: list[Channel] = []
             if settings.worker.enabled:
                 worker = app.build_worker(dsn, settings, metrics)
-                tasks.append(asyncio.create_task(worker.run(stop)))
+                worker_task = asyncio.create_task(_worker_failed(worker.run(stop)))
                 channels = _sending(settings, worker.dispatcher.channels)
             else:
                 print(WORKER_DISABLED, flush=True)
@@ -388,8 +403,9 @@ async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
             else:
                 print(f"OUTBOUND_PROVIDER_KIND={settings.provider.kind}: no demo messages", flush=True)
             await api_commands.print_api_howto(dsn, settings)
-            await asyncio.gather(*tasks)
-    return 0
+            failed = await worker_task if worker_task is not None else False
+            await observing
+    return 1 if failed else 0
 
 
 # Provider kinds whose sends never leave the machine: only these get `outbound run`'s demo messages.

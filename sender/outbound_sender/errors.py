@@ -9,6 +9,10 @@
                                   connection dropped after sending): the provider may have accepted
                                   it, so a retry can duplicate. Counted separately.
 
+`about_recipient`: the answer concerns this message's recipient (WhatsApp 131049 per-user marketing
+limit, an unreachable handset...), not the provider's health: the circuit breaker counts it as a
+success even when it is retried.
+
 ConfigError is raised for invalid settings at start-up, never during a send.
 """
 
@@ -32,6 +36,7 @@ class ProviderError(Exception):
         provider_code: str | None = None,
         retry_after: float | None = None,
         http_status: int | None = None,
+        about_recipient: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -39,6 +44,7 @@ class ProviderError(Exception):
         self.provider_code = provider_code
         self.retry_after = retry_after
         self.http_status = http_status
+        self.about_recipient = about_recipient
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code}, provider_code={self.provider_code!r})"

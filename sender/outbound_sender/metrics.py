@@ -105,6 +105,12 @@ class Metrics:
         self.recovered = Counter(
             "outbound_message_lease_recovered", "Expired leases put back", ["channel", "status"], registry=r
         )
+        self.deferred = Counter(
+            "outbound_message_deferred",
+            "Messages put back unsent by the worker's own decision (every circuit open, quota hold): not failures",
+            ["channel", "reason"],
+            registry=r,
+        )
 
     def _timings(self, r: CollectorRegistry) -> None:
         self.latency = Histogram(

@@ -22,7 +22,7 @@ from outbound_sender.store.queries import sql
 
 log = logging.getLogger("outbound.metrics")
 QUOTA_ORGS_MAX = 500  # label cardinality cap: the organisations closest to their limit are kept
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
 
 
 async def read_snapshot(conn: asyncpg.Connection, quota_orgs_max: int = QUOTA_ORGS_MAX) -> Snapshot:

@@ -55,6 +55,10 @@ CODES: dict[int, tuple[ErrorCode, str, float | None]] = {
 }
 
 
+# Answers about one recipient (invalid, unreachable, unsubscribed), not about Twilio's health.
+RECIPIENT_CODES = frozenset({21211, 21614, 21610, 30003, 30005, 30006})
+
+
 def classify(code: int | None, http_status: int | None) -> tuple[ErrorCode, str, float | None]:
     """Normalized code, kind and hint of a Twilio error code (or of the HTTP status alone)."""
     if code is not None and code in CODES:
@@ -85,9 +89,12 @@ def normalize(response: httpx.Response) -> ProviderError:
     status = response.status_code
     if kind == R:
         return RateLimitedError(normalized, text, provider_code=raw, retry_after=hint, http_status=status)
+    recipient = code in RECIPIENT_CODES
     if kind == T:
-        return TemporaryError(normalized, text, provider_code=raw, retry_after=hint, http_status=status)
-    return PermanentError(normalized, text, provider_code=raw, http_status=status)
+        return TemporaryError(
+            normalized, text, provider_code=raw, retry_after=hint, http_status=status, about_recipient=recipient
+        )
+    return PermanentError(normalized, text, provider_code=raw, http_status=status, about_recipient=recipient)
 
 
 def form(settings: TwilioSettings, message: OutboundMessage, callback_base: str | None) -> dict[str, str]:

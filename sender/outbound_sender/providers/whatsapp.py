@@ -27,6 +27,9 @@ log = logging.getLogger(f"provider.{LABEL}")
 P, T, R = "permanent", "temporary", "ratelimit"
 TEMPLATE_CODES = (132000, 132001, 132005, 132007, 132012, 132015, 132016)
 AUTH_CODES = (0, 3, 10, 190, *range(200, 300))
+# Answers about one recipient, not about the provider: per-user marketing limit, undeliverable,
+# 24 h window closed, invalid number, unsubscribed. The circuit breaker counts them as successes.
+RECIPIENT_CODES = frozenset({131049, 131026, 131047, 131009, 131050})
 
 CODES: dict[int, tuple[ErrorCode, str, float | None]] = {
     130429: (ErrorCode.RATE_LIMIT_EXCEEDED, R, 1.0),
@@ -109,9 +112,12 @@ def normalize(response: httpx.Response) -> ProviderError:
     if kind == R:
         hint = usage_hint(response.headers) or hint
         return RateLimitedError(normalized, text, provider_code=raw, retry_after=hint, http_status=status)
+    recipient = code in RECIPIENT_CODES
     if kind == T:
-        return TemporaryError(normalized, text, provider_code=raw, retry_after=hint, http_status=status)
-    return PermanentError(normalized, text, provider_code=raw, http_status=status)
+        return TemporaryError(
+            normalized, text, provider_code=raw, retry_after=hint, http_status=status, about_recipient=recipient
+        )
+    return PermanentError(normalized, text, provider_code=raw, http_status=status, about_recipient=recipient)
 
 
 def _text_parameters(values: list[Any]) -> list[dict[str, str]]:

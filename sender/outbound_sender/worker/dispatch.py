@@ -3,8 +3,9 @@
     provider_for(message) ─▶ providers of the channel, by priority (lower first)
                              └─ first whose circuit admits the call ─▶ GuardedProvider
                                 (its send() reports the outcome back to the circuit)
-                             none admits ─▶ CircuitOpenError (temporary; the worker defers the
-                                            message without burning an attempt)
+                             none admits ─▶ CircuitOpenError (the worker hands the message back
+                                            unsent, no attempt; see claimable(): it does not claim
+                                            a channel whose every circuit it holds open)
 
 Circuit (per provider, per pod; the operator keeps the fleet-wide one, same CLOSED / OPEN /
 HALF_OPEN vocabulary):
@@ -15,8 +16,9 @@ HALF_OPEN vocabulary):
 
 A provider-side failure is what says the provider (or our account) is unwell: 5xx, timeouts and
 ambiguous sends, connection failures, AUTH_FAILED / ACCOUNT_SUSPENDED / QUOTA_EXCEEDED. Answers
-about one message (an invalid number, a template) and throttles prove the provider is up: they
-count as successes.
+about one message or recipient (an invalid number, a template, an unsubscribe, a bounce, a
+per-user limit such as WhatsApp 131049, even when retried: `ProviderError.about_recipient`) and
+throttles prove the provider is up: they count as successes.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class CircuitOpenError(NoProviderError):
 def is_provider_failure(error: BaseException) -> bool:
     if isinstance(error, RateLimitedError):
         return False
+    if isinstance(error, ProviderError) and error.about_recipient:
+        return False  # WhatsApp 131049 and the like: the provider answered about one recipient
     if isinstance(error, TemporaryError):
         return True
     return isinstance(error, PermanentError) and error.code in ACCOUNT_CODES
@@ -94,6 +98,16 @@ class CircuitBreaker:
         if self._state is not CircuitState.OPEN:
             return 0.0
         return max(0.0, self._opened_at + self.config.open_seconds - self._clock())
+
+    def admits(self) -> int | None:
+        """How many calls would be let through now: None for any number (CLOSED), the probes left
+        when HALF_OPEN, 0 when OPEN."""
+        state = self.state
+        if state is CircuitState.CLOSED:
+            return None
+        if state is CircuitState.HALF_OPEN:
+            return max(0, self.config.half_open_probes - self._probes)
+        return 0
 
     def acquire(self) -> bool | None:
         """None: refused. False: an ordinary call. True: a half-open probe."""
@@ -238,6 +252,25 @@ class Dispatcher:
         if row is not None and row.circuit_mode == "ForceClosed":
             return False  # forced closed fleet-wide: this pod's breaker does not stop it
         return self.breakers[provider.name].acquire()
+
+    def claimable(self, channel: Channel) -> int | None:
+        """How many messages of `channel` this pod could send now: None for no limit, 0 when it
+        holds the circuit of every provider of the channel open (leave them to other workers), the
+        half-open probes left otherwise. A channel without usable providers is decided elsewhere
+        (runtime control), so it is not limited here."""
+        candidates = self._candidates(channel)
+        if not candidates:
+            return None
+        total = 0
+        for provider in candidates:
+            row = self.fleet.get(provider.name)
+            if row is not None and row.circuit_mode == "ForceClosed":
+                return None
+            admits = self.breakers[provider.name].admits()
+            if admits is None:
+                return None
+            total += admits
+        return total
 
     def provider_for(self, message: OutboundMessage) -> Provider:
         candidates = self._candidates(message.channel)

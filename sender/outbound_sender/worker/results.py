@@ -26,6 +26,7 @@ class CallResult:
     http_status: int | None = None
     retry_delay_ms: int | None = None
     ambiguous: bool = False
+    release: bool = False  # hand the message back unsent: no attempt burnt, no attempt row
 
 
 def success(message: OutboundMessage, provider: str, result: SendResult, duration_ms: int) -> CallResult:
@@ -78,6 +79,14 @@ def deferred(message: OutboundMessage, seconds: float, code: ErrorCode, reason: 
         error_code=code.value,
         error_message=reason,
         retry_delay_ms=int(seconds * 1000),
+    )
+
+
+def released(message: OutboundMessage, reason: str) -> CallResult:
+    """Not sent because of this worker's own state (every circuit of the channel open here): the
+    message goes back to the queue at once for a worker that can send it; not an attempt."""
+    return CallResult(
+        message, Outcome.DEFER, None, 0, error_code=ErrorCode.NO_PROVIDER.value, error_message=reason, release=True
     )
 
 

@@ -10,6 +10,13 @@ result is written afterwards, fenced by the lease it was claimed under. Results 
 batches (whatever accumulated while the previous write ran), so the database sees few statements
 at high throughput and no delay at low throughput. The worker uses 3 connections: a listener and
 a pool of two (claims and housekeeping; completions).
+
+Supervision: the long-lived tasks (claim loop, completer, recovery, control, listener) retry every
+transient database error (`store.db.is_transient`: refused, reset, 57P01/57P03, protocol state, a
+pool whose connections died) with backoff. Any other error, or a task that ends early, stops the
+worker: it drains (in-flight sends finish and are recorded if the database lets us) and `run`
+raises WorkerFailed, so `outbound worker` exits non-zero and Kubernetes restarts it. The claim loop
+claims only while results can be written: a failed flush pauses claiming until a flush succeeds.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
 
@@ -31,7 +38,7 @@ from outbound_sender.quota.gate import Decision, Held, Rerouted, WhatsAppGate
 from outbound_sender.quota.ledger import QuotaLedger
 from outbound_sender.quota.policy import PolicyBook, QuotaPolicy
 from outbound_sender.quota.ratelimit import WhatsAppRateLimiter
-from outbound_sender.store.db import connect, create_pool
+from outbound_sender.store.db import connect, create_pool, is_transient
 from outbound_sender.store.queries import sql
 from outbound_sender.worker import results
 from outbound_sender.worker.control import ProviderControl, RuntimeControl
@@ -45,6 +52,12 @@ CONTROL_CHANNEL = "outbound_control"
 APPLICATION = "outbound-worker"  # application_name of the worker's connections (pg_stat_activity)
 COMPLETE_BATCH_MAX = 500
 RECOVERY_BATCH = 500
+LISTENER_CHECK_SECONDS = 5.0  # how often the LISTEN connection is checked (besides its termination callback)
+MAX_BACKOFF_SECONDS = 2.0  # database retries: 0.1 s doubling to this
+
+
+class WorkerFailed(RuntimeError):
+    """A long-lived task of the worker ended on an error it cannot survive: the process must exit."""
 
 
 def message_from_row(row: asyncpg.Record) -> OutboundMessage:
@@ -101,6 +114,9 @@ class OutboundJobWorker:
         self._completions: asyncio.Queue[CallResult | None] = asyncio.Queue()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._listener_lost = asyncio.Event()
+        self._recording = asyncio.Event()  # set while results can be written (the last flush worked)
+        self._recording.set()
         self.control = RuntimeControl(dispatcher.provider_names)
         self._control_changed = asyncio.Event()
         self._next_retry = float("inf")  # monotonic time of the earliest retry this worker scheduled
@@ -109,28 +125,38 @@ class OutboundJobWorker:
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        """Work until `stop` is set, then drain: finish in-flight sends and record them."""
+        """Work until `stop` is set, then drain: finish in-flight sends and record them.
+
+        If a long-lived task ends on its own (an error it cannot survive), `stop` is set for the
+        whole process, the worker drains, and WorkerFailed is raised."""
         self._pool = await create_pool(self.dsn, min_size=2, max_size=2, application=APPLICATION)
         self.gate = self._whatsapp_gate(self._pool)
         self.dispatcher.bind_pool(self._pool)
+        failure: str | None = None
         try:
             await self._listen()
             await self._refresh_control()
             completer = asyncio.create_task(self._complete_loop(), name="completer")
-            recovery = asyncio.create_task(self._recovery_loop(stop), name="recovery")
-            controller = asyncio.create_task(self._control_loop(stop), name="control")
+            housekeeping = [
+                asyncio.create_task(self._recovery_loop(stop), name="recovery"),
+                asyncio.create_task(self._control_loop(stop), name="control"),
+                asyncio.create_task(self._listen_loop(stop), name="listener"),
+            ]
+            claimer = asyncio.create_task(self._claim_loop(stop), name="claimer")
             log.info("OutboundJobWorker started", extra={"fields": self._describe()})
-            await self._claim_loop(stop)
+            failure = await _supervise(claimer, [completer, *housekeeping], stop)
+            await _finish(claimer)
             await self._drain()
-            self._completions.put_nowait(None)
-            await completer
-            for task in (recovery, controller):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if not completer.done():
+                self._completions.put_nowait(None)
+                await completer
+            for task in housekeeping:
+                await _finish(task)
         finally:
             await self._close()
         log.info("OutboundJobWorker stopped", extra={"fields": {"completed": self.completed_total}})
+        if failure is not None:
+            raise WorkerFailed(failure)
 
     def _describe(self) -> dict[str, object]:
         return {
@@ -159,14 +185,70 @@ class OutboundJobWorker:
         if self._pool is not None:
             await self._pool.close()
 
-    async def _listen(self) -> None:
+    async def _listen(self) -> bool:
+        """Open the LISTEN connection; False (polling only, retried by the listener task) on failure."""
+        listener: asyncpg.Connection | None = None
         try:
-            self._listener = await connect(self.dsn, application=APPLICATION)
-            await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
-            await self._listener.add_listener(CONTROL_CHANNEL, self._on_control)
-        except (OSError, asyncpg.PostgresError) as error:
-            self._listener = None
+            listener = await connect(self.dsn, application=APPLICATION, timeout=10)
+            self._listener_lost.clear()
+            listener.add_termination_listener(lambda _conn: self._listener_lost.set())
+            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            await listener.add_listener(CONTROL_CHANNEL, self._on_control)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            if listener is not None:
+                listener.terminate()
             log.warning("LISTEN unavailable, polling only", extra={"fields": {"error": repr(error)}})
+            return False
+        self._listener = listener
+        return True
+
+    async def _listen_loop(self, stop: asyncio.Event) -> None:
+        """Keep the LISTEN connection: re-open it (with backoff) when the database restarted or the
+        connection died, then wake the claim loop and re-read control (work may have arrived)."""
+        delay = 0.1
+        while not stop.is_set():
+            if self._listener is None:
+                if not await self._listen():
+                    await _wait(stop, delay)
+                    delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                    continue
+                delay = 0.1
+                log.info("OutboundJobWorker LISTEN re-established")
+                await _tolerating("pool reconnect", self._reopen_pool())
+                self._wake.set()
+                self._control_changed.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_first(self._listener_lost.wait(), stop.wait()), LISTENER_CHECK_SECONDS)
+            if stop.is_set():
+                return
+            if not self._listener_lost.is_set() and await self._listener_alive():
+                continue
+            log.warning("OutboundJobWorker LISTEN connection lost; reconnecting")
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                listener.terminate()
+
+    async def _reopen_pool(self) -> None:
+        """After a restart the pool reconnects lazily, one connection per concurrent use: open
+        both now, so the worker is back to its three connections and the first claim and write
+        do not pay for the connect."""
+        assert self._pool is not None
+        async with asyncio.timeout(10), self._pool.acquire(), self._pool.acquire():
+            pass
+
+    async def _listener_alive(self) -> bool:
+        assert self._listener is not None
+        if self._listener.is_closed():
+            return False
+        try:
+            await self._listener.execute("SELECT 1", timeout=5)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            return False
+        return True
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if payload in {c.value for c in self.active_channels()}:
@@ -176,10 +258,12 @@ class OutboundJobWorker:
         self._control_changed.set()
 
     def active_channels(self) -> frozenset[Channel]:
+        """The channels to claim now: configured, switched on, allowed by runtime control, and not
+        ones whose every provider has its circuit open in this worker."""
         wanted = frozenset(self.settings.channels) & self.switches.enabled()
         if self.channel_gate is not None:
             wanted &= frozenset(self.channel_gate())
-        return self.control.allowed_channels(wanted)
+        return frozenset(c for c in self.control.allowed_channels(wanted) if self.dispatcher.claimable(c) != 0)
 
     # ---- runtime control -------------------------------------------------------------------
     async def _control_loop(self, stop: asyncio.Event) -> None:
@@ -189,10 +273,7 @@ class OutboundJobWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(self._control_changed.wait(), stop.wait()), interval)
             self._control_changed.clear()
-            try:
-                await self._refresh_control()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.error("OutboundJobWorker control refresh failed", extra={"fields": {"error": repr(error)}})
+            await _tolerating("control refresh", self._refresh_control())
 
     async def _refresh_control(self) -> None:
         assert self._pool is not None
@@ -205,23 +286,44 @@ class OutboundJobWorker:
 
     def _claim_size(self, channels: frozenset[Channel]) -> int:
         """The batch: the control row's for controlled channels (an operator-run worker serves one
-        channel), else OUTBOUND_WORKER_BATCH_SIZE."""
+        channel), else OUTBOUND_WORKER_BATCH_SIZE; no more than the probes of a half-open circuit."""
         controlled = [c for c in channels if self.control.controlled(c)]
         if not controlled:
-            return self.settings.batch_size if channels else 0
-        now = time.monotonic()
-        return max(self.control.claim_size(c, self.settings.batch_size, now) for c in controlled)
+            size = self.settings.batch_size if channels else 0
+        else:
+            now = time.monotonic()
+            size = max(self.control.claim_size(c, self.settings.batch_size, now) for c in controlled)
+        limits = [limit for c in channels if (limit := self.dispatcher.claimable(c)) is not None]
+        return min([size, *limits])
 
     # ---- claiming --------------------------------------------------------------------------
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         poll = self.settings.poll_interval_ms / 1000
+        delay = 0.1
         while not stop.is_set():
             await self._wait_capacity(stop)
+            await self._wait_recording(stop)
             if stop.is_set():
                 return
-            got, wanted = await self._claim_once(self.settings.max_in_flight - len(self._in_flight))
+            try:
+                got, wanted = await self._claim_once(self.settings.max_in_flight - len(self._in_flight))
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.error("OutboundJobWorker claim failed", extra={"fields": {"error": repr(error)}})
+                await self._sleep(stop, min(poll, delay))
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                continue
+            delay = 0.1
             if got < wanted or wanted == 0:
                 await self._sleep(stop, self._until_next_retry(poll))
+
+    async def _wait_recording(self, stop: asyncio.Event) -> None:
+        """Never claim while results cannot be written: a claimed message whose result cannot be
+        recorded is sent again once its lease expires."""
+        if not self._recording.is_set():
+            log.warning("OutboundJobWorker not claiming: results cannot be recorded")
+            await _first(self._recording.wait(), stop.wait())
 
     def _until_next_retry(self, poll: float) -> float:
         """Sleep no longer than the poll interval, and wake when a retry we scheduled is due."""
@@ -238,17 +340,13 @@ class OutboundJobWorker:
             return 0, 0
         assert self._pool is not None
         self._wake.clear()
-        try:
-            rows = await self._pool.fetch(
-                sql("claim_batch"),
-                [c.value for c in channels],
-                want,
-                self.settings.id,
-                self.settings.lease_seconds,
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            log.error("OutboundJobWorker claim failed", extra={"fields": {"error": repr(error)}})
-            return 0, want
+        rows = await self._pool.fetch(
+            sql("claim_batch"),
+            [c.value for c in channels],
+            want,
+            self.settings.id,
+            self.settings.lease_seconds,
+        )
         self.metrics.heartbeat.set_to_current_time()
         if rows:
             log.info(f"OutboundJobWorker Processing {len(rows)} pending outbound messages")
@@ -293,9 +391,11 @@ class OutboundJobWorker:
             provider = chosen.name
             result = await chosen.send(message)
             outcome = results.success(message, provider, result, _ms(started))
+        except CircuitOpenError as error:  # our own state: another worker may send it now
+            outcome = results.released(message, error.message)
         except ProviderError as error:
             hold = await self._after_failure(message, decision, error)
-            defer = hold is not None or isinstance(error, CircuitOpenError)  # wait, burn no attempt
+            defer = hold is not None  # wait, burn no attempt
             outcome = results.failure(message, provider, error, _ms(started), self.retry, defer=defer)
         except asyncio.CancelledError:
             self._completions.put_nowait(results.interrupted(message, provider, _ms(started)))
@@ -328,6 +428,7 @@ class OutboundJobWorker:
         fields = message_fields(message.id, message.correlation_id, decision=decision.note)
         log.info("OutboundJobWorker WhatsApp quota decision", extra={"fields": fields})
         if isinstance(decision, Held):
+            self.metrics.deferred.labels(message.channel.value, decision.code.value).inc()
             self._completions.put_nowait(results.deferred(message, decision.seconds, decision.code, decision.note))
             return
         assert self._pool is not None
@@ -343,6 +444,9 @@ class OutboundJobWorker:
 
     def _observe_call(self, r: CallResult) -> None:
         channel = r.message.channel.value
+        if r.release:  # no provider call was made: a deferral, not a failed send
+            self.metrics.deferred.labels(channel, r.error_code or "UNKNOWN").inc()
+            return
         provider = r.provider or "none"
         self.metrics.provider_duration.labels(provider, channel, r.outcome.value).observe(r.duration_ms / 1000)
         if r.ambiguous:
@@ -406,20 +510,40 @@ class OutboundJobWorker:
                 return
 
     async def _flush(self, batch: list[CallResult]) -> None:
-        """Write results; on database trouble retry, keeping them (the lease fences duplicates)."""
-        assert self._pool is not None
+        """Write results; on database trouble retry, keeping them (the lease fences duplicates).
+        While a write fails, the claim loop does not claim (`_recording`)."""
+        released = [r for r in batch if r.release]
+        recorded = [r for r in batch if not r.release]
+        handed_back = len(released)
         delay = 0.1
         while True:
             try:
-                rows = await self._pool.fetch(sql("complete_batch"), *results.as_arrays(batch), self.settings.id)
+                rows = await self._write(recorded, released)
                 break
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                self._recording.clear()
                 log.error("OutboundJobWorker cannot record results", extra={"fields": {"error": repr(error)}})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self.completed_total += len(rows)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+        self._recording.set()
+        self.completed_total += len(rows) + handed_back
         for row in rows:
             self._observe_completion(row)
+
+    async def _write(self, recorded: list[CallResult], released: list[CallResult]) -> list[asyncpg.Record]:
+        assert self._pool is not None
+        if released:
+            ids = [r.message.id for r in released]
+            await self._pool.execute(sql("release_leases"), ids, [r.message.lease_id for r in released])
+            released.clear()  # handed back: a retry after a later failure must not release again
+        if not recorded:
+            return []
+        rows: list[asyncpg.Record] = await self._pool.fetch(
+            sql("complete_batch"), *results.as_arrays(recorded), self.settings.id
+        )
+        return rows
 
     def _observe_completion(self, row: asyncpg.Record) -> None:
         channel = row["channel"]
@@ -441,12 +565,9 @@ class OutboundJobWorker:
     async def _recovery_loop(self, stop: asyncio.Event) -> None:
         interval = self.settings.recovery_interval_ms / 1000
         while not stop.is_set():
-            try:
-                await self.recover_once()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.error("OutboundJobWorker recovery failed", extra={"fields": {"error": repr(error)}})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            if self._recording.is_set():  # our own results first: they still hold their leases
+                await _tolerating("recovery", self.recover_once())
+            await _wait(stop, interval)
 
     async def recover_once(self) -> int:
         assert self._pool is not None
@@ -470,6 +591,49 @@ async def _first(*aws: object) -> None:
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def _tolerating(what: str, action: Awaitable[object]) -> bool:
+    """Run `action`; a transient database error is logged (False), any other error propagates."""
+    try:
+        await action
+    except Exception as error:
+        if not is_transient(error):
+            raise
+        log.error(f"OutboundJobWorker {what} failed", extra={"fields": {"error": repr(error)}})
+        return False
+    return True
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _supervise(claimer: asyncio.Task[None], others: list[asyncio.Task[None]], stop: asyncio.Event) -> str | None:
+    """Wait until the claim loop ends because `stop` was set. A task that fails, or ends while
+    `stop` is not set, is a failure: log it, stop the process, and say what happened."""
+    pending: set[asyncio.Task[None]] = {claimer, *others}
+    while claimer in pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            error = None if task.cancelled() else task.exception()
+            if error is None and stop.is_set():
+                continue
+            failure = f"worker task {task.get_name()!r} ended: {error!r}"
+            log.critical("OutboundJobWorker " + failure, exc_info=error)
+            stop.set()
+            return failure
+    return None
+
+
+async def _finish(task: asyncio.Task[None], grace: float = 5.0) -> None:
+    """Let a task see `stop` and end, else cancel it (its error, if any, was reported by _supervise)."""
+    await asyncio.wait([task], timeout=grace)
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
 
 
 def _ms(started: float) -> int:
