@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -77,12 +78,21 @@ async def test_postmaster_killed_and_restarted_under_load() -> None:
             await server.restart(**how)
             await drill.ended(fault, wave=WAVE)
         await drill.settle()
-        connections = await drill.value(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", APPLICATION
-        )
+        connections = await worker_connections(drill, want=3 * 3, within=20)
         await drill.stop_all()
         check(await drill.report())
         assert connections == 3 * 3  # each worker holds its listener and its pool of two again
+
+
+async def worker_connections(drill: Drill, want: int, within: float) -> int:
+    """The workers' connections once they reach `want`, or as many as there are after `within` s
+    (a pool re-opens its connections as it uses them, the listener as soon as it notices)."""
+    deadline = time.monotonic() + within
+    while True:
+        count = int(await drill.value("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", APPLICATION))
+        if count == want or time.monotonic() > deadline:
+            return count
+        await asyncio.sleep(0.2)
 
 
 async def kill_worker(drill: Drill, name: str) -> None:
