@@ -91,6 +91,7 @@ async def test_every_runbook_promql_expression_answers_from_a_real_prometheus(
 
 BOUNDED_LABELS = {
     "channel",
+    "reason",
     "provider",
     "error_code",
     "status",

@@ -23,6 +23,7 @@ from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
 from outbound_sender.worker.runner import OutboundJobWorker
 from tests.integration.providers.conftest import CASES, Webhooks, http_client, serve
+from tests.workers import wait_for
 
 FAST_RETRY = RetryPolicy(base_seconds=0.05, max_seconds=0.2)
 
@@ -106,22 +107,30 @@ async def test_failover_to_the_backup_provider_when_the_primary_circuit_opens(
     assert gauge("outbound_provider_circuit_state", {"provider": "twilio-backup", "channel": "SMS"}) == 0
 
 
-async def test_every_circuit_open_defers_without_burning_attempts(db_dsn: str, db: asyncpg.Connection) -> None:
+async def test_every_circuit_open_leaves_the_channel_alone_without_burning_attempts(
+    db_dsn: str, db: asyncpg.Connection
+) -> None:
+    """With every provider of its channel open, a worker claims nothing of that channel: the message
+    stays QUEUED with the one attempt that opened the circuit, and no deferral row is written."""
     app = sandboxes.TwilioSandbox()
     app.config.rules = [Rule(pattern=".", action="http:503")]
     async with serve(app) as url:
         provider = TwilioProvider(http_client(), sandboxes.twilio_settings(url))
         dispatcher = Dispatcher([provider], breaker=BreakerConfig(failure_threshold=1, open_seconds=60))
         message_id = await messages.enqueue(db, NewMessage("org", Channel.SMS, "+15557654321", body="x"))
-        async with worker(db_dsn, dispatcher, Metrics()):
-            query = "SELECT count(*) FROM outbound_attempt WHERE outbound_message_id = $1 AND outcome = 'DEFER'"
-            for _ in range(200):
-                if await db.fetchval(query, message_id):
-                    break
-                await asyncio.sleep(0.025)
+        async with worker(db_dsn, dispatcher, Metrics()) as running:
+            await wait_for(db, "SELECT count(*) = 1 FROM outbound_attempt WHERE outbound_message_id = $1", message_id)
+            # Due again at once (the runbook's "clear next_retry_at"), woken by NOTIFY, polled every
+            # 100 ms: over ten poll intervals the worker must leave it alone.
+            await db.execute("UPDATE outbound_message SET retry_at = NULL WHERE id = $1", message_id)
+            await db.execute("SELECT pg_notify('outbound_message_ready', 'SMS')")
+            claimed = running.claimed_total
+            await asyncio.sleep(1.0)
+            assert running.claimed_total == claimed
     row = await messages.get_message(db, message_id)
     assert row is not None
-    assert (row["status"], row["attempt_count"], row["error_code"]) == ("QUEUED", 1, "NO_PROVIDER")
+    assert (row["status"], row["attempt_count"], row["error_code"]) == ("QUEUED", 1, "TEMPORARY_ERROR")
+    assert await db.fetchval("SELECT count(*) FROM outbound_attempt WHERE outcome = 'DEFER'") == 0
     assert app.stats["http:503"] == 1
 
 
