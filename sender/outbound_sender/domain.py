@@ -1,6 +1,6 @@
 """Domain vocabulary shared by every layer: channels, statuses, error codes, messages.
 
-The string values are the runbook's (shared/runbook.md): they appear in SQL, logs and metrics.
+The string values are the operations runbook's (docs/runbook.md): they appear in SQL, logs and metrics.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ FINAL_STATUSES = frozenset({Status.SENT, Status.FAILED, Status.CANCELLED})
 
 
 class ErrorCode(StrEnum):
-    """The normalized error codes (shared/providers.md section 4), plus our own pipeline codes."""
+    """The normalized error codes (docs/providers.md, "Normalized errors"), plus our own pipeline codes."""
 
     INVALID_PHONE_NUMBER = "INVALID_PHONE_NUMBER"
     INVALID_EMAIL = "INVALID_EMAIL"

@@ -4,7 +4,7 @@ JSON, `Authorization: Bearer SG…`. Plain messages carry `subject` + `content` 
 template messages carry `template_id` (d-…) + `personalizations[0].dynamic_template_data`. Our
 message id rides in `personalizations[0].custom_args.outbound_id`, which every Event Webhook event
 echoes as a top-level key. 202 Accepted (empty body) with `X-Message-Id`; errors are
-`{"errors": [{"message", "field", "help"}]}` (shared/providers.md section 2).
+`{"errors": [{"message", "field", "help"}]}` (docs/providers.md, "Normalized errors").
 """
 
 from __future__ import annotations

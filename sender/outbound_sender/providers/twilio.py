@@ -2,7 +2,7 @@
 
 Form-encoded, HTTP Basic (AccountSid:AuthToken), PascalCase field names. 201 answers the Message
 resource whose `sid` (SM…/MM…) we store. Errors are `{"code", "message", "more_info", "status"}`;
-the code decides the normalized error (shared/providers.md section 1). Our message id travels in
+the code decides the normalized error (docs/providers.md, "Normalized errors"). Our message id travels in
 the StatusCallback URL (`?outbound_id=`), so the status callback finds the message even before the
 SM sid was recorded.
 """

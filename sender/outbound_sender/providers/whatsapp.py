@@ -4,7 +4,7 @@ JSON, `Authorization: Bearer <token>`. Text messages send `text.body`; templates
 `template{name, language{code, policy}, components}`. Our message id goes in
 `biz_opaque_callback_data`, which the status webhook echoes. 200 answers
 `{"messages": [{"id": "wamid…"}]}`; errors are Graph errors `{"error": {"code", "message",
-"error_data": {"details"}, "is_transient", …}}`, keyed on `code` (shared/providers.md section 3).
+"error_data": {"details"}, "is_transient", …}}`, keyed on `code` (docs/providers.md, "Normalized errors").
 WhatsApp sends no Retry-After: throttle hints come from the code (and X-Business-Use-Case-Usage).
 """
 

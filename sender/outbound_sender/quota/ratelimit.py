@@ -1,6 +1,6 @@
 """Per-second WhatsApp limits: GCRA in Redis, with a conservative in-process fallback.
 
-Two limits guard every WhatsApp send (shared/providers.md):
+Two limits guard every WhatsApp send (Meta's throughput limits, docs/quota.md):
 - throughput per business phone number: `messages_per_second` (Meta's default 80, up to 1,000);
 - the pair rate: one message to the same recipient every `pair_interval_seconds` (about 6 s).
 
