@@ -3,9 +3,11 @@
 #
 # Usage: hack/images.sh [deps|base|build|paths]
 #   deps   apt-get install the Debian packages that are missing: podman and runc (engine and runtime),
-#          mmdebstrap (the local base image). Installs nothing when CONTAINER_ENGINE=docker.
+#          mmdebstrap (the local base image), containerd and containernetworking-plugins (the test
+#          plane's node, tests/kube/node.py). Installs nothing when CONTAINER_ENGINE=docker.
 #   base   make the local base image (IMAGE_BASE=local) if it is not there; prints BASE_IMAGE=<ref>
 #   build  (default) build both images unless images of the very same inputs exist; prints KEY=value
+#   pause  build the test node's sandbox image (hack/pause) unless it exists; prints PAUSE_IMAGE=<ref>
 #   paths  print the KEY=value lines of the current inputs (SENDER_IMAGE, OPERATOR_IMAGE, ...),
 #          building nothing; IMAGES_BUILT=yes|no says whether both exist
 #
@@ -51,10 +53,12 @@ short_hash() { sha256sum | cut -c1-16; }
 deps() {
   [[ "$ENGINE" == podman ]] || { command -v "$ENGINE" >/dev/null || die "$ENGINE is not installed"; return 0; }
   local missing=() command package
-  for pair in podman:podman runc:runc mmdebstrap:mmdebstrap; do
+  # containerd and the CNI plugins run the test plane's node (tests/kube/node.py).
+  for pair in podman:podman runc:runc mmdebstrap:mmdebstrap containerd:containerd \
+    /usr/lib/cni/bridge:containernetworking-plugins; do
     command="${pair%%:*}" package="${pair#*:}"
     [[ "$command" == mmdebstrap && "$IMAGE_BASE" != local ]] && continue
-    command -v "$command" >/dev/null || missing+=("$package")
+    command -v "$command" >/dev/null || [[ -x "$command" ]] || missing+=("$package")
   done
   ((${#missing[@]})) || return 0
   command -v apt-get >/dev/null || die "missing: ${missing[*]}; install them with your package manager"
@@ -158,10 +162,25 @@ build() {
   paths
 }
 
+# pause: the test node's sandbox image (hack/pause), a static Go binary FROM scratch; prints PAUSE_IMAGE=<ref>
+pause() {
+  local ref context
+  command -v go >/dev/null || die "the go command is needed to build the pause image (it builds kube-tools too)"
+  ref="localhost/outbound-pause:$({ go version; cat "$HACK_DIR/pause/main.go" "$HACK_DIR/pause/Dockerfile"; } | short_hash)"
+  if ! image_exists "$ref"; then
+    context="$(mktemp -d)"
+    (cd "$HACK_DIR/pause" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags '-s -w' -o "$context/pause" .)
+    engine build -f "$HACK_DIR/pause/Dockerfile" -t "$ref" "$context" >&2
+    rm -rf "$context"
+  fi
+  echo "PAUSE_IMAGE=$ref"
+}
+
 case "${1:-build}" in
   deps) deps ;;
+  pause) deps && pause ;;
   base) deps && base ;;
   build) build ;;
   paths) paths ;;
-  *) die "usage: hack/images.sh [deps|base|build|paths]" ;;
+  *) die "usage: hack/images.sh [deps|base|build|paths|pause]" ;;
 esac

@@ -18,7 +18,7 @@ lock: $(STAMP) ## Re-lock the images' dependencies (images/requirements.lock, ha
 	  --output-file images/requirements.lock
 
 .PHONY: images-deps
-images-deps: ## apt-get install what building and testing the images needs (podman, runc, mmdebstrap) if missing
+images-deps: ## apt-get install what building and running the images needs (podman, runc, mmdebstrap, containerd, CNI) if missing
 	@$(IMAGES_ENV) hack/images.sh deps
 
 .PHONY: images
@@ -26,8 +26,13 @@ images: ## Build the sender and operator images, outbound-{sender,operator}:$(IM
 	@$(IMAGES_ENV) hack/images.sh build
 	@echo "tagged $(IMAGE_REGISTRY)/outbound-sender:$(IMAGE_TAG) and $(IMAGE_REGISTRY)/outbound-operator:$(IMAGE_TAG)"
 
-# tests/images and tests/kube/operator/test_image.py run the images of the current sources.
-TEST_PREREQS += images
+.PHONY: pause-image
+pause-image: ## Build the test node's sandbox image (hack/pause: Go, FROM scratch) if missing
+	@$(IMAGES_ENV) hack/images.sh pause
+
+# tests/images, tests/kube/operator/test_image.py and tests/kube/nodes run the images of the current
+# sources; the node's pods need the pause image.
+TEST_PREREQS += images pause-image
 
 .PHONY: chart-sync
 chart-sync: $(STAMP) ## Refresh the chart's copies (CRDs, monitoring, operator RBAC), value schemas, docs/helm-values.md
