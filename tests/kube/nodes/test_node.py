@@ -1,0 +1,142 @@
+"""Pods really run on the test plane's node: the sender image's API pod becomes Ready through its
+probe (logs and exec work through the API server), and a Deployment's pods get addresses on the
+pod network that the host reaches."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.images.containers import Images
+from tests.kube.node import NODE_NAME, POD_SUBNET, Node
+from tests.kube.plane import ControlPlane
+from tests.kube.processes import free_ports
+
+pytestmark = [pytest.mark.kube, pytest.mark.images, pytest.mark.timeout(900)]
+
+
+SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+POD_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def sender_pod(image: str, dsn: str, port: int) -> dict[str, Any]:
+    """The API pod as the chart writes it (security context, probes, /tmp), on the host network."""
+    http = {"path": "/readyz", "port": port}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "sender", "labels": {"app": "sender"}},
+        "spec": {
+            # The embedded test PostgreSQL listens on the host's loopback only.
+            "hostNetwork": True,
+            "terminationGracePeriodSeconds": 30,
+            "securityContext": POD_SECURITY_CONTEXT,
+            "containers": [
+                {
+                    "name": "api",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "env": [
+                        {"name": "DATABASE_URL", "value": dsn},
+                        {"name": "OUTBOUND_PROVIDER_KIND", "value": "live"},
+                        {"name": "OUTBOUND_HTTP_PORT", "value": str(port)},
+                    ],
+                    "readinessProbe": {"httpGet": http, "periodSeconds": 1},
+                    "securityContext": SECURITY_CONTEXT,
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                }
+            ],
+            "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+        },
+    }
+
+
+def test_sender_pod_becomes_ready(plane: ControlPlane, namespace: str, node: Node, images: Images, db_dsn: str) -> None:
+    node.import_image(images.sender)
+    [port] = free_ports(1)
+    started = time.monotonic()
+    plane.apply(sender_pod(images.sender, db_dsn, port), namespace=namespace)
+    plane.kubectl("wait", "--for=condition=Ready", "pod/sender", "-n", namespace, "--timeout=180s", timeout=200)
+    seconds = time.monotonic() - started
+    pod = json.loads(plane.kubectl("get", "pod", "sender", "-n", namespace, "-o", "json").stdout)
+    assert pod["spec"]["nodeName"] == NODE_NAME  # placed by kube-scheduler
+    logs = plane.kubectl("logs", "sender", "-n", namespace).stdout  # API server -> kubelet -> containerd
+    assert "GET /readyz 200" in logs
+    # The ServiceAccount volume (token + kube-root-ca.crt from the root CA publisher), read through exec.
+    account = "/var/run/secrets/kubernetes.io/serviceaccount"
+    read = f"print(open('{account}/namespace').read(), len(open('{account}/ca.crt').read()) > 0)"
+    assert plane.kubectl("exec", "sender", "-n", namespace, "--", "python3", "-c", read).stdout.split() == [
+        namespace,
+        "True",
+    ]
+    print(f"pod Ready {seconds:.1f} s after apply; image import {node.imported[images.sender]:.1f} s")
+    plane.kubectl("delete", "pod", "sender", "-n", namespace, "--timeout=60s", timeout=90)
+
+
+def sandbox_deployment(image: str, replicas: int) -> dict[str, Any]:
+    """The image's sandbox provider server (no database needed) on the pod network."""
+    labels = {"app": "sandbox"}
+    container = {
+        "name": "sandbox",
+        "image": image,
+        "imagePullPolicy": "Never",
+        "args": ["sandbox", "--host", "0.0.0.0", "--port", "8090"],
+        "readinessProbe": {"tcpSocket": {"port": 8090}, "periodSeconds": 1},
+        "securityContext": SECURITY_CONTEXT,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "sandbox"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"securityContext": POD_SECURITY_CONTEXT, "containers": [container]},
+            },
+        },
+    }
+
+
+def answers_http(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an HTTP answer, whatever its status
+    except OSError:
+        return False
+
+
+def test_deployment_pods_get_addresses_the_host_reaches(
+    plane: ControlPlane, namespace: str, node: Node, images: Images
+) -> None:
+    node.import_image(images.sender)
+    started = time.monotonic()
+    plane.apply(sandbox_deployment(images.sender, 2), namespace=namespace)
+    plane.kubectl("rollout", "status", "deployment/sandbox", "-n", namespace, "--timeout=180s", timeout=200)
+    print(f"deployment of 2 pods available {time.monotonic() - started:.1f} s after apply")
+    pods = plane.kubectl_json("get", "pods", "-n", namespace, "-l", "app=sandbox")["items"]
+    addresses = {pod["status"]["podIP"] for pod in pods}
+    assert len(addresses) == 2, addresses
+    for address in addresses:
+        assert ipaddress.ip_address(address) in ipaddress.ip_network(POD_SUBNET)
+        assert answers_http(f"http://{address}:8090/"), address
+    plane.kubectl("delete", "deployment", "sandbox", "-n", namespace, "--wait=true", "--timeout=60s", timeout=90)
