@@ -22,7 +22,7 @@ images-deps: ## apt-get install what building and running the images needs (podm
 	@$(IMAGES_ENV) hack/images.sh deps
 
 .PHONY: images
-images: ## Build the sender and operator images, outbound-{sender,operator}:$(IMAGE_TAG) (skipped when the sources did not change)
+images: ## Build the sender and operator images, tagged with the project version (skipped when the sources did not change)
 	@$(IMAGES_ENV) hack/images.sh build
 	@echo "tagged $(IMAGE_REGISTRY)/outbound-sender:$(IMAGE_TAG) and $(IMAGE_REGISTRY)/outbound-operator:$(IMAGE_TAG)"
 

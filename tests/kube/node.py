@@ -39,6 +39,10 @@ from .processes import Daemon, free_ports, wait_until
 from .tools import MissingBinariesError, component_dir
 
 NODE_NAME = "outbound-test-node"
+# Only pods that tolerate this taint run on the node: tests that do not ask for it keep the plane
+# they were written for (their pods stay Pending instead of failing to pull made-up images).
+TAINT = {"key": "outbound.dev/test-node", "value": "true", "effect": "NoSchedule"}
+TOLERATION = {"key": TAINT["key"], "operator": "Equal", "value": TAINT["value"], "effect": TAINT["effect"]}
 BRIDGE = "outbtest0"
 POD_SUBNET = "10.244.7.0/24"
 CNI_PLUGINS = Path("/usr/lib/cni")
@@ -236,7 +240,7 @@ state = "{folder / "state"}"
                 "x509": {"clientCAFile": str(self.plane.pki.ca_cert)},
             },
             "authorization": {"mode": "Webhook"},
-            "registerWithTaints": [],
+            "registerWithTaints": [TAINT],
             "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
@@ -260,7 +264,8 @@ state = "{folder / "state"}"
             return False
         node: dict[str, Any] = json.loads(result.stdout)
         conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-        taints = [t["key"] for t in node.get("spec", {}).get("taints") or []]
+        # The node lifecycle controller lifts node.kubernetes.io/not-ready once the kubelet reports Ready.
+        taints = [t["key"] for t in node.get("spec", {}).get("taints") or [] if t["key"] != TAINT["key"]]
         return conditions.get("Ready") == "True" and not taints
 
     # -- stop ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.images.containers import Images
-from tests.kube.node import NODE_NAME, POD_SUBNET, Node
+from tests.kube.node import NODE_NAME, POD_SUBNET, TOLERATION, Node
 from tests.kube.plane import ControlPlane
 from tests.kube.processes import free_ports
 
@@ -45,6 +45,7 @@ def sender_pod(image: str, dsn: str, port: int) -> dict[str, Any]:
         "spec": {
             # The embedded test PostgreSQL listens on the host's loopback only.
             "hostNetwork": True,
+            "tolerations": [TOLERATION],
             "terminationGracePeriodSeconds": 30,
             "securityContext": POD_SECURITY_CONTEXT,
             "containers": [
@@ -109,7 +110,11 @@ def sandbox_deployment(image: str, replicas: int) -> dict[str, Any]:
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"securityContext": POD_SECURITY_CONTEXT, "containers": [container]},
+                "spec": {
+                    "securityContext": POD_SECURITY_CONTEXT,
+                    "tolerations": [TOLERATION],
+                    "containers": [container],
+                },
             },
         },
     }
@@ -140,3 +145,24 @@ def test_deployment_pods_get_addresses_the_host_reaches(
         assert ipaddress.ip_address(address) in ipaddress.ip_network(POD_SUBNET)
         assert answers_http(f"http://{address}:8090/"), address
     plane.kubectl("delete", "deployment", "sandbox", "-n", namespace, "--wait=true", "--timeout=60s", timeout=90)
+
+
+def test_pods_that_do_not_tolerate_the_test_node_stay_pending(
+    plane: ControlPlane, namespace: str, node: Node, images: Images
+) -> None:
+    """Other tests' pods (made-up images, no toleration) keep the node-less behaviour they expect."""
+    deployment = sandbox_deployment(images.sender, 1)
+    del deployment["spec"]["template"]["spec"]["tolerations"]
+    plane.apply(deployment, namespace=namespace)
+    deadline = time.monotonic() + 60
+    while True:
+        pods = plane.kubectl_json("get", "pods", "-n", namespace, "-l", "app=sandbox")["items"]
+        conditions = {c["type"]: c for pod in pods for c in pod.get("status", {}).get("conditions") or []}
+        scheduled = conditions.get("PodScheduled")
+        if scheduled is not None and scheduled["status"] == "False":
+            break
+        assert time.monotonic() < deadline, f"no scheduling decision within 60 s: {pods}"
+        time.sleep(0.2)
+    assert scheduled["reason"] == "Unschedulable"
+    assert "untolerated taint" in scheduled["message"]
+    assert not pods[0]["spec"].get("nodeName")
