@@ -13,11 +13,13 @@ How it fits this machine (docs/kubernetes-testing.md, "The node"):
   driver on the host's cgroup v1 layout, on 127.0.0.1 only, authenticating as the plane's admin.
 - a second kube-controller-manager runs the controllers a node needs (node lifecycle, which lifts
   the ``not-ready`` taint; the root CA publisher, for ``kube-root-ca.crt``; ServiceAccount tokens;
-  Endpoints and EndpointSlices), and kube-scheduler places pods.
+  Endpoints and EndpointSlices), kube-scheduler places pods, and kube-proxy (iptables mode) routes
+  Service virtual IPs.
 
 Stopping deletes every pod first (the kubelet tears down sandboxes and their networks), then stops
 the daemons, kills what is left of containerd's shims (found by our socket in their command line),
-unmounts everything under the work folder and removes the bridge and the kubelet's cgroups.
+removes kube-proxy's iptables rules, unmounts everything under the work folder and removes the
+bridge and the kubelet's cgroups.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,19 +66,22 @@ START_TIMEOUT = 120.0
 class NodeBinaries:
     kubelet: Path
     kube_scheduler: Path
+    kube_proxy: Path
     containerd: Path
     ctr: Path
 
 
 def find_node_binaries() -> NodeBinaries:
     folder = component_dir("kubernetes-node", "KUBERNETES_VERSION")
-    found = {name: folder / name for name in ("kubelet", "kube-scheduler")}
+    found = {name: folder / name for name in ("kubelet", "kube-scheduler", "kube-proxy")}
     for name in ("containerd", "ctr"):
         found[name] = Path(shutil.which(name) or f"/usr/bin/{name}")
     missing = [str(path) for path in found.values() if not os.access(path, os.X_OK)]
     if missing:
         raise MissingBinariesError(f"missing {', '.join(missing)}: run `make kube-tools` and `make images-deps`")
-    return NodeBinaries(found["kubelet"], found["kube-scheduler"], found["containerd"], found["ctr"])
+    return NodeBinaries(
+        found["kubelet"], found["kube-scheduler"], found["kube-proxy"], found["containerd"], found["ctr"]
+    )
 
 
 class Node:
@@ -102,8 +108,9 @@ class Node:
             self._start_containerd(pause_image)
             self.import_image(pause_image)
             self._start_node_controllers()
-            self._start_kubelet()
-            wait_until(self._ready, daemon=self._daemons[-1], what=f"node {NODE_NAME} Ready", timeout=START_TIMEOUT)
+            kubelet = self._start_kubelet()
+            wait_until(self._ready, daemon=kubelet, what=f"node {NODE_NAME} Ready", timeout=START_TIMEOUT)
+            self._start_kube_proxy()
         except BaseException:
             self.stop()
             raise
@@ -216,7 +223,7 @@ state = "{folder / "state"}"
         )
         self._launch("kube-scheduler", [str(self.binaries.kube_scheduler), *common])
 
-    def _start_kubelet(self) -> None:
+    def _start_kubelet(self) -> Daemon:
         port, healthz = free_ports(2)
         root = self.workdir / "kubelet"
         root.mkdir(exist_ok=True)
@@ -256,7 +263,30 @@ state = "{folder / "state"}"
             f"--hostname-override={NODE_NAME}",
             f"--node-ip={self.ip}",
         ]
-        self._launch("kubelet", argv)
+        return self._launch("kubelet", argv)
+
+    def _start_kube_proxy(self) -> None:
+        """Service virtual IPs through the host's iptables (removed again by ``kube-proxy --cleanup``)."""
+        healthz, metrics = free_ports(2)
+        argv = [
+            str(self.binaries.kube_proxy),
+            f"--kubeconfig={self.plane.kubeconfig}",
+            "--proxy-mode=iptables",
+            f"--cluster-cidr={POD_SUBNET}",
+            f"--hostname-override={NODE_NAME}",
+            f"--healthz-bind-address=127.0.0.1:{healthz}",
+            f"--metrics-bind-address=127.0.0.1:{metrics}",
+            # Leave the host's conntrack limits and timeouts, and its loopback, as they are.
+            "--conntrack-max-per-core=0",
+            "--conntrack-tcp-timeout-established=0",
+            "--conntrack-tcp-timeout-close-wait=0",
+            "--iptables-localhost-nodeports=false",
+            "--nodeport-addresses=primary",
+        ]
+        daemon = self._launch("kube-proxy", argv)
+        wait_until(
+            lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), daemon=daemon, what="kube-proxy", timeout=60
+        )
 
     def _ready(self) -> bool:
         result = self.plane.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
@@ -280,6 +310,7 @@ state = "{folder / "state"}"
                 self._remove_containers()
             daemon.stop()
         self._kill_shims()
+        self._remove_proxy_rules()
         self._unmount_all()
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
         _remove_kubelet_cgroups()
@@ -308,6 +339,14 @@ state = "{folder / "state"}"
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def _remove_proxy_rules(self) -> None:
+        """kube-proxy's iptables rules; --cleanup leaves the (empty) KUBE-FIREWALL chain and its jumps."""
+        subprocess.run([str(self.binaries.kube_proxy), "--cleanup"], capture_output=True, check=False, timeout=60)
+        for iptables in ("iptables", "ip6tables"):
+            for chain in ("INPUT", "OUTPUT"):
+                subprocess.run([iptables, "-D", chain, "-j", "KUBE-FIREWALL"], capture_output=True, check=False)
+            subprocess.run([iptables, "-X", "KUBE-FIREWALL"], capture_output=True, check=False)
+
     def _unmount_all(self) -> None:
         for mount in reversed(mounts_under(self.workdir)):
             subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False)
@@ -318,7 +357,26 @@ state = "{folder / "state"}"
             "shims": shims_of(self.socket),
             "mounts": mounts_under(self.workdir),
             "daemons": [d.name for d in self._daemons if d.running()],
+            "iptables": iptables_kube_rules(),
         }
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status) == 200
+    except OSError:
+        return False
+
+
+def iptables_kube_rules() -> list[str]:
+    """KUBE-* lines in the host's iptables and ip6tables (filter, nat, mangle)."""
+    found = []
+    for iptables in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle"):
+            result = subprocess.run([iptables, "-t", table, "-S"], capture_output=True, text=True, check=False)
+            found += [f"{iptables} {table}: {line}" for line in result.stdout.splitlines() if "KUBE-" in line]
+    return found
 
 
 def host_ip() -> str:

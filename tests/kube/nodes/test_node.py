@@ -1,6 +1,6 @@
 """Pods really run on the test plane's node: the sender image's API pod becomes Ready through its
 probe (logs and exec work through the API server), and a Deployment's pods get addresses on the
-pod network that the host reaches."""
+pod network that the host reaches, directly and through a Service's virtual IP (kube-proxy)."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def sandbox_stats(url: str) -> dict[str, Any] | None:
         return None
 
 
-def test_deployment_pods_get_addresses_the_host_reaches(
+def test_deployment_pods_are_reached_by_address_and_through_a_service(
     plane: ControlPlane, namespace: str, node: Node, images: Images
 ) -> None:
     node.import_image(images.sender)
@@ -146,6 +146,21 @@ def test_deployment_pods_get_addresses_the_host_reaches(
     for address in addresses:
         assert ipaddress.ip_address(address) in ipaddress.ip_network(POD_SUBNET)
         assert sandbox_stats(f"http://{address}:8090") == {"accepted": {}, "failed": {}}, address
+
+    # A Service in front of them: kube-proxy routes its virtual IP (the endpointslice controller
+    # lists the ready pods).
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "sandbox"},
+        "spec": {"selector": {"app": "sandbox"}, "ports": [{"port": 80, "targetPort": 8090}]},
+    }
+    plane.apply(service, namespace=namespace)
+    cluster_ip = plane.kubectl_json("get", "service", "sandbox", "-n", namespace)["spec"]["clusterIP"]
+    deadline = time.monotonic() + 60
+    while sandbox_stats(f"http://{cluster_ip}:80") is None:
+        assert time.monotonic() < deadline, f"service {cluster_ip}:80 not routed to its pods within 60 s"
+        time.sleep(0.2)
     plane.kubectl("delete", "deployment", "sandbox", "-n", namespace, "--wait=true", "--timeout=60s", timeout=90)
 
 
