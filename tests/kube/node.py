@@ -198,11 +198,21 @@ state = "{folder / "state"}"
         finally:
             archive.unlink(missing_ok=True)
         self.imported[image] = time.monotonic() - started
-        # Older builds of the same repository would pile up in the kept root: forget them.
+        self._forget_older(image)
+
+    def _forget_older(self, image: str) -> None:
+        """Older builds of ``image``'s repository would pile up in the kept root: remove their names,
+        and the ``sha256:<image ID>`` names that an import adds, so containerd can collect them."""
         repository = image.rsplit(":", 1)[0]
         for known in self._ctr("images", "list", "--quiet").stdout.split():
             if known.rsplit(":", 1)[0] == repository and known != image:
                 self._ctr("images", "remove", known, check=False)
+        listing = [line.split() for line in self._ctr("images", "list").stdout.splitlines()[1:]]
+        named = {row[2] for row in listing if not row[0].startswith("sha256:")}  # their manifests
+        wanted = {json.loads(self._ctr("content", "get", digest).stdout)["config"]["digest"] for digest in named}
+        for row in listing:
+            if row[0].startswith("sha256:") and row[0] not in wanted:
+                self._ctr("images", "remove", row[0], check=False)
 
     def _start_node_controllers(self) -> None:
         pki = self.plane.pki
