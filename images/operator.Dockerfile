@@ -5,13 +5,16 @@
 #   docker build -f images/operator.Dockerfile -t outbound-operator:dev .
 #
 # Same dependency lock as the sender (one Python project): images/requirements.lock.
+# Any image with Python 3.11 and python3-venv: Docker Hub's slim image by default; `make images`
+# passes a Debian bookworm base made on the build machine (hack/images.sh), which needs no registry.
+# `python3`, not `python`: Debian's own Python has no `python` command.
 ARG PYTHON_IMAGE=python:3.11-slim-trixie
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY images/requirements.lock ./
-RUN python -m venv /opt/outbound \
+RUN python3 -m venv /opt/outbound \
  && /opt/outbound/bin/pip install --require-hashes --only-binary=:all: --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY sender ./sender

@@ -138,6 +138,10 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki.service_account_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
+            # To a node's kubelet (logs, exec) as the admin: the kubelet checks it against the CA.
+            f"--kubelet-client-certificate={pki.admin_cert}",
+            f"--kubelet-client-key={pki.admin_key}",
+            "--kubelet-preferred-address-types=InternalIP",  # node names are not in DNS
             # The default reconciler refuses a loopback advertise address for the "kubernetes" Service.
             "--endpoint-reconciler-type=none",
             "--profiling=false",

@@ -1,0 +1,3 @@
+module outbound.dev/pause
+
+go 1.22
