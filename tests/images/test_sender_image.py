@@ -59,8 +59,15 @@ async def empty_database(pg_server: pg.PgServer) -> AsyncIterator[str]:
 
 
 def api_env(dsn: str, port: int) -> dict[str, str]:
-    # The API pod's provider kind in the chart: real webhook verification, no sandbox.
-    return {"DATABASE_URL": dsn, "OUTBOUND_PROVIDER_KIND": "live", "OUTBOUND_HTTP_PORT": str(port)}
+    # The API pod's environment in the chart with its default values: real webhook verification, no
+    # sandbox, and no provider's webhooks accepted until `api.webhookProviders` names them (a live API
+    # refuses to start without the secret of every provider whose webhooks it accepts).
+    return {
+        "DATABASE_URL": dsn,
+        "OUTBOUND_PROVIDER_KIND": "live",
+        "OUTBOUND_PROVIDERS_ENABLED": "",
+        "OUTBOUND_HTTP_PORT": str(port),
+    }
 
 
 async def test_default_command_is_ready_only_once_migrated(
