@@ -55,6 +55,8 @@ def sender_pod(image: str, dsn: str, port: int) -> dict[str, Any]:
                     "env": [
                         {"name": "DATABASE_URL", "value": dsn},
                         {"name": "OUTBOUND_PROVIDER_KIND", "value": "live"},
+                        # The chart's default: no provider's webhooks until `api.webhookProviders` names them.
+                        {"name": "OUTBOUND_PROVIDERS_ENABLED", "value": ""},
                         {"name": "OUTBOUND_HTTP_PORT", "value": str(port)},
                     ],
                     "readinessProbe": {"httpGet": http, "periodSeconds": 1},
