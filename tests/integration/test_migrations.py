@@ -96,3 +96,12 @@ async def test_a_role_that_may_not_create_pg_stat_statements_still_migrates(pg_s
         await admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         await admin.execute(f"DROP ROLE IF EXISTS {role}")
         await admin.close()
+
+
+async def test_a_database_that_applied_an_earlier_comment_only_text_is_current(db: asyncpg.Connection) -> None:
+    """0001's comment changed after release; a database that recorded the earlier text's checksum
+    must neither refuse to start nor apply anything again."""
+    [earlier] = migrations.EARLIER_TEXTS[1]
+    await db.execute("UPDATE schema_migrations SET checksum = $1 WHERE version = 1", earlier)
+    assert await migrations.migrate(db) == []
+    assert await migrations.is_current(db)

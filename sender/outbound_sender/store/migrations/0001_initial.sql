@@ -1,5 +1,5 @@
 -- The message queue, its attempt history and the WhatsApp quota ledger.
--- Column names are the runbook's (shared/runbook.md): its SQL must run unchanged.
+-- Column names are the operations runbook's (docs/runbook.md): its SQL must run unchanged.
 
 CREATE TABLE outbound_message (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
