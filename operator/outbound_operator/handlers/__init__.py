@@ -65,8 +65,7 @@ def register_channel_providers(registry: kopf.OperatorRegistry, rt: Runtime) -> 
         await run(rt, "ChannelProvider", channelprovider.reconcile, body, patch)
 
     async def delete(body: kopf.Body, **_: Any) -> None:
-        await rt.db.delete_control(body["metadata"]["name"])
-        rt.providers.pop(body["metadata"]["uid"], None)
+        await channelprovider.forget(rt, body)
 
     kopf.on.create(*resource, registry=registry, id="create")(reconcile)
     kopf.on.resume(*resource, registry=registry, id="resume")(reconcile)

@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 
 from outbound_operator.handlers import workloads
-from outbound_operator.handlers.context import ProviderMemory, Runtime
+from outbound_operator.handlers.context import ProviderMemory, Runtime, being_deleted
 from outbound_operator.reconcile import admission, control, scaling
 from outbound_operator.reconcile import circuit as breaker
 from outbound_operator.reconcile import status as provider_status
@@ -119,6 +119,8 @@ async def reconcile(rt: Runtime, body: kopf.Body) -> dict[str, Any]:
     spec = ChannelProviderSpec.of(body["spec"])
     memory = rt.provider(meta["uid"])
     async with memory.lock:
+        if being_deleted(body, memory):
+            return dict(body.get("status") or {})
         remember(memory, body.get("status") or {}, await rt.db.control_row(name))
         now = await rt.db.now()
         refused = admission.refusal(spec, meta["namespace"], rt.settings)
@@ -138,6 +140,17 @@ async def reconcile(rt: Runtime, body: kopf.Body) -> dict[str, Any]:
         observed = _observed(circuit, calls, load, batch=batch, replicas=replicas, deployment=deployment)
         _export(rt, name, spec, observed)
         return _status(memory, observed, generation=generation, enabled=spec.enabled, now=now, error=None)
+
+
+async def forget(rt: Runtime, body: kopf.Body) -> None:
+    """Deletion: the control row goes, after any reconcile in flight has finished (it holds the lock),
+    so a timer tick that raced the deletion cannot write the row back."""
+    meta = body["metadata"]
+    memory = rt.provider(meta["uid"])
+    async with memory.lock:
+        memory.deleted = True
+        await rt.db.delete_control(meta["name"])
+    rt.providers.pop(meta["uid"], None)
 
 
 def _observed(

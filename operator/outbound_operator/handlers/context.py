@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from outbound_operator.db import Database
 from outbound_operator.kube import Kube
@@ -32,6 +34,7 @@ class ProviderMemory:
     workload_versions: dict[str, str] = field(default_factory=dict)  # kind -> generation/resourceVersion
     seen_kinds: set[str] = field(default_factory=set)  # objects applied by this process
     refused: tuple[int, str] | None = None  # (generation, reason) of the last refusal reported
+    deleted: bool = False  # the cleanup handler ran: no reconcile may write for this object again
 
 
 @dataclass
@@ -40,6 +43,7 @@ class QuotaMemory:
     conditions: list[dict[str, object]] | None = None
     override_reported: int | None = None  # the manual quota_limit already reported
     generation: int | None = None  # the spec generation last published
+    deleted: bool = False  # the cleanup handler ran: no reconcile may write for this object again
 
 
 @dataclass
@@ -61,3 +65,8 @@ class Runtime:
 
     def quota(self, uid: str) -> QuotaMemory:
         return self.quotas.setdefault(uid, QuotaMemory())
+
+
+def being_deleted(body: Mapping[str, Any], memory: ProviderMemory | QuotaMemory) -> bool:
+    """A timer tick can start just before a deletion and finish after it: such a pass writes nothing."""
+    return memory.deleted or bool(body["metadata"].get("deletionTimestamp"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from outbound_operator.handlers.context import QuotaMemory, Runtime
+from outbound_operator.handlers.context import QuotaMemory, Runtime, being_deleted
 from outbound_operator.reconcile import quota
 from outbound_operator.reconcile.conditions import Condition, find, set_all, transitions
 from outbound_operator.reconcile.spec import QuotaPolicySpec
@@ -61,6 +61,8 @@ async def reconcile(rt: Runtime, body: kopf.Body) -> dict[str, Any]:
     spec = QuotaPolicySpec.of(body["spec"])
     memory = rt.quota(meta["uid"])
     async with memory.lock:
+        if being_deleted(body, memory):
+            return dict(body.get("status") or {})
         remember(memory, body.get("status") or {})
         await rt.db.write_quota_policy(quota.policy_row(spec, generation))
         action, ledger = await settle_limit(rt, body, spec, memory, generation)
@@ -97,7 +99,14 @@ def _status(
 
 
 async def forget(rt: Runtime, body: kopf.Body) -> None:
-    """Deletion: the policy row goes; the ledger (usage history) stays for the runbook."""
+    """Deletion: the policy row goes; the ledger (usage history) stays for the runbook.
+
+    Taken under the object's lock, after any reconcile in flight, so a timer tick that raced the
+    deletion cannot write the policy back.
+    """
     spec = QuotaPolicySpec.of(body["spec"])
-    await rt.db.delete_quota_policy(spec.org)
+    memory = rt.quota(body["metadata"]["uid"])
+    async with memory.lock:
+        memory.deleted = True
+        await rt.db.delete_quota_policy(spec.org)
     rt.quotas.pop(body["metadata"]["uid"], None)

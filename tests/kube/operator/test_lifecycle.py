@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -10,7 +11,7 @@ import pytest
 
 from outbound_operator.reconcile.admission import repository
 from outbound_operator.settings import OperatorSettings
-from tests.kube.manifests import channel_provider
+from tests.kube.manifests import channel_provider, quota_policy
 from tests.kube.plane import ControlPlane
 
 from .support import OperatorProcess, condition, events, eventually, get, reasons
@@ -151,6 +152,88 @@ async def test_delete_removes_what_it_owns(
     # right after the CRDs are installed that can take up to a minute.
     await eventually(lambda: get(plane, namespace, "deployment", "twilio-sender") is None, timeout=90)
     await eventually(lambda: get(plane, namespace, "configmap", "twilio-sender-config") is None, timeout=90)
+
+
+RACES: dict[str, tuple[Callable[[], dict[str, Any]], str, str, str]] = {
+    # kind: manifest, the table its reconcile reads or writes first, the row that must be gone after,
+    # and a change that makes the held tick write (a hand edit it corrects: an idle tick writes nothing)
+    "channelprovider": (
+        lambda: channel_provider("twilio", TWILIO),
+        "provider_control",
+        "SELECT 1 FROM provider_control WHERE provider = 'twilio'",
+        "UPDATE provider_control SET priority = 999 WHERE provider = 'twilio'",
+    ),
+    "quotapolicy": (  # its tick writes the policy row first, unconditionally
+        lambda: quota_policy("twilio", {"orgId": "acme", "tier": "Tier1K", "dailyLimit": 1000}),
+        "whatsapp_quota_policy",
+        "SELECT 1 FROM whatsapp_quota_policy WHERE org_id = 'acme'",
+        "SELECT 1",
+    ),
+}
+
+
+async def _lock_waiters(db: asyncpg.Connection, table: str) -> int:
+    query = """
+        SELECT count(*) FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%' || $1 || '%'
+    """
+    return int(await db.fetchval(query, table))
+
+
+def _deleting(plane: ControlPlane, namespace: str, kind: str) -> bool:
+    obj = get(plane, namespace, kind, "twilio") or {}
+    return bool(obj.get("metadata", {}).get("deletionTimestamp"))
+
+
+async def _journal(db: asyncpg.Connection, table: str) -> None:
+    """Record every row written to or deleted from ``table``, in order (this test's own database)."""
+    await db.execute("CREATE TABLE test_writes (seq bigserial PRIMARY KEY, op text NOT NULL)")
+    await db.execute(
+        "CREATE FUNCTION test_journal() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN INSERT INTO test_writes (op) VALUES (TG_OP); RETURN NULL; END $$"
+    )
+    await db.execute(
+        f"CREATE TRIGGER test_journal AFTER INSERT OR UPDATE OR DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION test_journal()"
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(RACES))
+async def test_delete_during_a_timer_reconcile_is_prompt_and_nothing_comes_back(
+    plane: ControlPlane, namespace: str, operator: OperatorProcess, db: asyncpg.Connection, kind: str
+) -> None:
+    """A timer tick in the middle of its reconcile when the object is deleted (seen under CPU load).
+
+    The tick is held inside its reconcile by a table lock; the object is deleted meanwhile; the lock
+    is kept longer than the operator waits for a tick to end at once. Then: `kubectl delete` returns
+    within its 30 s (kopf's default looked again only after 60 s), and nothing writes the row after
+    the cleanup handler deleted it (the unguarded tick wrote it back until kopf's next cleanup call).
+    """
+    manifest, table, row, edit = RACES[kind]
+    plane.apply(manifest(), namespace=namespace)
+    # Ready: the create handler is done, so what the lock catches below is a timer tick.
+    await eventually(lambda: condition(get(plane, namespace, kind, "twilio"), "Ready").get("status") == "True")
+    assert await db.fetchval(row)
+    await _journal(db, table)
+    checker = await asyncpg.connect(operator.dsn)
+    try:
+        async with db.transaction():
+            await db.execute(edit)
+            await db.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            await eventually(lambda: _lock_waiters(checker, table))  # the next tick is stuck in its reconcile
+            deletion = asyncio.create_task(
+                asyncio.to_thread(plane.kubectl, "delete", kind, "twilio", "-n", namespace, "--timeout=30s")
+            )
+            await eventually(lambda: _deleting(plane, namespace, kind))
+            await asyncio.sleep(3)  # longer than the operator's 2 s wait for a tick to end at once
+        await deletion  # raises if kubectl delete timed out
+    finally:
+        await checker.close()
+    assert get(plane, namespace, kind, "twilio") is None
+    assert await db.fetchval(row) is None
+    ops = [r["op"] for r in await db.fetch("SELECT op FROM test_writes ORDER BY seq")]
+    assert "DELETE" in ops
+    assert ops[ops.index("DELETE") + 1 :] == []  # the finishing tick wrote nothing back, not even for a moment
 
 
 async def test_restart_resumes_without_duplicate_work(
