@@ -10,7 +10,7 @@ operator writes into each resource's status); trip and reset are merge patches o
     kubectl outbound reset NAME [--wait]    spec.circuitBreaker.mode: Auto (probe, then close)
 
 Exit codes: 0 done; 1 the request failed (not found, forbidden, unauthorized, API server
-unreachable, kubeconfig unusable, --wait timed out); 2 bad usage.
+unreachable, kubeconfig unusable, --wait timed out or the operator reports Ready=False); 2 bad usage.
 """
 
 from __future__ import annotations
@@ -364,7 +364,7 @@ def status(api: Api, args: argparse.Namespace, target: Target, out: TextIO, err:
 
 def _reconciled(obj: Mapping[str, Any], generation: int) -> bool:
     observed = _dig(obj, "status", "observedGeneration")
-    return isinstance(observed, int) and observed >= generation and _dig(obj, "status", "circuit", "state") is not None
+    return isinstance(observed, int) and observed >= generation
 
 
 def wait_reconciled(
@@ -404,10 +404,20 @@ def set_mode(api: Api, args: argparse.Namespace, target: Target, out: TextIO, er
     change = f"{verb}: circuit mode {mode} (was {previous})" if previous != mode else f"unchanged: mode already {mode}"
     line = f"channelprovider.{GROUP}/{name} {change}"
     if args.wait:
-        line += f"; circuit {_text(_dig(obj, 'status', 'circuit', 'state'))}"
-        line += f" ({_text(_dig(obj, 'status', 'circuit', 'reason'))})"
+        line += "; " + waited_outcome(obj)
     out.write(line + "\n")
-    return EXIT_OK
+    return EXIT_FAILED if args.wait and _condition(obj, "Ready").get("status") == "False" else EXIT_OK
+
+
+def waited_outcome(obj: Mapping[str, Any]) -> str:
+    """The circuit the operator reports, or why it applied nothing (a refused spec is Ready=False)."""
+    outcome = (
+        f"circuit {_text(_dig(obj, 'status', 'circuit', 'state'))} ({_text(_dig(obj, 'status', 'circuit', 'reason'))})"
+    )
+    ready = _condition(obj, "Ready")
+    if ready.get("status") == "False":
+        outcome += f"; Ready=False ({ready.get('reason')}): {ready.get('message')}"
+    return outcome
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -449,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl outbound",
         description="Outbound messaging: ChannelProvider and QuotaPolicy state, and the circuit breaker.",
-        epilog="Exit codes: 0 done; 1 the request failed (not found, forbidden, unreachable, --wait timed out); "
-        "2 bad usage.",
+        epilog="Exit codes: 0 done; 1 the request failed (not found, forbidden, unreachable, --wait timed out "
+        "or the operator reports Ready=False); 2 bad usage.",
         parents=[_common(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -471,7 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
             command, parents=[flags], help=f"spec.circuitBreaker.mode={mode}: {text}", description=text
         )
         sub.add_argument("name", metavar="NAME", help="the ChannelProvider")
-        sub.add_argument("--wait", action="store_true", help="wait until the operator has applied the change")
+        sub.add_argument(
+            "--wait",
+            action="store_true",
+            help="wait until the operator has applied the change (exit 1 if it reports Ready=False)",
+        )
         sub.add_argument(
             "--timeout", type=timeout_seconds, default=60.0, help="how long --wait waits (e.g. 30s, 2m; default 60s)"
         )
