@@ -4,7 +4,8 @@ The operator itself logs in through kopf; the kubectl plugin runs on an engineer
 honour what kubectl honours: ``--kubeconfig`` or ``$KUBECONFIG`` (several files, the first value of
 a name wins) or ``~/.kube/config``, ``--context`` or the current context, the context's namespace,
 relative paths (resolved against the file that names them), token files and exec credential
-plugins (cloud logins such as EKS, GKE and AKS). The result is a kopf ConnectionInfo, so the same
+plugins (cloud logins such as EKS, GKE and AKS); inside a pod without a kubeconfig, the pod's
+ServiceAccount. The result is a kopf ConnectionInfo, so the same
 TLS and header code as the operator's own client applies (kube.py).
 """
 
@@ -22,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 EXEC_TIMEOUT_SECONDS = 60.0
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class KubeconfigError(RuntimeError):
@@ -203,9 +205,33 @@ def _user_credentials(user: User, base: Path) -> dict[str, Any]:
     return found
 
 
+def in_cluster(account: Path | None = None) -> Target | None:
+    """Inside a pod with no kubeconfig, kubectl uses the pod's ServiceAccount; so does the plugin."""
+    account = account or SERVICE_ACCOUNT_DIR
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    token_path = account / "token"
+    if not host or not token_path.exists():
+        return None
+    namespace_path = account / "namespace"
+    namespace = namespace_path.read_text().strip() if namespace_path.exists() else "default"
+    host = f"[{host}]" if ":" in host else host
+    connection = kopf.ConnectionInfo(
+        server=f"https://{host}:{port}",
+        ca_path=str(account / "ca.crt"),
+        token=token_path.read_text().strip(),
+        default_namespace=namespace,
+    )
+    return Target(context="in-cluster", connection=connection, namespace=namespace)
+
+
 def load(kubeconfig: str | None = None, context: str | None = None) -> Target:
     """The connection and default namespace of `context` (or the current context)."""
-    merged = _merge(kubeconfig_paths(kubeconfig))
+    paths = kubeconfig_paths(kubeconfig)
+    if not kubeconfig and not context and not os.environ.get("KUBECONFIG") and not paths[0].exists():
+        found = in_cluster()
+        if found is not None:
+            return found
+    merged = _merge(paths)
     name = context or merged.current_context
     if not name:
         raise KubeconfigError("no context given and the kubeconfig has no current-context (use --context)")

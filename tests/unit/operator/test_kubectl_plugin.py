@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from outbound_operator import kubeconfig
 from outbound_operator import kubectl_plugin as plugin
 from outbound_operator.kubeconfig import KubeconfigError, load
 
@@ -81,6 +82,27 @@ def test_kubeconfig_problems_name_what_is_wrong(
 ) -> None:
     with pytest.raises(KubeconfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load(str(write(tmp_path / "config", document)), context)
+
+
+def test_inside_a_pod_without_a_kubeconfig_the_service_account_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("pod-token\n")
+    (account / "namespace").write_text("outbound")
+    monkeypatch.setattr(kubeconfig, "SERVICE_ACCOUNT_DIR", account)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    target = load()
+    assert (target.context, target.namespace) == ("in-cluster", "outbound")
+    assert target.connection.server == "https://10.0.0.1:443"
+    assert (target.connection.token, target.connection.ca_path) == ("pod-token", str(account / "ca.crt"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    with pytest.raises(KubeconfigError, match="cannot read kubeconfig"):
+        load()
 
 
 def test_unreadable_kubeconfigs_are_reported(tmp_path: Path) -> None:
