@@ -209,7 +209,7 @@ def provider_row(cp: Mapping[str, Any], now: dt.datetime, *, wide: bool) -> list
         cp["metadata"]["name"],
         _text(_dig(cp, "spec", "channel")),
         _text(_dig(cp, "spec", "provider")),
-        _text(_dig(cp, "spec", "enabled") if _dig(cp, "spec", "enabled") is not None else True),
+        _text(_dig(cp, "spec", "enabled") is not False),  # the CRD defaults it to true
         circuit_cell(cp),
         _percent(status.get("successRatePercent")),
         _text(status.get("queueDepth")),
