@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from fastapi import Request, Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from outbound_sender import sandboxes
 from outbound_sender.domain import Channel

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import asyncpg
-from fastapi import Request, Response
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings, secret
