@@ -20,7 +20,7 @@ from outbound_sender.errors import ConfigError
 S = TypeVar("S", bound=BaseSettings)
 
 
-def _read_secret_files(data: Any, names: tuple[str, ...]) -> Any:
+def read_secret_files(data: Any, names: tuple[str, ...]) -> Any:
     """Fill `name` from the file named by `name_file` (stripped of its trailing newline)."""
     if not isinstance(data, dict):
         return data
@@ -66,7 +66,7 @@ class TwilioSettings(AccountSettings):
     @model_validator(mode="before")
     @classmethod
     def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("account_sid", "auth_token"))
+        return read_secret_files(data, ("account_sid", "auth_token"))
 
 
 class SendGridSettings(AccountSettings):
@@ -87,7 +87,7 @@ class SendGridSettings(AccountSettings):
     @model_validator(mode="before")
     @classmethod
     def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("api_key", "webhook_public_key"))
+        return read_secret_files(data, ("api_key", "webhook_public_key"))
 
 
 class WhatsAppSettings(AccountSettings):
@@ -109,7 +109,7 @@ class WhatsAppSettings(AccountSettings):
     @model_validator(mode="before")
     @classmethod
     def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("access_token", "app_secret", "verify_token"))
+        return read_secret_files(data, ("access_token", "app_secret", "verify_token"))
 
 
 class WebhookSettings(BaseSettings):
