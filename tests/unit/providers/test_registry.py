@@ -189,3 +189,12 @@ def test_every_entry_builds_a_client_of_its_channels(provider: registry.Provider
     assert provider.settings is not None
     assert provider.webhook is not None
     assert set(provider.webhook.secrets) <= set(provider.settings.model_fields)
+
+
+@pytest.mark.parametrize("provider", registry.accounts(), ids=lambda p: p.name)
+def test_every_variable_the_operator_renders_is_a_setting_of_the_provider(provider: registry.ProviderEntry) -> None:
+    assert provider.settings is not None
+    read = {provider.variable(field) for field in provider.settings.model_fields}
+    rendered = {provider.render.endpoint_variable, *provider.render.sender_settings.values()}
+    rendered |= {provider.variable(f"{field}_file") for field in provider.render.credentials.values()}
+    assert rendered <= read
