@@ -11,19 +11,17 @@ import httpx
 import uvicorn
 from pydantic_settings import BaseSettings
 
-from outbound_sender import sandboxes
 from outbound_sender.config import AllSettings, ProviderKind
 from outbound_sender.domain import Channel
 from outbound_sender.errors import ConfigError
 from outbound_sender.metrics import Metrics
+from outbound_sender.providers import registry
+from outbound_sender.providers.accounts import AllProviderSettings, load_provider_settings
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.null import NullProvider
 from outbound_sender.providers.sandbox import SandboxApp, SandboxProvider
-from outbound_sender.providers.sendgrid import SendGridProvider
-from outbound_sender.providers.settings import PROVIDER_NAMES, AllProviderSettings, load_provider_settings, secret
+from outbound_sender.providers.settings import WhatsAppSettings, secret
 from outbound_sender.providers.transport import provider_client
-from outbound_sender.providers.twilio import TwilioProvider
-from outbound_sender.providers.whatsapp import WhatsAppProvider
 from outbound_sender.sandboxes.base import SandboxApp as ProviderSandboxApp
 from outbound_sender.webhooks.store import ReceiptCheck
 from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
@@ -47,12 +45,6 @@ NO_PROVIDER_KIND = (
     "their public test secrets), generic (the generic sandbox) or null (benchmarks). "
     "Only `outbound run` defaults to sandbox."
 )
-# What each provider's delivery webhook is verified with: live mode refuses to start without it.
-WEBHOOK_SECRETS = {
-    "twilio": ("auth_token",),
-    "sendgrid": ("webhook_public_key",),
-    "whatsapp": ("app_secret", "verify_token"),
-}
 
 
 def provider_kind(settings: AllSettings) -> ProviderKind:
@@ -65,13 +57,13 @@ def provider_kind(settings: AllSettings) -> ProviderKind:
 def build_providers(settings: AllSettings, providers: AllProviderSettings | None = None) -> list[Provider]:
     """The providers the worker sends through, from OUTBOUND_PROVIDER_KIND:
 
-    sandbox (`make run`)           Twilio, SendGrid and WhatsApp clients pointed at the local
+    sandbox (`make run`)           the registry's provider clients pointed at their local
                                    sandboxes, with the sandbox accounts' credentials (any setting
                                    given explicitly in the environment still wins)
     live                           the same clients on the settings as given (real APIs by default)
     generic                        the generic sandbox provider at OUTBOUND_PROVIDER_SANDBOX_URL
     null                           accept everything in-process (benchmarks)
-    Which of the three are used: OUTBOUND_PROVIDERS_ENABLED and each provider's *_ENABLED.
+    Which of them are used: OUTBOUND_PROVIDERS_ENABLED and each provider's *_ENABLED.
     """
     kind = provider_kind(settings)
     if kind == "null":
@@ -81,38 +73,27 @@ def build_providers(settings: AllSettings, providers: AllProviderSettings | None
     config = providers or load_provider_settings()
     if kind == "sandbox":
         config = with_sandbox_defaults(config)
+    options = registry.ClientOptions(config.providers.ambiguous_retry_seconds, webhook_base(settings, config))
     try:
-        return _configured(settings, config, webhook_base(settings, config))
+        return [_client(settings, config, name, options) for name in config.enabled if _wanted(config, name)]
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
 
-def _configured(settings: AllSettings, config: AllProviderSettings, callback: str | None) -> list[Provider]:
-    retry = config.providers.ambiguous_retry_seconds
-    built: list[Provider] = []
-    for name in config.providers.enabled:
-        if name == "twilio" and config.twilio.enabled:
-            client = http_client(settings)
-            built.append(TwilioProvider(client, config.twilio, callback_base=callback, ambiguous_retry=retry))
-        elif name == "sendgrid" and config.sendgrid.enabled:
-            built.append(SendGridProvider(http_client(settings), config.sendgrid, ambiguous_retry=retry))
-        elif name == "whatsapp" and config.whatsapp.enabled:
-            built.append(WhatsAppProvider(http_client(settings), config.whatsapp, ambiguous_retry=retry))
-        elif name == "sandbox":
-            built.append(SandboxProvider(http_client(settings), settings.provider.sandbox_url))
-        elif name not in ("twilio", "sendgrid", "whatsapp"):
-            raise ValueError(f"OUTBOUND_PROVIDERS_ENABLED: unknown provider {name!r}")
-    return built
+def _wanted(config: AllProviderSettings, name: str) -> bool:
+    return name == registry.GENERIC or name in config.in_use()
+
+
+def _client(settings: AllSettings, config: AllProviderSettings, name: str, options: registry.ClientOptions) -> Provider:
+    entry = registry.entry(name)
+    if entry.client is None:  # the generic sandbox: no account, its URL is OUTBOUND_PROVIDER_SANDBOX_URL
+        return SandboxProvider(http_client(settings), settings.provider.sandbox_url)
+    return entry.client(http_client(settings), config.accounts[name], options)
 
 
 def provider_priorities(config: AllProviderSettings) -> dict[str, int]:
     """Failover order inside a channel (lower first); the generic sandbox is the last resort."""
-    return {
-        "twilio": config.twilio.priority,
-        "sendgrid": config.sendgrid.priority,
-        "whatsapp": config.whatsapp.priority,
-        "sandbox": 1000,
-    }
+    return {name: account.priority for name, account in config.accounts.items()} | {registry.GENERIC: 1000}
 
 
 def _explicit(model: BaseSettings) -> dict[str, object]:
@@ -121,30 +102,20 @@ def _explicit(model: BaseSettings) -> dict[str, object]:
 
 def with_sandbox_defaults(config: AllProviderSettings) -> AllProviderSettings:
     """Point every provider at its local sandbox unless the environment says otherwise."""
-    urls = config.sandbox
-    config.twilio = sandboxes.twilio_settings(urls.url("twilio"), **_explicit(config.twilio))
-    config.sendgrid = sandboxes.sendgrid_settings(urls.url("sendgrid"), **_explicit(config.sendgrid))
-    config.whatsapp = sandboxes.whatsapp_settings(urls.url("whatsapp"), **_explicit(config.whatsapp))
+    for provider in registry.sandboxed():
+        if provider.sandbox is not None and provider.name in config.accounts:
+            explicit = _explicit(config.accounts[provider.name])
+            config.accounts[provider.name] = provider.sandbox.account(config.sandbox.url(provider.name), **explicit)
     return config
-
-
-def providers_in_use(config: AllProviderSettings) -> list[str]:
-    """Twilio, SendGrid, WhatsApp as far as OUTBOUND_PROVIDERS_ENABLED and each one's *_ENABLED allow."""
-    switches = {
-        "twilio": config.twilio.enabled,
-        "sendgrid": config.sendgrid.enabled,
-        "whatsapp": config.whatsapp.enabled,
-    }
-    return [name for name in PROVIDER_NAMES if name in config.providers.enabled and switches[name]]
 
 
 def check_webhook_secrets(config: AllProviderSettings) -> None:
     """Live mode: every provider in use needs the secret its delivery webhook is verified with."""
     missing = [
-        f"{name.upper()}_{field.upper()}"
-        for name in providers_in_use(config)
-        for field in WEBHOOK_SECRETS[name]
-        if not secret(getattr(getattr(config, name), field))
+        entry.variable(field)
+        for entry in map(registry.entry, config.in_use())
+        for field in (entry.webhook.secrets if entry.webhook else ())
+        if not secret(getattr(config.accounts[entry.name], field))
     ]
     if missing:
         raise ConfigError(
@@ -183,6 +154,7 @@ def build_dispatcher(settings: AllSettings, metrics: Metrics | None = None) -> D
     providers = build_providers(settings, config)
     _name_the_provider(settings, providers)
     if metrics is not None:
+        metrics.init_webhooks(p.name for p in registry.with_webhooks())
         for provider in providers:  # series exist at zero from the start
             metrics.init_provider(provider.name, provider.channels)
         for channel in Channel:
@@ -208,25 +180,19 @@ def _name_the_provider(settings: AllSettings, providers: list[Provider]) -> None
 
 
 def check_provider_factory(name: str, config: AllProviderSettings, client: httpx.AsyncClient) -> Provider:
-    """The worker's client for `name`, on the check command's own httpx client."""
-    if name == "twilio":
-        return TwilioProvider(client, config.twilio, ambiguous_retry=0)
-    if name == "sendgrid":
-        return SendGridProvider(client, config.sendgrid, ambiguous_retry=0)
-    return WhatsAppProvider(client, config.whatsapp, ambiguous_retry=0)
+    """The worker's client for `name`, on the check command's own httpx client (UnknownProvider, a
+    ValueError naming the known ones, for a name the registry does not list or without a client)."""
+    entry = registry.entry(name)
+    if entry.client is None:
+        raise registry.UnknownProvider(f"provider {name!r} has no client to check; checkable: {registry.checkable()}")
+    return entry.client(client, config.accounts[name], registry.ClientOptions(ambiguous_retry=0))
 
 
 def provider_sandbox_servers(settings: AllSettings, config: AllProviderSettings) -> dict[str, uvicorn.Server]:
-    """The three provider sandboxes, their webhooks pointed at our webhook router."""
-    apps = sandboxes.SandboxSet()
-    apps.send_webhooks_to(webhook_base(settings, config))
+    """Every provider sandbox the registry lists, their webhooks pointed at our webhook router."""
+    apps = registry.sandbox_apps(webhook_base(settings, config))
     host = config.sandbox.host
-    ports = {
-        "twilio": config.sandbox.twilio_port,
-        "sendgrid": config.sandbox.sendgrid_port,
-        "whatsapp": config.sandbox.whatsapp_port,
-    }
-    return {name: sandbox_server(host, ports[name], app) for name, app in apps.apps().items()}
+    return {name: sandbox_server(host, config.sandbox.port(name), app) for name, app in apps.items()}
 
 
 def check_consistency(settings: AllSettings) -> None:
@@ -264,7 +230,7 @@ def build_worker(dsn: str, settings: AllSettings, metrics: Metrics | None = None
 def whatsapp_number(settings: AllSettings) -> str:
     """Throughput is limited per business phone number: its id, else the provider's name."""
     if settings.provider.kind in ("sandbox", "live"):
-        number = load_provider_settings().whatsapp.phone_number_id
+        number = load_provider_settings().account(WhatsAppSettings).phone_number_id
         if number:
             return number
     return settings.provider.name or "default"

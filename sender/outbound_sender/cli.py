@@ -26,8 +26,8 @@ from outbound_sender.logs import setup_logging
 from outbound_sender.metrics import Metrics
 from outbound_sender.observability.sentry import setup_sentry
 from outbound_sender.observability.service import observe
-from outbound_sender.providers import check
-from outbound_sender.providers.settings import load_provider_settings
+from outbound_sender.providers import check, registry
+from outbound_sender.providers.accounts import load_provider_settings
 from outbound_sender.recipients import normalize_recipient
 from outbound_sender.store import messages, migrations
 from outbound_sender.store.db import connect
@@ -96,7 +96,7 @@ def _enqueue_args(p: argparse.ArgumentParser) -> None:
 
 
 def _check_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("provider", choices=["twilio", "sendgrid", "whatsapp"])
+    p.add_argument("provider", choices=registry.checkable())
     p.add_argument("--base-url", help="API base URL (default: the provider's *_BASE_URL setting)")
     p.add_argument(
         "--send-to", metavar="RECIPIENT", help="also send one real test message to RECIPIENT (checked as the API does)"
@@ -362,13 +362,12 @@ async def _check_provider(settings: AllSettings, args: argparse.Namespace) -> in
     if settings.provider.kind == "sandbox":
         config = app.with_sandbox_defaults(config)
     if args.base_url:
-        section = getattr(config, args.provider)
-        setattr(config, args.provider, section.model_copy(update={"base_url": args.base_url}))
+        section = config.accounts[args.provider]
+        config.accounts[args.provider] = section.model_copy(update={"base_url": args.base_url})
     message = None
     if args.send_to:
-        channel = {"twilio": Channel.SMS, "sendgrid": Channel.EMAIL, "whatsapp": Channel.WHATSAPP}[args.provider]
         try:
-            to = normalize_recipient(channel, args.send_to)
+            to = normalize_recipient(registry.entry(args.provider).channel, args.send_to)
         except ValueError as error:
             print(f"outbound: --send-to: {error}", file=sys.stderr)
             return 2

@@ -8,9 +8,9 @@ Two kinds live on one registry:
   queries aggregate them with `max()`. docs/observability.md explains why.
 
 Every counter series whose label values are known in advance exists at zero from the start
-(channels x normalized error codes, outcomes, webhook sources; the configured providers' series
-when the dispatcher is built): rate() and increase() need a sample before the first event, or the
-first burst of a new error code reads as no increase at all.
+(channels x normalized error codes, outcomes; the configured providers' and the registry's webhook
+sources' series when the dispatcher or the webhook router is built): rate() and increase() need a
+sample before the first event, or the first burst of a new error code reads as no increase at all.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from outbound_sender.observability.gauges import DatabaseGauges
 
 # Delivery latency (enqueue -> provider accepted): buckets around the runbook's 30 s / 60 s thresholds.
 # Label values the worker, the webhooks and the quota gate can produce, created at zero.
-WEBHOOK_SOURCES = ("twilio", "sendgrid", "whatsapp")
 WEBHOOK_OUTCOMES = ("recorded", "duplicate", "unmatched", "rejected", "resolved_ambiguous")
 RECOVERED_STATUSES = ("QUEUED", "FAILED")
 REROUTES = ((Channel.WHATSAPP, Channel.SMS),)  # the quota gate's only re-route (quota/gate.py)
@@ -66,9 +65,6 @@ class Metrics:
                 self.recovered.labels(c, status)
         for source, target in REROUTES:
             self.rerouted.labels(source.value, target.value)
-        for provider in WEBHOOK_SOURCES:
-            for event in WEBHOOK_OUTCOMES:
-                self.webhook_events.labels(provider, event)
 
     def _outcomes(self, r: CollectorRegistry) -> None:
         self.send_success = Counter(
@@ -183,6 +179,12 @@ class Metrics:
         self.refresh_errors = Counter(
             "outbound_metrics_refresh_errors", "Failed refreshes of the database-derived gauges", registry=r
         )
+
+    def init_webhooks(self, sources: Iterable[str]) -> None:
+        """Create the delivery webhook series of these providers at zero (the registry's list)."""
+        for provider in sources:
+            for event in WEBHOOK_OUTCOMES:
+                self.webhook_events.labels(provider, event)
 
     def init_provider(self, provider: str, channels: Iterable[Channel]) -> None:
         """Create a provider's series at zero, so rate() sees the first message (and the first

@@ -72,7 +72,7 @@ def check_endpoint(spec: ChannelProviderSpec, settings: OperatorSettings) -> Ref
     scheme = urlsplit(spec.endpoint).scheme.lower()
     if scheme == "https":
         return None
-    if scheme == "http" and spec.provider == "sandbox":
+    if scheme == "http" and spec.entry.render.mode == "generic":
         if settings.allow_insecure_sandbox_endpoint:
             return None
         return Refusal(

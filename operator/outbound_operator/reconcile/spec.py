@@ -10,8 +10,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from outbound_sender.providers import registry
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -86,19 +88,35 @@ class RateLimitSpec(_Spec):
 
 class ChannelProviderSpec(_Spec):
     channel: Literal["SMS", "EMAIL", "WHATSAPP"]
-    provider: Literal["twilio", "sendgrid", "whatsapp", "sandbox"]
+    provider: str  # a name of the provider registry (outbound_sender/providers/registry.py)
     enabled: bool = True
     priority: int = 100
     credentials_secret_ref: SecretRef | None = None
     endpoint: str | None = None
-    twilio: dict[str, str] | None = None
-    sendgrid: dict[str, str] | None = None
-    whatsapp: dict[str, str] | None = None
+    sender: dict[str, str] | None = None  # spec.<provider>: the provider's own sender settings
     circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     rate_limit: RateLimitSpec | None = None
     image: str | None = None
     resources: dict[str, dict[str, Any]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sender_settings(cls, data: Any) -> Any:
+        """The block named after the provider (spec.twilio for provider twilio) is its sender settings."""
+        if isinstance(data, dict) and isinstance(data.get("provider"), str) and "sender" not in data:
+            return {**data, "sender": data.get(data["provider"])}
+        return data
+
+    @field_validator("provider")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        registry.entry(name)  # UnknownProvider (a ValueError) names the known ones
+        return name
+
+    @property
+    def entry(self) -> registry.ProviderEntry:
+        return registry.entry(self.provider)
 
     @classmethod
     def of(cls, spec: Mapping[str, Any]) -> ChannelProviderSpec:

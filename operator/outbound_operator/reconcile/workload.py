@@ -24,26 +24,6 @@ CREDENTIALS_DIR = "/var/run/secrets/outbound/provider"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 MANAGED_BY = "outbound-operator"
 
-# Credential name (the CRD's credentialsSecretRef.keys vocabulary) -> environment variable of the file.
-CREDENTIAL_FILES: dict[str, dict[str, str]] = {
-    "twilio": {"accountSid": "TWILIO_ACCOUNT_SID_FILE", "authToken": "TWILIO_AUTH_TOKEN_FILE"},
-    "sendgrid": {"apiKey": "SENDGRID_API_KEY_FILE"},
-    "whatsapp": {"accessToken": "WHATSAPP_ACCESS_TOKEN_FILE", "appSecret": "WHATSAPP_APP_SECRET_FILE"},
-    "sandbox": {},
-}
-ENDPOINT_VARIABLE = {
-    "twilio": "TWILIO_BASE_URL",
-    "sendgrid": "SENDGRID_BASE_URL",
-    "whatsapp": "WHATSAPP_BASE_URL",
-    "sandbox": "OUTBOUND_PROVIDER_SANDBOX_URL",
-}
-SENDER_SETTINGS = {
-    "twilio": {"messagingServiceSid": "TWILIO_MESSAGING_SERVICE_SID", "from": "TWILIO_FROM_NUMBER"},
-    "sendgrid": {"fromEmail": "SENDGRID_FROM_EMAIL", "fromName": "SENDGRID_FROM_NAME"},
-    "whatsapp": {"phoneNumberId": "WHATSAPP_PHONE_NUMBER_ID", "apiVersion": "WHATSAPP_API_VERSION"},
-}
-# The sender's OUTBOUND_PROVIDER_KIND (docs/providers.md): real APIs, or the generic sandbox.
-PROVIDER_MODE = {"twilio": "live", "sendgrid": "live", "whatsapp": "live", "sandbox": "generic"}
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
 
 
@@ -89,7 +69,7 @@ def static_config(provider: str, spec: ChannelProviderSpec, settings: OperatorSe
     """Environment of the worker that only changes with the spec (a change rolls the pods)."""
     data = {
         "OUTBOUND_PROVIDER_NAME": provider,
-        "OUTBOUND_PROVIDER_KIND": PROVIDER_MODE[spec.provider],
+        "OUTBOUND_PROVIDER_KIND": spec.entry.render.mode,  # real APIs, or the generic sandbox
         "OUTBOUND_WORKER_CHANNELS": spec.channel,
         "OUTBOUND_WORKER_BATCH_SIZE": str(min(spec.scaling.batch_size.initial, 1000)),
         "OUTBOUND_WORKER_SHUTDOWN_GRACE_SECONDS": str(settings.worker_shutdown_grace_seconds),
@@ -98,12 +78,13 @@ def static_config(provider: str, spec: ChannelProviderSpec, settings: OperatorSe
         "OUTBOUND_HTTP_PORT": str(HTTP_PORT),
         "OUTBOUND_LOG_FORMAT": "logfmt",
     }
-    if spec.provider != "sandbox":
+    render = spec.entry.render
+    if render.mode == "live":
         data["OUTBOUND_PROVIDERS_ENABLED"] = spec.provider  # this Deployment sends through its provider only
     if spec.endpoint:
-        data[ENDPOINT_VARIABLE[spec.provider]] = spec.endpoint
-    sender = getattr(spec, spec.provider, None) or {}
-    for field, variable in SENDER_SETTINGS.get(spec.provider, {}).items():
+        data[render.endpoint_variable] = spec.endpoint
+    sender = spec.sender or {}
+    for field, variable in render.sender_settings.items():
         if field in sender:
             data[variable] = str(sender[field])
     return data
@@ -135,7 +116,8 @@ def credential_env(spec: ChannelProviderSpec) -> list[dict[str, Any]]:
     ref = spec.credentials_secret_ref
     if ref is None:
         return []
-    files = CREDENTIAL_FILES[spec.provider]
+    entry = spec.entry
+    files = {cred: entry.variable(f"{field}_file") for cred, field in entry.render.credentials.items()}
     return [{"name": var, "value": f"{CREDENTIALS_DIR}/{ref.key(cred)}"} for cred, var in sorted(files.items())]
 
 

@@ -15,7 +15,7 @@ import asyncpg
 from fastapi import APIRouter
 
 from outbound_sender import app as processes
-from outbound_sender import runtime, webhooks
+from outbound_sender import runtime
 from outbound_sender.api.app import create_app
 from outbound_sender.api.auth import create_key, hash_secret, parse_token
 from outbound_sender.api.server import api_server
@@ -24,6 +24,7 @@ from outbound_sender.metrics import Metrics
 from outbound_sender.observability.exposition import metrics_server
 from outbound_sender.store import api_keys
 from outbound_sender.store.db import connect
+from outbound_sender.webhooks.router import WebhookConfig, router
 
 DEMO_ORG = "demo"
 DEMO_TO = "+14155552671"
@@ -77,7 +78,7 @@ def webhook_routers(settings: AllSettings, metrics: Metrics, pool: Callable[[], 
     config = processes.webhook_provider_settings(settings) if settings.api.enabled else None
     if config is None:
         return []
-    return [webhooks.router(webhooks.WebhookConfig.from_settings(config), pool, metrics=metrics)]
+    return [router(WebhookConfig.from_settings(config), pool, metrics=metrics)]
 
 
 async def serve_api(settings: AllSettings, _args: argparse.Namespace) -> int:

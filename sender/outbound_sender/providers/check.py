@@ -1,6 +1,7 @@
 """`outbound check-provider`: the runbook's curl health checks as one command.
 
-Step 1 (always) checks credentials and reachability with a read-only call:
+Step 1 (always) checks credentials and reachability with the read-only call the provider's entry
+in providers/registry.py names (its `credentials_probe`), e.g.:
     twilio    GET /2010-04-01/Accounts/{sid}.json       account must be `active`
     sendgrid  GET /v3/scopes                            key must hold `mail.send`
     whatsapp  GET /{version}/{phone-number-id}          the number must be readable
@@ -17,15 +18,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
+from outbound_sender.domain import OutboundMessage
 from outbound_sender.errors import ProviderError
 from outbound_sender.logs import mask
-from outbound_sender.providers import http, sendgrid, twilio, whatsapp
+from outbound_sender.providers import http, registry
+from outbound_sender.providers.accounts import AllProviderSettings
 from outbound_sender.providers.base import Provider
-from outbound_sender.providers.settings import AllProviderSettings, secret
 from outbound_sender.providers.transport import provider_client
-
-CHANNELS = {"twilio": Channel.SMS, "sendgrid": Channel.EMAIL, "whatsapp": Channel.WHATSAPP}
 
 
 @dataclass(frozen=True)
@@ -49,49 +48,41 @@ class CheckResult:
         )
 
 
-def _probe(name: str, config: AllProviderSettings) -> tuple[str, dict[str, str], httpx.Auth | None]:
-    """URL, headers and auth of the read-only credentials call."""
-    if name == "twilio":
-        t = config.twilio
-        url = f"{t.base_url.rstrip('/')}/2010-04-01/Accounts/{t.account_sid}.json"
-        return url, {}, httpx.BasicAuth(t.account_sid or "", secret(t.auth_token))
-    if name == "sendgrid":
-        url = config.sendgrid.base_url.rstrip("/") + "/v3/scopes"
-        return url, {"Authorization": f"Bearer {secret(config.sendgrid.api_key)}"}, None
-    w = config.whatsapp
-    url = f"{w.base_url.rstrip('/')}/{w.api_version}/{w.phone_number_id}"
-    return url, {"Authorization": f"Bearer {secret(w.access_token)}"}, None
+@dataclass(frozen=True)
+class _Check:
+    """A provider's read-only credentials call and how its answer is read."""
+
+    request: http.Probe
+    probe: registry.Probe
+    normalize: Callable[[httpx.Response], ProviderError]
+
+    def verdict(self, response: httpx.Response) -> http.Verdict:
+        """The error table for a failure, the provider's own verdict on a 200 answer."""
+        if response.status_code != 200:
+            error = self.normalize(response)
+            return http.Verdict(False, error.code.value, f"{error.provider_code or '-'}: {error.message}")
+        return self.probe.verdict(http.json_body(response) or {})
 
 
-def _verdict(name: str, response: httpx.Response) -> tuple[bool, str, str]:
-    """(ok, normalized, detail) of the credentials call's answer."""
-    normalize = {"twilio": twilio.normalize, "sendgrid": sendgrid.normalize, "whatsapp": whatsapp.normalize}
-    if response.status_code != 200:
-        error = normalize[name](response)
-        return False, error.code.value, f"{error.provider_code or '-'}: {error.message}"
-    body = http.json_body(response) or {}
-    if name == "twilio" and body.get("status") != "active":
-        return False, ErrorCode.ACCOUNT_SUSPENDED.value, f"account status {body.get('status')!r}"
-    if name == "sendgrid" and "mail.send" not in (body.get("scopes") or []):
-        return False, ErrorCode.AUTH_FAILED.value, "the API key lacks the mail.send scope"
-    detail = {
-        "twilio": f"account {body.get('friendly_name', '')!r} is active",
-        "sendgrid": "API key holds mail.send",
-        "whatsapp": f"number {body.get('display_phone_number')} quality {body.get('quality_rating')}",
-    }[name]
-    return True, "OK", detail
+def _probe(name: str, config: AllProviderSettings) -> _Check:
+    """UnknownProvider for a name the registry does not list, or one without a credentials call."""
+    entry = registry.entry(name)
+    if entry.probe is None or entry.normalize is None:
+        raise registry.UnknownProvider(f"provider {name!r} cannot be checked; checkable: {registry.checkable()}")
+    return _Check(entry.probe.request(config.accounts[name]), entry.probe, entry.normalize)
 
 
 async def check_credentials(name: str, config: AllProviderSettings, client: httpx.AsyncClient) -> CheckResult:
-    url, headers, auth = _probe(name, config)
+    check = _probe(name, config)
+    url = check.request.url
     started = time.monotonic()
-    request = client.build_request("GET", url, headers=headers)
+    request = client.build_request("GET", url, headers=check.request.headers)
     try:
-        response = await http.send(client, request, label=name, ambiguous_retry=0, auth=auth)
+        response = await http.send(client, request, label=name, ambiguous_retry=0, auth=check.request.auth)
     except ProviderError as error:
         return CheckResult(name, "credentials", url, False, None, error.code.value, error.message, _ms(started))
-    ok, normalized, detail = _verdict(name, response)
-    return CheckResult(name, "credentials", url, ok, response.status_code, normalized, detail, _ms(started))
+    v = check.verdict(response)
+    return CheckResult(name, "credentials", url, v.ok, response.status_code, v.normalized, v.detail, _ms(started))
 
 
 @dataclass(frozen=True)
@@ -107,7 +98,7 @@ async def send_test(provider: Provider, name: str, message: TestMessage) -> Chec
     outbound = OutboundMessage(
         id=0,
         org_id="check",
-        channel=CHANNELS[name],
+        channel=registry.entry(name).channel,
         to_recipient=message.to,
         lease_id="",
         attempt_no=1,

@@ -17,6 +17,7 @@ import email.utils
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -97,3 +98,21 @@ def log_error(logger: logging.Logger, label: str, error: ProviderError, message_
     if error.http_status:
         fields["httpStatus"] = error.http_status
     logger.error(f"{label} API error: {error.message}", extra={"fields": fields})
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A read-only request that proves credentials and reachability (`outbound check-provider`)."""
+
+    url: str
+    headers: dict[str, str]
+    auth: httpx.Auth | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a provider's answer to its probe says: passed, the normalized result, a detail line."""
+
+    ok: bool
+    normalized: str
+    detail: str

@@ -133,3 +133,15 @@ class SendGridProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def credentials_probe(settings: SendGridSettings) -> http.Probe:
+    """`outbound check-provider`'s read-only call: the API key's scopes, which must hold mail.send."""
+    url = settings.base_url.rstrip("/") + "/v3/scopes"
+    return http.Probe(url, {"Authorization": f"Bearer {secret(settings.api_key)}"})
+
+
+def credentials_verdict(body: dict[str, Any]) -> http.Verdict:
+    if "mail.send" not in (body.get("scopes") or []):
+        return http.Verdict(False, ErrorCode.AUTH_FAILED.value, "the API key lacks the mail.send scope")
+    return http.Verdict(True, "OK", "API key holds mail.send")

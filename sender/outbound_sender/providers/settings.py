@@ -1,4 +1,4 @@
-"""Settings of the three provider accounts, the webhooks, the circuit breaker and failover.
+"""Settings of the provider accounts, the webhooks, the circuit breaker and failover.
 
 Credentials come from the environment (TWILIO_AUTH_TOKEN) or from a mounted secret file named by
 the *_FILE variable (TWILIO_AUTH_TOKEN_FILE=/var/run/secrets/twilio/auth-token); the file wins when
@@ -10,17 +10,17 @@ is '**********', so they never reach a log line. Base URLs default to the real A
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from outbound_sender.errors import ConfigError
 
-PROVIDER_NAMES = ("twilio", "sendgrid", "whatsapp")
+S = TypeVar("S", bound=BaseSettings)
 
 
-def _read_secret_files(data: Any, names: tuple[str, ...]) -> Any:
+def read_secret_files(data: Any, names: tuple[str, ...]) -> Any:
     """Fill `name` from the file named by `name_file` (stripped of its trailing newline)."""
     if not isinstance(data, dict):
         return data
@@ -38,14 +38,22 @@ def secret(value: SecretStr | None) -> str:
     return value.get_secret_value() if value is not None else ""
 
 
-class TwilioSettings(BaseSettings):
+class AccountSettings(BaseSettings):
+    """What every real provider's account has: its switch, its failover order and its API's base URL.
+    Each provider's model (its entry in providers/registry.py) adds credentials and sender fields."""
+
+    enabled: bool = Field(True, description="Send through this provider (OUTBOUND_PROVIDERS_ENABLED must list it too).")
+    priority: int = Field(10, description="Failover order inside the channel: lower is tried first.")
+    base_url: str = Field(description="Real API, a sandbox or a mock.")
+
+
+class TwilioSettings(AccountSettings):
     """Twilio Programmable Messaging (SMS)."""
 
     model_config = SettingsConfigDict(env_prefix="TWILIO_", extra="ignore")
 
-    enabled: bool = Field(True, description="Send SMS through Twilio.")
-    priority: int = Field(10, description="Failover order inside the channel: lower is tried first.")
     account_sid: str | None = Field(None, pattern=r"^AC[0-9a-fA-F]{32}$")
+    account_sid_file: Path | None = Field(None, description="Mounted secret holding the account SID.")
     auth_token: SecretStr | None = None
     auth_token_file: Path | None = Field(None, description="Mounted secret holding the auth token.")
     messaging_service_sid: str | None = Field(
@@ -58,16 +66,14 @@ class TwilioSettings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("auth_token",))
+        return read_secret_files(data, ("account_sid", "auth_token"))
 
 
-class SendGridSettings(BaseSettings):
+class SendGridSettings(AccountSettings):
     """SendGrid v3 Mail Send (e-mail)."""
 
     model_config = SettingsConfigDict(env_prefix="SENDGRID_", extra="ignore")
 
-    enabled: bool = True
-    priority: int = 10
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
     from_email: str | None = Field(None, description="A verified Sender Identity of the account.")
@@ -81,16 +87,14 @@ class SendGridSettings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("api_key", "webhook_public_key"))
+        return read_secret_files(data, ("api_key", "webhook_public_key"))
 
 
-class WhatsAppSettings(BaseSettings):
+class WhatsAppSettings(AccountSettings):
     """WhatsApp Cloud API (Graph API)."""
 
     model_config = SettingsConfigDict(env_prefix="WHATSAPP_", extra="ignore")
 
-    enabled: bool = True
-    priority: int = 10
     access_token: SecretStr | None = None
     access_token_file: Path | None = None
     phone_number_id: str | None = Field(None, pattern=r"^\d+$")
@@ -105,7 +109,7 @@ class WhatsAppSettings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _files(cls, data: Any) -> Any:
-        return _read_secret_files(data, ("access_token", "app_secret", "verify_token"))
+        return read_secret_files(data, ("access_token", "app_secret", "verify_token"))
 
 
 class WebhookSettings(BaseSettings):
@@ -142,10 +146,11 @@ class ProvidersSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OUTBOUND_PROVIDERS_", extra="ignore")
 
-    enabled: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(PROVIDER_NAMES),
-        description="Comma-separated: twilio, sendgrid, whatsapp, and optionally 'sandbox' (the generic "
-        "sandbox, every channel: a backup for demos). Each provider's own *_ENABLED must also be true.",
+    enabled: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Comma-separated provider names (unset: every provider with an account: twilio, sendgrid, "
+        "whatsapp), and optionally 'sandbox' (the generic sandbox, every channel: a backup for demos). "
+        "Each provider's own *_ENABLED must also be true; an unknown name is refused.",
     )
     ambiguous_retry_seconds: float = Field(
         30.0,
@@ -163,52 +168,28 @@ class ProvidersSettings(BaseSettings):
         return data
 
 
-class AllProviderSettings:
-    """Every provider group, loaded together (ValidationError names the bad variable)."""
-
-    def __init__(self) -> None:
-        self.twilio = TwilioSettings()
-        self.sendgrid = SendGridSettings()
-        self.whatsapp = WhatsAppSettings()
-        self.webhook = WebhookSettings()
-        self.failover = FailoverSettings()
-        self.providers = ProvidersSettings()
-        self.sandbox = SandboxServerSettings()
-
-
 class SandboxServerSettings(BaseSettings):
-    """Where `outbound run` / `outbound sandbox` serve the three provider sandboxes (loopback)."""
+    """Where `outbound run` / `outbound sandbox` serve the provider sandboxes (loopback). The port of
+    each (OUTBOUND_SANDBOX_<NAME>_PORT) is a field that providers/accounts.py adds per provider."""
 
     model_config = SettingsConfigDict(env_prefix="OUTBOUND_SANDBOX_", extra="ignore")
 
     host: str = "127.0.0.1"
-    twilio_port: int = Field(8091, ge=0, le=65535)
-    sendgrid_port: int = Field(8092, ge=0, le=65535)
-    whatsapp_port: int = Field(8093, ge=0, le=65535)
+
+    def port(self, provider: str) -> int:
+        return int(getattr(self, f"{provider}_port"))
 
     def url(self, provider: str) -> str:
-        port = {"twilio": self.twilio_port, "sendgrid": self.sendgrid_port, "whatsapp": self.whatsapp_port}
-        return f"http://{self.host}:{port[provider]}"
+        return f"http://{self.host}:{self.port(provider)}"
 
 
-_PREFIXES = {
-    "TwilioSettings": "TWILIO_",
-    "SendGridSettings": "SENDGRID_",
-    "WhatsAppSettings": "WHATSAPP_",
-    "WebhookSettings": "OUTBOUND_WEBHOOK_",
-    "FailoverSettings": "OUTBOUND_CIRCUIT_",
-    "ProvidersSettings": "OUTBOUND_PROVIDERS_",
-    "SandboxServerSettings": "OUTBOUND_SANDBOX_",
-}
-
-
-def load_provider_settings() -> AllProviderSettings:
-    """Load every provider group; ConfigError names each bad environment variable (never its value
-    when it is a credential)."""
+def load_group(model: type[S]) -> S:
+    """One settings group from the environment; ConfigError names each bad environment variable
+    (never its value when it is a credential)."""
     try:
-        return AllProviderSettings()
+        return model()
     except ValidationError as error:
-        prefix = _PREFIXES.get(error.title, "")
+        prefix = str(model.model_config.get("env_prefix", ""))
         lines = [
             f"  {(prefix + '_'.join(str(p) for p in item['loc'])).upper()}: {item['msg']}" for item in error.errors()
         ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -159,3 +160,15 @@ class TwilioProvider:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def credentials_probe(settings: TwilioSettings) -> http.Probe:
+    """`outbound check-provider`'s read-only call: the account, which must be active."""
+    url = f"{settings.base_url.rstrip('/')}/2010-04-01/Accounts/{settings.account_sid}.json"
+    return http.Probe(url, {}, httpx.BasicAuth(settings.account_sid or "", secret(settings.auth_token)))
+
+
+def credentials_verdict(body: dict[str, Any]) -> http.Verdict:
+    if body.get("status") != "active":
+        return http.Verdict(False, ErrorCode.ACCOUNT_SUSPENDED.value, f"account status {body.get('status')!r}")
+    return http.Verdict(True, "OK", f"account {body.get('friendly_name', '')!r} is active")

@@ -205,3 +205,14 @@ def _result(response: httpx.Response) -> SendResult:
     messages = body.get("messages") if isinstance(body, dict) else None
     first = messages[0] if isinstance(messages, list) and messages else {}
     return SendResult(first.get("id"), response.status_code, first.get("message_status", "accepted"))
+
+
+def credentials_probe(settings: WhatsAppSettings) -> http.Probe:
+    """`outbound check-provider`'s read-only call: the sending phone number, which must be readable."""
+    url = f"{settings.base_url.rstrip('/')}/{settings.api_version}/{settings.phone_number_id}"
+    return http.Probe(url, {"Authorization": f"Bearer {secret(settings.access_token)}"})
+
+
+def credentials_verdict(body: dict[str, Any]) -> http.Verdict:
+    detail = f"number {body.get('display_phone_number')} quality {body.get('quality_rating')}"
+    return http.Verdict(True, "OK", detail)

@@ -1,12 +1,11 @@
-"""Faithful sandboxes of the three provider APIs: real HTTP servers on loopback.
+"""Faithful sandboxes of the provider APIs: real HTTP servers on loopback.
 
-`SandboxSet` builds the three apps, points their delivery webhooks at our webhook endpoints, and
-gives the base URLs and credentials the provider clients need (`provider_settings()`).
+Each provider's entry in providers/registry.py names its sandbox app and the function below that
+gives its client the sandbox account (base URL and credentials); `registry.sandbox_apps()` builds
+the apps with their delivery webhooks pointed at our endpoints.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings
 from outbound_sender.sandboxes import credentials
@@ -15,23 +14,7 @@ from outbound_sender.sandboxes.sendgrid import SendGridSandbox
 from outbound_sender.sandboxes.twilio import TwilioSandbox
 from outbound_sender.sandboxes.whatsapp import WhatsAppSandbox
 
-__all__ = ["SandboxApp", "SandboxConfig", "SandboxSet", "SendGridSandbox", "TwilioSandbox", "WhatsAppSandbox"]
-
-
-@dataclass
-class SandboxSet:
-    twilio: TwilioSandbox = field(default_factory=TwilioSandbox)
-    sendgrid: SendGridSandbox = field(default_factory=SendGridSandbox)
-    whatsapp: WhatsAppSandbox = field(default_factory=WhatsAppSandbox)
-
-    def apps(self) -> dict[str, SandboxApp]:
-        return {"twilio": self.twilio, "sendgrid": self.sendgrid, "whatsapp": self.whatsapp}
-
-    def send_webhooks_to(self, webhook_base: str | None) -> None:
-        """SendGrid and WhatsApp post to account-level URLs (Twilio's comes with each message)."""
-        base = webhook_base.rstrip("/") if webhook_base else None
-        self.sendgrid.config.event_webhook_url = f"{base}/sendgrid/events" if base else None
-        self.whatsapp.config.webhook_url = f"{base}/whatsapp" if base else None
+__all__ = ["SandboxApp", "SandboxConfig", "SendGridSandbox", "TwilioSandbox", "WhatsAppSandbox"]
 
 
 def twilio_settings(base_url: str, **overrides: object) -> TwilioSettings:

@@ -180,6 +180,10 @@ class SandboxApp:
     def default_config(self) -> SandboxConfig:
         return self.config_model()
 
+    def send_webhooks_to(self, url: str | None) -> None:
+        """Where the account's delivery webhooks go (the full URL of our endpoint); providers that
+        take the callback URL with each message (Twilio) have nothing to set."""
+
     async def handle(self, request: Request) -> Reply:
         raise NotImplementedError
 

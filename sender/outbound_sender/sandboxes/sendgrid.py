@@ -193,6 +193,9 @@ class SendGridSandbox(SandboxApp):
     name = "sendgrid"
     config: SendGridConfig
 
+    def send_webhooks_to(self, url: str | None) -> None:
+        self.config.event_webhook_url = url
+
     def __init__(self, config: SandboxConfig | None = None) -> None:
         super().__init__(config)
         self.window = Window()

@@ -202,6 +202,9 @@ class WhatsAppSandbox(SandboxApp):
     name = "whatsapp"
     config: WhatsAppConfig
 
+    def send_webhooks_to(self, url: str | None) -> None:
+        self.config.webhook_url = url
+
     def __init__(self, config: SandboxConfig | None = None) -> None:
         super().__init__(config)
         self._last_sent: dict[str, float] = {}

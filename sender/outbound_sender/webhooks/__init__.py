@@ -1,6 +1,3 @@
-"""Delivery webhooks: signature schemes (signatures), payload parsing (events), recording (store),
-and the FastAPI router factory the HTTP API mounts (`webhooks.router(config, pool)`)."""
-
-from outbound_sender.webhooks.router import WebhookConfig, router
-
-__all__ = ["WebhookConfig", "router"]
+"""Delivery webhooks: signature checks (signatures.py), event parsing (events.py), recording
+(store.py), the providers' handlers (endpoints.py) and the FastAPI router the HTTP API mounts
+(router.py: `router(config, pool)`, one route per provider the registry lists)."""

@@ -17,7 +17,8 @@ import sentry_sdk
 
 from outbound_sender.observability.sentry import SentrySettings, setup_sentry
 from outbound_sender.store import message_api
-from outbound_sender.webhooks import WebhookConfig, router, signatures
+from outbound_sender.webhooks import signatures
+from outbound_sender.webhooks.router import WebhookConfig, router
 from tests.integration.api.conftest import EMAIL, SMS, Api, api_settings, serving
 from tests.unit.observability.test_sentry import DSN, CaptureTransport
 

@@ -26,7 +26,8 @@ from outbound_sender.providers.whatsapp import WhatsAppProvider
 from outbound_sender.sandboxes import credentials
 from outbound_sender.sandboxes.base import SandboxApp
 from outbound_sender.store.db import create_pool
-from outbound_sender.webhooks import WebhookConfig, router, signatures
+from outbound_sender.webhooks import signatures
+from outbound_sender.webhooks.router import WebhookConfig, router
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,7 @@ from outbound_sender import sandboxes
 from outbound_sender.config import WorkerSettings
 from outbound_sender.domain import Channel, CircuitState, NewMessage
 from outbound_sender.metrics import Metrics
+from outbound_sender.providers import registry
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.twilio import TwilioProvider
 from outbound_sender.sandboxes.base import Rule
@@ -47,10 +48,9 @@ async def worker(
 async def test_all_three_providers_send_through_the_pipeline(
     db_dsn: str, db: asyncpg.Connection, webhooks: Webhooks
 ) -> None:
-    apps = sandboxes.SandboxSet()
-    apps.send_webhooks_to(webhooks.url)
+    apps = registry.sandbox_apps(webhooks.url)
     async with contextlib.AsyncExitStack() as stack:
-        urls = {name: await stack.enter_async_context(serve(app)) for name, app in apps.apps().items()}
+        urls = {name: await stack.enter_async_context(serve(app)) for name, app in apps.items()}
         providers = [case.provider(urls[case.name], webhooks=webhooks.url) for case in CASES]
         metrics = Metrics()
         new = [NewMessage("org", case.channel, case.recipient, body="hello", subject="hi") for case in CASES]

@@ -18,8 +18,9 @@ from fastapi import FastAPI
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.sandboxes import credentials
 from outbound_sender.store import messages
-from outbound_sender.webhooks import router, store
+from outbound_sender.webhooks import store
 from outbound_sender.webhooks.events import DeliveryEvent
+from outbound_sender.webhooks.router import router
 from tests.integration.providers.conftest import (
     Webhooks,
     sendgrid_headers,

@@ -118,7 +118,7 @@ async def test_unconfigured_secrets_fail_closed(db_dsn: str, db: asyncpg.Connect
     from fastapi import FastAPI
 
     from outbound_sender.store.db import create_pool
-    from outbound_sender.webhooks import WebhookConfig, router
+    from outbound_sender.webhooks.router import WebhookConfig, router
     from tests.integration.providers.conftest import serve
 
     pool = await create_pool(db_dsn)
@@ -207,7 +207,7 @@ async def test_public_url_behind_a_proxy_is_what_twilio_signs(db_dsn: str, db: a
     from fastapi import FastAPI
 
     from outbound_sender.store.db import create_pool
-    from outbound_sender.webhooks import router
+    from outbound_sender.webhooks.router import router
     from tests.integration.providers.conftest import serve, webhook_config
 
     public = "https://hooks.example.com/outbound/webhooks"

@@ -55,7 +55,7 @@ def test_grace_period_outlasts_the_worst_send_and_the_drain() -> None:
 
 
 def test_a_static_change_rolls_the_pods_through_the_config_hash() -> None:
-    changed = WHATSAPP.model_copy(update={"whatsapp": {"phoneNumberId": "1"}})
+    changed = WHATSAPP.model_copy(update={"sender": {"phoneNumberId": "1"}})
     a = workload("wa", WHATSAPP, SETTINGS, 1).deployment["spec"]["template"]["metadata"]["annotations"]
     b = workload("wa", changed, SETTINGS, 1).deployment["spec"]["template"]["metadata"]["annotations"]
     assert a[CONFIG_HASH_ANNOTATION] != b[CONFIG_HASH_ANNOTATION]

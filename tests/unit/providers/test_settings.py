@@ -7,12 +7,8 @@ from pathlib import Path
 import pytest
 
 from outbound_sender.errors import ConfigError
-from outbound_sender.providers.settings import (
-    ProvidersSettings,
-    TwilioSettings,
-    WhatsAppSettings,
-    load_provider_settings,
-)
+from outbound_sender.providers.accounts import load_provider_settings
+from outbound_sender.providers.settings import ProvidersSettings, TwilioSettings, WhatsAppSettings
 
 
 def test_secret_file_wins_and_is_stripped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,7 +46,7 @@ def test_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_webhooks_check_the_accounts_the_settings_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    from outbound_sender.webhooks import WebhookConfig
+    from outbound_sender.webhooks.router import WebhookConfig
 
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "1" * 32)
     monkeypatch.setenv("WHATSAPP_PHONE_NUMBER_ID", "123")
