@@ -101,6 +101,37 @@ CREATE TABLE public.api_key (
     revoked_at timestamp with time zone
 );
 
+CREATE TABLE public.ops_audit (
+    id bigint NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    actor text NOT NULL,
+    db_user text DEFAULT SESSION_USER NOT NULL,
+    action text NOT NULL,
+    reason text NOT NULL,
+    params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    result jsonb DEFAULT '{}'::jsonb NOT NULL,
+    matched bigint DEFAULT 0 NOT NULL,
+    changed bigint DEFAULT 0 NOT NULL,
+    batches integer DEFAULT 0 NOT NULL,
+    outcome text DEFAULT 'RUNNING'::text NOT NULL,
+    CONSTRAINT ops_audit_actor_check CHECK ((actor <> ''::text)),
+    CONSTRAINT ops_audit_batches_check CHECK ((batches >= 0)),
+    CONSTRAINT ops_audit_changed_check CHECK ((changed >= 0)),
+    CONSTRAINT ops_audit_matched_check CHECK ((matched >= 0)),
+    CONSTRAINT ops_audit_outcome_check CHECK ((outcome = ANY (ARRAY['RUNNING'::text, 'DONE'::text, 'INTERRUPTED'::text, 'FAILED'::text]))),
+    CONSTRAINT ops_audit_reason_check CHECK ((btrim(reason) <> ''::text))
+);
+
+ALTER TABLE public.ops_audit ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.ops_audit_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.outbound_attempt (
     id bigint NOT NULL,
     outbound_message_id bigint NOT NULL,
@@ -332,6 +363,9 @@ CREATE TABLE public.whatsapp_rate_limit (
 ALTER TABLE ONLY public.api_key
     ADD CONSTRAINT api_key_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.ops_audit
+    ADD CONSTRAINT ops_audit_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.outbound_attempt_archive
     ADD CONSTRAINT outbound_attempt_archive_pkey PRIMARY KEY (id);
 
@@ -363,6 +397,8 @@ ALTER TABLE ONLY public.whatsapp_rate_limit
     ADD CONSTRAINT whatsapp_rate_limit_pkey PRIMARY KEY (org_id);
 
 CREATE INDEX idx_api_key_org ON public.api_key USING btree (org_id, created_at);
+
+CREATE INDEX idx_ops_audit_started ON public.ops_audit USING btree (started_at DESC);
 
 CREATE INDEX idx_outbound_attempt_archive_message ON public.outbound_attempt_archive USING btree (outbound_message_id, attempt_no);
 
