@@ -12,9 +12,13 @@ from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import ValidationError
 
 from outbound_sender import cli
+from outbound_sender.domain import Status
+from outbound_sender.store import ops
 from outbound_sender.store.db import connect
+from outbound_sender.store.ops import Audit, MessageFilter
 
 REASON = ["--reason", "INC-42 provider fixed", "--actor", "alice"]
 
@@ -339,3 +343,30 @@ def test_the_installed_command_has_version_help_and_completion(dsn: str) -> None
     assert "_OUTBOUND_COMPLETE" in completion.stdout
     dry = outbound("cancel", "--all", "--dry-run")
     assert (dry.returncode, "0 message(s) match" in dry.stdout) == (0, True)
+
+
+async def test_an_interrupted_action_keeps_its_committed_batches_and_says_so(db: asyncpg.Connection) -> None:
+    await db.execute(
+        "INSERT INTO outbound_message (org_id, channel, to_recipient, status, attempt_count, error_code) "
+        "SELECT 'acme', 'SMS', '+14155552671', 'FAILED', 5, 'TEMPORARY_ERROR' FROM generate_series(1, 30)"
+    )
+
+    def ctrl_c(_looked_at: int, _changed: int) -> None:
+        raise asyncio.CancelledError  # what asyncio.Runner raises in the command on Ctrl-C
+
+    selection = MessageFilter(status=Status.FAILED)
+    with pytest.raises(asyncio.CancelledError):
+        await ops.run_batches(db, "dead-letter retry", selection, Audit(actor="bob", reason="x"), batch_size=10,
+                              on_batch=ctrl_c)  # fmt: skip
+    assert await db.fetchval("SELECT count(*) FROM outbound_message WHERE status = 'QUEUED'") == 10
+    row = await db.fetchrow("SELECT matched, changed, batches, outcome, finished_at FROM ops_audit")
+    assert row is not None
+    assert (row["matched"], row["changed"], row["batches"], row["outcome"]) == (30, 10, 1, "INTERRUPTED")
+    assert row["finished_at"] is not None
+
+
+async def test_a_blank_reason_or_actor_is_refused_by_the_model_and_the_table(db: asyncpg.Connection) -> None:
+    with pytest.raises(ValidationError):
+        Audit(actor="bob", reason="   ")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute("INSERT INTO ops_audit (actor, action, reason) VALUES ('bob', 'cancel', ' ')")
