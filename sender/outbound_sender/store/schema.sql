@@ -2,6 +2,66 @@ CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public;
 
 COMMENT ON EXTENSION pg_stat_statements IS 'track planning and execution statistics of all SQL statements executed';
 
+CREATE TABLE public.outbound_message (
+    id bigint NOT NULL,
+    org_id text NOT NULL,
+    dossier_id text,
+    channel text NOT NULL,
+    status text DEFAULT 'QUEUED'::text NOT NULL,
+    to_recipient text NOT NULL,
+    template_code text,
+    template_language text,
+    template_params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    subject text,
+    body text,
+    priority smallint DEFAULT 0 NOT NULL,
+    attempt_count integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    claim_count integer DEFAULT 0 NOT NULL,
+    error_code text,
+    error_message text,
+    correlation_id text,
+    idempotency_key text,
+    request_hash text,
+    provider text,
+    provider_message_id text,
+    delivery_status text,
+    delivery_updated_at timestamp with time zone,
+    send_at timestamp with time zone,
+    retry_at timestamp with time zone,
+    lease_id uuid,
+    lease_owner text,
+    leased_until timestamp with time zone,
+    sent_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    due_at timestamp with time zone GENERATED ALWAYS AS (GREATEST(updated_at, send_at, retry_at)) STORED,
+    routing_note text,
+    CONSTRAINT outbound_message_attempt_count_check CHECK ((attempt_count >= 0)),
+    CONSTRAINT outbound_message_channel_check CHECK ((channel = ANY (ARRAY['SMS'::text, 'EMAIL'::text, 'WHATSAPP'::text]))),
+    CONSTRAINT outbound_message_max_attempts_check CHECK ((max_attempts >= 0)),
+    CONSTRAINT outbound_message_status_check CHECK ((status = ANY (ARRAY['QUEUED'::text, 'SENDING'::text, 'SENT'::text, 'FAILED'::text, 'CANCELLED'::text])))
+);
+
+COMMENT ON TABLE public.outbound_message IS 'Outbound queue: QUEUED -> SENDING -> SENT | QUEUED (retry) | FAILED (DLQ)';
+
+CREATE FUNCTION public.ops_selected(status text, org text, channel text, error_codes text[], ids bigint[], updated_within interval, not_updated_for interval, templates text[], except_templates text[], held_only boolean) RETURNS SETOF public.outbound_message
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT *
+      FROM outbound_message m
+     WHERE m.status = ops_selected.status
+       AND (ops_selected.org IS NULL OR m.org_id = ops_selected.org)
+       AND (ops_selected.channel IS NULL OR m.channel = ops_selected.channel)
+       AND (error_codes IS NULL OR m.error_code = ANY(error_codes))
+       AND (ids IS NULL OR m.id = ANY(ids))
+       AND (updated_within IS NULL OR m.updated_at > now() - updated_within)
+       AND (not_updated_for IS NULL OR m.updated_at < now() - not_updated_for)
+       AND (templates IS NULL OR m.template_code = ANY(templates))
+       AND (except_templates IS NULL OR m.template_code <> ALL(except_templates))
+       AND (NOT held_only OR m.retry_at > now())
+$$;
+
 CREATE FUNCTION public.outbound_attempt_archive_deleted() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -213,49 +273,6 @@ ALTER TABLE public.outbound_delivery_event ALTER COLUMN id ADD GENERATED ALWAYS 
     NO MAXVALUE
     CACHE 1
 );
-
-CREATE TABLE public.outbound_message (
-    id bigint NOT NULL,
-    org_id text NOT NULL,
-    dossier_id text,
-    channel text NOT NULL,
-    status text DEFAULT 'QUEUED'::text NOT NULL,
-    to_recipient text NOT NULL,
-    template_code text,
-    template_language text,
-    template_params jsonb DEFAULT '{}'::jsonb NOT NULL,
-    subject text,
-    body text,
-    priority smallint DEFAULT 0 NOT NULL,
-    attempt_count integer DEFAULT 0 NOT NULL,
-    max_attempts integer DEFAULT 5 NOT NULL,
-    claim_count integer DEFAULT 0 NOT NULL,
-    error_code text,
-    error_message text,
-    correlation_id text,
-    idempotency_key text,
-    request_hash text,
-    provider text,
-    provider_message_id text,
-    delivery_status text,
-    delivery_updated_at timestamp with time zone,
-    send_at timestamp with time zone,
-    retry_at timestamp with time zone,
-    lease_id uuid,
-    lease_owner text,
-    leased_until timestamp with time zone,
-    sent_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    due_at timestamp with time zone GENERATED ALWAYS AS (GREATEST(updated_at, send_at, retry_at)) STORED,
-    routing_note text,
-    CONSTRAINT outbound_message_attempt_count_check CHECK ((attempt_count >= 0)),
-    CONSTRAINT outbound_message_channel_check CHECK ((channel = ANY (ARRAY['SMS'::text, 'EMAIL'::text, 'WHATSAPP'::text]))),
-    CONSTRAINT outbound_message_max_attempts_check CHECK ((max_attempts >= 0)),
-    CONSTRAINT outbound_message_status_check CHECK ((status = ANY (ARRAY['QUEUED'::text, 'SENDING'::text, 'SENT'::text, 'FAILED'::text, 'CANCELLED'::text])))
-);
-
-COMMENT ON TABLE public.outbound_message IS 'Outbound queue: QUEUED -> SENDING -> SENT | QUEUED (retry) | FAILED (DLQ)';
 
 CREATE TABLE public.outbound_message_archive (
     id bigint NOT NULL,

@@ -1,44 +1,25 @@
 -- The `outbound` ops commands: the runbook's manual actions, run in bounded batches and audited.
 --
--- Message actions select with one filter (ops_count, ops_match), then change one batch of ids at
--- a time (ops_retry, ops_archive, ...), returning the ids it changed. Each change statement checks
--- the status again, so a row that a worker moved on since it was selected is left alone. Filter parameters, in order:
---   $1 status, $2 org_id, $3 channel, $4 error codes, $5 ids, $6 updated within (interval),
---   $7 not updated for (interval), $8 templates, $9 templates excluded (like the runbook's
---   NOT IN: a message without a template is not selected), $10 only held ones (retry_at ahead).
+-- Message actions select with ops_selected (migration 0007: one status and the filters given, in
+-- the order $1 status, $2 org_id, $3 channel, $4 error codes, $5 ids, $6 updated within, $7 not
+-- updated for, $8 templates, $9 templates excluded, $10 only held ones), then change one batch of
+-- ids at a time (ops_retry, ops_archive, ...), returning the ids changed. Each change statement
+-- checks the status again, so a row that a worker moved on since it was selected is left alone.
 
 -- name: ops_count
 -- How many match, and the highest id (the batches stop there: rows added later are not touched).
 SELECT count(*)::bigint AS matched, max(m.id) AS max_id
-  FROM outbound_message m
- WHERE m.status = $1
-   AND ($2::text IS NULL OR m.org_id = $2)
-   AND ($3::text IS NULL OR m.channel = $3)
-   AND ($4::text[] IS NULL OR m.error_code = ANY($4::text[]))
-   AND ($5::bigint[] IS NULL OR m.id = ANY($5::bigint[]))
-   AND ($6::interval IS NULL OR m.updated_at > now() - $6::interval)
-   AND ($7::interval IS NULL OR m.updated_at < now() - $7::interval)
-   AND ($8::text[] IS NULL OR m.template_code = ANY($8::text[]))
-   AND ($9::text[] IS NULL OR m.template_code <> ALL($9::text[]))
-   AND (NOT $10::boolean OR m.retry_at > now());
+  FROM ops_selected($1, $2, $3, $4::text[], $5::bigint[], $6::interval, $7::interval, $8::text[], $9::text[],
+                    $10::boolean) m;
 
 -- name: ops_match
 -- The next matching messages after id $11, up to id $12, at most $13 (in id order: the primary
 -- key walks the table once over all batches).
 SELECT m.id, m.org_id, m.channel, m.status, m.to_recipient, m.template_code, m.attempt_count,
        m.max_attempts, m.error_code, m.updated_at, m.retry_at
-  FROM outbound_message m
- WHERE m.status = $1
-   AND ($2::text IS NULL OR m.org_id = $2)
-   AND ($3::text IS NULL OR m.channel = $3)
-   AND ($4::text[] IS NULL OR m.error_code = ANY($4::text[]))
-   AND ($5::bigint[] IS NULL OR m.id = ANY($5::bigint[]))
-   AND ($6::interval IS NULL OR m.updated_at > now() - $6::interval)
-   AND ($7::interval IS NULL OR m.updated_at < now() - $7::interval)
-   AND ($8::text[] IS NULL OR m.template_code = ANY($8::text[]))
-   AND ($9::text[] IS NULL OR m.template_code <> ALL($9::text[]))
-   AND (NOT $10::boolean OR m.retry_at > now())
-   AND m.id > $11 AND m.id <= $12
+  FROM ops_selected($1, $2, $3, $4::text[], $5::bigint[], $6::interval, $7::interval, $8::text[], $9::text[],
+                    $10::boolean) m
+ WHERE m.id > $11 AND m.id <= $12
  ORDER BY m.id
  LIMIT $13;
 
