@@ -49,6 +49,17 @@ def sql(dsn: str, statement: str, *args: Any) -> list[asyncpg.Record]:
     return asyncio.run(go())
 
 
+def script(dsn: str, statements: str) -> None:
+    async def go() -> None:
+        conn = await connect(dsn)
+        try:
+            await conn.execute(statements)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
 def seed(dsn: str, *rows: dict[str, Any]) -> list[int]:
     """Insert messages (defaults filled in); returns their ids in order."""
     ids = []
@@ -370,3 +381,52 @@ async def test_a_blank_reason_or_actor_is_refused_by_the_model_and_the_table(db:
         Audit(actor="bob", reason="   ")
     with pytest.raises(asyncpg.CheckViolationError):
         await db.execute("INSERT INTO ops_audit (actor, action, reason) VALUES ('bob', 'cancel', ' ')")
+
+
+EVERY_CHANGE = {
+    "dead-letter retry": ["dead-letter", "retry", "--all"],
+    "dead-letter discard": ["dead-letter", "discard", "--all"],
+    "archive": ["archive", "--older-than", "1d"],
+    "reschedule": ["reschedule", "--in", "1h", "--all"],
+    "reschedule now": ["reschedule", "--now", "--all"],
+    "cancel": ["cancel", "--all"],
+    "reset-stale": ["reset-stale", "--older-than", "10m"],
+    "quota set": ["quota", "set", "--org", "acme", "--limit", "500"],
+    "quota halve": ["quota", "halve", "--org", "acme"],
+    "quota release": ["quota", "release", "--org", "acme"],
+    "throttle clear": ["throttle", "clear", "--org", "acme"],
+}
+
+
+@pytest.mark.parametrize("action", EVERY_CHANGE)
+def test_every_change_dry_runs_needs_a_reason_changes_and_is_audited(
+    action: str, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script(
+        dsn,
+        """
+        INSERT INTO whatsapp_rate_limit (org_id, messages_sent_count, quota_limit, throttle_until)
+        VALUES ('acme', 10, 100, now() + interval '1 hour');
+        INSERT INTO outbound_message (org_id, channel, to_recipient, status, attempt_count, error_code, updated_at,
+                                      retry_at, leased_until)
+        VALUES ('acme', 'SMS', '+14155552671', 'FAILED', 5, 'TEMPORARY_ERROR', now() - interval '2 days', NULL, NULL),
+               ('acme', 'WHATSAPP', '+14155552671', 'QUEUED', 1, 'QUOTA_EXCEEDED', now(), now() + interval '1 hour',
+                NULL),
+               ('acme', 'SMS', '+14155552671', 'SENDING', 1, NULL, now() - interval '20 minutes', NULL,
+                now() - interval '15 minutes');
+        """,
+    )
+    before = snapshot(dsn)
+    code, out, err = run(*EVERY_CHANGE[action], "--dry-run", capsys=capsys)
+    assert code == 0, out + err
+    assert "dry run" in out
+    assert snapshot(dsn) == before
+    code, _, err = run(*EVERY_CHANGE[action], capsys=capsys)
+    assert code == 2, err
+    assert snapshot(dsn) == before
+    code, out, err = run(*EVERY_CHANGE[action], *REASON, capsys=capsys)
+    assert code == 0, out + err
+    assert snapshot(dsn) != before
+    [row] = audit(dsn)
+    assert (row["action"], row["actor"], row["outcome"]) == (action, "alice", "DONE")
+    assert row["changed"] >= 1
