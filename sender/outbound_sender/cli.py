@@ -2,145 +2,285 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import importlib.metadata
 import re
 import sys
+import time
 from collections.abc import AsyncIterator, Coroutine, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import typer
 from pydantic import ValidationError
 
-from outbound_sender import app, runtime
+from outbound_sender import app, ops_cli, runtime
 from outbound_sender.api import commands as api_commands
 from outbound_sender.api.schemas import CORRELATION_ID, MessageIn
 from outbound_sender.api.validation import check_message
-from outbound_sender.config import AllSettings, load_settings
+from outbound_sender.cli_support import (
+    NEEDS_PROVIDER_KIND,
+    SERVES_WEBHOOKS,
+    connection,
+    err,
+    execute,
+    preflight,
+    unwrap_help,
+)
+from outbound_sender.config import AllSettings
 from outbound_sender.domain import Channel, NewMessage
-from outbound_sender.errors import ConfigError
-from outbound_sender.logs import setup_logging
 from outbound_sender.metrics import Metrics
-from outbound_sender.observability.sentry import setup_sentry
 from outbound_sender.observability.service import observe
 from outbound_sender.providers import check, registry
 from outbound_sender.providers.accounts import load_provider_settings
 from outbound_sender.recipients import normalize_recipient
-from outbound_sender.store import messages, migrations
+from outbound_sender.store import messages, migrations, ops
 from outbound_sender.store.db import connect
-from outbound_sender.store.queries import sql
 from outbound_sender.worker.runner import WorkerFailed
+
+__all__ = ["NEEDS_PROVIDER_KIND", "SERVES_WEBHOOKS", "main", "preflight"]
 
 DEMO_RECIPIENT = "+14155552671"
 EPILOG = (
     "api, worker and check-provider need OUTBOUND_PROVIDER_KIND (live, sandbox, generic or null) and "
     "refuse to start without it; only run defaults to sandbox. In live mode, api and run also need the "
-    "webhook secret of every provider in use."
+    "webhook secret of every provider in use. Commands that change data take --dry-run and need --reason; "
+    "outbound audit lists what was changed."
+)
+
+cli = typer.Typer(
+    name="outbound",
+    help=__doc__,
+    epilog=EPILOG,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="outbound", description=__doc__, epilog=EPILOG)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("migrate", help="apply database migrations (DATABASE_URL or the embedded server)")
-    sub.add_parser(
-        "run",
-        help="API + worker + provider sandboxes, and one demo message per channel the worker sends "
-        "(sandbox kinds only, never live); embedded PostgreSQL/Redis by default",
+def _version(value: bool) -> None:
+    if value:
+        print(f"outbound {importlib.metadata.version('outbound-messaging')}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """`outbound`: run the sender and operate it (the runbook's manual steps as commands)."""
+
+
+@cli.command("migrate")
+def migrate_command() -> None:
+    """apply database migrations (DATABASE_URL or the embedded server)"""
+    execute("migrate", _migrate)
+
+
+@cli.command("run")
+def run_command() -> None:
+    """API + worker + provider sandboxes, and one demo message per channel the worker sends
+    (sandbox kinds only, never live); embedded PostgreSQL/Redis by default"""
+    execute("run", _run)
+
+
+@cli.command("worker")
+def worker_command() -> None:
+    """run the OutboundJobWorker until SIGTERM (needs OUTBOUND_PROVIDER_KIND)"""
+    execute("worker", _worker)
+
+
+@cli.command("sandbox")
+def sandbox_command(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8090,
+    providers: Annotated[
+        bool, typer.Option("--providers", help="also serve the Twilio/SendGrid/WhatsApp sandboxes")
+    ] = False,
+) -> None:
+    """run the sandbox provider server(s)"""
+    execute("sandbox", lambda settings: _sandbox(settings, host, port, providers))
+
+
+PROVIDERS = list(registry.checkable())
+PROVIDER_METAVAR = "{" + "|".join(PROVIDERS) + "}"
+
+
+def _provider_name(value: str) -> str:
+    if value not in PROVIDERS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(PROVIDERS)}")
+    return value
+
+
+@dataclass(frozen=True)
+class CheckArgs:
+    provider: str
+    base_url: str | None
+    send_to: str | None
+    body: str
+    subject: str
+    template: str | None
+    language: str | None
+    timeout: float
+
+
+@cli.command("check-provider")
+def check_provider_command(
+    *,
+    provider: Annotated[
+        str, typer.Argument(callback=_provider_name, autocompletion=lambda: PROVIDERS, metavar=PROVIDER_METAVAR)
+    ],
+    base_url: Annotated[
+        str | None, typer.Option(help="API base URL (default: the provider's *_BASE_URL setting)")
+    ] = None,
+    send_to: Annotated[
+        str | None,
+        typer.Option(
+            metavar="RECIPIENT", help="also send one real test message to RECIPIENT (checked as the API does)"
+        ),
+    ] = None,
+    body: Annotated[str, typer.Option()] = "Test message from outbound check-provider",
+    subject: Annotated[str, typer.Option(help="e-mail subject (sendgrid)")] = "Test message",
+    template: Annotated[str | None, typer.Option(help="template name (whatsapp) / template_id (sendgrid)")] = None,
+    language: Annotated[str | None, typer.Option(help="template language (whatsapp)")] = None,
+    timeout: Annotated[float, typer.Option(help="read timeout in seconds")] = 15.0,
+) -> None:
+    """check a provider's credentials; optionally send one (needs OUTBOUND_PROVIDER_KIND)"""
+    args = CheckArgs(provider, base_url, send_to, body, subject, template, language, timeout)
+    execute("check-provider", lambda settings: _check_provider(settings, args))
+
+
+@cli.command("status")
+def status_command() -> None:
+    """message counts by status"""
+    execute("status", _status)
+
+
+@cli.command("show")
+def show_command(message_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """a message with its attempts"""
+    execute("show", lambda settings: _show(settings, message_id))
+
+
+@dataclass(frozen=True)
+class EnqueueArgs:
+    """`outbound enqueue`'s options, as given."""
+
+    channel: str
+    to: str
+    org: str = "demo"
+    body: str | None = None
+    subject: str | None = None
+    template: str | None = None
+    language: str | None = None
+    param: list[str] = field(default_factory=list)
+    dossier: str | None = None
+    correlation_id: str | None = None
+    priority: int = 0
+    max_attempts: int = 5
+    wait: bool = False
+
+
+@cli.command("enqueue")
+def enqueue_command(
+    *,
+    channel: Annotated[Channel, typer.Option(case_sensitive=False)],
+    to: Annotated[str, typer.Option(help="valid E.164 phone number (+14155552671) or e-mail address")],
+    org: Annotated[str, typer.Option(help="organisation id")] = "demo",
+    body: Annotated[str | None, typer.Option()] = None,
+    subject: Annotated[str | None, typer.Option()] = None,
+    template: Annotated[
+        str | None, typer.Option(help="template code: WhatsApp template name, SendGrid template id")
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(help="WhatsApp template language (en_US, fr, pt_BR); required with a template")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME=VALUE|NAME+=VALUE",
+            help="template parameter, repeatable: NAME=VALUE is a named parameter; NAME+=VALUE appends to the "
+            "positional list NAME (WhatsApp: header+=…, body+=… fill {{1}}, {{2}}, … in order)",
+        ),
+    ] = None,
+    dossier: Annotated[str | None, typer.Option()] = None,
+    correlation_id: Annotated[str | None, typer.Option()] = None,
+    priority: Annotated[int, typer.Option(help="-100..100, higher first")] = 0,
+    max_attempts: Annotated[int, typer.Option(help="1..20")] = 5,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until SENT or FAILED and show the message")] = False,
+) -> None:
+    """insert one message (QUEUED) and NOTIFY the workers. Checked by the same rules as
+    POST /v1/messages (docs/api.md); a refusal names each field."""
+    args = EnqueueArgs(
+        channel.value,
+        to,
+        org,
+        body,
+        subject,
+        template,
+        language,
+        list(param or []),
+        dossier,
+        correlation_id,
+        priority,
+        max_attempts,
+        wait,
     )
-    sub.add_parser("worker", help="run the OutboundJobWorker until SIGTERM (needs OUTBOUND_PROVIDER_KIND)")
-    sandbox = sub.add_parser("sandbox", help="run the sandbox provider server(s)")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8090)
-    sandbox.add_argument("--providers", action="store_true", help="also serve the Twilio/SendGrid/WhatsApp sandboxes")
-    _check_args(
-        sub.add_parser(
-            "check-provider", help="check a provider's credentials; optionally send one (needs OUTBOUND_PROVIDER_KIND)"
-        )
-    )
-    sub.add_parser("status", help="message counts by status")
-    quota = sub.add_parser("quota", help="WhatsApp quota per organisation (used, remaining, reset, throttle)")
-    quota.add_argument("--org", help="one organisation")
-    show = sub.add_parser("show", help="a message with its attempts")
-    show.add_argument("id", type=int)
-    _enqueue_args(sub.add_parser("enqueue", help="insert one message (QUEUED) and NOTIFY the workers"))
-    api_commands.add_parsers(sub)
-    return parser
+    execute("enqueue", lambda settings: _enqueue(settings, args))
 
 
-def _enqueue_args(p: argparse.ArgumentParser) -> None:
-    p.description = "Checked by the same rules as POST /v1/messages (docs/api.md); a refusal names each field."
-    p.add_argument("--org", default="demo", help="organisation id (default: demo)")
-    p.add_argument("--channel", required=True, type=str.upper, choices=[c.value for c in Channel])
-    p.add_argument("--to", required=True, help="valid E.164 phone number (+14155552671) or e-mail address")
-    p.add_argument("--body")
-    p.add_argument("--subject")
-    p.add_argument("--template", help="template code: WhatsApp template name, SendGrid template id")
-    p.add_argument("--language", help="WhatsApp template language (en_US, fr, pt_BR); required with a template")
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE|NAME+=VALUE",
-        help="template parameter, repeatable: NAME=VALUE is a named parameter; NAME+=VALUE appends to the "
-        "positional list NAME (WhatsApp: header+=…, body+=… fill {{1}}, {{2}}, … in order)",
-    )
-    p.add_argument("--dossier")
-    p.add_argument("--correlation-id")
-    p.add_argument("--priority", type=int, default=0, help="-100..100, higher first")
-    p.add_argument("--max-attempts", type=int, default=5, help="1..20")
-    p.add_argument("--wait", action="store_true", help="wait until SENT or FAILED and show the message")
+@cli.command("api")
+def api_command() -> None:
+    """serve the HTTP API and the delivery webhooks (OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT, default :8080;
+    metrics on OUTBOUND_METRICS_PORT, default :9090; needs OUTBOUND_PROVIDER_KIND)"""
+    execute("api", api_commands.serve_api)
 
 
-def _check_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("provider", choices=registry.checkable())
-    p.add_argument("--base-url", help="API base URL (default: the provider's *_BASE_URL setting)")
-    p.add_argument(
-        "--send-to", metavar="RECIPIENT", help="also send one real test message to RECIPIENT (checked as the API does)"
-    )
-    p.add_argument("--body", default="Test message from outbound check-provider")
-    p.add_argument("--subject", default="Test message", help="e-mail subject (sendgrid)")
-    p.add_argument("--template", help="template name (whatsapp) / template_id (sendgrid)")
-    p.add_argument("--language", help="template language (whatsapp)")
-    p.add_argument("--timeout", type=float, default=15.0, help="read timeout in seconds")
+apikey_cli = typer.Typer(help="API keys: create, revoke, list", no_args_is_help=True)
+cli.add_typer(apikey_cli, name="apikey")
 
 
-# Entry points that call providers or accept their webhooks: OUTBOUND_PROVIDER_KIND must be explicit
-# there (an image started with only DATABASE_URL must not trust the sandboxes' public secrets).
-NEEDS_PROVIDER_KIND = frozenset({"api", "worker", "check-provider"})
-SERVES_WEBHOOKS = frozenset({"api", "run"})
+@apikey_cli.command("create")
+def apikey_create_command(
+    org: Annotated[str, typer.Option(help="organisation id")],
+    name: Annotated[str, typer.Option(help="a label, e.g. the client's name")] = "",
+) -> None:
+    """issue a key for an organisation (the key is shown once)"""
+    execute("apikey", lambda settings: api_commands.apikey_create(settings, org, name))
 
 
-def preflight(settings: AllSettings, command: str) -> None:
-    """Refuse to start without a provider mode (only `run` defaults to sandbox), or in live mode
-    without a webhook secret; then the cross-group rules."""
-    if settings.provider.kind is None and command == "run":
-        settings.provider = settings.provider.model_copy(update={"kind": "sandbox"})
-    if command in NEEDS_PROVIDER_KIND:
-        app.provider_kind(settings)
-    if command in SERVES_WEBHOOKS and settings.api.enabled:
-        app.webhook_provider_settings(settings)
-    app.check_consistency(settings)
+@apikey_cli.command("revoke")
+def apikey_revoke_command(key_id: str) -> None:
+    """revoke a key by its id"""
+    execute("apikey", lambda settings: api_commands.apikey_revoke(settings, key_id))
+
+
+@apikey_cli.command("list")
+def apikey_list_command(org: Annotated[str | None, typer.Option()] = None) -> None:
+    """keys and their state (never the secrets)"""
+    execute("apikey", lambda settings: api_commands.apikey_list(settings, org))
+
+
+ops_cli.register(cli)
+unwrap_help(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """The `outbound` console script: the command's exit code (2 for bad usage or settings)."""
     try:
-        settings = load_settings()
-        preflight(settings, args.command)
-    except ConfigError as error:
-        print(f"outbound: {error}", file=sys.stderr)
-        return 2
-    setup_logging(settings.base.outbound_log_format, settings.base.outbound_log_level)
-    setup_sentry(worker_type="OutboundJobWorker" if args.command == "worker" else args.command)
-    handler = COMMANDS[args.command]
-    return app.run_async(lambda: handler(settings, args))
+        cli(args=list(argv) if argv is not None else None, prog_name="outbound")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return 0
 
 
-async def _migrate(settings: AllSettings, _args: argparse.Namespace) -> int:
+async def _migrate(settings: AllSettings) -> int:
     with runtime.database(settings.base) as dsn:
         await _apply_migrations(dsn)
     return 0
@@ -199,7 +339,7 @@ def _field(location: tuple[str | int, ...]) -> str:
     return " ".join([option, *(str(part) for part in rest)])
 
 
-def _new_message(args: argparse.Namespace) -> NewMessage:
+def _new_message(args: EnqueueArgs) -> NewMessage:
     """The message as POST /v1/messages would take it: the same model and channel rules, the same
     normalized recipient; Refused lists every problem."""
     fields = {
@@ -229,7 +369,7 @@ def _new_message(args: argparse.Namespace) -> NewMessage:
     return model.new_message(args.org, to, args.correlation_id, None)
 
 
-async def _enqueue(settings: AllSettings, args: argparse.Namespace) -> int:
+async def _enqueue(settings: AllSettings, args: EnqueueArgs) -> int:
     try:
         message = _new_message(args)
     except Refused as refused:
@@ -241,11 +381,28 @@ async def _enqueue(settings: AllSettings, args: argparse.Namespace) -> int:
             message_id = await messages.enqueue(conn, message)
             print(f"enqueued messageId={message_id}", flush=True)
             if args.wait:
-                await messages.wait_final(conn, message_id, timeout=120)
+                await _wait_showing_progress(conn, message_id, timeout=120)
                 await _print_message(conn, message_id)
         finally:
             await conn.close()
     return 0
+
+
+async def _wait_showing_progress(conn: asyncpg.Connection, message_id: int, timeout: float) -> None:
+    """Wait for the message's final status; on a terminal, a live line shows where it is."""
+    started = time.monotonic()
+    status = err.status(f"message {message_id}: waiting") if err.is_terminal else None
+    with status if status is not None else contextlib.nullcontext():
+
+        def show(row: asyncpg.Record) -> None:
+            if status is not None:
+                error = f", {row['error_code']}" if row["error_code"] else ""
+                status.update(
+                    f"message {message_id}: {row['status']}, attempt {row['attempt_count']}/{row['max_attempts']}"
+                    f"{error} ({time.monotonic() - started:.0f}s)"
+                )
+
+        await messages.wait_final(conn, message_id, timeout=timeout, on_poll=show)
 
 
 async def _print_message(conn: asyncpg.Connection, message_id: int) -> None:
@@ -270,54 +427,24 @@ async def _print_message(conn: asyncpg.Connection, message_id: int) -> None:
         print("    attempt " + "  ".join(f"{k}={attempt[k]}" for k in parts))
 
 
-async def _show(settings: AllSettings, args: argparse.Namespace) -> int:
-    with runtime.database(settings.base, say=False) as dsn:
-        conn = await connect(dsn)
-        try:
-            await _print_message(conn, args.id)
-        finally:
-            await conn.close()
+async def _show(settings: AllSettings, message_id: int) -> int:
+    async with connection(settings) as conn:
+        await _print_message(conn, message_id)
     return 0
 
 
-async def _status(settings: AllSettings, _args: argparse.Namespace) -> int:
-    with runtime.database(settings.base, say=False) as dsn:
-        conn = await connect(dsn)
-        try:
-            rows = await conn.fetch("SELECT status, count(*) AS n FROM outbound_message GROUP BY 1 ORDER BY 1")
-        finally:
-            await conn.close()
+async def _status(settings: AllSettings) -> int:
+    async with connection(settings) as conn:
+        rows = await ops.status_counts(conn)
     for row in rows:
-        print(f"{row['status']:<10} {row['n']}")
+        print(f"{row['status']:<10} {row['count']}")
     return 0
-
-
-async def _quota(settings: AllSettings, args: argparse.Namespace) -> int:
-    with runtime.database(settings.base, say=False) as dsn:
-        conn = await connect(dsn)
-        try:
-            await _print_quota(conn, args.org)
-        finally:
-            await conn.close()
-    return 0
-
-
-async def _print_quota(conn: asyncpg.Connection, org: str | None) -> None:
-    rows = await conn.fetch(sql("quota_status"), org)
-    if not rows:
-        print("no WhatsApp quota in use yet" + (f" for {org}" if org else ""))
-    for row in rows:
-        throttle = f"  throttled until {row['throttle_until']}" if row["throttle_until"] else ""
-        print(
-            f"{row['org_id']:<16} used {row['used']}/{row['quota_limit']} ({row['used_percent']}%)"
-            f"  remaining {row['remaining']}  resets {row['reset_at']:%Y-%m-%d %H:%M:%S%z}{throttle}"
-        )
 
 
 WORKER_DISABLED = "OutboundJobWorker disabled by OUTBOUND_WORKER_ENABLED=false; not claiming"
 
 
-async def _worker(settings: AllSettings, _args: argparse.Namespace) -> int:
+async def _worker(settings: AllSettings) -> int:
     stop = asyncio.Event()
     app.install_stop_signals(stop)
     with runtime.database(settings.base) as dsn:
@@ -345,19 +472,19 @@ async def _worker_failed(run: Coroutine[Any, Any, None]) -> bool:
     return False
 
 
-async def _sandbox(settings: AllSettings, args: argparse.Namespace) -> int:
+async def _sandbox(settings: AllSettings, host: str, port: int, providers: bool) -> int:
     stop = asyncio.Event()
     app.install_stop_signals(stop)
-    print(f"sandbox provider on http://{args.host}:{args.port}", flush=True)
-    if not args.providers:
-        await app.serve_until(app.sandbox_server(args.host, args.port), stop)
+    print(f"sandbox provider on http://{host}:{port}", flush=True)
+    if not providers:
+        await app.serve_until(app.sandbox_server(host, port), stop)
         return 0
     async with _provider_sandboxes(settings, stop):
-        await app.serve_until(app.sandbox_server(args.host, args.port), stop)
+        await app.serve_until(app.sandbox_server(host, port), stop)
     return 0
 
 
-async def _check_provider(settings: AllSettings, args: argparse.Namespace) -> int:
+async def _check_provider(settings: AllSettings, args: CheckArgs) -> int:
     config = load_provider_settings()
     if settings.provider.kind == "sandbox":
         config = app.with_sandbox_defaults(config)
@@ -379,7 +506,7 @@ async def _check_provider(settings: AllSettings, args: argparse.Namespace) -> in
         return 2
 
 
-async def _run(settings: AllSettings, _args: argparse.Namespace) -> int:
+async def _run(settings: AllSettings) -> int:
     stop = asyncio.Event()
     app.install_stop_signals(stop)
     with runtime.database(settings.base) as dsn, runtime.redis(settings.base) as redis_url:
@@ -491,7 +618,7 @@ async def _demo(dsn: str, channels: list[Channel]) -> None:
             await _print_message(conn, message_id)
         if Channel.WHATSAPP in channels:
             print("WhatsApp quota (outbound quota):", flush=True)
-            await _print_quota(conn, "demo")
+            await ops_cli.print_quota(conn, "demo")
     finally:
         await conn.close()
 
@@ -511,20 +638,6 @@ def _print_howto() -> None:
         flush=True,
     )
 
-
-COMMANDS = {
-    "migrate": _migrate,
-    "run": _run,
-    "worker": _worker,
-    "sandbox": _sandbox,
-    "status": _status,
-    "quota": _quota,
-    "show": _show,
-    "enqueue": _enqueue,
-    "check-provider": _check_provider,
-    "api": api_commands.serve_api,
-    "apikey": api_commands.apikey,
-}
 
 if __name__ == "__main__":
     sys.exit(main())

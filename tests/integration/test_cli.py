@@ -182,3 +182,36 @@ def test_outbound_quota_shows_the_runbook_view(db_dsn: str) -> None:
     assert "acme" in shown
     assert "used 912/1000 (91.2%)" in shown
     assert "remaining 88" in shown
+
+
+def test_enqueue_wait_shows_where_the_message_is_on_a_terminal(db_dsn: str) -> None:
+    """While --wait waits, a terminal sees the message's status (rich's live line on stderr)."""
+    import threading
+
+    env = {**os.environ, "DATABASE_URL": db_dsn, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "TERM": "xterm"}
+    argv = [sys.executable, "-m", "outbound_sender.cli", "enqueue", "--channel", "SMS", "--to", "+14155552671"]
+    waiting = subprocess.Popen(
+        [*argv, "--body", "hi", "--wait"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    seen: list[str] = []
+    stream = waiting.stderr
+    assert stream is not None
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: stream.read(1), "")), daemon=True)
+    reader.start()
+
+    async def finish_when_shown() -> None:
+        conn = await connect(db_dsn)
+        try:
+            deadline = time.monotonic() + 60
+            while "QUEUED, attempt 0/5" not in "".join(seen):
+                assert time.monotonic() < deadline, "".join(seen)
+                assert waiting.poll() is None, "".join(seen)
+                await asyncio.sleep(0.05)
+            await conn.execute("UPDATE outbound_message SET status = 'SENT', sent_at = now()")
+        finally:
+            await conn.close()
+
+    asyncio.run(finish_when_shown())
+    stdout, _ = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0
+    assert "status=SENT" in stdout

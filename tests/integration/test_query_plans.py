@@ -146,3 +146,19 @@ async def test_quota_release_finds_held_messages_by_the_waiting_index(busy_db: a
     assert "Seq Scan on outbound_message" not in release, release
     released = "SELECT count(*) FROM outbound_message WHERE org_id = $1 AND channel = 'WHATSAPP' AND retry_at <= now()"
     assert await busy_db.fetchval(released, "org20") > 0
+
+
+def function_scans(plan: dict[str, Any]) -> bool:
+    if plan.get("Node Type") == "Function Scan":
+        return True
+    return any(function_scans(child) for child in plan.get("Plans", []))
+
+
+async def test_an_ops_batch_uses_an_index_through_the_inlined_selection(busy_db: asyncpg.Connection) -> None:
+    """Each batch of an ops command is an index scan: ops_selected (migration 0007) is inlined, not a
+    function scan that would build the whole selection again for every batch."""
+    selection = ["FAILED", None, None, ["TEMPORARY_ERROR"], None, None, None, None, None, False]
+    plan = await explain(busy_db, sql("ops_match"), *selection, 25_000, 50_000, 500)
+    assert not function_scans(plan)
+    assert index_names(plan) & {"outbound_message_pkey", "idx_outbound_message_status_created"}
+    assert not scans_seq(plan, "outbound_message")

@@ -3,13 +3,11 @@ the API server that `outbound run` starts beside the worker (with a demo key for
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from fastapi import APIRouter
@@ -19,6 +17,7 @@ from outbound_sender import runtime
 from outbound_sender.api.app import create_app
 from outbound_sender.api.auth import create_key, hash_secret, parse_token
 from outbound_sender.api.server import api_server
+from outbound_sender.cli_support import connection
 from outbound_sender.config import AllSettings
 from outbound_sender.metrics import Metrics
 from outbound_sender.observability.exposition import metrics_server
@@ -28,23 +27,6 @@ from outbound_sender.webhooks.router import WebhookConfig, router
 
 DEMO_ORG = "demo"
 DEMO_TO = "+14155552671"
-
-
-def add_parsers(sub: Any) -> None:
-    """Register `api` and `apikey` on the `outbound` command's subparsers."""
-    sub.add_parser(
-        "api",
-        help="serve the HTTP API and the delivery webhooks (OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT, default :8080; "
-        "metrics on OUTBOUND_METRICS_PORT, default :9090; needs OUTBOUND_PROVIDER_KIND)",
-    )
-    keys = sub.add_parser("apikey", help="API keys: create, revoke, list").add_subparsers(
-        dest="apikey_command", required=True, metavar="ACTION"
-    )
-    create = keys.add_parser("create", help="issue a key for an organisation (the key is shown once)")
-    create.add_argument("--org", required=True, help="organisation id")
-    create.add_argument("--name", default="", help="a label, e.g. the client's name")
-    keys.add_parser("revoke", help="revoke a key by its id").add_argument("key_id")
-    keys.add_parser("list", help="keys and their state (never the secrets)").add_argument("--org")
 
 
 @contextlib.asynccontextmanager
@@ -81,7 +63,7 @@ def webhook_routers(settings: AllSettings, metrics: Metrics, pool: Callable[[], 
     return [router(WebhookConfig.from_settings(config), pool, metrics=metrics)]
 
 
-async def serve_api(settings: AllSettings, _args: argparse.Namespace) -> int:
+async def serve_api(settings: AllSettings) -> int:
     stop = asyncio.Event()
     processes.install_stop_signals(stop)
     with runtime.database(settings.base) as dsn:
@@ -90,24 +72,27 @@ async def serve_api(settings: AllSettings, _args: argparse.Namespace) -> int:
     return 0
 
 
-async def apikey(settings: AllSettings, args: argparse.Namespace) -> int:
-    with runtime.database(settings.base, say=False) as dsn:
-        conn = await connect(dsn)
-        try:
-            if args.apikey_command == "create":
-                key = await create_key(conn, args.org, args.name)
-                print(f"created key id={key.key_id} org={args.org}\n{key.token}\n(store it now: it is not shown again)")
-                return 0
-            if args.apikey_command == "revoke":
-                row = await api_keys.revoke(conn, args.key_id)
-                print(f"revoked key id={args.key_id} org={row['org_id']}" if row else f"no live key {args.key_id}")
-                return 0 if row else 1
-            for row in await api_keys.list_keys(conn, args.org):
-                state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "live"
-                print(f"{row['id']}  org={row['org_id']}  name={row['name'] or '-'}  {state}")
-            return 0
-        finally:
-            await conn.close()
+async def apikey_create(settings: AllSettings, org: str, name: str) -> int:
+    async with connection(settings) as conn:
+        key = await create_key(conn, org, name)
+    print(f"created key id={key.key_id} org={org}\n{key.token}\n(store it now: it is not shown again)")
+    return 0
+
+
+async def apikey_revoke(settings: AllSettings, key_id: str) -> int:
+    async with connection(settings) as conn:
+        row = await api_keys.revoke(conn, key_id)
+    print(f"revoked key id={key_id} org={row['org_id']}" if row else f"no live key {key_id}")
+    return 0 if row else 1
+
+
+async def apikey_list(settings: AllSettings, org: str | None) -> int:
+    async with connection(settings) as conn:
+        rows = await api_keys.list_keys(conn, org)
+    for row in rows:
+        state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "live"
+        print(f"{row['id']}  org={row['org_id']}  name={row['name'] or '-'}  {state}")
+    return 0
 
 
 async def demo_token(dsn: str, state_dir: Path) -> str:

@@ -4,7 +4,7 @@ trigger NOTIFYs waiting workers when that transaction commits."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -71,13 +71,21 @@ async def get_attempts(conn: asyncpg.Connection | asyncpg.Pool, message_id: int)
     return list(await conn.fetch(sql("get_attempts"), message_id))
 
 
-async def wait_final(conn: asyncpg.Connection | asyncpg.Pool, message_id: int, timeout: float = 30.0) -> asyncpg.Record:
-    """Poll until the message reaches SENT, FAILED or CANCELLED (or raise TimeoutError)."""
+async def wait_final(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    message_id: int,
+    timeout: float = 30.0,
+    on_poll: Callable[[asyncpg.Record], None] | None = None,
+) -> asyncpg.Record:
+    """Poll until the message reaches SENT, FAILED or CANCELLED (or raise TimeoutError); `on_poll`
+    sees the row each time it is read."""
     async with asyncio.timeout(timeout):
         while True:
             row = await get_message(conn, message_id)
             if row is None:
                 raise LookupError(f"message {message_id} does not exist")
+            if on_poll is not None:
+                on_poll(row)
             if Status(row["status"]) in FINAL_STATUSES:
                 return row
             await asyncio.sleep(0.1)

@@ -2,6 +2,66 @@ CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public;
 
 COMMENT ON EXTENSION pg_stat_statements IS 'track planning and execution statistics of all SQL statements executed';
 
+CREATE TABLE public.outbound_message (
+    id bigint NOT NULL,
+    org_id text NOT NULL,
+    dossier_id text,
+    channel text NOT NULL,
+    status text DEFAULT 'QUEUED'::text NOT NULL,
+    to_recipient text NOT NULL,
+    template_code text,
+    template_language text,
+    template_params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    subject text,
+    body text,
+    priority smallint DEFAULT 0 NOT NULL,
+    attempt_count integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    claim_count integer DEFAULT 0 NOT NULL,
+    error_code text,
+    error_message text,
+    correlation_id text,
+    idempotency_key text,
+    request_hash text,
+    provider text,
+    provider_message_id text,
+    delivery_status text,
+    delivery_updated_at timestamp with time zone,
+    send_at timestamp with time zone,
+    retry_at timestamp with time zone,
+    lease_id uuid,
+    lease_owner text,
+    leased_until timestamp with time zone,
+    sent_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    due_at timestamp with time zone GENERATED ALWAYS AS (GREATEST(updated_at, send_at, retry_at)) STORED,
+    routing_note text,
+    CONSTRAINT outbound_message_attempt_count_check CHECK ((attempt_count >= 0)),
+    CONSTRAINT outbound_message_channel_check CHECK ((channel = ANY (ARRAY['SMS'::text, 'EMAIL'::text, 'WHATSAPP'::text]))),
+    CONSTRAINT outbound_message_max_attempts_check CHECK ((max_attempts >= 0)),
+    CONSTRAINT outbound_message_status_check CHECK ((status = ANY (ARRAY['QUEUED'::text, 'SENDING'::text, 'SENT'::text, 'FAILED'::text, 'CANCELLED'::text])))
+);
+
+COMMENT ON TABLE public.outbound_message IS 'Outbound queue: QUEUED -> SENDING -> SENT | QUEUED (retry) | FAILED (DLQ)';
+
+CREATE FUNCTION public.ops_selected(status text, org text, channel text, error_codes text[], ids bigint[], updated_within interval, not_updated_for interval, templates text[], except_templates text[], held_only boolean) RETURNS SETOF public.outbound_message
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT *
+      FROM outbound_message m
+     WHERE m.status = ops_selected.status
+       AND (ops_selected.org IS NULL OR m.org_id = ops_selected.org)
+       AND (ops_selected.channel IS NULL OR m.channel = ops_selected.channel)
+       AND (error_codes IS NULL OR m.error_code = ANY(error_codes))
+       AND (ids IS NULL OR m.id = ANY(ids))
+       AND (updated_within IS NULL OR m.updated_at > now() - updated_within)
+       AND (not_updated_for IS NULL OR m.updated_at < now() - not_updated_for)
+       AND (templates IS NULL OR m.template_code = ANY(templates))
+       AND (except_templates IS NULL OR m.template_code <> ALL(except_templates))
+       AND (NOT held_only OR m.retry_at > now())
+$$;
+
 CREATE FUNCTION public.outbound_attempt_archive_deleted() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -101,6 +161,37 @@ CREATE TABLE public.api_key (
     revoked_at timestamp with time zone
 );
 
+CREATE TABLE public.ops_audit (
+    id bigint NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    actor text NOT NULL,
+    db_user text DEFAULT SESSION_USER NOT NULL,
+    action text NOT NULL,
+    reason text NOT NULL,
+    params jsonb DEFAULT '{}'::jsonb NOT NULL,
+    result jsonb DEFAULT '{}'::jsonb NOT NULL,
+    matched bigint DEFAULT 0 NOT NULL,
+    changed bigint DEFAULT 0 NOT NULL,
+    batches integer DEFAULT 0 NOT NULL,
+    outcome text DEFAULT 'RUNNING'::text NOT NULL,
+    CONSTRAINT ops_audit_actor_check CHECK ((actor <> ''::text)),
+    CONSTRAINT ops_audit_batches_check CHECK ((batches >= 0)),
+    CONSTRAINT ops_audit_changed_check CHECK ((changed >= 0)),
+    CONSTRAINT ops_audit_matched_check CHECK ((matched >= 0)),
+    CONSTRAINT ops_audit_outcome_check CHECK ((outcome = ANY (ARRAY['RUNNING'::text, 'DONE'::text, 'INTERRUPTED'::text, 'FAILED'::text]))),
+    CONSTRAINT ops_audit_reason_check CHECK ((btrim(reason) <> ''::text))
+);
+
+ALTER TABLE public.ops_audit ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.ops_audit_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.outbound_attempt (
     id bigint NOT NULL,
     outbound_message_id bigint NOT NULL,
@@ -182,49 +273,6 @@ ALTER TABLE public.outbound_delivery_event ALTER COLUMN id ADD GENERATED ALWAYS 
     NO MAXVALUE
     CACHE 1
 );
-
-CREATE TABLE public.outbound_message (
-    id bigint NOT NULL,
-    org_id text NOT NULL,
-    dossier_id text,
-    channel text NOT NULL,
-    status text DEFAULT 'QUEUED'::text NOT NULL,
-    to_recipient text NOT NULL,
-    template_code text,
-    template_language text,
-    template_params jsonb DEFAULT '{}'::jsonb NOT NULL,
-    subject text,
-    body text,
-    priority smallint DEFAULT 0 NOT NULL,
-    attempt_count integer DEFAULT 0 NOT NULL,
-    max_attempts integer DEFAULT 5 NOT NULL,
-    claim_count integer DEFAULT 0 NOT NULL,
-    error_code text,
-    error_message text,
-    correlation_id text,
-    idempotency_key text,
-    request_hash text,
-    provider text,
-    provider_message_id text,
-    delivery_status text,
-    delivery_updated_at timestamp with time zone,
-    send_at timestamp with time zone,
-    retry_at timestamp with time zone,
-    lease_id uuid,
-    lease_owner text,
-    leased_until timestamp with time zone,
-    sent_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    due_at timestamp with time zone GENERATED ALWAYS AS (GREATEST(updated_at, send_at, retry_at)) STORED,
-    routing_note text,
-    CONSTRAINT outbound_message_attempt_count_check CHECK ((attempt_count >= 0)),
-    CONSTRAINT outbound_message_channel_check CHECK ((channel = ANY (ARRAY['SMS'::text, 'EMAIL'::text, 'WHATSAPP'::text]))),
-    CONSTRAINT outbound_message_max_attempts_check CHECK ((max_attempts >= 0)),
-    CONSTRAINT outbound_message_status_check CHECK ((status = ANY (ARRAY['QUEUED'::text, 'SENDING'::text, 'SENT'::text, 'FAILED'::text, 'CANCELLED'::text])))
-);
-
-COMMENT ON TABLE public.outbound_message IS 'Outbound queue: QUEUED -> SENDING -> SENT | QUEUED (retry) | FAILED (DLQ)';
 
 CREATE TABLE public.outbound_message_archive (
     id bigint NOT NULL,
@@ -332,6 +380,9 @@ CREATE TABLE public.whatsapp_rate_limit (
 ALTER TABLE ONLY public.api_key
     ADD CONSTRAINT api_key_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.ops_audit
+    ADD CONSTRAINT ops_audit_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.outbound_attempt_archive
     ADD CONSTRAINT outbound_attempt_archive_pkey PRIMARY KEY (id);
 
@@ -363,6 +414,8 @@ ALTER TABLE ONLY public.whatsapp_rate_limit
     ADD CONSTRAINT whatsapp_rate_limit_pkey PRIMARY KEY (org_id);
 
 CREATE INDEX idx_api_key_org ON public.api_key USING btree (org_id, created_at);
+
+CREATE INDEX idx_ops_audit_started ON public.ops_audit USING btree (started_at DESC);
 
 CREATE INDEX idx_outbound_attempt_archive_message ON public.outbound_attempt_archive USING btree (outbound_message_id, attempt_no);
 
