@@ -19,7 +19,17 @@ SOURCES = {
     "operator-rbac.yaml": ROOT / "deploy" / "operator-rbac.yaml",
     "operator-rbac-cluster-wide.yaml": ROOT / "deploy" / "operator-rbac-cluster-wide.yaml",
 }
-WORKLOADS = {"deployments", "configmaps", "pods", "secrets", "replicasets", "statefulsets", "daemonsets", "jobs"}
+WORKLOADS = {
+    "deployments",
+    "configmaps",
+    "poddisruptionbudgets",
+    "pods",
+    "secrets",
+    "replicasets",
+    "statefulsets",
+    "daemonsets",
+    "jobs",
+}
 
 
 def rules_of(path: Path, kind: str) -> list[Any]:
