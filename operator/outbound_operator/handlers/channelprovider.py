@@ -152,6 +152,7 @@ async def forget(rt: Runtime, body: kopf.Body) -> None:
         memory.deleted = True
         await rt.db.delete_control(meta["name"])
     rt.providers.pop(meta["uid"], None)
+    rt.metrics.forget(meta["namespace"], meta["name"])
 
 
 def _observed(

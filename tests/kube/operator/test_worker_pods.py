@@ -4,6 +4,7 @@ the operator's settings), and a PodDisruptionBudget owned by the ChannelProvider
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -68,6 +69,9 @@ async def test_placement_pull_secrets_env_and_log_level_reach_the_worker_deploym
     assert config is not None
     assert config["data"]["OUTBOUND_LOG_LEVEL"] == "DEBUG"
 
+    ready_series = f'outbound_operator_provider_ready{{namespace="{namespace}",provider="sms"}}'
+    await eventually(lambda: f"{ready_series} 1.0" in operator_process.metrics(), timeout=30)
+
     budget = get(plane, namespace, "poddisruptionbudget", "sms-sender")
     assert budget is not None
     assert budget["spec"]["maxUnavailable"] == 1
@@ -101,6 +105,13 @@ async def test_extra_env_naming_an_operator_variable_is_refused_with_its_reason(
     assert (ready["status"], ready["reason"]) == ("False", "EnvNotAllowed")
     assert "DATABASE_URL" in ready["message"]
     assert get(plane, namespace, "deployment", "sms-sender") is None
+    # What the OutboundChannelProviderNotReady alert reads; the error counter exists before any error.
+    metrics = operator.metrics()
+    assert f'outbound_operator_provider_ready{{namespace="{namespace}",provider="sms"}} 0.0' in metrics
+    assert 'outbound_operator_reconcile_total{kind="QuotaPolicy",result="error"} 0.0' in metrics
+    plane.kubectl("delete", "cp", "sms", "-n", namespace)
+    series = re.compile(r'^outbound_operator_provider_ready\{[^}]*provider="sms"', re.MULTILINE)
+    await eventually(lambda: series.search(operator.metrics()) is None, timeout=30)
 
 
 def test_an_env_entry_needs_exactly_one_of_value_and_value_from(
