@@ -30,14 +30,16 @@ LOCAL_PORTS = ("OUTBOUND_OPERATOR_METRICS_PORT", "OUTBOUND_OPERATOR_HEALTH_PORT"
 
 
 def chart_operator_env(values: dict[str, Any], release: str, namespace: str) -> dict[str, str]:
-    """The operator Deployment's plain environment as the chart renders it (Secret refs resolved by the test)."""
-    [deployment] = [
+    """The operator StatefulSet's plain environment as the chart renders it (Secret refs resolved by the
+    test), with the priority the pod-index label gives the StatefulSet's second pod."""
+    [statefulset] = [
         d
         for d in render(values, release=release, namespace=namespace)
-        if d["metadata"]["name"].endswith("-operator") and d["kind"] == "Deployment"
+        if d["metadata"]["name"].endswith("-operator") and d["kind"] == "StatefulSet"
     ]
-    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-    return {e["name"]: e["value"] for e in env if "value" in e and e["name"] not in LOCAL_PORTS}
+    env = statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
+    plain = {e["name"]: e["value"] for e in env if "value" in e and e["name"] not in LOCAL_PORTS}
+    return {**plain, "OUTBOUND_OPERATOR_PRIORITY": "1"}
 
 
 def run_migration(plane: ControlPlane, dsn: str) -> None:
@@ -79,6 +81,7 @@ async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
     )
     operator = OperatorProcess(plane, namespace, db_dsn, kubeconfig, tmp_path)
     operator.settings = chart_operator_env(values, release, namespace)
+    operator.peering = []  # peered as the chart runs it, in the KopfPeering the chart created
     operator.start()
     try:
         plane.kubectl("wait", "channelprovider", "--all", "--for=condition=Ready", "--timeout=60s", "-n", namespace)
