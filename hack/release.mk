@@ -35,8 +35,9 @@ pause-image: ## Build the test node's sandbox image (hack/pause: Go, FROM scratc
 TEST_PREREQS += images pause-image
 
 .PHONY: chart-sync
-chart-sync: $(STAMP) ## Refresh the chart's copies (CRDs, monitoring, operator RBAC), value schemas, docs/helm-values.md
+chart-sync: $(STAMP) ## Refresh the chart's copies (CRDs, monitoring, operator RBAC), value schemas, docs/helm-values.md, chart README
 	$(PY) hack/chart_sync.py
+	$(PY) hack/chart_readme.py
 
 .PHONY: chart-lint
 chart-lint: $(STAMP) kube-tools ## helm lint --strict the chart and hadolint the Dockerfiles

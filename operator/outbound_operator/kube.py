@@ -22,7 +22,7 @@ import kopf
 
 FIELD_MANAGER = "outbound-operator"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML
-PLURALS = {"Deployment": "deployments", "ConfigMap": "configmaps"}
+PLURALS = {"Deployment": "deployments", "ConfigMap": "configmaps", "PodDisruptionBudget": "poddisruptionbudgets"}
 
 
 class KubeError(RuntimeError):

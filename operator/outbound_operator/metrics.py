@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 CIRCUIT_VALUES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
+KINDS = ("ChannelProvider", "QuotaPolicy")
+RESULTS = ("ok", "error")
 
 
 class OperatorMetrics:
@@ -17,6 +23,11 @@ class OperatorMetrics:
             ["kind", "result"],
             registry=r,
         )
+        # Every series exists from start-up at 0: rate() sees the first error, and a running operator
+        # always exports this metric (the OutboundOperatorDown alert is its absence).
+        for kind in KINDS:
+            for result in RESULTS:
+                self.reconciles.labels(kind, result)
         self.reconcile_seconds = Histogram(
             "outbound_operator_reconcile_duration_seconds", "Duration of one reconcile.", ["kind"], registry=r
         )
@@ -44,12 +55,28 @@ class OperatorMetrics:
         self.drift = Counter(
             "outbound_operator_drift_corrections_total", "Hand edits reverted.", ["provider", "object"], registry=r
         )
+        self.provider_ready = Gauge(
+            "outbound_operator_provider_ready",
+            "1 while a ChannelProvider's Ready condition is True, 0 while False (this replica's last reconcile).",
+            ["namespace", "provider"],
+            registry=r,
+        )
         self.quota_used = Gauge("outbound_operator_quota_used", "WhatsApp quota used.", ["org_id"], registry=r)
         self.quota_limit = Gauge("outbound_operator_quota_limit", "WhatsApp quota in force.", ["org_id"], registry=r)
 
     def serve(self, port: int) -> None:
         if port:
             start_http_server(port, registry=self.registry)
+
+    def ready(self, namespace: str, provider: str, status: Mapping[str, Any]) -> None:
+        """Export the Ready condition of a ChannelProvider status (as the reconcile wrote it)."""
+        ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+        if ready is not None:
+            self.provider_ready.labels(namespace, provider).set(1 if ready.get("status") == "True" else 0)
+
+    def forget(self, namespace: str, provider: str) -> None:
+        with contextlib.suppress(KeyError):  # never reconciled by this replica
+            self.provider_ready.remove(namespace, provider)
 
     def circuit(self, provider: str, state: str) -> None:
         self.circuit_state.labels(provider).set(CIRCUIT_VALUES[state])

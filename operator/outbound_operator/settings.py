@@ -63,6 +63,12 @@ class OperatorSettings(BaseSettings):
         "ghcr.io/outbound-messaging/outbound-sender:0.1.0",
         description="Worker container image when spec.image is empty; its repository is always allowed.",
     )
+    worker_image_pull_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="docker-registry Secrets (names, comma-separated, in the ChannelProvider's namespace) "
+        "every worker pod pulls its image with, before the ChannelProvider's own spec.imagePullSecrets: "
+        "the chart passes its imagePullSecrets, since the workers run the sender image by default.",
+    )
     worker_image_repositories: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Further repositories (registry/path, no tag), comma-separated, whose images a "
@@ -90,7 +96,7 @@ class OperatorSettings(BaseSettings):
     log_format: str = Field("logfmt", pattern="^(logfmt|json)$", description="logfmt (grep-able) or json.")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
-    @field_validator("namespaces", "worker_image_repositories", mode="before")
+    @field_validator("namespaces", "worker_image_repositories", "worker_image_pull_secrets", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):

@@ -139,6 +139,7 @@ def test_shipped_operator_rbac_touches_deployments_only_where_its_role_is_bound(
                 ("patch", "deployment", "victim", "-n", other, *patch),
                 ("create", "deployment", "new", "--image=registry.test/x:1", "-n", other),
                 ("get", "configmaps", "-n", other),
+                ("get", "poddisruptionbudgets", "-n", other),
             ):
                 result = _as_operator(plane, kubeconfig, *args)
                 assert result.returncode != 0, args

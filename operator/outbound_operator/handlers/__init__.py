@@ -42,6 +42,8 @@ async def run(rt: Runtime, kind: str, reconciler: Reconciler, body: kopf.Body, p
             _report_failure(rt, kind, body, patch, error)
             raise kopf.TemporaryError(f"reconcile failed: {error}", delay=5) from error
     rt.metrics.reconciles.labels(kind, "ok").inc()
+    if kind == "ChannelProvider":
+        rt.metrics.ready(body["metadata"]["namespace"], body["metadata"]["name"], new)
     for key, value in status_patch(old, new).items():
         patch.status[key] = value
 
@@ -55,7 +57,9 @@ def _report_failure(rt: Runtime, kind: str, body: kopf.Body, patch: kopf.Patch, 
         memory = rt.provider(meta["uid"])
         now = dt.datetime.now(dt.UTC)
         generation = int(meta.get("generation") or 0)
-        patch.status["conditions"] = channelprovider.failed_status(memory, generation, message, now)["conditions"]
+        failed = channelprovider.failed_status(memory, generation, message, now)
+        patch.status["conditions"] = failed["conditions"]
+        rt.metrics.ready(meta["namespace"], meta["name"], failed)
 
 
 def register_channel_providers(registry: kopf.OperatorRegistry, rt: Runtime) -> None:

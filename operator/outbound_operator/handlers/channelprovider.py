@@ -27,6 +27,7 @@ from outbound_operator.reconcile import circuit as breaker
 from outbound_operator.reconcile import status as provider_status
 from outbound_operator.reconcile.conditions import set_all, timestamp
 from outbound_operator.reconcile.spec import ChannelProviderSpec
+from outbound_operator.reconcile.workload import env_refusal
 
 GROUP, VERSION, PLURAL = "messaging.outbound.dev", "v1alpha1", "channelproviders"
 log = logging.getLogger("outbound_operator.channelprovider")
@@ -123,7 +124,7 @@ async def reconcile(rt: Runtime, body: kopf.Body) -> dict[str, Any]:
             return dict(body.get("status") or {})
         remember(memory, body.get("status") or {}, await rt.db.control_row(name))
         now = await rt.db.now()
-        refused = admission.refusal(spec, meta["namespace"], rt.settings)
+        refused = admission.refusal(spec, meta["namespace"], rt.settings) or env_refusal(name, spec, rt.settings)
         if refused is not None:
             return refuse(rt, body, memory, refused, generation=generation, now=now)
         before = control.desired_row(
@@ -151,6 +152,7 @@ async def forget(rt: Runtime, body: kopf.Body) -> None:
         memory.deleted = True
         await rt.db.delete_control(meta["name"])
     rt.providers.pop(meta["uid"], None)
+    rt.metrics.forget(meta["namespace"], meta["name"])
 
 
 def _observed(

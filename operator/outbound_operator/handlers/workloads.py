@@ -21,7 +21,7 @@ from outbound_operator.reconcile.spec import ChannelProviderSpec
 from outbound_operator.reconcile.workload import GROUP, workload
 
 APPLIED_HASH = f"{GROUP}/applied-hash"
-VERSION_FIELD = {"Deployment": "generation", "ConfigMap": "resourceVersion"}
+VERSION_FIELD = {"Deployment": "generation", "ConfigMap": "resourceVersion", "PodDisruptionBudget": "generation"}
 
 
 def applied_hash(obj: Mapping[str, Any]) -> str:
@@ -69,10 +69,11 @@ def _drift(rt: Runtime, owner: kopf.Body, kind: str, name: str, what: str) -> No
 async def converge(
     rt: Runtime, owner: kopf.Body, memory: ProviderMemory, spec: ChannelProviderSpec, replicas: int | None
 ) -> dict[str, Any]:
-    """Apply ConfigMap then Deployment (owned by the ChannelProvider); returns the live Deployment."""
+    """Apply ConfigMap, Deployment, then its PodDisruptionBudget (all owned by the ChannelProvider);
+    returns the live Deployment."""
     wanted = workload(owner["metadata"]["name"], spec, rt.settings, replicas)
-    live: dict[str, Any] = {}
-    for obj in (wanted.config_map, wanted.deployment):
+    live: dict[str, dict[str, Any]] = {}
+    for obj in (wanted.config_map, wanted.deployment, wanted.disruption_budget):
         kopf.adopt(obj, owner=owner)
-        live = await converge_object(rt, owner, stamped(obj), memory)
-    return live
+        live[obj["kind"]] = await converge_object(rt, owner, stamped(obj), memory)
+    return live["Deployment"]

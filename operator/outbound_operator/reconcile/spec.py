@@ -86,6 +86,33 @@ class RateLimitSpec(_Spec):
     burst: int | None = None
 
 
+class SecretKeyRef(_Spec):
+    name: str
+    key: str
+
+
+class EnvSource(_Spec):
+    secret_key_ref: SecretKeyRef
+
+
+class EnvVar(_Spec):
+    """An extra environment variable of the worker: a plain value, or a key of a Secret."""
+
+    name: str
+    value: str | None = None
+    value_from: EnvSource | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        if self.value_from is not None:
+            ref = self.value_from.secret_key_ref
+            return {"name": self.name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        return {"name": self.name, "value": self.value or ""}
+
+
+class LocalObjectReference(_Spec):
+    name: str
+
+
 class ChannelProviderSpec(_Spec):
     channel: Literal["SMS", "EMAIL", "WHATSAPP"]
     provider: str  # a name of the provider registry (outbound_sender/providers/registry.py)
@@ -99,6 +126,13 @@ class ChannelProviderSpec(_Spec):
     rate_limit: RateLimitSpec | None = None
     image: str | None = None
     resources: dict[str, dict[str, Any]] | None = None
+    # Placement and environment of the worker pods (reconcile/workload.py, worker_pod_settings).
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    env: list[EnvVar] = Field(default_factory=list)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -33,6 +33,7 @@ class Workload:
 
     config_map: dict[str, Any]
     deployment: dict[str, Any]
+    disruption_budget: dict[str, Any]
 
 
 def label_value(text: str) -> str:
@@ -81,6 +82,8 @@ def static_config(provider: str, spec: ChannelProviderSpec, settings: OperatorSe
     render = spec.entry.render
     if render.mode == "live":
         data["OUTBOUND_PROVIDERS_ENABLED"] = spec.provider  # this Deployment sends through its provider only
+    if spec.log_level:
+        data["OUTBOUND_LOG_LEVEL"] = spec.log_level
     if spec.endpoint:
         data[render.endpoint_variable] = spec.endpoint
     sender = spec.sender or {}
@@ -125,7 +128,7 @@ def env(spec: ChannelProviderSpec, settings: OperatorSettings) -> list[dict[str,
     variables = [_secret_env(settings.worker_database_secret, "DATABASE_URL")]
     if settings.worker_redis_secret:
         variables.append(_secret_env(settings.worker_redis_secret, "REDIS_URL"))
-    return variables + credential_env(spec)
+    return variables + credential_env(spec) + [variable.manifest() for variable in spec.env]
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
@@ -188,6 +191,7 @@ def pod_template(provider: str, spec: ChannelProviderSpec, settings: OperatorSet
     if spec.credentials_secret_ref is not None:
         secret = {"secretName": spec.credentials_secret_ref.name, "defaultMode": 0o440}
         pod["volumes"] = [{"name": "credentials", "secret": secret}]
+    pod.update(worker_pod_settings(spec, settings))
     annotations = {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(HTTP_PORT),
@@ -217,5 +221,74 @@ def deployment(
     }
 
 
+# -- Placement, pull secrets and extra environment of the worker pods ---------------------------
+
+
+def worker_pod_settings(spec: ChannelProviderSpec, settings: OperatorSettings) -> dict[str, Any]:
+    """Pod spec fields a cluster needs to run the workers: pull secrets (the operator's first, then the
+    ChannelProvider's), node selection, tolerations and affinity. Absent fields stay absent, so a
+    ChannelProvider that sets none renders the same Deployment as before they existed."""
+    fields: dict[str, Any] = {}
+    pull = list(dict.fromkeys([*settings.worker_image_pull_secrets, *(ref.name for ref in spec.image_pull_secrets)]))
+    if pull:
+        fields["imagePullSecrets"] = [{"name": name} for name in pull]
+    if spec.node_selector:
+        fields["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        fields["tolerations"] = [dict(toleration) for toleration in spec.tolerations]
+    if spec.affinity:
+        fields["affinity"] = dict(spec.affinity)
+    return fields
+
+
+def operator_env_names(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings) -> set[str]:
+    """Every environment variable the operator itself gives the worker (ConfigMap and env)."""
+    own = [item["name"] for item in env(spec.model_copy(update={"env": []}), settings)]
+    return {*static_config(provider, spec, settings), *own}
+
+
+def env_refusal(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings) -> Refusal | None:
+    """spec.env may add variables, never replace one the operator sets (database, credentials, ...)."""
+    taken = sorted(operator_env_names(provider, spec, settings) & {variable.name for variable in spec.env})
+    if not taken:
+        return None
+    return Refusal(
+        "EnvNotAllowed",
+        f"spec.env sets {', '.join(taken)}, which the operator sets itself "
+        "(use the ChannelProvider's own fields, e.g. logLevel, endpoint, credentialsSecretRef)",
+    )
+
+
+# -- PodDisruptionBudget of the worker Deployment ----------------------------------------------
+
+
+def disruption_budget_name(provider: str) -> str:
+    return f"{provider}-sender"
+
+
+def disruption_budget(provider: str, spec: ChannelProviderSpec) -> dict[str, Any]:
+    """At most one worker pod of this ChannelProvider evicted at a time (node drains, autoscaler).
+
+    maxUnavailable rather than minAvailable: with one replica a drain may still evict it (the queue
+    is in PostgreSQL and a drained worker hands its claims back), but with several the channel
+    never loses them all at once. A pod that is not running Ready may always be evicted, so a
+    crash-looping worker never blocks a drain.
+    """
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": disruption_budget_name(provider), "labels": labels(provider, spec)},
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(provider)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
 def workload(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings, replicas: int | None) -> Workload:
-    return Workload(config_map(provider, spec, settings), deployment(provider, spec, settings, replicas))
+    return Workload(
+        config_map(provider, spec, settings),
+        deployment(provider, spec, settings, replicas),
+        disruption_budget(provider, spec),
+    )

@@ -69,10 +69,10 @@ def objects_of(plane: ControlPlane, namespace: str, release: str) -> set[tuple[s
     """(kind, name) of every object labelled with the release, namespaced ones in `namespace` and
     the cluster-scoped kinds the chart can create."""
     selector = f"app.kubernetes.io/instance={release}"
-    kinds = "deployments,services,serviceaccounts,configmaps,secrets,jobs,poddisruptionbudgets,rolebindings,roles"
-    kinds += ",channelproviders,quotapolicies"
+    kinds = "deployments,statefulsets,services,serviceaccounts,configmaps,secrets,jobs,poddisruptionbudgets"
+    kinds += ",rolebindings,roles,channelproviders,quotapolicies,kopfpeerings"
     found = plane.kubectl_json("get", kinds, "-n", namespace, "-l", selector)["items"]
-    found += plane.kubectl_json("get", "clusterroles,clusterrolebindings", "-l", selector)["items"]
+    found += plane.kubectl_json("get", "clusterroles,clusterrolebindings,clusterkopfpeerings", "-l", selector)["items"]
     return {(item["kind"], item["metadata"]["name"]) for item in found}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,21 @@ SANDBOX = {"channel": "SMS", "provider": "sandbox", "priority": 100, "endpoint":
 LOCAL_PORTS = ("OUTBOUND_OPERATOR_METRICS_PORT", "OUTBOUND_OPERATOR_HEALTH_PORT")
 
 
-def chart_operator_env(values: dict[str, Any], release: str, namespace: str) -> dict[str, str]:
-    """The operator Deployment's plain environment as the chart renders it (Secret refs resolved by the test)."""
-    [deployment] = [
+def chart_operator_env(values: dict[str, Any], release: str, namespace: str, index: int = 1) -> dict[str, str]:
+    """The operator StatefulSet's plain environment as the chart renders it (Secret refs resolved by the
+    test), with what the downward API gives pod `index`: its name as kopf's POD_ID and its index as
+    the peering priority."""
+    [statefulset] = [
         d
         for d in render(values, release=release, namespace=namespace)
-        if d["metadata"]["name"].endswith("-operator") and d["kind"] == "Deployment"
+        if d["metadata"]["name"].endswith("-operator") and d["kind"] == "StatefulSet"
     ]
-    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
-    return {e["name"]: e["value"] for e in env if "value" in e and e["name"] not in LOCAL_PORTS}
+    env = statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
+    plain = {e["name"]: e["value"] for e in env if "value" in e and e["name"] not in LOCAL_PORTS}
+    downward = {"OUTBOUND_OPERATOR_PRIORITY": str(index), "POD_ID": f"{statefulset['metadata']['name']}-{index}"}
+    fields = {e["valueFrom"]["fieldRef"]["fieldPath"] for e in env if "fieldRef" in e.get("valueFrom", {})}
+    assert fields == {"metadata.name", "metadata.labels['apps.kubernetes.io/pod-index']"}, fields
+    return {**plain, **downward}
 
 
 def run_migration(plane: ControlPlane, dsn: str) -> None:
@@ -53,13 +60,20 @@ def spec_managers(obj: dict[str, Any]) -> set[str]:
     return {m["manager"] for m in obj["metadata"].get("managedFields", []) if "f:spec" in m.get("fieldsV1", {})}
 
 
-# The garbage collector learns new CRD kinds by periodic discovery (30 s): on a fresh plane the
-# owned worker objects can take that long to follow their ChannelProvider.
-@pytest.mark.timeout(240)
-async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
-    plane: ControlPlane, namespace: str, db_dsn: str, tmp_path: Path
-) -> None:
-    release = f"qs-{secrets.token_hex(3)}"
+@dataclass
+class SandboxRelease:
+    release: str
+    full: str
+    values: dict[str, Any]
+    installed: subprocess.CompletedProcess[str]
+    kubeconfig: Path  # the chart's operator ServiceAccount, its RBAC in force
+
+
+def install_sandbox_release(
+    plane: ControlPlane, namespace: str, db_dsn: str, tmp_path: Path, prefix: str
+) -> SandboxRelease:
+    """The database Secret, then `helm install` with a sandbox ChannelProvider and its migration hook."""
+    release = f"{prefix}-{secrets.token_hex(3)}"
     full = f"{release}-outbound-messaging"
     plane.kubectl("create", "secret", "generic", "outbound-database", f"--from-literal=url={db_dsn}", "-n", namespace)
     # The sandbox listens over http: only an operator allowed to use it runs a worker for it.
@@ -71,14 +85,26 @@ async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
     installed = helm_with_hook(
         plane, namespace, f"{full}-migrate", lambda: run_migration(plane, db_dsn), "install", *args
     )
-    assert "sms-sandbox" in installed.stdout  # NOTES
-
     kubeconfig = token_kubeconfig(plane, namespace, f"{full}-operator", tmp_path / "operator.kubeconfig")
     wait_for(
         lambda: can_i(plane, kubeconfig, "watch", "channelproviders.messaging.outbound.dev", namespace), "RBAC in force"
     )
+    return SandboxRelease(release, full, values, installed, kubeconfig)
+
+
+# The garbage collector learns new CRD kinds by periodic discovery (30 s): on a fresh plane the
+# owned worker objects can take that long to follow their ChannelProvider.
+@pytest.mark.timeout(240)
+async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
+    plane: ControlPlane, namespace: str, db_dsn: str, tmp_path: Path
+) -> None:
+    installed = install_sandbox_release(plane, namespace, db_dsn, tmp_path, "qs")
+    release, full, values, kubeconfig = installed.release, installed.full, installed.values, installed.kubeconfig
+    assert "sms-sandbox" in installed.installed.stdout  # NOTES
+
     operator = OperatorProcess(plane, namespace, db_dsn, kubeconfig, tmp_path)
     operator.settings = chart_operator_env(values, release, namespace)
+    operator.peering = []  # peered as the chart runs it, in the KopfPeering the chart created
     operator.start()
     try:
         plane.kubectl("wait", "channelprovider", "--all", "--for=condition=Ready", "--timeout=60s", "-n", namespace)

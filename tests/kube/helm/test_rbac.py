@@ -25,6 +25,8 @@ ALLOWED = [
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
     ("create", "configmaps"),
+    ("create", "poddisruptionbudgets.policy"),
+    ("patch", "poddisruptionbudgets.policy"),
     ("create", "events"),
 ]
 CUSTOM_RESOURCES = [rule for rule in ALLOWED if "messaging.outbound.dev" in rule[1] or rule[1] == "events"]
@@ -33,6 +35,7 @@ DENIED = [
     ("get", "secrets"),
     ("list", "secrets"),
     ("delete", "deployments.apps"),
+    ("delete", "poddisruptionbudgets.policy"),
     ("delete", "channelproviders.messaging.outbound.dev"),
     ("update", "channelproviders.messaging.outbound.dev"),
     ("create", "channelproviders.messaging.outbound.dev"),

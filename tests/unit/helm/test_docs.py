@@ -22,12 +22,16 @@ def test_runbook_internal_links_resolve() -> None:
 
 
 def test_runbook_and_install_guide_name_the_charts_objects() -> None:
-    """With the documented release name, the Deployments the docs name are the ones the chart renders."""
+    """With the documented release name, the Deployments and StatefulSets the docs name are the chart's."""
     values = {"channelProviders": {"twilio": {"channel": "SMS", "provider": "sandbox"}}}
     docs = render(values, release="outbound-messaging")
     deployments = {d["metadata"]["name"] for d in of_kind(docs, "Deployment")}
     services = {d["metadata"]["name"] for d in of_kind(docs, "Service")}
+    statefulsets = {d["metadata"]["name"] for d in of_kind(docs, "StatefulSet")}
     text = DOCS_RUNBOOK.read_text() + INSTALL.read_text() + README.read_text()
+    assert re.findall(r"statefulset/(outbound-messaging-[a-z-]+)", text)
+    for name in re.findall(r"statefulset/(outbound-messaging-[a-z-]+)", text):
+        assert name in statefulsets, name
     for name in re.findall(r"deploy/(outbound-messaging-[a-z-]+)", text):
         assert name in deployments, name
     for name in re.findall(r"svc/(outbound-messaging-[a-z-]+)", text):

@@ -10,7 +10,7 @@ import yaml
 
 from tests.monitoring import DASHBOARD, RULES
 
-from .chart import FULLNAME, of_kind, one, render
+from .chart import CHART, FULLNAME, of_kind, one, render
 
 ALL_ON: dict[str, Any] = {
     "monitoring": {
@@ -20,7 +20,7 @@ ALL_ON: dict[str, Any] = {
         "runbookBaseUrl": "https://wiki.example.org/outbound/runbook.md",
     }
 }
-PLACEHOLDER = "https://github.com/example/outbound-messaging/blob/main/docs/runbook.md"
+RUNBOOK_PATH = "runbook_url: docs/runbook.md#"
 
 
 def test_nothing_needs_prometheus_operator_by_default() -> None:
@@ -37,7 +37,7 @@ def test_nothing_needs_prometheus_operator_by_default() -> None:
 
 def test_prometheus_rule_is_the_alert_rules_with_runbook_links_rebased() -> None:
     [rule] = of_kind(render(ALL_ON), "PrometheusRule")
-    source = RULES.read_text().replace(PLACEHOLDER, "https://wiki.example.org/outbound/runbook.md")
+    source = RULES.read_text().replace(RUNBOOK_PATH, "runbook_url: https://wiki.example.org/outbound/runbook.md#")
     assert rule["spec"]["groups"] == yaml.safe_load(source)["groups"]
     urls = [r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]]
     assert urls
@@ -73,3 +73,14 @@ def test_dashboard_config_map_carries_the_dashboard_and_the_sidecar_label() -> N
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert config_map["metadata"]["annotations"] == {"grafana_folder": "Messaging"}
     assert json.loads(config_map["data"][DASHBOARD.name]) == json.loads(DASHBOARD.read_text())
+
+
+def test_runbook_links_default_to_the_projects_runbook_and_nothing_names_a_placeholder_host() -> None:
+    values = {"monitoring": {"prometheusRule": {"enabled": True}}}
+    [rule] = of_kind(render(values), "PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    urls = {r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert all(url.startswith("docs/runbook.md#") for url in urls)
+    chart_yaml = (CHART / "Chart.yaml").read_text()
+    for text in (chart_yaml, RULES.read_text(), (CHART / "values.yaml").read_text()):
+        assert "github.com/example" not in text

@@ -40,7 +40,7 @@ def test_operator_and_workers_take_only_metrics_from_monitoring() -> None:
     docs = render({"networkPolicy": {"enabled": True, "monitoringNamespace": "prom"}})
     prom = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "prom"}}}]
     operator = one(docs, "NetworkPolicy", f"{FULLNAME}-operator")
-    pods = one(docs, "Deployment", f"{FULLNAME}-operator")["spec"]["template"]["metadata"]["labels"]
+    pods = one(docs, "StatefulSet", f"{FULLNAME}-operator")["spec"]["template"]["metadata"]["labels"]
     assert operator["spec"]["podSelector"]["matchLabels"].items() <= pods.items()
     [rule] = ingress(operator)
     assert (ports(rule), rule["from"]) == ([("metrics", "TCP")], prom)
@@ -57,7 +57,7 @@ def test_operator_and_workers_take_only_metrics_from_monitoring() -> None:
 
 def test_the_metrics_port_is_the_named_container_port() -> None:
     docs = render({"networkPolicy": {"enabled": True}})
-    operator = one(docs, "Deployment", f"{FULLNAME}-operator")["spec"]["template"]["spec"]["containers"][0]
+    operator = one(docs, "StatefulSet", f"{FULLNAME}-operator")["spec"]["template"]["spec"]["containers"][0]
     assert "metrics" in {port["name"] for port in operator["ports"]}
 
 

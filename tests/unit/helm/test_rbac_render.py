@@ -19,7 +19,17 @@ SOURCES = {
     "operator-rbac.yaml": ROOT / "deploy" / "operator-rbac.yaml",
     "operator-rbac-cluster-wide.yaml": ROOT / "deploy" / "operator-rbac-cluster-wide.yaml",
 }
-WORKLOADS = {"deployments", "configmaps", "pods", "secrets", "replicasets", "statefulsets", "daemonsets", "jobs"}
+WORKLOADS = {
+    "deployments",
+    "configmaps",
+    "poddisruptionbudgets",
+    "pods",
+    "secrets",
+    "replicasets",
+    "statefulsets",
+    "daemonsets",
+    "jobs",
+}
 
 
 def rules_of(path: Path, kind: str) -> list[Any]:
@@ -85,7 +95,7 @@ def test_watch_namespaces_get_a_role_a_binding_and_a_sender_account_each() -> No
     }
     sender = f"{FULLNAME}-sender"
     assert {(NAMESPACE, sender), ("team-a", sender), ("team-b", sender)} <= accounts
-    operator = one(docs, "Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"][0]
+    operator = one(docs, "StatefulSet", OPERATOR)["spec"]["template"]["spec"]["containers"][0]
     env = {item["name"]: item.get("value") for item in operator["env"]}
     assert env["OUTBOUND_OPERATOR_NAMESPACES"] == "team-a,team-b"
 
@@ -100,7 +110,7 @@ def test_cluster_wide_grants_the_custom_resources_everywhere_and_workloads_only_
     assert [r["metadata"]["namespace"] for r in of_kind(docs, "Role") if r["metadata"]["name"] == OPERATOR] == [
         "team-a"
     ]
-    operator = one(docs, "Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"][0]
+    operator = one(docs, "StatefulSet", OPERATOR)["spec"]["template"]["spec"]["containers"][0]
     env = {item["name"]: item.get("value") for item in operator["env"]}
     assert env["OUTBOUND_OPERATOR_NAMESPACES"] == ""
     assert "OUTBOUND_OPERATOR_WORKER_SERVICE_ACCOUNT" not in env

@@ -34,7 +34,9 @@ def test_default_renders_api_operator_rbac_and_the_migration_hook(default: list[
         ("Service", API),
         ("Service", f"{API}-metrics"),
         ("PodDisruptionBudget", API),
-        ("Deployment", OPERATOR),
+        ("StatefulSet", OPERATOR),
+        ("PodDisruptionBudget", OPERATOR),
+        ("KopfPeering", OPERATOR),
         ("ServiceAccount", SENDER_SA),
         ("ServiceAccount", OPERATOR),
         ("Role", OPERATOR),
@@ -61,7 +63,7 @@ def test_redis_is_a_secret_ref_only_when_configured(default: list[Any]) -> None:
     docs = render({"redis": {"existingSecret": "cache"}})
     api = dict(containers(docs))[f"Deployment/{API}/api"]
     assert env_of(api)["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "cache", "key": "url"}
-    operator = dict(containers(docs))[f"Deployment/{OPERATOR}/operator"]
+    operator = dict(containers(docs))[f"StatefulSet/{OPERATOR}/operator"]
     assert env_of(operator)["OUTBOUND_OPERATOR_WORKER_REDIS_SECRET"]["value"] == "cache"
 
 
@@ -100,7 +102,7 @@ def test_api_service_on_8080_selects_the_api_pods(default: list[Any]) -> None:
     assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
     pod_labels = one(default, "Deployment", API)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    operator_labels = one(default, "Deployment", OPERATOR)["spec"]["template"]["metadata"]["labels"]
+    operator_labels = one(default, "StatefulSet", OPERATOR)["spec"]["template"]["metadata"]["labels"]
     assert not service["spec"]["selector"].items() <= operator_labels.items()
 
 
@@ -127,7 +129,7 @@ def test_pdb_and_topology_spread_cover_the_api_pods(default: list[Any]) -> None:
     assert [c["topologyKey"] for c in spread] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
     assert all(c["labelSelector"] == deployment["spec"]["selector"] for c in spread)
     docs = render({"api": {"podDisruptionBudget": {"enabled": False}, "topologySpread": {"enabled": False}}})
-    assert not of_kind(docs, "PodDisruptionBudget")
+    assert [d["metadata"]["name"] for d in of_kind(docs, "PodDisruptionBudget")] == [OPERATOR]
     assert "topologySpreadConstraints" not in one(docs, "Deployment", API)["spec"]["template"]["spec"]
 
 
@@ -135,7 +137,7 @@ def test_images_come_from_repository_and_tag_values(default: list[Any]) -> None:
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     images = {where: c["image"] for where, c in containers(default)}
     assert images[f"Deployment/{API}/api"] == f"ghcr.io/outbound-messaging/outbound-sender:{app_version}"
-    assert images[f"Deployment/{OPERATOR}/operator"] == f"ghcr.io/outbound-messaging/outbound-operator:{app_version}"
+    assert images[f"StatefulSet/{OPERATOR}/operator"] == f"ghcr.io/outbound-messaging/outbound-operator:{app_version}"
     digest = "sha256:" + "a" * 64
     docs = render(
         {
@@ -146,21 +148,60 @@ def test_images_come_from_repository_and_tag_values(default: list[Any]) -> None:
     images = {where: c["image"] for where, c in containers(docs)}
     assert images[f"Deployment/{API}/api"] == "registry.local:5000/sender:1.2.3"
     assert images[f"Job/{MIGRATE}/migrate"] == "registry.local:5000/sender:1.2.3"
-    assert images[f"Deployment/{OPERATOR}/operator"] == f"registry.local/op@{digest}"
-    operator = dict(containers(docs))[f"Deployment/{OPERATOR}/operator"]
+    assert images[f"StatefulSet/{OPERATOR}/operator"] == f"registry.local/op@{digest}"
+    operator = dict(containers(docs))[f"StatefulSet/{OPERATOR}/operator"]
     assert env_of(operator)["OUTBOUND_OPERATOR_WORKER_IMAGE"]["value"] == "registry.local:5000/sender:1.2.3"
 
 
-def test_operator_is_one_standalone_replica_replaced_with_recreate(default: list[Any]) -> None:
-    deployment = one(default, "Deployment", OPERATOR)
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
-    assert env["OUTBOUND_OPERATOR_STANDALONE"]["value"] == "true"
+def test_operator_is_two_peered_replicas_with_distinct_priorities_and_a_budget(default: list[Any]) -> None:
+    statefulset = one(default, "StatefulSet", OPERATOR)
+    assert statefulset["spec"]["replicas"] == 2
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+    pod = statefulset["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    assert env["OUTBOUND_OPERATOR_STANDALONE"]["value"] == "false"
+    assert env["OUTBOUND_OPERATOR_PEERING_NAME"]["value"] == OPERATOR
+    # kopf pauses replicas of equal priority: each pod's index is its own priority, its name its identity.
+    index = "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert env["OUTBOUND_OPERATOR_PRIORITY"]["valueFrom"] == {"fieldRef": {"fieldPath": index}}
+    assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["OUTBOUND_OPERATOR_NAMESPACES"]["value"] == NAMESPACE
     assert env["OUTBOUND_OPERATOR_WORKER_SERVICE_ACCOUNT"]["value"] == SENDER_SA
     assert env["OUTBOUND_OPERATOR_WORKER_DATABASE_SECRET"]["value"] == "outbound-database"
-    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == OPERATOR
+    assert pod["serviceAccountName"] == OPERATOR
+    [preferred] = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert preferred["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    budget = one(default, "PodDisruptionBudget", OPERATOR)
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    peering = one(default, "KopfPeering", OPERATOR)
+    assert peering["metadata"]["namespace"] == NAMESPACE
+
+
+def test_peering_objects_follow_the_watched_namespaces_or_the_cluster() -> None:
+    docs = render({"operator": {"watchNamespaces": ["team-a", "team-b"]}})
+    assert sorted(p["metadata"]["namespace"] for p in of_kind(docs, "KopfPeering")) == ["team-a", "team-b"]
+    docs = render({"operator": {"clusterWide": True}})
+    assert not of_kind(docs, "KopfPeering")
+    assert one(docs, "ClusterKopfPeering", OPERATOR)
+
+
+def test_one_operator_replica_has_no_budget_and_an_own_affinity_replaces_the_default() -> None:
+    affinity: dict[str, Any] = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    docs = render({"operator": {"replicas": 1, "affinity": affinity}})
+    assert one(docs, "StatefulSet", OPERATOR)["spec"]["replicas"] == 1
+    assert not [d for d in of_kind(docs, "PodDisruptionBudget") if d["metadata"]["name"] == OPERATOR]
+    assert one(docs, "StatefulSet", OPERATOR)["spec"]["template"]["spec"]["affinity"] == affinity
+
+
+def test_the_charts_pull_secrets_reach_the_operator_for_its_workers() -> None:
+    docs = render({"imagePullSecrets": ["registry-a", "registry-b"]})
+    operator = dict(containers(docs))[f"StatefulSet/{OPERATOR}/operator"]
+    assert env_of(operator)["OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS"]["value"] == "registry-a,registry-b"
+    default = env_of(dict(containers(render()))[f"StatefulSet/{OPERATOR}/operator"])
+    assert default["OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS"]["value"] == ""
 
 
 def test_migration_job_is_a_pre_install_and_pre_upgrade_hook(default: list[Any]) -> None:

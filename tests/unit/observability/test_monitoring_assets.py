@@ -34,7 +34,10 @@ RUNBOOK_ALERTS = {
     "worker inactivity": "OutboundWorkerInactive",
     "circuit open": "OutboundProviderCircuitOpen",
 }
-SEVERITIES = {"P0", "P1", "P2", "P3"}
+# kube-prometheus routes on severity; the runbook's priority travels as its own label.
+SEVERITY_OF_PRIORITY = {"P0": "critical", "P1": "critical", "P2": "warning", "P3": "info"}
+# What the operator exports (operator/outbound_operator/metrics.py), for its own alerts.
+OPERATOR_ALERTS = {"OutboundOperatorDown", "OutboundOperatorReconcileErrors", "OutboundChannelProviderNotReady"}
 
 
 def render_module() -> ModuleType:
@@ -51,17 +54,17 @@ def test_every_runbook_alert_has_a_rule() -> None:
     assert set(RUNBOOK_ALERTS.values()) <= names
 
 
-@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: f"{r['alert']}-{r['labels']['severity']}")
-def test_rule_has_severity_summary_and_a_runbook_link_that_resolves(rule: dict[str, object]) -> None:
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: f"{r['alert']}-{r['labels']['priority']}")
+def test_rule_has_severity_priority_summary_and_a_runbook_link_that_resolves(rule: dict[str, object]) -> None:
     labels, annotations = rule["labels"], rule["annotations"]
     assert isinstance(labels, dict)
     assert isinstance(annotations, dict)
-    assert labels["severity"] in SEVERITIES
+    assert labels["severity"] == SEVERITY_OF_PRIORITY[labels["priority"]]
     assert annotations["summary"]
     assert annotations["description"]
     url = str(annotations["runbook_url"])
-    assert url.startswith("https://")
-    assert "/docs/runbook.md#" in url
+    assert url.startswith("docs/runbook.md#"), "the project's own runbook (render.py and the chart rebase it)"
+    assert "example" not in url
     anchor = url.split("#", 1)[1]
     assert anchor in markdown_anchors(DOCS_RUNBOOK.read_text()), f"docs/runbook.md has no section #{anchor}"
 
@@ -71,13 +74,14 @@ def test_runbook_thresholds_and_priorities() -> None:
     for rule in alert_rules():
         by_name.setdefault(str(rule["alert"]), []).append(rule)
 
-    def severities(name: str) -> set[str]:
-        return {r["labels"]["severity"] for r in by_name[name]}  # type: ignore[index]
+    def priorities(name: str) -> set[str]:
+        return {r["labels"]["priority"] for r in by_name[name]}  # type: ignore[index]
 
-    assert severities("OutboundDeadLetterGrowth") == {"P1", "P2"}  # runbook: DLQ > 500 is P1
-    assert severities("OutboundHighQueueDepth") == {"P2"}
-    assert severities("OutboundHighFailureRate") == {"P2"}
-    assert severities("OutboundAllSendsFailing") == {"P0"}
+    assert priorities("OutboundDeadLetterGrowth") == {"P1", "P2"}  # runbook: DLQ > 500 is P1
+    assert priorities("OutboundHighQueueDepth") == {"P2"}
+    assert priorities("OutboundHighFailureRate") == {"P2"}
+    assert priorities("OutboundAllSendsFailing") == {"P0"}
+    assert priorities("OutboundOperatorDown") == {"P1"}
     assert {r["labels"]["threshold"] for r in by_name["WhatsAppQuotaHighUsage"]} == {"70", "85", "95"}  # type: ignore[index]
     assert {r["for"] for r in by_name["OutboundHighFailureRate"]} == {"15m"}
     exprs = " ".join(str(r["expr"]) for rules in by_name.values() for r in rules)
@@ -158,3 +162,20 @@ def test_runbook_base_can_be_changed_for_a_deployment() -> None:
     assert document["metadata"]["namespace"] == "messaging"
     urls = {r["annotations"]["runbook_url"] for g in document["spec"]["groups"] for r in g["rules"]}
     assert all(url.startswith("https://wiki.internal/runbook.md#") for url in urls)
+
+
+def test_operator_alerts_read_only_metrics_the_operator_exports() -> None:
+    from prometheus_client import generate_latest
+
+    from outbound_operator.metrics import OperatorMetrics
+
+    metrics = OperatorMetrics()
+    metrics.ready("ns", "sms", {"conditions": [{"type": "Ready", "status": "False"}]})
+    exported = generate_latest(metrics.registry).decode()
+    rules = {str(r["alert"]): str(r["expr"]) for r in alert_rules() if r["alert"] in OPERATOR_ALERTS}
+    assert set(rules) == OPERATOR_ALERTS
+    samples = set(re.findall(r"^([a-z_]+)\{", exported, re.MULTILINE))
+    for alert, expr in rules.items():
+        names = set(re.findall(r"\b(outbound_operator_[a-z_]+)", expr))
+        assert names, alert
+        assert names <= samples, f"{alert}: {names - samples} not exported by the operator"

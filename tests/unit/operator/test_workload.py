@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from outbound_operator.reconcile.spec import ChannelProviderSpec
+from outbound_operator.reconcile.spec import ChannelProviderSpec, EnvVar
 from outbound_operator.reconcile.workload import CONFIG_HASH_ANNOTATION, label_value, workload
 from outbound_operator.settings import OperatorSettings
 
@@ -86,3 +86,86 @@ def test_every_worker_pod_names_its_provider_mode_and_passes_the_senders_start_u
             for name, value in data.items():
                 env.setenv(name, value)
             cli.preflight(load_settings(), "worker")
+
+
+PLACED = ChannelProviderSpec.of(
+    {
+        "channel": "SMS",
+        "provider": "sandbox",
+        "imagePullSecrets": [{"name": "team-registry"}],
+        "nodeSelector": {"pool": "messaging"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "messaging", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]
+                }
+            }
+        },
+        "env": [
+            {"name": "OUTBOUND_WORKER_POLL_INTERVAL_SECONDS", "value": "0.5"},
+            {"name": "SENTRY_DSN", "valueFrom": {"secretKeyRef": {"name": "sentry", "key": "dsn"}}},
+        ],
+        "logLevel": "DEBUG",
+    }
+)
+
+
+def test_pull_secrets_placement_and_extra_env_reach_the_worker_pod() -> None:
+    settings = OperatorSettings(database_url="postgresql://x", worker_image_pull_secrets="shared,team-registry")
+    wl = workload("sms", PLACED, settings, 1)
+    pod = wl.deployment["spec"]["template"]["spec"]
+    # The operator's secrets first, then the ChannelProvider's, each once.
+    assert pod["imagePullSecrets"] == [{"name": "shared"}, {"name": "team-registry"}]
+    assert pod["nodeSelector"] == {"pool": "messaging"}
+    assert pod["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "messaging", "effect": "NoSchedule"}
+    ]
+    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    env = {e["name"]: e for e in _container(wl.deployment)["env"]}
+    assert env["OUTBOUND_WORKER_POLL_INTERVAL_SECONDS"] == {
+        "name": "OUTBOUND_WORKER_POLL_INTERVAL_SECONDS",
+        "value": "0.5",
+    }
+    assert env["SENTRY_DSN"]["valueFrom"] == {"secretKeyRef": {"name": "sentry", "key": "dsn"}}
+    assert wl.config_map["data"]["OUTBOUND_LOG_LEVEL"] == "DEBUG"
+
+
+def test_a_spec_without_placement_renders_none_of_it_and_keeps_its_config_hash() -> None:
+    plain = ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox"})
+    pod = workload("sms", plain, SETTINGS, 1).deployment["spec"]["template"]["spec"]
+    assert not {"imagePullSecrets", "nodeSelector", "tolerations", "affinity"} & set(pod)
+    assert "OUTBOUND_LOG_LEVEL" not in workload("sms", plain, SETTINGS, 1).config_map["data"]
+    debug = plain.model_copy(update={"log_level": "DEBUG"})
+    hashes = {
+        workload("sms", s, SETTINGS, 1).deployment["spec"]["template"]["metadata"]["annotations"][
+            CONFIG_HASH_ANNOTATION
+        ]
+        for s in (plain, debug)
+    }
+    assert len(hashes) == 2  # a log level change rolls the pods
+
+
+def test_extra_env_may_not_replace_what_the_operator_sets() -> None:
+    from outbound_operator.reconcile.workload import env_refusal
+
+    assert env_refusal("sms", PLACED, SETTINGS) is None
+    for name in ("DATABASE_URL", "OUTBOUND_WORKER_BATCH_SIZE", "OUTBOUND_PROVIDER_NAME"):
+        spec = PLACED.model_copy(update={"env": [*PLACED.env, EnvVar(name=name, value="x")]})
+        refused = env_refusal("sms", spec, SETTINGS)
+        assert refused is not None
+        assert refused.reason == "EnvNotAllowed"
+        assert name in refused.message
+
+
+def test_every_worker_deployment_has_a_disruption_budget_of_one_pod_on_its_pods() -> None:
+    wl = workload("wa", WHATSAPP, SETTINGS, 3)
+    budget = wl.disruption_budget
+    assert budget["kind"] == "PodDisruptionBudget"
+    assert budget["apiVersion"] == "policy/v1"
+    assert budget["metadata"]["name"] == "wa-sender"
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    pod_labels = wl.deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert budget["spec"]["selector"] == wl.deployment["spec"]["selector"]
