@@ -70,6 +70,7 @@ class CallbackDispatcher:
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._crash: BaseException | None = None
+        self._next_refresh = 0.0  # monotonic time of the next outbox-gauge query (once per poll interval)
         self._user_agent = f"outbound-callbacks/{version('outbound-messaging')}"
 
     @property
@@ -91,7 +92,9 @@ class CallbackDispatcher:
                         if pool is None:
                             pool = await create_pool(self.dsn, max_size=3, application="outbound-callbacks")
                         claimed = await self._claim(pool, client)
-                        await self._refresh_gauges(pool)
+                        if time.monotonic() >= self._next_refresh:
+                            await self._refresh_gauges(pool)
+                            self._next_refresh = time.monotonic() + self.settings.poll_interval_ms / 1000
                         outage = 0
                     except Exception as error:
                         if not is_transient(error):
@@ -103,7 +106,7 @@ class CallbackDispatcher:
                     if claimed == 0:
                         await _wait(stop, self.settings.poll_interval_ms / 1000)
                     elif len(self._tasks) >= CONCURRENCY:
-                        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
                 self._raise_crash()
             finally:
                 await self._drain()
@@ -116,7 +119,7 @@ class CallbackDispatcher:
 
     async def _drain(self) -> None:
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self.settings.timeout_seconds + 1)
+            await asyncio.wait(set(self._tasks), timeout=self.settings.timeout_seconds + 1)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

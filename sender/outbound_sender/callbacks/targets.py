@@ -85,7 +85,7 @@ async def check(url: str, *, allow_private: bool, resolver: Resolver = system_re
     else:
         try:
             answers = await resolver(host, port)
-        except (OSError, UnicodeError) as error:
+        except (OSError, ValueError) as error:  # ValueError: UnicodeError (IDNA), NUL in the name
             raise RefusedTarget(f"host {host!r} does not resolve ({error})") from None
         addresses = []
         for answer in answers:
