@@ -303,3 +303,18 @@ async def test_the_dispatcher_outlives_a_database_restart(tmp_path: Any) -> None
             assert time.monotonic() - started < 60
         finally:
             await conn.close()
+
+
+async def test_a_receiver_slower_than_the_timeout_is_retried(db: asyncpg.Connection, db_dsn: str) -> None:
+    settings = FAST.model_copy(update={"timeout_seconds": 0.5})
+    metrics = Metrics()
+    async with receiving() as receiver, serving(db_dsn, callbacks=settings) as api, api.client() as client:
+        await register(api.url, client, receiver.url)
+        receiver.hold = asyncio.Event()
+        await enqueue_sms(db, org_id=ORG)
+        async with dispatching(db_dsn, settings, metrics), running_worker(db_dsn, ScriptedProvider()):
+            await wait_for(db, "SELECT attempts >= 2 AND last_error LIKE '%Timeout%' FROM outbound_callback_outbox")
+            assert (await db.fetchval("SELECT status FROM outbound_callback_outbox")) == "PENDING"
+            assert sample(metrics, "outbound_callback_retried_total", reason="network") >= 1
+            receiver.hold.set()
+            await wait_for(db, "SELECT status = 'DELIVERED' FROM outbound_callback_outbox", timeout=60)
