@@ -174,7 +174,10 @@ class Metrics:
     def _callbacks(self, r: CollectorRegistry) -> None:
         """The delivery-callback dispatcher (callbacks/dispatcher.py, docs/callbacks.md)."""
         self.callback_delivered = Counter(
-            "outbound_callback_delivered", "Callbacks the client's endpoint accepted (2xx)", ["event"], registry=r
+            "outbound_callback_delivered",
+            "Callbacks the client's endpoint accepted (2xx), by the message status they carried",
+            ["status"],
+            registry=r,
         )
         self.callback_retried = Counter(
             "outbound_callback_retried",

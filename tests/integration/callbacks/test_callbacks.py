@@ -101,7 +101,7 @@ async def test_every_status_change_arrives_signed_with_the_providers_code(db: as
     assert sent.document["message"]["provider_message_id"] == f"sid-{good}"
     assert sent.headers["outbound-event"] == "SENT"
     assert int(sent.headers["outbound-event-id"]) == sent.document["event_id"]
-    assert sample(metrics, "outbound_callback_delivered_total", event="SENT") == 2
+    assert sample(metrics, "outbound_callback_delivered_total", status="SENT") == 2
     delivered = await db.fetchval("SELECT count(*) FROM outbound_callback_outbox WHERE status = 'DELIVERED'")
     assert delivered == 6
 
@@ -153,7 +153,7 @@ async def test_a_receiver_down_for_a_while_loses_nothing(db: asyncpg.Connection,
     for n, gap in enumerate(gaps[:3], start=1):
         assert gap >= FAST.delay_seconds(n, 1.0) - 0.01, gaps
     assert sample(metrics, "outbound_callback_retried_total", reason="http") >= 3 * count
-    assert sample(metrics, "outbound_callback_delivered_total", event="SENT") == count
+    assert sample(metrics, "outbound_callback_delivered_total", status="SENT") == count
     assert sample(metrics, "outbound_callback_failed_total", reason="http") == 0
 
 

@@ -52,7 +52,7 @@ async def test_the_command_delivers_and_serves_its_metrics(db: asyncpg.Connectio
             await enqueue_sms(db, org_id=ORG)
             async with running_worker(db_dsn, ScriptedProvider()):
                 [request] = await receiver.wait_for(1)
-            line = await _metric(f"http://127.0.0.1:{port}/metrics", 'outbound_callback_delivered_total{event="SENT"}')
+            line = await _metric(f"http://127.0.0.1:{port}/metrics", 'outbound_callback_delivered_total{status="SENT"}')
             assert line.endswith(" 1.0")
         finally:
             code = await asyncio.to_thread(stop, process)
