@@ -22,6 +22,7 @@ from outbound_sender import app, ops_cli, runtime
 from outbound_sender.api import commands as api_commands
 from outbound_sender.api.schemas import CORRELATION_ID, MessageIn
 from outbound_sender.api.validation import check_message
+from outbound_sender.callbacks.dispatcher import CallbackDispatcher
 from outbound_sender.cli_support import (
     NEEDS_PROVIDER_KIND,
     SERVES_WEBHOOKS,
@@ -94,6 +95,13 @@ def run_command() -> None:
 def worker_command() -> None:
     """run the OutboundJobWorker until SIGTERM (needs OUTBOUND_PROVIDER_KIND)"""
     execute("worker", _worker)
+
+
+@cli.command("callbacks")
+def callbacks_command() -> None:
+    """run the delivery-callback dispatcher until SIGTERM: the outbox's signed POSTs to the clients'
+    URLs (health and metrics on OUTBOUND_HTTP_PORT; docs/callbacks.md)"""
+    execute("callbacks", _callbacks)
 
 
 @cli.command("sandbox")
@@ -462,6 +470,32 @@ async def _worker(settings: AllSettings) -> int:
     return 1 if failed else 0
 
 
+async def _callbacks(settings: AllSettings) -> int:
+    stop = asyncio.Event()
+    app.install_stop_signals(stop)
+    with runtime.database(settings.base) as dsn:
+        metrics = Metrics()
+        settings.api = settings.api.model_copy(update={"enabled": False})  # /healthz, /readyz, metrics
+        async with api_commands.api_running(dsn, settings, stop, metrics):
+            print("callback dispatcher running", flush=True)
+            failed = await _dispatcher_failed(CallbackDispatcher(dsn, settings.callbacks, metrics).run(stop), stop)
+    return 1 if failed else 0
+
+
+async def _dispatcher_failed(run: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run the callback dispatcher; on a failure that is not an outage, stop the whole process and
+    return True (exit non-zero so the pod is restarted)."""
+    try:
+        await run
+    except Exception as error:
+        stop.set()
+        print(
+            f"outbound: callback dispatcher failed: {error!r} (cause: {error.__cause__!r})", file=sys.stderr, flush=True
+        )
+        return True
+    return False
+
+
 async def _worker_failed(run: Coroutine[Any, Any, None]) -> bool:
     """Run the worker; True when it stopped on a failure (exit non-zero so the pod is restarted)."""
     try:
@@ -515,6 +549,8 @@ async def _run(settings: AllSettings) -> int:
         metrics = Metrics()
         async with _sandbox_running(settings, stop), api_commands.api_running(dsn, settings, stop, metrics):
             observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))
+            dispatcher = CallbackDispatcher(dsn, settings.callbacks, metrics)
+            callbacks_task = asyncio.create_task(_dispatcher_failed(dispatcher.run(stop), stop))
             worker_task: asyncio.Task[bool] | None = None
             channels: list[Channel] = []
             if settings.worker.enabled:
@@ -530,6 +566,7 @@ async def _run(settings: AllSettings) -> int:
                 print(f"OUTBOUND_PROVIDER_KIND={settings.provider.kind}: no demo messages", flush=True)
             await api_commands.print_api_howto(dsn, settings)
             failed = await worker_task if worker_task is not None else False
+            failed = await callbacks_task or failed
             await observing
     return 1 if failed else 0
 

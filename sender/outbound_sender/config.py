@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from outbound_sender.api.settings import ApiSettings
+from outbound_sender.callbacks.settings import CallbackSettings
 from outbound_sender.domain import Channel
 from outbound_sender.errors import ConfigError
 
@@ -170,6 +171,7 @@ class AllSettings:
         self.metrics = MetricsSettings()
         self.provider = ProviderSettings()
         self.api = ApiSettings()
+        self.callbacks = CallbackSettings()
 
 
 def _describe(error: ValidationError, prefix: str) -> str:
@@ -189,6 +191,7 @@ def load_settings() -> AllSettings:
         MetricsSettings: "OUTBOUND_METRICS_",
         ProviderSettings: "OUTBOUND_PROVIDER_",
         ApiSettings: "OUTBOUND_API_",
+        CallbackSettings: "OUTBOUND_CALLBACKS_",
     }
     try:
         return AllSettings()

@@ -29,6 +29,8 @@ RECOVERED_STATUSES = ("QUEUED", "FAILED")
 REROUTES = ((Channel.WHATSAPP, Channel.SMS),)  # the quota gate's only re-route (quota/gate.py)
 NO_PROVIDER = "none"  # provider label of a failure before any provider was chosen
 NO_PROVIDER_CODES = (ErrorCode.NO_PROVIDER, ErrorCode.TEMPORARY_ERROR)
+CALLBACK_EVENTS = ("SENT", "DELIVERED", "READ", "FAILED")
+CALLBACK_REASONS = ("http", "network", "refused_address")
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600, 1800, 3600)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 20, 30)
@@ -45,6 +47,7 @@ class Metrics:
         self._worker(self.registry)
         self._refresh(self.registry)
         self._providers(self.registry)
+        self._callbacks(self.registry)
         self.database = DatabaseGauges()
         self.registry.register(self.database)
         self._known_series_at_zero()
@@ -163,6 +166,43 @@ class Metrics:
             ["provider", "outcome"],
             registry=r,
         )
+
+    def _callbacks(self, r: CollectorRegistry) -> None:
+        """The delivery-callback dispatcher (callbacks/dispatcher.py, docs/callbacks.md)."""
+        self.callback_delivered = Counter(
+            "outbound_callback_delivered",
+            "Callbacks the client's endpoint accepted (2xx), by the message status they carried",
+            ["status"],
+            registry=r,
+        )
+        self.callback_retried = Counter(
+            "outbound_callback_retried",
+            "Callback attempts that failed and were scheduled again (reason: http, network, refused_address)",
+            ["reason"],
+            registry=r,
+        )
+        self.callback_failed = Counter(
+            "outbound_callback_failed", "Callbacks given up after their last attempt", ["reason"], registry=r
+        )
+        self.callback_duration = Histogram(
+            "outbound_callback_request_duration_seconds",
+            "Duration of one POST to a client's endpoint",
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.callback_outbox_depth = Gauge(
+            "outbound_callback_outbox_depth", "Callbacks waiting in the outbox (PENDING)", registry=r
+        )
+        self.callback_outbox_age = Gauge(
+            "outbound_callback_outbox_oldest_age_seconds",
+            "Age of the oldest pending callback (0: the outbox is empty)",
+            registry=r,
+        )
+        for event in CALLBACK_EVENTS:
+            self.callback_delivered.labels(event)
+        for reason in CALLBACK_REASONS:
+            self.callback_retried.labels(reason)
+            self.callback_failed.labels(reason)
 
     def _refresh(self, r: CollectorRegistry) -> None:
         self.refresh_timestamp = Gauge(

@@ -12,6 +12,9 @@ import pytest
 from outbound_sender.store.queries import sql
 
 ROWS = 50_000
+# complete_batch's arrays for one message that was SENT.
+ONE_SENT: list[list[Any]] = [[1], [None], [1], ["SENT"], [None], [None], ["p"], [None], [None], ["x"], [201], [5]]
+ONE_SENT += [[None], [False], ["SMS"]]
 
 
 def index_names(plan: dict[str, Any]) -> set[str]:
@@ -75,9 +78,7 @@ async def test_lease_recovery_uses_the_lease_index(busy_db: asyncpg.Connection) 
 
 
 async def test_completion_looks_messages_up_by_primary_key(busy_db: asyncpg.Connection) -> None:
-    arrays: list[list[Any]] = [[1], [None], [1], ["SENT"], [None], [None], ["p"], [None], [None], ["x"], [201], [5]]
-    arrays += [[None], [False], ["SMS"]]
-    plan = await explain(busy_db, sql("complete_batch"), *arrays, "w")
+    plan = await explain(busy_db, sql("complete_batch"), *ONE_SENT, "w")
     assert "outbound_message_pkey" in index_names(plan)
     assert not scans_seq(plan, "outbound_message")
 
@@ -162,3 +163,35 @@ async def test_an_ops_batch_uses_an_index_through_the_inlined_selection(busy_db:
     assert not function_scans(plan)
     assert index_names(plan) & {"outbound_message_pkey", "idx_outbound_message_status_created"}
     assert not scans_seq(plan, "outbound_message")
+
+
+@pytest.fixture
+async def busy_outbox(busy_db: asyncpg.Connection) -> asyncpg.Connection:
+    """Callback endpoints for a few organisations and an outbox mostly delivered, some pending."""
+    await busy_db.execute(
+        """INSERT INTO outbound_callback_endpoint (org_id, url, secret)
+           SELECT 'org' || n, 'https://hooks.example/' || n, 'whsec_x' FROM generate_series(0, 9) n;
+           INSERT INTO outbound_callback_outbox (endpoint_id, org_id, outbound_message_id, event, payload, status,
+                                                 next_attempt_at)
+           SELECT e.id, m.org_id, m.id, 'SENT', '{}'::jsonb,
+                  CASE WHEN m.id % 25 = 0 THEN 'PENDING' ELSE 'DELIVERED' END,
+                  now() + (m.id % 7 - 3) * interval '1 minute'
+             FROM outbound_message m JOIN outbound_callback_endpoint e ON e.org_id = m.org_id;
+           ANALYZE"""
+    )
+    return busy_db
+
+
+async def test_the_callback_claim_uses_the_due_index(busy_outbox: asyncpg.Connection) -> None:
+    plan = await explain(busy_outbox, sql("claim_callbacks"), 50, 40.0)
+    assert "idx_outbound_callback_outbox_due" in index_names(plan)
+    assert not scans_seq(plan, "outbound_callback_outbox")
+    stats = await explain(busy_outbox, sql("callback_outbox_stats"))
+    assert "idx_outbound_callback_outbox_due" in index_names(stats)
+    assert not scans_seq(stats, "outbound_callback_outbox")
+
+
+async def test_completion_looks_callback_endpoints_up_by_organisation(busy_outbox: asyncpg.Connection) -> None:
+    plan = await explain(busy_outbox, sql("complete_batch"), *ONE_SENT, "w")
+    assert not scans_seq(plan, "outbound_message")
+    assert not scans_seq(plan, "outbound_callback_outbox")

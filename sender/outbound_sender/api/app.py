@@ -24,6 +24,7 @@ from starlette.middleware import Middleware
 
 from outbound_sender.api import problems
 from outbound_sender.api.auth import Authenticator, FailureThrottle
+from outbound_sender.api.callbacks import router as callbacks_router
 from outbound_sender.api.context import ApiContext
 from outbound_sender.api.metrics import ApiMetrics
 from outbound_sender.api.middleware import BodyLimit, RequestContext
@@ -31,10 +32,13 @@ from outbound_sender.api.ops import ops_router
 from outbound_sender.api.ratelimit import RateLimiter, build_limiter
 from outbound_sender.api.routes import router as messages_router
 from outbound_sender.api.settings import ApiSettings
+from outbound_sender.callbacks.settings import CallbackSettings
+from outbound_sender.callbacks.targets import Resolver, system_resolver
 from outbound_sender.metrics import Metrics
 from outbound_sender.store.db import create_pool
 
-DESCRIPTION = """Create, fetch, list and cancel outbound SMS, e-mail and WhatsApp messages.
+DESCRIPTION = """Create, fetch, list and cancel outbound SMS, e-mail and WhatsApp messages; register callback
+URLs that receive every status change of your messages, signed (docs/callbacks.md).
 
 Authenticate with an organisation's API key: `Authorization: Bearer obk_...` (`outbound apikey create`).
 Every error has the body `{"error": {"code", "message", "fields"}, "correlation_id"}`."""
@@ -61,12 +65,15 @@ def create_app(
     redis_url: str | None = None,
     extra_routers: Sequence[APIRouter] = (),
     now: Callable[[], dt.datetime] = _utc_now,
+    callbacks: CallbackSettings | None = None,
+    resolver: Resolver = system_resolver,
 ) -> FastAPI:
     """The app; its lifespan opens the pool from `dsn` (unless `pool` is given) and the rate limiter
     (Redis-backed with `redis_url`, else in process; unless `limiter` is given)."""
     if dsn is None and pool is None:
         raise ValueError("create_app needs a dsn or a pool")
     settings = settings or ApiSettings()
+    callback_settings = callbacks or CallbackSettings()
     registry = (metrics or Metrics()).registry
     api_metrics = ApiMetrics(registry)
 
@@ -82,7 +89,9 @@ def create_app(
                 stack.push_async_callback(the_limiter.aclose)
             auth = Authenticator(the_pool, settings.key_cache_seconds, negative_seconds=settings.negative_cache_seconds)
             throttle = FailureThrottle(settings.auth_failures_max, settings.auth_failure_window_seconds)
-            app.state.api = ApiContext(the_pool, settings, auth, the_limiter, api_metrics, now, throttle)
+            app.state.api = ApiContext(
+                the_pool, settings, auth, the_limiter, api_metrics, now, throttle, callback_settings, resolver
+            )
             yield
 
     app = FastAPI(
@@ -100,6 +109,7 @@ def create_app(
     app.include_router(ops_router(registry, expose_metrics=not settings.enabled))
     if settings.enabled:
         app.include_router(messages_router)
+        app.include_router(callbacks_router)
     for router in extra_routers:
         app.include_router(router)
     return app

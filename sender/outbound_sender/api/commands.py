@@ -35,7 +35,12 @@ async def api_running(dsn: str, settings: AllSettings, stop: asyncio.Event, metr
     the message API on, the metrics on OUTBOUND_HTTP_HOST:OUTBOUND_METRICS_PORT beside it."""
     routers = webhook_routers(settings, metrics, lambda: fastapi_app.state.api.pool)
     fastapi_app = create_app(
-        dsn, settings=settings.api, metrics=metrics, redis_url=settings.base.redis_url, extra_routers=routers
+        dsn,
+        settings=settings.api,
+        metrics=metrics,
+        redis_url=settings.base.redis_url,
+        extra_routers=routers,
+        callbacks=settings.callbacks,
     )
     base = settings.base
     servers = [api_server(fastapi_app, base.outbound_http_host, base.outbound_http_port, settings.api)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
@@ -17,6 +17,8 @@ from outbound_sender.api.metrics import ApiMetrics
 from outbound_sender.api.problems import ApiError
 from outbound_sender.api.ratelimit import RateLimiter
 from outbound_sender.api.settings import ApiSettings
+from outbound_sender.callbacks.settings import CallbackSettings
+from outbound_sender.callbacks.targets import Resolver, system_resolver
 
 
 @dataclass
@@ -28,6 +30,8 @@ class ApiContext:
     metrics: ApiMetrics
     now: Callable[[], dt.datetime]
     throttle: FailureThrottle
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    resolver: Resolver = system_resolver  # callback URLs' hosts (tests give their own)
 
 
 def get_context(request: Request) -> ApiContext:

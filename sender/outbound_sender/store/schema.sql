@@ -84,6 +84,10 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE FUNCTION public.outbound_callback_payload(message_id bigint, status text, channel text, provider text, provider_code text, provider_message_id text, error_code text, error_message text, correlation_id text, dossier_id text, occurred_at timestamp with time zone, delivery_status text) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN jsonb_build_object('message_id', message_id, 'status', status, 'channel', channel, 'provider', provider, 'provider_code', provider_code, 'provider_message_id', provider_message_id, 'error_code', error_code, 'error_message', error_message, 'correlation_id', correlation_id, 'dossier_id', dossier_id, 'occurred_at', occurred_at, 'delivery_status', delivery_status);
+
 CREATE FUNCTION public.outbound_delivery_rank(status text) RETURNS smallint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN CASE status WHEN 'SENT'::text THEN 1 WHEN 'DEFERRED'::text THEN 1 WHEN 'DELIVERED'::text THEN 2 WHEN 'UNDELIVERED'::text THEN 2 WHEN 'BOUNCED'::text THEN 2 WHEN 'READ'::text THEN 3 ELSE 0 END;
@@ -247,6 +251,54 @@ ALTER TABLE public.outbound_attempt ALTER COLUMN id ADD GENERATED ALWAYS AS IDEN
     CACHE 1
 );
 
+CREATE TABLE public.outbound_callback_endpoint (
+    id bigint NOT NULL,
+    org_id text NOT NULL,
+    url text NOT NULL,
+    description text DEFAULT ''::text NOT NULL,
+    secret text NOT NULL,
+    previous_secret text,
+    previous_secret_until timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    rotated_at timestamp with time zone
+);
+
+ALTER TABLE public.outbound_callback_endpoint ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.outbound_callback_endpoint_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.outbound_callback_outbox (
+    id bigint NOT NULL,
+    endpoint_id bigint NOT NULL,
+    org_id text NOT NULL,
+    outbound_message_id bigint NOT NULL,
+    event text NOT NULL,
+    payload jsonb NOT NULL,
+    status text DEFAULT 'PENDING'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivered_at timestamp with time zone,
+    last_http_status integer,
+    last_error text,
+    CONSTRAINT outbound_callback_outbox_event_check CHECK ((event = ANY (ARRAY['SENT'::text, 'DELIVERED'::text, 'READ'::text, 'FAILED'::text]))),
+    CONSTRAINT outbound_callback_outbox_status_check CHECK ((status = ANY (ARRAY['PENDING'::text, 'DELIVERED'::text, 'FAILED'::text])))
+);
+
+ALTER TABLE public.outbound_callback_outbox ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.outbound_callback_outbox_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE public.outbound_delivery_event (
     id bigint NOT NULL,
     provider text NOT NULL,
@@ -392,6 +444,15 @@ ALTER TABLE ONLY public.outbound_attempt
 ALTER TABLE ONLY public.outbound_attempt
     ADD CONSTRAINT outbound_attempt_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.outbound_callback_endpoint
+    ADD CONSTRAINT outbound_callback_endpoint_org_id_url_key UNIQUE (org_id, url);
+
+ALTER TABLE ONLY public.outbound_callback_endpoint
+    ADD CONSTRAINT outbound_callback_endpoint_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.outbound_callback_outbox
+    ADD CONSTRAINT outbound_callback_outbox_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.outbound_delivery_event
     ADD CONSTRAINT outbound_delivery_event_pkey PRIMARY KEY (id);
 
@@ -422,6 +483,10 @@ CREATE INDEX idx_outbound_attempt_archive_message ON public.outbound_attempt_arc
 CREATE INDEX idx_outbound_attempt_provider_created ON public.outbound_attempt USING btree (provider, created_at);
 
 CREATE INDEX idx_outbound_attempt_retry_at ON public.outbound_attempt USING btree (next_retry_at) WHERE (next_retry_at IS NOT NULL);
+
+CREATE INDEX idx_outbound_callback_outbox_due ON public.outbound_callback_outbox USING btree (next_attempt_at) WHERE (status = 'PENDING'::text);
+
+CREATE INDEX idx_outbound_callback_outbox_message ON public.outbound_callback_outbox USING btree (outbound_message_id);
 
 CREATE INDEX idx_outbound_delivery_event_message ON public.outbound_delivery_event USING btree (outbound_message_id, occurred_at) WHERE (outbound_message_id IS NOT NULL);
 
@@ -469,6 +534,9 @@ CREATE TRIGGER whatsapp_rate_limit_throttle_lifted AFTER UPDATE ON public.whatsa
 
 ALTER TABLE ONLY public.outbound_attempt
     ADD CONSTRAINT outbound_attempt_outbound_message_id_fkey FOREIGN KEY (outbound_message_id) REFERENCES public.outbound_message(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.outbound_callback_outbox
+    ADD CONSTRAINT outbound_callback_outbox_endpoint_id_fkey FOREIGN KEY (endpoint_id) REFERENCES public.outbound_callback_endpoint(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.outbound_delivery_event
     ADD CONSTRAINT outbound_delivery_event_outbound_message_id_fkey FOREIGN KEY (outbound_message_id) REFERENCES public.outbound_message(id) ON DELETE SET NULL;

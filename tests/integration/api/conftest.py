@@ -55,14 +55,18 @@ async def serving(
     settings: ApiSettings | None = None,
     limiter: RateLimiter | None = None,
     extra_routers: Sequence[APIRouter] = (),
+    **app_options: Any,
 ) -> AsyncIterator[Api]:
-    """Keys for two organisations, and the app served by uvicorn on a free loopback port."""
+    """Keys for two organisations, and the app served by uvicorn on a free loopback port
+    (`app_options`: more keyword arguments of create_app)."""
     settings = settings or api_settings()
     pool = await api_pool(dsn, 8)
     try:
         acme, globex = await create_key(pool, ORG, "tests"), await create_key(pool, OTHER_ORG, "tests")
         metrics = Metrics()
-        app = create_app(pool=pool, settings=settings, metrics=metrics, limiter=limiter, extra_routers=extra_routers)
+        app = create_app(
+            pool=pool, settings=settings, metrics=metrics, limiter=limiter, extra_routers=extra_routers, **app_options
+        )
         port = free_port()
         server = api_server(app, "127.0.0.1", port, settings)
         task = asyncio.create_task(server.serve())

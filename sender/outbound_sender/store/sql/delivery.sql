@@ -87,7 +87,31 @@ upd AS (
      WHERE m.id = b.message_id
        AND (outbound_delivery_rank(b.delivery_status) > outbound_delivery_rank(m.delivery_status)
             OR (b.resolves AND m.status = 'QUEUED'))
-    RETURNING m.id, b.resolves AND m.status = 'SENT' AS resolved
+    RETURNING m.id, b.resolves AND m.status = 'SENT' AS resolved, m.org_id, m.channel, m.provider,
+              m.provider_message_id, m.correlation_id, m.dossier_id, m.delivery_status,
+              b.delivery_status AS event_status, b.provider_code, b.error_code AS event_error_code,
+              b.error_message AS event_error_message, b.occurred_at
+),
+-- Delivery callbacks (docs/callbacks.md): a receipt that moved a message to DELIVERED, READ,
+-- UNDELIVERED or BOUNCED (a FAILED callback, delivery_status saying which), or settled an ambiguous send as SENT, gets one outbox row per endpoint of the message's
+-- organisation; organisations without one get none.
+cb AS (
+    INSERT INTO outbound_callback_outbox (endpoint_id, org_id, outbound_message_id, event, payload)
+    SELECT e.id, u.org_id, u.id, x.event,
+           outbound_callback_payload(u.id, x.event, u.channel, u.provider, u.provider_code,
+                                     u.provider_message_id, u.event_error_code, u.event_error_message,
+                                     u.correlation_id, u.dossier_id, u.occurred_at, u.event_status)
+      FROM upd u
+      CROSS JOIN LATERAL (
+          SELECT COALESCE(CASE WHEN u.delivery_status = u.event_status
+                               THEN CASE u.event_status WHEN 'DELIVERED' THEN 'DELIVERED' WHEN 'READ' THEN 'READ'
+                                                        WHEN 'UNDELIVERED' THEN 'FAILED' WHEN 'BOUNCED' THEN 'FAILED'
+                                    END
+                          END,
+                          CASE WHEN u.resolved THEN 'SENT' END) AS event
+      ) x
+      JOIN outbound_callback_endpoint e ON e.org_id = u.org_id
+     WHERE x.event IS NOT NULL
 )
 SELECT (SELECT count(*) FROM e)::int AS received,
        (SELECT count(*) FROM ins)::int AS recorded,

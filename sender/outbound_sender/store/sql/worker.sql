@@ -69,8 +69,23 @@ upd AS (
      WHERE m.id = r.id
        AND m.lease_id = r.lease_id
        AND (m.status IN ('SENDING', 'QUEUED') OR (m.status = 'FAILED' AND m.error_code = 'LEASE_EXPIRED'))
-    RETURNING m.id, m.status, m.retry_at,
+    RETURNING m.id, m.status, m.retry_at, m.org_id, m.channel, m.provider, m.provider_message_id,
+              m.error_code, m.error_message, m.correlation_id, m.dossier_id,
               EXTRACT(EPOCH FROM now() - GREATEST(m.created_at, m.send_at))::float8 AS latency_seconds
+),
+-- Delivery callbacks (docs/callbacks.md): a message that became SENT or FAILED gets one outbox row
+-- per endpoint of its organisation; organisations without one get none (a probe of the endpoints'
+-- (org_id, url) key, nothing written).
+cb AS (
+    INSERT INTO outbound_callback_outbox (endpoint_id, org_id, outbound_message_id, event, payload)
+    SELECT e.id, u.org_id, u.id, u.status,
+           outbound_callback_payload(u.id, u.status, u.channel, u.provider, r.provider_code,
+                                     u.provider_message_id, u.error_code, u.error_message, u.correlation_id,
+                                     u.dossier_id, now(), NULL)
+      FROM upd u
+      JOIN r ON r.id = u.id
+      JOIN outbound_callback_endpoint e ON e.org_id = u.org_id
+     WHERE u.status IN ('SENT', 'FAILED')
 ),
 att AS (
     INSERT INTO outbound_attempt AS a
@@ -119,7 +134,19 @@ rec AS (
            updated_at    = now()
       FROM expired
      WHERE m.id = expired.id
-    RETURNING m.id, m.status, m.channel, m.claim_count, m.lease_owner
+    RETURNING m.id, m.status, m.channel, m.claim_count, m.lease_owner, m.org_id, m.provider,
+              m.provider_message_id, m.error_code, m.error_message, m.correlation_id, m.dossier_id
+),
+-- Delivery callbacks: a message out of attempts is FAILED (see complete_batch).
+cb AS (
+    INSERT INTO outbound_callback_outbox (endpoint_id, org_id, outbound_message_id, event, payload)
+    SELECT e.id, rec.org_id, rec.id, 'FAILED',
+           outbound_callback_payload(rec.id, 'FAILED', rec.channel, rec.provider, NULL,
+                                     rec.provider_message_id, rec.error_code, rec.error_message,
+                                     rec.correlation_id, rec.dossier_id, now(), NULL)
+      FROM rec
+      JOIN outbound_callback_endpoint e ON e.org_id = rec.org_id
+     WHERE rec.status = 'FAILED'
 ),
 att AS (
     INSERT INTO outbound_attempt
