@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from pydantic import ValidationError
 
-from outbound_sender import app, runtime
+from outbound_sender import app, runtime, tracing
 from outbound_sender.api import commands as api_commands
 from outbound_sender.api.schemas import CORRELATION_ID, MessageIn
 from outbound_sender.api.validation import check_message
@@ -112,6 +112,8 @@ def _check_args(p: argparse.ArgumentParser) -> None:
 # there (an image started with only DATABASE_URL must not trust the sandboxes' public secrets).
 NEEDS_PROVIDER_KIND = frozenset({"api", "worker", "check-provider"})
 SERVES_WEBHOOKS = frozenset({"api", "run"})
+# The processes a message's trace passes through (docs/tracing.md); service.name outbound-<command>.
+TRACED = frozenset({"api", "worker", "run"})
 
 
 def preflight(settings: AllSettings, command: str) -> None:
@@ -131,13 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         preflight(settings, args.command)
+        if args.command in TRACED:
+            tracing.setup_tracing(args.command, settings.tracing)
     except ConfigError as error:
         print(f"outbound: {error}", file=sys.stderr)
         return 2
     setup_logging(settings.base.outbound_log_format, settings.base.outbound_log_level)
     setup_sentry(worker_type="OutboundJobWorker" if args.command == "worker" else args.command)
     handler = COMMANDS[args.command]
-    return app.run_async(lambda: handler(settings, args))
+    try:
+        return app.run_async(lambda: handler(settings, args))
+    finally:
+        tracing.shutdown_tracing()  # export the spans still buffered
 
 
 async def _migrate(settings: AllSettings, _args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from outbound_sender.api.settings import ApiSettings
 from outbound_sender.domain import Channel
 from outbound_sender.errors import ConfigError
+from outbound_sender.tracing import TracingSettings
 
 
 def _split_channels(value: object) -> object:
@@ -170,6 +171,7 @@ class AllSettings:
         self.metrics = MetricsSettings()
         self.provider = ProviderSettings()
         self.api = ApiSettings()
+        self.tracing = TracingSettings()
 
 
 def _describe(error: ValidationError, prefix: str) -> str:
@@ -189,6 +191,7 @@ def load_settings() -> AllSettings:
         MetricsSettings: "OUTBOUND_METRICS_",
         ProviderSettings: "OUTBOUND_PROVIDER_",
         ApiSettings: "OUTBOUND_API_",
+        TracingSettings: "OUTBOUND_TRACING_",
     }
     try:
         return AllSettings()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ import asyncpg
 from fastapi import APIRouter, Request, Response
 from starlette.requests import ClientDisconnect
 
+from outbound_sender import tracing
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.settings import AllProviderSettings, secret
 from outbound_sender.webhooks import events, signatures, store
@@ -134,6 +136,7 @@ class _Endpoints:
     async def record(self, provider: str, parsed: events.Parsed, account: str = "") -> Response:
         self.malformed(provider, parsed.malformed)
         batch = self.of_our_account(provider, parsed.events, account)
+        started_ns = time.time_ns()
         try:
             stats = await store.record(self.pool(), batch)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
@@ -146,7 +149,21 @@ class _Endpoints:
         self.count(provider, "unmatched", stats.unmatched)
         self.count(provider, "duplicate", stats.duplicates)
         self.count(provider, "resolved_ambiguous", stats.resolved_ambiguous)
+        if tracing.enabled() and stats.receipts:
+            await self.trace(provider, batch[0].channel.value, stats, started_ns)
         return Response(status_code=200, content="")
+
+    async def trace(self, provider: str, channel: str, stats: store.RecordStats, started_ns: int) -> None:
+        """The receipts' spans, in their messages' traces (tracing on only). The receipts are
+        recorded already: a failed look-up costs their spans, never the provider's retry."""
+        try:
+            contexts = await store.traceparents(self.pool(), sorted({message_id for message_id, _ in stats.receipts}))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            fields = {"provider": provider, "error": type(error).__name__}
+            log.warning("receipt spans skipped: trace context not read", extra={"fields": fields})
+            return
+        receipts = [tracing.Receipt(mid, contexts.get(mid), status) for mid, status in stats.receipts]
+        tracing.receipt_spans(provider, channel, receipts, started_ns)
 
     # ---- Twilio ------------------------------------------------------------------------------
     async def twilio(self, request: Request) -> Response:

@@ -25,6 +25,7 @@ class RecordStats:
     advanced: int  # messages whose delivery state moved forward (or were settled)
     resolved_ambiguous: int  # messages settled as SENT by a receipt after an ambiguous send
     malformed: int = 0  # events the database refused (see the module docstring)
+    receipts: tuple[tuple[int, str | None], ...] = ()  # (message id, delivery status) of each new receipt
 
     @property
     def duplicates(self) -> int:
@@ -70,7 +71,15 @@ async def record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[Deliver
 async def _record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[DeliveryEvent]) -> RecordStats:
     row = await db.fetchrow(sql("record_delivery_events"), *_columns(events))
     assert row is not None
-    return RecordStats(**dict(row))
+    values = dict(row)
+    receipts = tuple(zip(values.pop("receipt_message_ids"), values.pop("receipt_statuses"), strict=True))
+    return RecordStats(**values, receipts=receipts)
+
+
+async def traceparents(db: asyncpg.Pool | asyncpg.Connection, message_ids: Sequence[int]) -> dict[int, str]:
+    """The stored trace context of these messages (those that have one)."""
+    rows = await db.fetch(sql("message_traceparents"), list(message_ids))
+    return {row["id"]: row["traceparent"] for row in rows}
 
 
 async def events_of(db: asyncpg.Pool | asyncpg.Connection, message_id: int) -> list[asyncpg.Record]:
