@@ -4,7 +4,7 @@ Named `METHOD /route/{template}` once routed (the path's own values, such as a m
 of the name), continuing the caller's trace when the request carries a W3C traceparent header. The
 routes run inside it, so a message created there stores this span's context (store/message_api.py).
 Attributes: method, route, status, and what the routes put in the request state (organisation,
-message id, error code). Never a header value, query or body.
+message id). Never a header value, query or body. Health probes and metrics scrapes get no span.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outbound_sender import tracing
 
+# Probes and scrapes: every few seconds from the kubelet and Prometheus, about no message.
+UNTRACED = frozenset({"/healthz", "/readyz", "/metrics", "/actuator/prometheus"})
+
 
 class TraceRequests:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNTRACED:
             await self.app(scope, receive, send)
             return
         method = scope["method"]

@@ -183,6 +183,15 @@ async def test_a_caller_traceparent_is_continued(spans: InMemorySpanExporter, ap
     assert stored == traceparent_of(request)
 
 
+async def test_probes_and_scrapes_make_no_spans(spans: InMemorySpanExporter, api: Api) -> None:
+    async with api.client() as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+        assert (await client.get("/v1/messages/999999")).status_code == 404
+    [request] = await finished(spans, "GET /v1/messages/{message_id}", 1)
+    assert [s.name for s in spans.get_finished_spans()] == [request.name]
+
+
 async def test_a_batch_stores_its_request_context_on_every_row(
     spans: InMemorySpanExporter, api: Api, db: asyncpg.Connection
 ) -> None:
