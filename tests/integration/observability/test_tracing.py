@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -15,7 +16,7 @@ from fastapi import FastAPI, Request, Response
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from outbound_sender import cli, sandboxes, tracing
 from outbound_sender.config import WorkerSettings, load_settings
@@ -23,6 +24,7 @@ from outbound_sender.errors import ConfigError
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.transport import provider_client
 from outbound_sender.providers.twilio import TwilioProvider
+from outbound_sender.sandboxes.base import Rule
 from outbound_sender.webhooks import router as webhook_router
 from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.runner import OutboundJobWorker
@@ -172,6 +174,31 @@ async def test_one_trace_from_the_api_request_to_the_provider_call_and_the_recei
     no_recipient_in(spans.get_finished_spans())
 
 
+async def test_each_attempt_is_a_send_span_of_the_same_trace_and_failures_are_errors(
+    spans: InMemorySpanExporter, db_dsn: str, db: asyncpg.Connection
+) -> None:
+    sandbox = sandboxes.TwilioSandbox()
+    sandbox.config.rules = [Rule(pattern=".", action="http:503")]
+    async with serve(sandbox) as sandbox_url, api_with_webhooks(db_dsn) as api:
+        async with api.client() as client:
+            created = await client.post("/v1/messages", json=SMS)
+        async with twilio_worker(db_dsn, sandbox_url, f"{api.url}/webhooks"):
+            sends = await finished(spans, "outbound.send", 2)
+    [request] = [s for s in spans.get_finished_spans() if s.name == "POST /v1/messages"]
+    calls = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert (request.attributes or {})["outbound.message.id"] == created.json()["id"]
+    assert {ctx(s).trace_id for s in [*sends, *calls]} == {ctx(request).trace_id}
+    assert {parent_id(s) for s in sends} == {ctx(request).span_id}
+    assert [(s.attributes or {})["outbound.attempt"] for s in sends[:2]] == [1, 2]
+    for send in sends[:2]:
+        assert (send.attributes or {})["outbound.outcome"] == "RETRY"
+        assert (send.attributes or {})["outbound.error_code"] == "TEMPORARY_ERROR"
+        assert send.status.status_code is StatusCode.ERROR
+        [call] = [c for c in calls if parent_id(c) == ctx(send).span_id]
+        assert (call.attributes or {})["http.response.status_code"] == 503
+        assert call.status.status_code is StatusCode.ERROR
+
+
 async def test_a_caller_traceparent_is_continued(spans: InMemorySpanExporter, api: Api, db: asyncpg.Connection) -> None:
     caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     async with api.client() as client:
@@ -278,6 +305,23 @@ async def test_otlp_export_follows_the_standard_variables(monkeypatch: pytest.Mo
         for span in scope.spans
     ]
     assert names == [("sender-eu-1", "outbound.send")]
+
+
+def test_on_without_the_packages_the_process_names_the_extra() -> None:
+    code = """
+import sys
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith(("opentelemetry.sdk", "opentelemetry.exporter")):
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, Missing())
+from outbound_sender import cli
+sys.exit(cli.main(["worker"]))
+"""
+    env = {**os.environ, "OUTBOUND_TRACING_ENABLED": "true", "OUTBOUND_PROVIDER_KIND": "sandbox"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'outbound-messaging[tracing]'" in done.stderr
 
 
 def test_another_otlp_protocol_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
