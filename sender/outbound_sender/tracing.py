@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 AttributeValue = str | int | float | bool
 OTLP_PROTOCOL = "http/protobuf"
 INSTALL_HINT = "pip install 'outbound-messaging[tracing]'"
+SHUTDOWN_SECONDS = 5.0  # at most this long spent exporting buffered spans when the process stops
 
 
 class TracingSettings(BaseSettings):
@@ -130,12 +132,16 @@ def _check_protocol(environ: Mapping[str, str]) -> None:
             return
 
 
-def shutdown_tracing() -> None:
-    """Export what is buffered and stop (at process exit; tests between runs)."""
+def shutdown_tracing(timeout: float = SHUTDOWN_SECONDS) -> None:
+    """Export what is buffered and stop (at process exit; tests between runs). A collector that is
+    down makes the exporter retry for its own timeout: the process waits `timeout` seconds at most,
+    then leaves the rest behind (the export threads are daemons)."""
     global _state
     state, _state = _state, None
     if state is not None:
-        state.provider.shutdown()
+        stopping = threading.Thread(target=state.provider.shutdown, name="tracing-shutdown", daemon=True)
+        stopping.start()
+        stopping.join(timeout)
 
 
 # ---- spans ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import asyncpg
@@ -20,6 +21,7 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from outbound_sender import cli, sandboxes, tracing
 from outbound_sender.config import WorkerSettings, load_settings
+from outbound_sender.embedded import free_port
 from outbound_sender.errors import ConfigError
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.transport import provider_client
@@ -305,6 +307,19 @@ async def test_otlp_export_follows_the_standard_variables(monkeypatch: pytest.Mo
         for span in scope.spans
     ]
     assert names == [("sender-eu-1", "outbound.send")]
+
+
+def test_a_collector_that_is_down_delays_the_stop_by_the_bound_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter would retry for OTEL_EXPORTER_OTLP_TIMEOUT (30 s here); stopping waits 1 s."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "30")
+    assert tracing.setup_tracing("worker", tracing.TracingSettings(enabled=True))
+    with tracing.send_span(None, lambda: {"outbound.message.id": 7}):
+        pass
+    started = time.monotonic()
+    tracing.shutdown_tracing(timeout=1.0)
+    assert time.monotonic() - started < 10.0
+    assert not tracing.enabled()
 
 
 def test_on_without_the_packages_the_process_names_the_extra() -> None:
