@@ -150,20 +150,8 @@ class _Endpoints:
         self.count(provider, "duplicate", stats.duplicates)
         self.count(provider, "resolved_ambiguous", stats.resolved_ambiguous)
         if tracing.enabled() and stats.receipts:
-            await self.trace(provider, batch[0].channel.value, stats, started_ns)
+            await store.trace_receipts(self.pool(), provider, batch[0].channel.value, stats, started_ns)
         return Response(status_code=200, content="")
-
-    async def trace(self, provider: str, channel: str, stats: store.RecordStats, started_ns: int) -> None:
-        """The receipts' spans, in their messages' traces (tracing on only). The receipts are
-        recorded already: a failed look-up costs their spans, never the provider's retry."""
-        try:
-            contexts = await store.traceparents(self.pool(), sorted({message_id for message_id, _ in stats.receipts}))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            fields = {"provider": provider, "error": type(error).__name__}
-            log.warning("receipt spans skipped: trace context not read", extra={"fields": fields})
-            return
-        receipts = [tracing.Receipt(mid, contexts.get(mid), status) for mid, status in stats.receipts]
-        tracing.receipt_spans(provider, channel, receipts, started_ns)
 
     # ---- Twilio ------------------------------------------------------------------------------
     async def twilio(self, request: Request) -> Response:
