@@ -13,7 +13,7 @@ HELM_BIN = $(shell hack/kube-tools.sh paths 2>/dev/null | sed -n 's/^HELM=//p')
 
 .PHONY: lock
 lock: $(STAMP) ## Re-lock the images' dependencies (images/requirements.lock, hashes) from pyproject.toml
-	$(VENV)/bin/uv pip compile pyproject.toml images/build.in --universal --python-version 3.11 \
+	$(VENV)/bin/uv pip compile pyproject.toml images/build.in --extra tracing --universal --python-version 3.11 \
 	  --generate-hashes --annotation-style line --custom-compile-command "make lock" \
 	  --output-file images/requirements.lock
 

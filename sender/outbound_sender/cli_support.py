@@ -14,7 +14,7 @@ import asyncpg
 import typer
 from rich.console import Console
 
-from outbound_sender import app, runtime
+from outbound_sender import app, runtime, tracing
 from outbound_sender.config import AllSettings, load_settings
 from outbound_sender.errors import ConfigError
 from outbound_sender.logs import setup_logging
@@ -25,6 +25,8 @@ from outbound_sender.store.db import connect
 # there (an image started with only DATABASE_URL must not trust the sandboxes' public secrets).
 NEEDS_PROVIDER_KIND = frozenset({"api", "worker", "check-provider"})
 SERVES_WEBHOOKS = frozenset({"api", "run"})
+# The processes a message's trace passes through (docs/tracing.md); service.name outbound-<command>.
+TRACED = frozenset({"api", "worker", "run"})
 
 
 def preflight(settings: AllSettings, command: str) -> None:
@@ -48,12 +50,17 @@ def execute(command: str, handler: Handler) -> None:
     try:
         settings = load_settings()
         preflight(settings, command)
+        if command in TRACED:
+            tracing.setup_tracing(command, settings.tracing)
     except ConfigError as error:
         print(f"outbound: {error}", file=sys.stderr)
         raise typer.Exit(2) from None
     setup_logging(settings.base.outbound_log_format, settings.base.outbound_log_level)
     setup_sentry(worker_type="OutboundJobWorker" if command == "worker" else command)
-    code = app.run_async(lambda: handler(settings))
+    try:
+        code = app.run_async(lambda: handler(settings))
+    finally:
+        tracing.shutdown_tracing()  # export the spans still buffered
     if code:
         raise typer.Exit(code)
 

@@ -18,6 +18,7 @@ from outbound_sender.api.settings import ApiSettings
 from outbound_sender.callbacks.settings import CallbackSettings
 from outbound_sender.domain import Channel
 from outbound_sender.errors import ConfigError
+from outbound_sender.tracing import TracingSettings
 
 
 def _split_channels(value: object) -> object:
@@ -172,6 +173,7 @@ class AllSettings:
         self.provider = ProviderSettings()
         self.api = ApiSettings()
         self.callbacks = CallbackSettings()
+        self.tracing = TracingSettings()
 
 
 def _describe(error: ValidationError, prefix: str) -> str:
@@ -192,6 +194,7 @@ def load_settings() -> AllSettings:
         ProviderSettings: "OUTBOUND_PROVIDER_",
         ApiSettings: "OUTBOUND_API_",
         CallbackSettings: "OUTBOUND_CALLBACKS_",
+        TracingSettings: "OUTBOUND_TRACING_",
     }
     try:
         return AllSettings()

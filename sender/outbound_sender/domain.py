@@ -124,6 +124,7 @@ class OutboundMessage:
     correlation_id: str | None = None
     priority: int = 0
     created_at: dt.datetime | None = None
+    traceparent: str | None = None  # W3C trace context of the request that created it (docs/tracing.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,13 @@ async def test_a_receipt_finds_its_message_and_attempts_by_index(
     assert not scans_seq(plan, "outbound_attempt")
 
 
+async def test_the_receipts_trace_contexts_are_read_by_primary_key(busy_db: asyncpg.Connection) -> None:
+    """Tracing on (docs/tracing.md): each webhook request reads its messages' stored context."""
+    plan = await explain(busy_db, sql("message_traceparents"), [4000, 4002])
+    assert "outbound_message_pkey" in index_names(plan)
+    assert not scans_seq(plan, "outbound_message")
+
+
 async def test_the_receipt_check_before_a_retry_uses_the_message_indexes(busy_db: asyncpg.Connection) -> None:
     await busy_db.execute(
         """INSERT INTO outbound_delivery_event (provider, provider_event_id, outbound_message_id, raw_status,

@@ -22,6 +22,7 @@ import asyncpg
 from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
 
+from outbound_sender import tracing
 from outbound_sender.api import problems
 from outbound_sender.api.auth import Authenticator, FailureThrottle
 from outbound_sender.api.callbacks import router as callbacks_router
@@ -32,6 +33,7 @@ from outbound_sender.api.ops import ops_router
 from outbound_sender.api.ratelimit import RateLimiter, build_limiter
 from outbound_sender.api.routes import router as messages_router
 from outbound_sender.api.settings import ApiSettings
+from outbound_sender.api.tracing import TraceRequests
 from outbound_sender.callbacks.settings import CallbackSettings
 from outbound_sender.callbacks.targets import Resolver, system_resolver
 from outbound_sender.metrics import Metrics
@@ -101,6 +103,8 @@ def create_app(
         lifespan=lifespan,
         redoc_url=None,
         middleware=[
+            # With tracing on (decided at start-up), the outermost layer: the request's span.
+            *([Middleware(TraceRequests)] if tracing.enabled() else []),
             Middleware(RequestContext, metrics=api_metrics, access_log=settings.access_log),
             Middleware(BodyLimit, max_body_size=settings.max_body_bytes),
         ],

@@ -10,6 +10,9 @@ The one correction we make to httpx-aiohttp: it maps every aiohttp connection er
 httpx.ConnectTimeout, including a server that drops the connection after our request was sent.
 That case is ambiguous (the provider may have accepted the message), so it is re-raised as
 httpx.RemoteProtocolError; only failures to establish the connection stay connect errors.
+
+With tracing on (docs/tracing.md), each request is a CLIENT span under the worker's send span:
+method, host and port, status; never the path, query or body (they hold account ids and recipients).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from importlib import metadata
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
+
+from outbound_sender import tracing
 
 
 def user_agent(version: str) -> str:
@@ -46,6 +51,21 @@ class ProviderTransport(AiohttpTransport):
         super().__init__(limits=limits)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not tracing.enabled():
+            return await self._send(request)
+        with tracing.client_span(request.method, request.url.host, request.url.port) as span:
+            try:
+                response = await self._send(request)
+            except httpx.HTTPError as error:
+                span.set("error.type", type(error).__name__)
+                span.failed(type(error).__name__)
+                raise
+            span.set("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                span.failed(str(response.status_code))
+            return response
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
         try:
             return await super().handle_async_request(request)
         except (httpx.ConnectTimeout, httpx.ConnectError) as error:

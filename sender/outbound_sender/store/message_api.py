@@ -1,5 +1,6 @@
 """Message queries of the HTTP API, each scoped by organisation: idempotent create (one or a batch
-in one transaction), fetch with attempts, list with a keyset cursor, cancel."""
+in one transaction), fetch with attempts, list with a keyset cursor, cancel. A created message keeps
+the request's trace context when tracing is on (docs/tracing.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncpg
 
 from outbound_sender.domain import NewMessage
 from outbound_sender.store.queries import sql
+from outbound_sender.tracing import current_traceparent
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
@@ -38,11 +40,11 @@ class ListFilter:
     after: tuple[dt.datetime, int] | None = None  # keyset cursor: (created_at, id) of the last row seen
 
 
-def _row(m: NewMessage, request_hash: str | None) -> list[Any]:
+def _row(m: NewMessage, request_hash: str | None, traceparent: str | None) -> list[Any]:
     return [
         m.org_id, m.dossier_id, m.channel.value, m.to_recipient, m.template_code, m.template_language,
         m.template_params, m.subject, m.body, m.priority, m.max_attempts, m.correlation_id,
-        m.idempotency_key, request_hash, m.send_at,
+        m.idempotency_key, request_hash, m.send_at, traceparent,
     ]  # fmt: skip
 
 
@@ -54,7 +56,7 @@ def _check_replay(rows: Sequence[asyncpg.Record], count: int, request_hash: str)
 async def create_one(pool: Executor, message: NewMessage, request_hash: str) -> Created:
     """Insert, or with an idempotency key already used return the original (same content only)."""
     for _ in range(3):  # the original can vanish between the two statements only if deleted
-        row = await pool.fetchrow(sql("api_insert_message"), *_row(message, request_hash))
+        row = await pool.fetchrow(sql("api_insert_message"), *_row(message, request_hash, current_traceparent()))
         if row is not None:
             return Created([row], True)
         rows = await pool.fetch(sql("api_find_idempotent"), message.org_id, [message.idempotency_key])
@@ -66,7 +68,8 @@ async def create_one(pool: Executor, message: NewMessage, request_hash: str) -> 
 
 async def create_batch(pool: asyncpg.Pool, messages: Sequence[NewMessage], request_hash: str) -> Created:
     """All rows in one transaction; a replay of the same batch returns the original rows."""
-    columns = [list(column) for column in zip(*(_row(m, request_hash) for m in messages), strict=True)]
+    traceparent = current_traceparent()
+    columns = [list(column) for column in zip(*(_row(m, request_hash, traceparent) for m in messages), strict=True)]
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(sql("api_insert_messages"), *columns)
         if len(rows) == len(messages):

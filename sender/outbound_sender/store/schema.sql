@@ -37,6 +37,7 @@ CREATE TABLE public.outbound_message (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     due_at timestamp with time zone GENERATED ALWAYS AS (GREATEST(updated_at, send_at, retry_at)) STORED,
     routing_note text,
+    traceparent text,
     CONSTRAINT outbound_message_attempt_count_check CHECK ((attempt_count >= 0)),
     CONSTRAINT outbound_message_channel_check CHECK ((channel = ANY (ARRAY['SMS'::text, 'EMAIL'::text, 'WHATSAPP'::text]))),
     CONSTRAINT outbound_message_max_attempts_check CHECK ((max_attempts >= 0)),
@@ -361,6 +362,7 @@ CREATE TABLE public.outbound_message_archive (
     updated_at timestamp with time zone NOT NULL,
     due_at timestamp with time zone,
     routing_note text,
+    traceparent text,
     archived_at timestamp with time zone DEFAULT now()
 );
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ import asyncpg
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from outbound_sender import tracing
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings, secret
 from outbound_sender.providers.twilio import STATUS_CALLBACK_PATH
@@ -133,6 +135,7 @@ class Endpoints:
     async def record(self, provider: str, parsed: events.Parsed, account: str = "") -> Response:
         self.malformed(provider, parsed.malformed)
         batch = self.of_our_account(provider, parsed.events, account)
+        started_ns = time.time_ns()
         try:
             stats = await store.record(self.pool(), batch)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
@@ -145,6 +148,8 @@ class Endpoints:
         self.count(provider, "unmatched", stats.unmatched)
         self.count(provider, "duplicate", stats.duplicates)
         self.count(provider, "resolved_ambiguous", stats.resolved_ambiguous)
+        if tracing.enabled() and stats.receipts:
+            await store.trace_receipts(self.pool(), provider, batch[0].channel.value, stats, started_ns)
         return Response(status_code=200, content="")
 
     # ---- Twilio ------------------------------------------------------------------------------

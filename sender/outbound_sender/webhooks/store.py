@@ -8,13 +8,17 @@ lost because of a bad neighbour.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 
 import asyncpg
 
+from outbound_sender import tracing
 from outbound_sender.store.queries import sql
 from outbound_sender.webhooks.events import DeliveryEvent
+
+log = logging.getLogger("webhooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,7 @@ class RecordStats:
     advanced: int  # messages whose delivery state moved forward (or were settled)
     resolved_ambiguous: int  # messages settled as SENT by a receipt after an ambiguous send
     malformed: int = 0  # events the database refused (see the module docstring)
+    receipts: tuple[tuple[int, str | None], ...] = ()  # (message id, delivery status) of each new receipt
 
     @property
     def duplicates(self) -> int:
@@ -70,7 +75,27 @@ async def record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[Deliver
 async def _record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[DeliveryEvent]) -> RecordStats:
     row = await db.fetchrow(sql("record_delivery_events"), *_columns(events))
     assert row is not None
-    return RecordStats(**dict(row))
+    values = dict(row)
+    receipts = tuple(zip(values.pop("receipt_message_ids"), values.pop("receipt_statuses"), strict=True))
+    return RecordStats(**values, receipts=receipts)
+
+
+async def trace_receipts(
+    db: asyncpg.Pool | asyncpg.Connection, provider: str, channel: str, stats: RecordStats, started_ns: int
+) -> None:
+    """The new receipts' spans, each in its message's trace (tracing on only, docs/tracing.md). The
+    receipts are recorded already: a failed look-up of the stored contexts costs their spans, never
+    a provider's retry."""
+    ids = sorted({message_id for message_id, _ in stats.receipts})
+    try:
+        rows = await db.fetch(sql("message_traceparents"), ids)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        fields = {"provider": provider, "error": type(error).__name__}
+        log.warning("receipt spans skipped: trace context not read", extra={"fields": fields})
+        return
+    contexts = {row["id"]: row["traceparent"] for row in rows}
+    receipts = [tracing.Receipt(mid, contexts.get(mid), status) for mid, status in stats.receipts]
+    tracing.receipt_spans(provider, channel, receipts, started_ns)
 
 
 async def events_of(db: asyncpg.Pool | asyncpg.Connection, message_id: int) -> list[asyncpg.Record]:

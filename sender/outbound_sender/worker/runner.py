@@ -29,10 +29,11 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
 
+from outbound_sender import tracing
 from outbound_sender.config import ChannelSwitches, WorkerSettings
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage, Status
 from outbound_sender.errors import ProviderError, TemporaryError
-from outbound_sender.logs import message_fields
+from outbound_sender.logs import mask, message_fields
 from outbound_sender.metrics import Metrics
 from outbound_sender.quota.gate import Decision, Held, Rerouted, WhatsAppGate
 from outbound_sender.quota.ledger import QuotaLedger
@@ -79,7 +80,29 @@ def message_from_row(row: asyncpg.Record) -> OutboundMessage:
         correlation_id=row["correlation_id"],
         priority=row["priority"],
         created_at=row["created_at"],
+        traceparent=row["traceparent"],
     )
+
+
+def _span_attributes(message: OutboundMessage) -> dict[str, str | int]:
+    """The send span's attributes: the message by id, never its recipient (docs/tracing.md)."""
+    attributes: dict[str, str | int] = {
+        "outbound.message.id": message.id,
+        "outbound.channel": message.channel.value,
+        "outbound.org_id": message.org_id,
+        "outbound.attempt": message.attempt_no,
+    }
+    if message.correlation_id:
+        attributes["outbound.correlation_id"] = mask(message.correlation_id)  # the client's text
+    return attributes
+
+
+def _trace_outcome(span: tracing.SpanHandle, r: CallResult) -> None:
+    span.set("outbound.outcome", "RELEASED" if r.release else r.outcome.value)
+    span.set("outbound.error_code", r.error_code)
+    span.set("http.response.status_code", r.http_status)
+    if r.error_code is not None and not r.release:
+        span.failed(r.error_code)
 
 
 class OutboundJobWorker:
@@ -379,16 +402,23 @@ class OutboundJobWorker:
 
     # ---- sending ---------------------------------------------------------------------------
     async def _send(self, message: OutboundMessage) -> None:
+        with tracing.send_span(message.traceparent, lambda: _span_attributes(message)) as span:
+            await self._send_traced(message, span)
+
+    async def _send_traced(self, message: OutboundMessage, span: tracing.SpanHandle) -> None:
         started = time.monotonic()
         provider: str | None = None
         decision: Decision | None = None
         try:
             decision = await self._admit(message)
             if isinstance(decision, Held | Rerouted):
+                span.set("outbound.outcome", "HELD" if isinstance(decision, Held) else "REROUTED")
                 await self._hold_or_reroute(message, decision)
                 return
             chosen = self.dispatcher.provider_for(message)
             provider = chosen.name
+            span.set("outbound.provider", provider)
+            tracing.call_attributes(**{"outbound.provider": provider})
             result = await chosen.send(message)
             outcome = results.success(message, provider, result, _ms(started))
         except CircuitOpenError as error:  # our own state: another worker may send it now
@@ -404,6 +434,7 @@ class OutboundJobWorker:
             log.exception("OutboundJobWorker unexpected send error", extra={"fields": {"messageId": message.id}})
             temporary = TemporaryError(ErrorCode.TEMPORARY_ERROR, f"unexpected: {error!r}")
             outcome = results.failure(message, provider, temporary, _ms(started), self.retry)
+        _trace_outcome(span, outcome)
         self._observe_call(outcome)
         self._completions.put_nowait(outcome)
 

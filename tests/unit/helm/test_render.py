@@ -232,6 +232,16 @@ def test_api_can_be_disabled_and_takes_its_settings_from_values() -> None:
     assert container["envFrom"] == [{"secretRef": {"name": "webhooks"}}]
 
 
+def test_api_tracing_is_off_unless_the_values_switch_it_on() -> None:
+    """docs/tracing.md: the switch and the collector reach the API pods' environment, nothing else."""
+    off = env_of(one(render(), "Deployment", API)["spec"]["template"]["spec"]["containers"][0])
+    assert not {name for name in off if name.startswith(("OTEL_", "OUTBOUND_TRACING_"))}
+    values = {"api": {"tracing": {"enabled": True, "otlpEndpoint": "http://otel-collector.observability:4318"}}}
+    on = env_of(one(render(values), "Deployment", API)["spec"]["template"]["spec"]["containers"][0])
+    assert on["OUTBOUND_TRACING_ENABLED"]["value"] == "true"
+    assert on["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel-collector.observability:4318"
+
+
 def test_channel_providers_and_quota_policies_from_values() -> None:
     values: dict[str, Any] = {
         "channelProviders": {

@@ -142,8 +142,10 @@ def test_every_lock_entry_is_pinned_with_hashes() -> None:
 
 
 def test_lock_satisfies_every_runtime_and_build_requirement() -> None:
+    """Runtime includes the `tracing` extra: the images can switch tracing on (docs/tracing.md)."""
     pins = locked()
-    wanted = [*PYPROJECT["project"]["dependencies"], *PYPROJECT["build-system"]["requires"]]
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    wanted = [*PYPROJECT["project"]["dependencies"], *extras["tracing"], *PYPROJECT["build-system"]["requires"]]
     environment = {**{k: str(v) for k, v in default_environment().items()}, "python_version": "3.11"}
     for text in wanted:
         requirement = Requirement(text)

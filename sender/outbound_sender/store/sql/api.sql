@@ -2,12 +2,13 @@
 -- Index behind each: see tests/integration/api/test_api_query_plans.py.
 
 -- name: api_insert_message
--- One message. With an Idempotency-Key, a second insert of the same key does nothing (and returns no
+-- One message; $16 is the request's trace context (NULL unless tracing is on, docs/tracing.md). With an Idempotency-Key, a second insert of the same key does nothing (and returns no
 -- row): the caller then reads the original (api_find_idempotent). Uses uq_outbound_message_idempotency.
 INSERT INTO outbound_message
        (org_id, dossier_id, channel, to_recipient, template_code, template_language, template_params,
-        subject, body, priority, max_attempts, correlation_id, idempotency_key, request_hash, send_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        subject, body, priority, max_attempts, correlation_id, idempotency_key, request_hash, send_at,
+        traceparent)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
     ON CONFLICT (org_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, org_id, channel, status, to_recipient, body, subject, template_code, template_language,
           template_params, dossier_id, correlation_id, priority, max_attempts, attempt_count, send_at,
@@ -19,11 +20,12 @@ RETURNING id, org_id, channel, status, to_recipient, body, subject, template_cod
 -- insertion order of their ids; rows whose idempotency key exists already are skipped.
 INSERT INTO outbound_message
        (org_id, dossier_id, channel, to_recipient, template_code, template_language, template_params,
-        subject, body, priority, max_attempts, correlation_id, idempotency_key, request_hash, send_at)
+        subject, body, priority, max_attempts, correlation_id, idempotency_key, request_hash, send_at,
+        traceparent)
 SELECT *
   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[],
               $8::text[], $9::text[], $10::smallint[], $11::int[], $12::text[], $13::text[], $14::text[],
-              $15::timestamptz[])
+              $15::timestamptz[], $16::text[])
     ON CONFLICT (org_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, org_id, channel, status, to_recipient, body, subject, template_code, template_language,
           template_params, dossier_id, correlation_id, priority, max_attempts, attempt_count, send_at,

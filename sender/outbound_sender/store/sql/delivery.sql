@@ -54,7 +54,7 @@ ins AS (
            error_code, provider_code, error_message, occurred_at, COALESCE(resolves, false)
       FROM matched
         ON CONFLICT (provider, provider_event_id) DO NOTHING
-    RETURNING outbound_message_id
+    RETURNING outbound_message_id, delivery_status
 ),
 -- Per message, the furthest state of this batch. Built from every event, not only the newly
 -- inserted ones: a duplicate can never move a message further than its original did.
@@ -117,7 +117,22 @@ SELECT (SELECT count(*) FROM e)::int AS received,
        (SELECT count(*) FROM ins)::int AS recorded,
        (SELECT count(*) FROM ins WHERE outbound_message_id IS NULL)::int AS unmatched,
        (SELECT count(*) FROM upd)::int AS advanced,
-       (SELECT count(*) FROM upd WHERE resolved)::int AS resolved_ambiguous;
+       (SELECT count(*) FROM upd WHERE resolved)::int AS resolved_ambiguous,
+       -- The new receipts of known messages, as parallel arrays (both in the same total order):
+       -- the receipts' spans join each message's trace (docs/tracing.md).
+       COALESCE(r.ids, '{}') AS receipt_message_ids,
+       COALESCE(r.statuses, '{}') AS receipt_statuses
+  FROM (SELECT array_agg(outbound_message_id ORDER BY outbound_message_id, delivery_status) AS ids,
+               array_agg(delivery_status ORDER BY outbound_message_id, delivery_status) AS statuses
+          FROM ins
+         WHERE outbound_message_id IS NOT NULL) r;
+
+-- name: message_traceparents
+-- The stored trace context of messages that just got receipts (tracing on only). Uses the primary key.
+SELECT id, traceparent
+  FROM outbound_message
+ WHERE id = ANY($1::bigint[])
+   AND traceparent IS NOT NULL;
 
 -- name: get_delivery_events
 SELECT * FROM outbound_delivery_event WHERE outbound_message_id = $1 ORDER BY occurred_at, id;

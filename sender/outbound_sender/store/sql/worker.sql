@@ -26,7 +26,7 @@ UPDATE outbound_message m
  WHERE m.id = due.id
 RETURNING m.id, m.org_id, m.channel, m.to_recipient, m.lease_id, m.claim_count, m.attempt_count,
           m.max_attempts, m.body, m.subject, m.template_code, m.template_language, m.template_params,
-          m.dossier_id, m.correlation_id, m.priority, m.created_at;
+          m.dossier_id, m.correlation_id, m.priority, m.created_at, m.traceparent;
 
 -- name: complete_batch
 -- Record the results of one or more provider calls, each fenced by the lease it was claimed under.
