@@ -133,13 +133,20 @@ paths() {
   echo "IMAGES_BUILT=$built"
 }
 
-# forget_older NAME REF : untag the images of earlier sources, so their layers do not pile up.
+# forget_older NAME REF : untag the images of earlier sources, so their layers do not pile up, but
+# keep the OUTBOUND_IMAGES_KEEP (default 4) newest: two checkouts of the project on one machine (git
+# worktrees, a CI runner with two branches) each need their own, and removing every other one made a
+# test run lose its images in the middle when the other checkout built.
 forget_older() {
-  local old
-  for old in $(engine images --format '{{.Repository}}:{{.Tag}}' --filter "reference=localhost/outbound-$1"); do
+  local old keep="${OUTBOUND_IMAGES_KEEP:-4}" seen=0
+  [[ "$keep" =~ ^[1-9][0-9]*$ ]] || die "OUTBOUND_IMAGES_KEEP must be a positive integer, not '$keep'"
+  while read -r _ old; do
     [[ "$old" == *:src-* && "$old" != "$2" ]] || continue
+    seen=$((seen + 1))
+    ((seen >= keep)) || continue  # the current one counts as kept too
     engine rmi "$old" >/dev/null 2>&1 || log "could not remove $old (in use?)"
-  done
+  done < <(engine images --format '{{.CreatedAt}}|{{.Repository}}:{{.Tag}}' --filter "reference=localhost/outbound-$1" \
+           | sort -r | tr '|' ' ' | awk '{print $1, $NF}')
 }
 
 build() {

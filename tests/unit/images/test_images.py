@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,3 +170,45 @@ def test_chart_images_and_app_version_match_the_project() -> None:
     assert values["operator"]["image"]["repository"] == f"{registry.group(1)}/outbound-operator"
     assert "outbound-sender:$(IMAGE_TAG)" in makefile
     assert "outbound-operator:$(IMAGE_TAG)" in makefile
+
+
+def _forget_older(keep: str | None, current: str, listed: list[tuple[str, str]]) -> tuple[int, str, list[str]]:
+    """Run hack/images.sh's forget_older with a stand-in engine that lists ``listed`` (created, ref);
+    returns the exit code, the output and the images it was asked to remove."""
+    source = (ROOT / "hack" / "images.sh").read_text()
+    function = re.search(r"^forget_older\(\) \{\n.*?^\}\n", source, flags=re.S | re.M)
+    assert function is not None
+    lines = "\n".join(f"{created}|{ref}" for created, ref in listed)
+    script = (
+        'log() { echo "log: $*"; }\ndie() { echo "die: $*"; exit 1; }\n'
+        f"engine() {{ if [[ $1 == images ]]; then printf '%s\\n' {' '.join(repr(x) for x in lines.splitlines())};"
+        ' else echo "$2" >> "$RMI_LOG"; fi; }\n' + function.group(0) + f"forget_older sender {current}\n"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "rmi.log"
+        log.touch()
+        env = {"PATH": "/usr/bin:/bin", "RMI_LOG": str(log)} | ({} if keep is None else {"OUTBOUND_IMAGES_KEEP": keep})
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, check=False)
+        return done.returncode, done.stdout + done.stderr, log.read_text().split()
+
+
+LISTED = [
+    ("2026-11-29 10:00:00 +0000 UTC", "localhost/outbound-sender:src-a"),
+    ("2026-11-29 10:05:00 +0000 UTC", "localhost/outbound-sender:src-b"),
+    ("2026-11-29 09:00:00 +0000 UTC", "localhost/outbound-sender:src-c"),
+    ("2026-11-29 11:00:00 +0000 UTC", "localhost/outbound-sender:src-d"),
+    ("2026-11-29 08:00:00 +0000 UTC", "localhost/outbound-sender:src-e"),
+    ("2026-11-29 11:00:00 +0000 UTC", "ghcr.io/outbound-messaging/outbound-sender:0.1.0"),
+]
+
+
+def test_a_build_keeps_the_newest_images_of_other_sources() -> None:
+    """Two checkouts on one machine: a build must not remove the images the other one is testing."""
+    code, output, removed = _forget_older(None, "localhost/outbound-sender:src-d", LISTED)
+    assert code == 0, output
+    assert removed == ["localhost/outbound-sender:src-e"]  # the current one and the 3 newest others stay
+    code, output, removed = _forget_older("1", "localhost/outbound-sender:src-d", LISTED)
+    assert sorted(removed) == [f"localhost/outbound-sender:src-{x}" for x in "abce"]  # never the current or release
+    code, output, removed = _forget_older("x", "localhost/outbound-sender:src-d", LISTED)
+    assert (code, removed) == (1, [])
+    assert "OUTBOUND_IMAGES_KEEP must be a positive integer" in output
