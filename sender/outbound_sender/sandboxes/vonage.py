@@ -56,15 +56,15 @@ ERRORS: dict[str, str] = {
 
 
 def default_rules() -> list[Rule]:
-    # The same test numbers as the Twilio sandbox's: +1555000000N or +1415555000N.
+    # The Twilio sandbox's test numbers (+1555000000N or +1415555000N), matched in E.164 form.
     return [
-        Rule(pattern=r"^1(?:5550000|4155550)001$", action="error:6"),
-        Rule(pattern=r"^1(?:5550000|4155550)002$", action="http:503"),
-        Rule(pattern=r"^1(?:5550000|4155550)003$", action="error:1"),
-        Rule(pattern=r"^1(?:5550000|4155550)004$", action="timeout"),
-        Rule(pattern=r"^1(?:5550000|4155550)005$", action="async:2"),
-        Rule(pattern=r"^1(?:5550000|4155550)006$", action="error:7"),
-        Rule(pattern=r"^1(?:5550000|4155550)007$", action="error:8"),
+        Rule(pattern=r"^\+1(?:5550000|4155550)001$", action="error:6"),
+        Rule(pattern=r"^\+1(?:5550000|4155550)002$", action="http:503"),
+        Rule(pattern=r"^\+1(?:5550000|4155550)003$", action="error:1"),
+        Rule(pattern=r"^\+1(?:5550000|4155550)004$", action="timeout"),
+        Rule(pattern=r"^\+1(?:5550000|4155550)005$", action="async:2"),
+        Rule(pattern=r"^\+1(?:5550000|4155550)006$", action="error:7"),
+        Rule(pattern=r"^\+1(?:5550000|4155550)007$", action="error:8"),
     ]
 
 
@@ -184,7 +184,7 @@ class VonageSandbox(SandboxApp):
         return await self._outcome(fields)
 
     async def _outcome(self, fields: dict[str, str]) -> Reply:
-        action = self.config.action_for(fields["to"]) or ""
+        action = self.config.action_for(f"+{fields['to']}") or ""  # rules see E.164, as in the other sandboxes
         kind, _, arg = action.partition(":")
         if kind == "error" and arg in ERRORS:
             self.stats[f"error:{arg}"] += 1
