@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="run the sandbox provider server(s)")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8090)
-    sandbox.add_argument("--providers", action="store_true", help="also serve the Twilio/SendGrid/WhatsApp sandboxes")
+    sandbox.add_argument("--providers", action="store_true", help="also serve every provider's sandbox")
     _check_args(
         sub.add_parser(
             "check-provider", help="check a provider's credentials; optionally send one (needs OUTBOUND_PROVIDER_KIND)"
@@ -447,7 +447,7 @@ async def _generic_sandbox(settings: AllSettings, stop: asyncio.Event) -> AsyncI
 
 @contextlib.asynccontextmanager
 async def _provider_sandboxes(settings: AllSettings, stop: asyncio.Event) -> AsyncIterator[None]:
-    """The Twilio, SendGrid and WhatsApp sandboxes, for as long as the block runs."""
+    """Every provider's sandbox, for as long as the block runs."""
     servers = app.provider_sandbox_servers(settings, load_provider_settings())
     tasks = [asyncio.create_task(app.serve_until(server, stop)) for server in servers.values()]
     try:

@@ -40,6 +40,7 @@ class VonageSettings(AccountSettings):
 
     model_config = SettingsConfigDict(env_prefix="VONAGE_", extra="ignore")
 
+    priority: int = Field(20, description="Failover order inside the channel: after Twilio (10) by default.")
     api_key: str | None = Field(None, min_length=8, max_length=8, description="The account's API key.")
     api_key_file: Path | None = Field(None, description="Mounted secret holding the API key.")
     api_secret: SecretStr | None = Field(None, description="Sent with each request unless a signature secret is set.")
