@@ -306,3 +306,16 @@ def test_receipt_statuses(raw: str, status: D | None) -> None:
 def test_an_unreadable_receipt_is_malformed(receipt: dict[str, str], reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):
         events.vonage_event(receipt)
+
+
+def test_vonage_backs_twilio_up_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both on channel SMS: without a priority set, Twilio sends and Vonage waits for failover."""
+    from outbound_sender.app import provider_priorities
+    from outbound_sender.providers.accounts import load_provider_settings
+
+    for name in ("TWILIO_PRIORITY", "VONAGE_PRIORITY"):
+        monkeypatch.delenv(name, raising=False)
+    priorities = provider_priorities(load_provider_settings())
+    assert priorities["twilio"] < priorities["vonage"] < priorities["sandbox"]
+    monkeypatch.setenv("VONAGE_PRIORITY", "5")
+    assert provider_priorities(load_provider_settings())["vonage"] == 5
