@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
-from outbound_sender.errors import PermanentError, ProviderError
+from outbound_sender.errors import AmbiguousSendError, PermanentError, ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
 from outbound_sender.providers.settings import AccountSettings, read_secret_files, secret
@@ -254,6 +254,13 @@ class VonageProvider:
             parts = _parts(http.json_body(response)) if response.status_code == 200 else []
             if parts and all(_status(p) == 0 for p in parts):
                 return SendResult(str(parts[0].get("message-id") or "") or None, response.status_code, "0")
+            if response.status_code == 200 and not parts:  # taken or not: nothing says
+                raise AmbiguousSendError(
+                    ErrorCode.TEMPORARY_ERROR,
+                    f"{LABEL}: a 200 answer without a message status; the message may have been accepted",
+                    retry_after=self._ambiguous_retry or None,
+                    http_status=200,
+                )
             raise normalize(response)
         except ProviderError as error:
             http.log_error(log, LABEL, error, message.id)

@@ -319,3 +319,19 @@ def test_vonage_backs_twilio_up_by_default(monkeypatch: pytest.MonkeyPatch) -> N
     assert priorities["twilio"] < priorities["vonage"] < priorities["sandbox"]
     monkeypatch.setenv("VONAGE_PRIORITY", "5")
     assert provider_priorities(load_provider_settings())["vonage"] == 5
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>ok</html>", b'{"message-count": "1"}', b'{"messages": []}'])
+async def test_a_200_without_a_message_status_is_an_ambiguous_send(body: bytes) -> None:
+    """The request reached Vonage and no part says whether it was taken: retried only after the
+    ambiguous-send delay, so a receipt can settle it first (never dropped, never sent at once)."""
+    from outbound_sender.errors import AmbiguousSendError
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200, content=body)))
+    provider = vonage.VonageProvider(client, sandboxes.vonage_settings("http://vonage.test"), ambiguous_retry=30.0)
+    try:
+        with pytest.raises(AmbiguousSendError) as raised:
+            await provider.send(_message())
+    finally:
+        await provider.aclose()
+    assert (raised.value.retry_after, raised.value.http_status) == (30.0, 200)
