@@ -63,17 +63,20 @@ class Case:
     id_prefix: str
     final_status: str  # delivery_status the webhooks end in
 
-    def provider(self, base_url: str, *, read_timeout: float = 5.0, webhooks: str | None = None) -> Provider:
+    def provider(
+        self, base_url: str, *, read_timeout: float = 5.0, webhooks: str | None = None, ambiguous_retry: float = 0.5
+    ) -> Provider:
         client = http_client(read_timeout)
+        retry = ambiguous_retry
         if self.name == "twilio":
             settings = sandboxes.twilio_settings(base_url)
-            return TwilioProvider(client, settings, callback_base=webhooks, ambiguous_retry=0.5)
+            return TwilioProvider(client, settings, callback_base=webhooks, ambiguous_retry=retry)
         if self.name == "sendgrid":
-            return SendGridProvider(client, sandboxes.sendgrid_settings(base_url), ambiguous_retry=0.5)
+            return SendGridProvider(client, sandboxes.sendgrid_settings(base_url), ambiguous_retry=retry)
         if self.name == "vonage":
             account = sandboxes.vonage_settings(base_url)
-            return VonageProvider(client, account, callback_base=webhooks, ambiguous_retry=0.5)
-        return WhatsAppProvider(client, sandboxes.whatsapp_settings(base_url), ambiguous_retry=0.5)
+            return VonageProvider(client, account, callback_base=webhooks, ambiguous_retry=retry)
+        return WhatsAppProvider(client, sandboxes.whatsapp_settings(base_url), ambiguous_retry=retry)
 
 
 CASES = [

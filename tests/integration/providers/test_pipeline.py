@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
+import pytest
 
 from outbound_sender import sandboxes
 from outbound_sender.config import WorkerSettings
@@ -136,19 +137,16 @@ async def test_every_circuit_open_leaves_the_channel_alone_without_burning_attem
     assert app.stats["http:503"] == 1
 
 
+@pytest.mark.parametrize("name", ["twilio", "vonage"])
 async def test_an_ambiguous_send_is_settled_by_its_receipt_not_sent_twice(
-    db_dsn: str, db: asyncpg.Connection, webhooks: Webhooks
+    name: str, db_dsn: str, db: asyncpg.Connection, webhooks: Webhooks
 ) -> None:
-    app = sandboxes.TwilioSandbox()
+    case = next(c for c in CASES if c.name == name)
+    app = case.sandbox()
     app.config.rules = [Rule(pattern=".", action="slow")]  # accepted; the answer comes too late
     app.config.timeout_hold_seconds = 1.0
     async with serve(app) as url:
-        provider = TwilioProvider(
-            http_client(read_timeout=0.3),
-            sandboxes.twilio_settings(url),
-            callback_base=webhooks.url,
-            ambiguous_retry=1.0,  # the retry waits a little for the receipt
-        )
+        provider = case.provider(url, read_timeout=0.3, webhooks=webhooks.url, ambiguous_retry=1.0)
         metrics = Metrics()
         message_id = await messages.enqueue(db, NewMessage("org", Channel.SMS, "+15557654321", body="x"))
         receipts = ReceiptCheck()
@@ -156,13 +154,12 @@ async def test_an_ambiguous_send_is_settled_by_its_receipt_not_sent_twice(
             row = await messages.wait_final(db, message_id, timeout=20)
     assert row["status"] == "SENT"
     assert app.stats["accepted"] == 1  # one send reached the provider: no duplicate
-    assert row["provider_message_id"].startswith("SM")  # learnt from the receipt
+    assert row["provider_message_id"].startswith(case.id_prefix)  # learnt from the receipt
+    assert row["provider_message_id"]
     attempts = await messages.get_attempts(db, message_id)
     assert [(a["outcome"], a["ambiguous"]) for a in attempts] == [("RETRY", True), ("SENT", False)]
     assert (
-        metrics.registry.get_sample_value(
-            "outbound_message_ambiguous_send_total", {"channel": "SMS", "provider": "twilio"}
-        )
+        metrics.registry.get_sample_value("outbound_message_ambiguous_send_total", {"channel": "SMS", "provider": name})
         == 1
     )
 
