@@ -15,7 +15,8 @@ Helm reads nothing outside the chart folder, so the chart carries copies of:
                                                 -> charts/outbound-messaging/files/
 
 and derives from the CRDs the JSON Schema of `channelProviders.<name>` and `quotaPolicies.<name>` in
-values.schema.json (so a bad spec fails at `helm install`, before the API server sees it). The
+values.schema.json (so a bad spec fails at `helm install`, before the API server sees it), and from
+the provider registry the names `api.webhookProviders` accepts. The
 values reference docs/helm-values.md is generated from values.schema.json and values.yaml.
 """
 
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from outbound_sender.providers import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "outbound-messaging"
@@ -104,6 +107,8 @@ def schema_text() -> str:
     schema = json.loads(SCHEMA.read_text())
     for name, crd in SPEC_DEFINITIONS.items():
         schema["definitions"][name] = crd_spec_schema(crd)
+    webhooks = schema["properties"]["api"]["properties"]["webhookProviders"]["items"]
+    webhooks["enum"] = [provider.name for provider in registry.with_webhooks()]
     return json.dumps(schema, indent=2) + "\n"
 
 

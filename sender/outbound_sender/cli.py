@@ -108,9 +108,7 @@ def callbacks_command() -> None:
 def sandbox_command(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8090,
-    providers: Annotated[
-        bool, typer.Option("--providers", help="also serve the Twilio/SendGrid/WhatsApp sandboxes")
-    ] = False,
+    providers: Annotated[bool, typer.Option("--providers", help="also serve every provider's sandbox")] = False,
 ) -> None:
     """run the sandbox provider server(s)"""
     execute("sandbox", lambda settings: _sandbox(settings, host, port, providers))
@@ -611,7 +609,7 @@ async def _generic_sandbox(settings: AllSettings, stop: asyncio.Event) -> AsyncI
 
 @contextlib.asynccontextmanager
 async def _provider_sandboxes(settings: AllSettings, stop: asyncio.Event) -> AsyncIterator[None]:
-    """The Twilio, SendGrid and WhatsApp sandboxes, for as long as the block runs."""
+    """Every provider's sandbox, for as long as the block runs."""
     servers = app.provider_sandbox_servers(settings, load_provider_settings())
     tasks = [asyncio.create_task(app.serve_until(server, stop)) for server in servers.values()]
     try:

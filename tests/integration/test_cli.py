@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from outbound_sender.embedded import free_port
+from outbound_sender.providers import registry
 from outbound_sender.store.db import connect
 from tests.processes import outbound, read_until, stop
 
@@ -26,6 +27,7 @@ def test_outbound_run_sends_a_demo_message_and_enqueue_waits_for_sent(db_dsn: st
         "OUTBOUND_PROVIDER_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
         "OUTBOUND_HTTP_PORT": str(free_port()),
         "OUTBOUND_METRICS_PORT": str(free_port()),
+        **{f"OUTBOUND_SANDBOX_{p.name.upper()}_PORT": str(free_port()) for p in registry.sandboxed()},
     }
     run = subprocess.Popen(
         [sys.executable, "-m", "outbound_sender.cli", "run"],

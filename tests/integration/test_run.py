@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from outbound_sender.embedded import free_port
+from outbound_sender.providers import registry
 from tests.processes import read_until
 
 API_HOWTO = "HTTP API (org demo"  # printed once the demo (if any) is over
@@ -28,9 +29,7 @@ def outbound_run(db_dsn: str, state: Path, **settings: str) -> Iterator[tuple[su
         "OUTBOUND_STATE_DIR": str(state),
         "OUTBOUND_HTTP_PORT": str(free_port()),
         "OUTBOUND_PROVIDER_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
-        "OUTBOUND_SANDBOX_TWILIO_PORT": str(free_port()),
-        "OUTBOUND_SANDBOX_SENDGRID_PORT": str(free_port()),
-        "OUTBOUND_SANDBOX_WHATSAPP_PORT": str(free_port()),
+        **{f"OUTBOUND_SANDBOX_{p.name.upper()}_PORT": str(free_port()) for p in registry.sandboxed()},
         "OUTBOUND_LOG_LEVEL": "WARNING",
     }
     env.update({key.upper(): value for key, value in settings.items()})

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from outbound_sender.providers import registry
+
 from .manifests import channel_provider, quota_policy
 from .plane import CRDS_DIR, ControlPlane
 
@@ -66,7 +68,7 @@ def test_sample_applies(plane: ControlPlane, namespace: str, sample: Path) -> No
 
 def test_samples_cover_every_provider_and_a_quota_policy() -> None:
     names = {path.stem for path in SAMPLES}
-    expected = {f"channelprovider-{p}" for p in ("twilio", "sendgrid", "whatsapp", "sandbox")} | {"quotapolicy"}
+    expected = {f"channelprovider-{name}" for name in registry.names()} | {"quotapolicy"}
     assert expected <= names
 
 

@@ -36,7 +36,7 @@ CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = 
     ),
     ("no-inline-credentials", TWILIO_SPEC, {"authToken": "s3cr3t"}, 'unknown field "spec.authToken"'),
     ("channel-enum", SANDBOX_SPEC, {"channel": "FAX"}, 'spec.channel: Unsupported value: "FAX"'),
-    ("provider-enum", SANDBOX_SPEC, {"provider": "vonage"}, 'spec.provider: Unsupported value: "vonage"'),
+    ("provider-enum", SANDBOX_SPEC, {"provider": "acme"}, 'spec.provider: Unsupported value: "acme"'),
     ("twilio-settings-required", TWILIO_SPEC, {"twilio": None}, "provider twilio needs spec.twilio"),
     (
         "twilio-one-sender",
@@ -81,10 +81,39 @@ CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = 
         "spec.whatsapp.phoneNumberId: Invalid value",
     ),
     (
+        "vonage-only-on-sms",
+        SANDBOX_SPEC,
+        {"channel": "EMAIL", "provider": "vonage", "credentialsSecretRef": {"name": "v"}, "vonage": {"from": "Acme"}},
+        "provider vonage cannot serve channel EMAIL",
+    ),
+    (
+        "vonage-settings-required",
+        SANDBOX_SPEC,
+        {"provider": "vonage", "credentialsSecretRef": {"name": "v"}},
+        "provider vonage needs spec.vonage with from",
+    ),
+    (
+        "vonage-from",
+        SANDBOX_SPEC,
+        {"provider": "vonage", "credentialsSecretRef": {"name": "v"}, "vonage": {"from": "+15005550006"}},
+        "spec.vonage.from: Invalid value",
+    ),
+    (
+        "vonage-signature-method",
+        SANDBOX_SPEC,
+        {
+            "provider": "vonage",
+            "credentialsSecretRef": {"name": "v"},
+            "vonage": {"from": "Acme", "signatureMethod": "crc32"},
+        },
+        'spec.vonage.signatureMethod: Unsupported value: "crc32"',
+    ),
+    (
         "secret-keys-known",
         TWILIO_SPEC,
         {"credentialsSecretRef": {"keys": {"password": "pw"}}},
-        "credentialsSecretRef.keys may only map accountSid, authToken, apiKey, accessToken or appSecret",
+        "credentialsSecretRef.keys may only map accountSid, authToken, apiKey, accessToken, appSecret, apiSecret "
+        "or signatureSecret",
     ),
     (
         "secret-name-dns",
@@ -260,3 +289,16 @@ def test_image_may_be_a_reference_a_tag_or_a_digest(plane: ControlPlane, namespa
     plane.apply(objects, namespace=namespace)
     stored = [plane.kubectl_json("get", "cp", o["metadata"]["name"], "-n", namespace)["spec"]["image"] for o in objects]
     assert stored == images
+
+
+def test_a_vonage_sms_backup_is_accepted_with_its_defaults(plane: ControlPlane, namespace: str) -> None:
+    spec = {
+        "channel": "SMS",
+        "provider": "vonage",
+        "priority": 200,
+        "credentialsSecretRef": {"name": "vonage", "keys": {"apiKey": "key", "signatureSecret": "sig"}},
+        "vonage": {"from": "AcmeInc"},
+    }
+    plane.apply(channel_provider("vonage", spec), namespace=namespace)
+    stored = plane.kubectl_json("get", "cp", "vonage", "-n", namespace)["spec"]
+    assert stored["vonage"] == {"from": "AcmeInc", "signatureMethod": "md5hash"}

@@ -76,7 +76,7 @@ async def check_credentials(name: str, config: AllProviderSettings, client: http
     check = _probe(name, config)
     url = check.request.url
     started = time.monotonic()
-    request = client.build_request("GET", url, headers=check.request.headers)
+    request = client.build_request("GET", url, headers=check.request.headers, params=check.request.params)
     try:
         response = await http.send(client, request, label=name, ambiguous_retry=0, auth=check.request.auth)
     except ProviderError as error:

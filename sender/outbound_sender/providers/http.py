@@ -23,7 +23,13 @@ from typing import Any
 import httpx
 
 from outbound_sender.domain import ErrorCode
-from outbound_sender.errors import AmbiguousSendError, ProviderError, TemporaryError
+from outbound_sender.errors import (
+    AmbiguousSendError,
+    PermanentError,
+    ProviderError,
+    RateLimitedError,
+    TemporaryError,
+)
 
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 MAYBE_SENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
@@ -50,6 +56,38 @@ async def send(
             f"{label}: no answer after sending ({type(error).__name__}); the provider may have accepted it",
             retry_after=ambiguous_retry or None,
         ) from error
+
+
+def by_status(http_status: int | None) -> tuple[ErrorCode, str, float | None]:
+    """An answer without a provider code, by its HTTP status alone: (normalized, kind, hint)."""
+    if http_status == 429:
+        return ErrorCode.RATE_LIMIT_EXCEEDED, "ratelimit", None
+    if http_status is None or http_status >= 500:
+        return ErrorCode.TEMPORARY_ERROR, "temporary", None
+    if http_status == 401:
+        return ErrorCode.AUTH_FAILED, "permanent", None
+    return ErrorCode.PERMANENT_ERROR, "permanent", None
+
+
+def error(
+    kind: str,
+    code: ErrorCode,
+    text: str,
+    *,
+    provider_code: str | None,
+    http_status: int | None,
+    retry_after: float | None = None,
+    about_recipient: bool = False,
+) -> ProviderError:
+    """The ProviderError of an error table's kind: "ratelimit", "temporary" or "permanent"."""
+    raw, status = provider_code, http_status
+    if kind == "ratelimit":  # about the account's pace, never about one recipient
+        return RateLimitedError(code, text, provider_code=raw, retry_after=retry_after, http_status=status)
+    if kind == "temporary":
+        return TemporaryError(
+            code, text, provider_code=raw, retry_after=retry_after, http_status=status, about_recipient=about_recipient
+        )
+    return PermanentError(code, text, provider_code=raw, http_status=status, about_recipient=about_recipient)
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -107,6 +145,7 @@ class Probe:
     url: str
     headers: dict[str, str]
     auth: httpx.Auth | None = None
+    params: dict[str, str] | None = None  # query parameters, credentials among them: never printed
 
 
 @dataclass(frozen=True, slots=True)

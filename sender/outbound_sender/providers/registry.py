@@ -29,7 +29,7 @@ from starlette.responses import Response
 from outbound_sender import sandboxes
 from outbound_sender.domain import Channel
 from outbound_sender.errors import ProviderError
-from outbound_sender.providers import http, sendgrid, twilio, whatsapp
+from outbound_sender.providers import http, sendgrid, twilio, vonage, whatsapp
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.settings import AccountSettings, SendGridSettings, TwilioSettings, WhatsAppSettings
 from outbound_sender.sandboxes.base import SandboxApp
@@ -167,6 +167,24 @@ _ENTRIES = (
             "WHATSAPP_BASE_URL",
             {"accessToken": "access_token", "appSecret": "app_secret"},
             {"phoneNumberId": "WHATSAPP_PHONE_NUMBER_ID", "apiVersion": "WHATSAPP_API_VERSION"},
+        ),
+    ),
+    ProviderEntry(
+        name="vonage",
+        channels=frozenset({Channel.SMS}),
+        settings=vonage.VonageSettings,
+        client=lambda c, s, o: vonage.VonageProvider(
+            c, s, callback_base=o.callback_base, ambiguous_retry=o.ambiguous_retry
+        ),
+        normalize=vonage.normalize,
+        probe=Probe(vonage.credentials_probe, vonage.credentials_verdict),
+        sandbox=Sandbox(sandboxes.VonageSandbox, sandboxes.vonage_settings, 8094),
+        webhook=Webhook(vonage.DLR_PATH, {"GET": Endpoints.vonage, "POST": Endpoints.vonage}, ("signature_secret",)),
+        render=Render(
+            "live",
+            "VONAGE_BASE_URL",
+            {"apiKey": "api_key", "apiSecret": "api_secret", "signatureSecret": "signature_secret"},
+            {"from": "VONAGE_FROM_NUMBER", "signatureMethod": "VONAGE_SIGNATURE_METHOD"},
         ),
     ),
     ProviderEntry(

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
-from outbound_sender.errors import PermanentError, ProviderError, RateLimitedError, TemporaryError
+from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
 from outbound_sender.providers.settings import TwilioSettings, secret
@@ -64,13 +64,7 @@ def classify(code: int | None, http_status: int | None) -> tuple[ErrorCode, str,
     """Normalized code, kind and hint of a Twilio error code (or of the HTTP status alone)."""
     if code is not None and code in CODES:
         return CODES[code]
-    if http_status == 429:
-        return ErrorCode.RATE_LIMIT_EXCEEDED, R, None
-    if http_status is None or http_status >= 500:
-        return ErrorCode.TEMPORARY_ERROR, T, None
-    if http_status == 401:
-        return ErrorCode.AUTH_FAILED, P, None
-    return ErrorCode.PERMANENT_ERROR, P, None
+    return http.by_status(http_status)
 
 
 def _error_fields(body: object, fallback: str) -> tuple[int | None, str]:
@@ -88,14 +82,10 @@ def normalize(response: httpx.Response) -> ProviderError:
     hint = http.retry_after(response.headers) or hint
     raw = str(code) if code is not None else None
     status = response.status_code
-    if kind == R:
-        return RateLimitedError(normalized, text, provider_code=raw, retry_after=hint, http_status=status)
     recipient = code in RECIPIENT_CODES
-    if kind == T:
-        return TemporaryError(
-            normalized, text, provider_code=raw, retry_after=hint, http_status=status, about_recipient=recipient
-        )
-    return PermanentError(normalized, text, provider_code=raw, http_status=status, about_recipient=recipient)
+    return http.error(
+        kind, normalized, text, provider_code=raw, http_status=status, retry_after=hint, about_recipient=recipient
+    )
 
 
 def form(settings: TwilioSettings, message: OutboundMessage, callback_base: str | None) -> dict[str, str]:

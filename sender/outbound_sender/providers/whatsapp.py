@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
-from outbound_sender.errors import PermanentError, ProviderError, RateLimitedError, TemporaryError
+from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
 from outbound_sender.providers.settings import WhatsAppSettings, secret
@@ -111,13 +111,10 @@ def normalize(response: httpx.Response) -> ProviderError:
     status = response.status_code
     if kind == R:
         hint = usage_hint(response.headers) or hint
-        return RateLimitedError(normalized, text, provider_code=raw, retry_after=hint, http_status=status)
     recipient = code in RECIPIENT_CODES
-    if kind == T:
-        return TemporaryError(
-            normalized, text, provider_code=raw, retry_after=hint, http_status=status, about_recipient=recipient
-        )
-    return PermanentError(normalized, text, provider_code=raw, http_status=status, about_recipient=recipient)
+    return http.error(
+        kind, normalized, text, provider_code=raw, http_status=status, retry_after=hint, about_recipient=recipient
+    )
 
 
 def _text_parameters(values: list[Any]) -> list[dict[str, str]]:

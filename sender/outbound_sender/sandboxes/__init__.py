@@ -8,13 +8,15 @@ the apps with their delivery webhooks pointed at our endpoints.
 from __future__ import annotations
 
 from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings
+from outbound_sender.providers.vonage import VonageSettings
 from outbound_sender.sandboxes import credentials
 from outbound_sender.sandboxes.base import SandboxApp, SandboxConfig
 from outbound_sender.sandboxes.sendgrid import SendGridSandbox
 from outbound_sender.sandboxes.twilio import TwilioSandbox
+from outbound_sender.sandboxes.vonage import VonageSandbox
 from outbound_sender.sandboxes.whatsapp import WhatsAppSandbox
 
-__all__ = ["SandboxApp", "SandboxConfig", "SendGridSandbox", "TwilioSandbox", "WhatsAppSandbox"]
+__all__ = ["SandboxApp", "SandboxConfig", "SendGridSandbox", "TwilioSandbox", "VonageSandbox", "WhatsAppSandbox"]
 
 
 def twilio_settings(base_url: str, **overrides: object) -> TwilioSettings:
@@ -46,3 +48,14 @@ def whatsapp_settings(base_url: str, **overrides: object) -> WhatsAppSettings:
         "verify_token": credentials.WHATSAPP_VERIFY_TOKEN,
     }
     return WhatsAppSettings.model_validate({**values, **overrides})
+
+
+def vonage_settings(base_url: str, **overrides: object) -> VonageSettings:
+    values: dict[str, object] = {
+        "api_key": credentials.VONAGE_API_KEY,
+        "api_secret": credentials.VONAGE_API_SECRET,
+        "signature_secret": credentials.VONAGE_SIGNATURE_SECRET,
+        "from_number": credentials.VONAGE_FROM_NUMBER,
+        "base_url": base_url,
+    }
+    return VonageSettings.model_validate({**values, **overrides})

@@ -29,6 +29,11 @@ WHATSAPP_DISPLAY_NUMBER = "15550783881"
 WHATSAPP_APP_SECRET = "sandbox-app-secret-0000000000000000"
 WHATSAPP_VERIFY_TOKEN = "sandbox-verify-token"
 
+VONAGE_API_KEY = "5a5a5a5a"
+VONAGE_API_SECRET = "sandbox-secret-5a5a"
+VONAGE_SIGNATURE_SECRET = "sandbox-signature-secret-5a5a5a5a5a5a5a5a"
+VONAGE_FROM_NUMBER = "15005550006"
+
 _SEED = b"outbound-messaging sendgrid sandbox event webhook key"
 
 

@@ -27,6 +27,7 @@ from outbound_sender import tracing
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings, secret
 from outbound_sender.providers.twilio import STATUS_CALLBACK_PATH
+from outbound_sender.providers.vonage import SignatureMethod, VonageSettings
 from outbound_sender.webhooks import events, signatures, store
 from outbound_sender.webhooks.events import DeliveryEvent
 
@@ -45,9 +46,12 @@ class WebhookConfig:
     sendgrid_public_key: str = ""
     whatsapp_app_secret: str = ""
     whatsapp_verify_token: str = ""
+    vonage_signature_secret: str = ""
+    vonage_signature_method: SignatureMethod = "md5hash"
     # The accounts receipts must come from, where the provider names one ("": not checked).
     twilio_account_sid: str = ""
     whatsapp_phone_number_id: str = ""
+    vonage_api_key: str = ""
     public_url: str | None = None  # where providers reach this router's prefix, as they sign it
     path_prefix: str = "/webhooks"
     max_body_bytes: int = 5_000_000
@@ -55,6 +59,7 @@ class WebhookConfig:
     @classmethod
     def from_settings(cls, settings: AllProviderSettings) -> WebhookConfig:
         sms, chat = settings.account(TwilioSettings), settings.account(WhatsAppSettings)
+        backup = settings.account(VonageSettings)
         return cls(
             twilio_auth_token=secret(sms.auth_token),
             sendgrid_public_key=secret(settings.account(SendGridSettings).webhook_public_key),
@@ -62,6 +67,9 @@ class WebhookConfig:
             whatsapp_verify_token=secret(chat.verify_token),
             twilio_account_sid=sms.account_sid or "",
             whatsapp_phone_number_id=chat.phone_number_id or "",
+            vonage_signature_secret=secret(backup.signature_secret),
+            vonage_signature_method=backup.signature_method,
+            vonage_api_key=backup.api_key or "",
             public_url=settings.webhook.public_url,
             path_prefix=settings.webhook.path_prefix,
             max_body_bytes=settings.webhook.max_body_bytes,
@@ -221,6 +229,33 @@ class Endpoints:
         if not isinstance(payload, dict):
             return Response(status_code=400, content="expected a JSON object")
         return await self.record("whatsapp", events.whatsapp_events(payload), self.config.whatsapp_phone_number_id)
+
+    # ---- Vonage ------------------------------------------------------------------------------
+    async def vonage(self, request: Request) -> Response:
+        """A delivery receipt, as the account's webhook method sends it: GET with the fields in the
+        query, POST as a form, or POST as a JSON object. The signature is one of the fields."""
+        raw = await self.body(request)
+        if isinstance(raw, Response):
+            return raw
+        if request.method == "GET":
+            pairs = _form_pairs(request.url.query.encode())
+        elif request.headers.get("content-type", "").startswith("application/json"):
+            fields = _json(raw)
+            if not isinstance(fields, dict):
+                return Response(status_code=400, content="expected a JSON object")
+            pairs = [(str(k), str(v)) for k, v in fields.items() if isinstance(v, str | int | float)]
+        else:
+            pairs = _form_pairs(raw)
+        if pairs is None:
+            return Response(status_code=400, content=f"more than {MAX_FORM_FIELDS} fields")
+        params = dict(pairs)
+        if not signatures.verify_vonage(
+            self.config.vonage_signature_secret, params, self.config.vonage_signature_method
+        ):
+            return _forbidden("vonage", "sig", self.metrics)
+        parsed = events.Parsed()
+        parsed.add(events.vonage_event, params)
+        return await self.record("vonage", parsed, self.config.vonage_api_key)
 
 
 def _form_pairs(raw: bytes) -> list[tuple[str, str]] | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from outbound_sender.domain import Channel, DeliveryStatus, ErrorCode
-from outbound_sender.providers import twilio, whatsapp
+from outbound_sender.providers import twilio, vonage, whatsapp
 from outbound_sender.providers.sendgrid import OUR_ID
 
 
@@ -147,6 +147,39 @@ def twilio_event(params: Mapping[str, str], outbound_id: str | None, provider: s
         error_code=error,
         provider_code=_text(code, MAX_CODE) if code else None,
         account=_id(params.get("AccountSid"), "AccountSid"),
+    )
+
+
+# ---- Vonage ----------------------------------------------------------------------------------
+VONAGE_STATUS = {
+    "accepted": DeliveryStatus.SENT,
+    "buffered": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "expired": DeliveryStatus.UNDELIVERED,
+    "failed": DeliveryStatus.UNDELIVERED,
+    "rejected": DeliveryStatus.UNDELIVERED,
+}
+
+
+def vonage_event(params: Mapping[str, object], provider: str = "vonage") -> DeliveryEvent:
+    """One delivery receipt (each part of a long message has its own); MalformedEvent when it
+    cannot be read. Our id is its `client-ref`; `unknown` and other statuses are recorded only."""
+    message_id = _id(params.get("messageId"), "messageId", required=True)
+    raw = _status(params.get("status"))
+    code = _int(params.get("err-code"))
+    failed = VONAGE_STATUS.get(raw) is DeliveryStatus.UNDELIVERED
+    return DeliveryEvent(
+        provider=provider,
+        channel=Channel.SMS,
+        event_id=f"{message_id}:{raw}",
+        raw_status=raw,
+        status=VONAGE_STATUS.get(raw),
+        provider_message_id=message_id,
+        outbound_id=_our_id(params.get("client-ref")),
+        occurred_at=_epoch(params.get("timestamp")),
+        error_code=vonage.dlr_error(code or 0) if failed else None,
+        provider_code=_text(code, MAX_CODE) if code else None,
+        account=_id(params.get("api-key"), "api-key"),
     )
 
 

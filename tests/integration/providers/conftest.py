@@ -22,6 +22,7 @@ from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.sendgrid import SendGridProvider
 from outbound_sender.providers.twilio import TwilioProvider
+from outbound_sender.providers.vonage import VonageProvider
 from outbound_sender.providers.whatsapp import WhatsAppProvider
 from outbound_sender.sandboxes import credentials
 from outbound_sender.sandboxes.base import SandboxApp
@@ -62,20 +63,27 @@ class Case:
     id_prefix: str
     final_status: str  # delivery_status the webhooks end in
 
-    def provider(self, base_url: str, *, read_timeout: float = 5.0, webhooks: str | None = None) -> Provider:
+    def provider(
+        self, base_url: str, *, read_timeout: float = 5.0, webhooks: str | None = None, ambiguous_retry: float = 0.5
+    ) -> Provider:
         client = http_client(read_timeout)
+        retry = ambiguous_retry
         if self.name == "twilio":
             settings = sandboxes.twilio_settings(base_url)
-            return TwilioProvider(client, settings, callback_base=webhooks, ambiguous_retry=0.5)
+            return TwilioProvider(client, settings, callback_base=webhooks, ambiguous_retry=retry)
         if self.name == "sendgrid":
-            return SendGridProvider(client, sandboxes.sendgrid_settings(base_url), ambiguous_retry=0.5)
-        return WhatsAppProvider(client, sandboxes.whatsapp_settings(base_url), ambiguous_retry=0.5)
+            return SendGridProvider(client, sandboxes.sendgrid_settings(base_url), ambiguous_retry=retry)
+        if self.name == "vonage":
+            account = sandboxes.vonage_settings(base_url)
+            return VonageProvider(client, account, callback_base=webhooks, ambiguous_retry=retry)
+        return WhatsAppProvider(client, sandboxes.whatsapp_settings(base_url), ambiguous_retry=retry)
 
 
 CASES = [
     Case("twilio", Channel.SMS, sandboxes.TwilioSandbox, "+15557654321", "SM", "DELIVERED"),
     Case("sendgrid", Channel.EMAIL, sandboxes.SendGridSandbox, "ann@example.com", "", "DELIVERED"),
     Case("whatsapp", Channel.WHATSAPP, sandboxes.WhatsAppSandbox, "+15557654321", "wamid.", "READ"),
+    Case("vonage", Channel.SMS, sandboxes.VonageSandbox, "+15557654321", "", "DELIVERED"),
 ]
 
 
@@ -97,6 +105,7 @@ def webhook_config(url: str | None = None) -> WebhookConfig:
         sendgrid_public_key=credentials.sendgrid_verification_key(),
         whatsapp_app_secret=credentials.WHATSAPP_APP_SECRET,
         whatsapp_verify_token=credentials.WHATSAPP_VERIFY_TOKEN,
+        vonage_signature_secret=credentials.VONAGE_SIGNATURE_SECRET,
         public_url=url,
     )
 
@@ -122,7 +131,7 @@ async def webhooks(db_dsn: str) -> AsyncIterator[Webhooks]:
 
 
 def point_webhooks(app: SandboxApp, url: str) -> None:
-    """SendGrid and WhatsApp have account-level webhook URLs; Twilio's travels with each message."""
+    """SendGrid and WhatsApp have account-level webhook URLs; Twilio's and Vonage's travel with each message."""
     if isinstance(app, sandboxes.SendGridSandbox):
         app.config.event_webhook_url = f"{url}/sendgrid/events"
     if isinstance(app, sandboxes.WhatsAppSandbox):

@@ -1,4 +1,4 @@
-"""The three webhook endpoints of a real `outbound api` process under generated, validly signed
+"""The four webhook endpoints of a real `outbound api` process under generated, validly signed
 bodies: well-formed shapes with hostile values (ids above 2^63, NUL, out-of-range timestamps, long
 and non-ASCII text) and arbitrary JSON where objects are expected. No answer is a 5xx, and a
 known-good event mixed into each generated batch (or a good callback with generated extra fields)
@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.embedded import free_port
+from outbound_sender.providers.vonage import signature
 from outbound_sender.sandboxes import credentials
 from outbound_sender.store import messages
 from outbound_sender.store.db import connect
@@ -82,6 +83,12 @@ SENDGRID_EVENT = _object(
 FORM_TEXT = EDGE.map(lambda value: str(value).encode("utf-8", "replace").decode())  # a form is UTF-8
 TWILIO_FIELDS = st.dictionaries(
     st.sampled_from(["MessageSid", "SmsSid", "MessageStatus", "SmsStatus", "ErrorCode", "AccountSid"])
+    | st.text(max_size=12).map(lambda name: name.encode("utf-8", "replace").decode()),
+    FORM_TEXT,
+    max_size=6,
+)
+VONAGE_FIELDS = st.dictionaries(
+    st.sampled_from(["messageId", "status", "err-code", "client-ref", "api-key", "msisdn", "scts"])
     | st.text(max_size=12).map(lambda name: name.encode("utf-8", "replace").decode()),
     FORM_TEXT,
     max_size=6,
@@ -163,6 +170,26 @@ def _twilio(fuzz: Fuzz, case: tuple[dict[str, str], str | None, bool]) -> None:
         fuzz.good.add(("twilio", f"{sid}:delivered"))
 
 
+def _vonage(fuzz: Fuzz, case: tuple[dict[str, str], bool]) -> None:
+    """A generated receipt, signed as Vonage signs it (fresh timestamp); half of them are a good one
+    with generated extra fields."""
+    fields, good = case
+    message_id = "VG" + fuzz.good_id()
+    if good:
+        fields |= {
+            "messageId": message_id,
+            "status": "delivered",
+            "client-ref": str(fuzz.message_id),
+            "api-key": credentials.VONAGE_API_KEY,
+        }
+    fields = {k: v for k, v in fields.items() if k != "sig"} | {"timestamp": str(int(time.time()))}
+    fields["sig"] = signature(credentials.VONAGE_SIGNATURE_SECRET, fields, "md5hash")
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    fuzz.post("/vonage/dlr", urlencode(fields).encode(), headers)
+    if good:
+        fuzz.good.add(("vonage", f"{message_id}:delivered"))
+
+
 @pytest.fixture
 def api_process(db_dsn: str) -> Iterator[str]:
     """`outbound api` in live mode with the sandboxes' webhook secrets and accounts given explicitly."""
@@ -181,6 +208,7 @@ def api_process(db_dsn: str) -> Iterator[str]:
         "WHATSAPP_APP_SECRET": credentials.WHATSAPP_APP_SECRET,
         "WHATSAPP_VERIFY_TOKEN": credentials.WHATSAPP_VERIFY_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": credentials.WHATSAPP_PHONE_NUMBER_ID,
+        "VONAGE_SIGNATURE_SECRET": credentials.VONAGE_SIGNATURE_SECRET,
     }
     process = outbound("api", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
@@ -235,6 +263,7 @@ def test_generated_webhooks_never_answer_5xx_nor_lose_a_good_event(api_process: 
             _twilio,
             st.tuples(TWILIO_FIELDS, st.none() | FORM_TEXT, st.booleans()),
         ),
+        "vonage": (Fuzz(base, ids[Channel.SMS]), _vonage, st.tuples(VONAGE_FIELDS, st.booleans())),
     }
     started = time.monotonic()
     for fuzz, send, strategy in runs.values():

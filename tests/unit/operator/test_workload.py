@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +170,44 @@ def test_every_worker_deployment_has_a_disruption_budget_of_one_pod_on_its_pods(
     pod_labels = wl.deployment["spec"]["template"]["metadata"]["labels"]
     assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     assert budget["spec"]["selector"] == wl.deployment["spec"]["selector"]
+
+
+def test_a_vonage_channel_provider_renders_a_worker_that_sends_through_vonage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample's spec: the worker sends through Vonage only, with its sender settings from the
+    ConfigMap and its credentials from the mounted Secret's files, and the sender reads them all."""
+    import httpx
+    import yaml
+
+    from outbound_sender.providers.vonage import VonageProvider, VonageSettings
+    from outbound_sender.sandboxes import credentials
+
+    sample = yaml.safe_load(
+        (Path(__file__).resolve().parents[3] / "crds/samples/channelprovider-vonage.yaml").read_text()
+    )
+    wl = workload("vonage", ChannelProviderSpec.of(sample["spec"]), SETTINGS, None)
+    data = wl.config_map["data"]
+    assert (data["OUTBOUND_PROVIDERS_ENABLED"], data["VONAGE_FROM_NUMBER"], data["VONAGE_SIGNATURE_METHOD"]) == (
+        "vonage",
+        "AcmeInc",
+        "sha256",
+    )
+    env = {e["name"]: e.get("value") for e in _container(wl.deployment)["env"]}
+    files = {name: path for name, path in env.items() if name.startswith("VONAGE_") and name.endswith("_FILE")}
+    assert set(files) == {"VONAGE_API_KEY_FILE", "VONAGE_API_SECRET_FILE", "VONAGE_SIGNATURE_SECRET_FILE"}
+    secret = {"apiKey": credentials.VONAGE_API_KEY, "apiSecret": "api-secret", "signatureSecret": "sig-secret"}
+    for name in [n for n in os.environ if n.startswith("VONAGE_")]:
+        monkeypatch.delenv(name)
+    for name, value in {**data, **{k: v for k, v in env.items() if v and not k.endswith("_FILE")}}.items():
+        if name.startswith("VONAGE_"):
+            monkeypatch.setenv(name, value)
+    for name, path in files.items():  # the Secret's keys, mounted where the operator says
+        key = path.rsplit("/", 1)[1]
+        (tmp_path / key).write_text(secret[key] + "\n")
+        monkeypatch.setenv(name, str(tmp_path / key))
+    settings = VonageSettings()
+    assert (settings.api_key, settings.from_number, settings.signature_method) == ("5a5a5a5a", "AcmeInc", "sha256")
+    assert settings.signature_secret is not None
+    assert settings.signature_secret.get_secret_value() == "sig-secret"
+    VonageProvider(httpx.AsyncClient(), settings)  # enough to send: no ValueError

@@ -31,30 +31,30 @@ KNOWN = ", ".join(registry.names())
 
 
 def test_an_unknown_name_is_an_error_naming_the_known_ones() -> None:
-    with pytest.raises(registry.UnknownProvider, match=f"unknown provider 'vonage'; known providers: {KNOWN}"):
-        registry.entry("vonage")
+    with pytest.raises(registry.UnknownProvider, match=f"unknown provider 'acme'; known providers: {KNOWN}"):
+        registry.entry("acme")
 
 
 async def test_check_provider_refuses_an_unknown_provider_instead_of_checking_whatsapp() -> None:
     """It used to build a WhatsApp client for any name it did not know."""
     async with httpx.AsyncClient() as client:
         with pytest.raises(registry.UnknownProvider, match=f"known providers: {KNOWN}"):
-            app.check_provider_factory("vonage", load_provider_settings(), client)
+            app.check_provider_factory("acme", load_provider_settings(), client)
         with pytest.raises(registry.UnknownProvider, match="has no client to check"):
             app.check_provider_factory(registry.GENERIC, load_provider_settings(), client)
 
 
 def test_enabling_an_unknown_provider_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OUTBOUND_PROVIDERS_ENABLED", "twilio,vonage")
+    monkeypatch.setenv("OUTBOUND_PROVIDERS_ENABLED", "twilio,acme")
     with pytest.raises(
-        ConfigError, match=f"OUTBOUND_PROVIDERS_ENABLED: unknown provider 'vonage'; known providers: {KNOWN}"
+        ConfigError, match=f"OUTBOUND_PROVIDERS_ENABLED: unknown provider 'acme'; known providers: {KNOWN}"
     ):
         load_provider_settings()
 
 
 def test_a_channel_provider_naming_an_unknown_provider_is_refused() -> None:
     with pytest.raises(ValidationError, match=f"known providers: {KNOWN}"):
-        ChannelProviderSpec.of({"channel": "SMS", "provider": "vonage"})
+        ChannelProviderSpec.of({"channel": "SMS", "provider": "acme"})
 
 
 # ---- the registry is the only list -------------------------------------------------------------
