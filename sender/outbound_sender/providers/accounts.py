@@ -42,9 +42,10 @@ class AllProviderSettings:
 
     @staticmethod
     def _enabled(names: list[str] | None) -> list[str]:
-        """OUTBOUND_PROVIDERS_ENABLED, known names only (unset: every provider with an account)."""
+        """OUTBOUND_PROVIDERS_ENABLED, known names only (unset: every provider with an account but the
+        opt-in backups, which sandbox mode adds: app.with_sandbox_defaults)."""
         if names is None:
-            return [p.name for p in registry.accounts()]
+            return [p.name for p in registry.accounts() if not p.opt_in]
         for name in names:
             try:
                 registry.entry(name)

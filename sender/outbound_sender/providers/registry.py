@@ -99,6 +99,10 @@ class ProviderEntry:
     probe: Probe | None = None
     sandbox: Sandbox | None = None
     webhook: Webhook | None = None
+    # A backup provider: outside sandbox mode it is used only where OUTBOUND_PROVIDERS_ENABLED names
+    # it (the operator always names a worker's provider), so adding one never stops a live process
+    # that has no account with it from starting.
+    opt_in: bool = False
 
     @property
     def channel(self) -> Channel:
@@ -180,6 +184,7 @@ _ENTRIES = (
         probe=Probe(vonage.credentials_probe, vonage.credentials_verdict),
         sandbox=Sandbox(sandboxes.VonageSandbox, sandboxes.vonage_settings, 8094),
         webhook=Webhook(vonage.DLR_PATH, {"GET": Endpoints.vonage, "POST": Endpoints.vonage}, ("signature_secret",)),
+        opt_in=True,
         render=Render(
             "live",
             "VONAGE_BASE_URL",

@@ -52,3 +52,21 @@ def test_the_webhooks_check_the_accounts_the_settings_name(monkeypatch: pytest.M
     monkeypatch.setenv("WHATSAPP_PHONE_NUMBER_ID", "123")
     config = WebhookConfig.from_settings(load_provider_settings())
     assert (config.twilio_account_sid, config.whatsapp_phone_number_id) == ("AC" + "1" * 32, "123")
+
+
+def test_an_opt_in_backup_is_used_only_where_named_or_in_sandbox_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live process with no Vonage account keeps starting after Vonage joined the registry."""
+    from outbound_sender import app
+    from outbound_sender.providers import registry
+
+    backups = {p.name for p in registry.accounts() if p.opt_in}
+    assert "vonage" in backups
+    monkeypatch.delenv("OUTBOUND_PROVIDERS_ENABLED", raising=False)
+    live = load_provider_settings()
+    assert not backups & set(live.in_use())
+    assert {"twilio", "sendgrid", "whatsapp"} <= set(live.in_use())
+    assert backups <= set(app.with_sandbox_defaults(load_provider_settings()).in_use())
+    monkeypatch.setenv("OUTBOUND_PROVIDERS_ENABLED", "twilio,vonage")
+    named = load_provider_settings()
+    assert named.in_use() == ["twilio", "vonage"]
+    assert app.with_sandbox_defaults(load_provider_settings()).in_use() == ["twilio", "vonage"]
