@@ -52,7 +52,7 @@ def test_live_api_refuses_to_start_without_the_webhook_secrets_it_needs(db_dsn: 
     )
     done = _start(["api"], env)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "missing: SENDGRID_WEBHOOK_PUBLIC_KEY, WHATSAPP_APP_SECRET (or their *_FILE)" in (done.stderr)
+    assert "missing: SENDGRID_WEBHOOK_PUBLIC_KEY, WHATSAPP_APP_SECRET (or their *_FILE)" in done.stderr
 
 
 def _whatsapp_receipt() -> bytes:
