@@ -40,10 +40,11 @@ test: $(STAMP) $(TEST_PREREQS) ## Run the whole test suite against real servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff + mypy --strict
+lint: $(STAMP) ## ruff + mypy --strict + the sender's layers (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy sender operator tests bench
+	$(VENV)/bin/lint-imports
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and auto-fix

@@ -14,7 +14,6 @@ import asyncpg
 import httpx
 
 from bench.common import Latencies, Stopwatch, count_status, load_messages, vacuum
-from outbound_sender.config import WorkerSettings
 from outbound_sender.domain import Channel, NewMessage, OutboundMessage
 from outbound_sender.embedded import free_port
 from outbound_sender.providers.base import SendResult
@@ -25,6 +24,7 @@ from outbound_sender.store.db import connect
 from outbound_sender.store.messages import enqueue
 from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.runner import APPLICATION, OutboundJobWorker
+from outbound_sender.worker.settings import WorkerSettings
 
 
 async def _drain(dsn: str, worker: OutboundJobWorker, count: int) -> float:

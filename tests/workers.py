@@ -10,7 +10,6 @@ from typing import Any
 
 import asyncpg
 
-from outbound_sender.config import ChannelSwitches, WorkerSettings
 from outbound_sender.domain import Channel, NewMessage, OutboundMessage
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import SendResult
@@ -18,6 +17,7 @@ from outbound_sender.store.messages import enqueue
 from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
 from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.settings import ChannelSwitches, WorkerSettings
 
 Behaviour = Callable[[OutboundMessage, int], SendResult | Exception]
 

@@ -18,8 +18,7 @@ import asyncpg
 import typer
 from pydantic import ValidationError
 
-from outbound_sender import app, ops_cli, runtime
-from outbound_sender.api import commands as api_commands
+from outbound_sender import api_commands, app, ops_cli, runtime
 from outbound_sender.api.schemas import CORRELATION_ID, MessageIn
 from outbound_sender.api.validation import check_message
 from outbound_sender.callbacks.dispatcher import CallbackDispatcher

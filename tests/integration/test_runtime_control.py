@@ -10,10 +10,10 @@ import time
 import asyncpg
 import pytest
 
-from outbound_sender.config import WorkerSettings
 from outbound_sender.metrics import Metrics
 from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.settings import WorkerSettings
 from tests.workers import FAST_RETRY, ScriptedProvider, enqueue_sms, statuses, wait_for
 
 CONTROL = """INSERT INTO provider_control (provider, channel, kind, enabled, priority, circuit_state, batch_size)

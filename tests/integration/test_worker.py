@@ -8,11 +8,11 @@ import itertools
 
 import asyncpg
 
-from outbound_sender.config import ChannelSwitches
 from outbound_sender.domain import Channel, ErrorCode, NewMessage, OutboundMessage
 from outbound_sender.errors import PermanentError, RateLimitedError, TemporaryError
 from outbound_sender.providers.base import SendResult
 from outbound_sender.store.messages import enqueue
+from outbound_sender.worker.settings import ChannelSwitches
 from tests.workers import ScriptedProvider, always_ok, enqueue_sms, one, running_worker, statuses, wait_for
 
 ALL_FINAL = "SELECT count(*) = $1 FROM outbound_message WHERE status IN ('SENT', 'FAILED')"

@@ -4,7 +4,7 @@
 The Prometheus exposition (/actuator/prometheus, the runbook's URL, and /metrics) is on this port only
 where the message API is off (worker pods, `expose_metrics=True`): it answers without a key and labels
 the WhatsApp quota gauges by organisation, so a process serving the public API exposes it on its own
-port (OUTBOUND_METRICS_PORT, api/commands.py) and answers 404 here."""
+port (OUTBOUND_METRICS_PORT, api_commands.py) and answers 404 here."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
     await asyncio.gather(worker.run(stop), observe(dsn, metrics, settings, stop, serve=True))
 
 `serve=True` exposes /actuator/prometheus and /metrics on OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT, for a
-process without any HTTP server of its own; where the API server runs (api/commands.py api_running:
+process without any HTTP server of its own; where the API server runs (api_commands.py api_running:
 metrics on OUTBOUND_METRICS_PORT with the message API, on the service port without it), `serve=False`
 only refreshes the database-derived gauges.
 """

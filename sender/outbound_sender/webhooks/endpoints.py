@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import asyncpg
@@ -25,14 +25,10 @@ from starlette.responses import Response
 
 from outbound_sender import tracing
 from outbound_sender.metrics import Metrics
-from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings, secret
 from outbound_sender.providers.twilio import STATUS_CALLBACK_PATH
-from outbound_sender.providers.vonage import SignatureMethod, VonageSettings
+from outbound_sender.providers.vonage import SignatureMethod
 from outbound_sender.webhooks import events, signatures, store
 from outbound_sender.webhooks.events import DeliveryEvent
-
-if TYPE_CHECKING:  # accounts.py reads the registry, which names the handlers below
-    from outbound_sender.providers.accounts import AllProviderSettings
 
 log = logging.getLogger("webhooks")
 PoolSource = asyncpg.Pool | Callable[[], asyncpg.Pool]
@@ -55,25 +51,6 @@ class WebhookConfig:
     public_url: str | None = None  # where providers reach this router's prefix, as they sign it
     path_prefix: str = "/webhooks"
     max_body_bytes: int = 5_000_000
-
-    @classmethod
-    def from_settings(cls, settings: AllProviderSettings) -> WebhookConfig:
-        sms, chat = settings.account(TwilioSettings), settings.account(WhatsAppSettings)
-        backup = settings.account(VonageSettings)
-        return cls(
-            twilio_auth_token=secret(sms.auth_token),
-            sendgrid_public_key=secret(settings.account(SendGridSettings).webhook_public_key),
-            whatsapp_app_secret=secret(chat.app_secret),
-            whatsapp_verify_token=secret(chat.verify_token),
-            twilio_account_sid=sms.account_sid or "",
-            whatsapp_phone_number_id=chat.phone_number_id or "",
-            vonage_signature_secret=secret(backup.signature_secret),
-            vonage_signature_method=backup.signature_method,
-            vonage_api_key=backup.api_key or "",
-            public_url=settings.webhook.public_url,
-            path_prefix=settings.webhook.path_prefix,
-            max_body_bytes=settings.webhook.max_body_bytes,
-        )
 
 
 def _forbidden(provider: str, reason: str, metrics: Metrics | None) -> Response:

@@ -23,9 +23,12 @@ from fastapi import APIRouter
 
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers import registry
+from outbound_sender.providers.accounts import AllProviderSettings
+from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings, secret
+from outbound_sender.providers.vonage import VonageSettings
 from outbound_sender.webhooks.endpoints import Endpoints, PoolSource, WebhookConfig
 
-__all__ = ["PoolSource", "WebhookConfig", "router"]
+__all__ = ["PoolSource", "WebhookConfig", "router", "webhook_config"]
 
 
 def router(config: WebhookConfig, pool: PoolSource, *, metrics: Metrics | None = None) -> APIRouter:
@@ -41,3 +44,23 @@ def router(config: WebhookConfig, pool: PoolSource, *, metrics: Metrics | None =
             bound = types.MethodType(handler, endpoints)  # FastAPI reads the request parameter from it
             api.add_api_route(provider.webhook.path, bound, methods=[method], include_in_schema=False)
     return api
+
+
+def webhook_config(settings: AllProviderSettings) -> WebhookConfig:
+    """The webhooks' secrets and accounts, read from the providers' settings."""
+    sms, chat = settings.account(TwilioSettings), settings.account(WhatsAppSettings)
+    backup = settings.account(VonageSettings)
+    return WebhookConfig(
+        twilio_auth_token=secret(sms.auth_token),
+        sendgrid_public_key=secret(settings.account(SendGridSettings).webhook_public_key),
+        whatsapp_app_secret=secret(chat.app_secret),
+        whatsapp_verify_token=secret(chat.verify_token),
+        twilio_account_sid=sms.account_sid or "",
+        whatsapp_phone_number_id=chat.phone_number_id or "",
+        vonage_signature_secret=secret(backup.signature_secret),
+        vonage_signature_method=backup.signature_method,
+        vonage_api_key=backup.api_key or "",
+        public_url=settings.webhook.public_url,
+        path_prefix=settings.webhook.path_prefix,
+        max_body_bytes=settings.webhook.max_body_bytes,
+    )

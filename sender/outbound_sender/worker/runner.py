@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable, Iterable
 import asyncpg
 
 from outbound_sender import tracing
-from outbound_sender.config import ChannelSwitches, WorkerSettings
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage, Status
 from outbound_sender.errors import ProviderError, TemporaryError
 from outbound_sender.logs import mask, message_fields
@@ -46,6 +45,7 @@ from outbound_sender.worker.control import ProviderControl, RuntimeControl
 from outbound_sender.worker.dispatch import CircuitOpenError, Dispatcher
 from outbound_sender.worker.results import CallResult
 from outbound_sender.worker.retry import RetryPolicy
+from outbound_sender.worker.settings import ChannelSwitches, WorkerSettings
 
 log = logging.getLogger("OutboundJobWorker")
 NOTIFY_CHANNEL = "outbound_message_ready"

@@ -9,11 +9,11 @@ import asyncpg
 import httpx
 import pytest
 
-from outbound_sender.config import WorkerSettings
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.sandbox import SandboxProvider
 from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.settings import WorkerSettings
 from tests.integration.api.conftest import SMS, Api
 from tests.workers import FAST_RETRY, wait_for
 

@@ -11,7 +11,7 @@ import pytest
 
 from outbound_sender.api.app import api_pool
 from outbound_sender.api.auth import create_key
-from outbound_sender.api.commands import api_running
+from outbound_sender.api_commands import api_running
 from outbound_sender.config import AllSettings, MetricsSettings, ProviderSettings, Settings
 from outbound_sender.embedded import free_port
 from outbound_sender.metrics import Metrics

@@ -16,13 +16,14 @@ from typing import Any
 import asyncpg
 
 from outbound_sender import app
-from outbound_sender.config import AllSettings, ProviderSettings, RetrySettings, WorkerSettings
+from outbound_sender.config import AllSettings, ProviderSettings, RetrySettings
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.embedded import free_port
 from outbound_sender.metrics import Metrics
 from outbound_sender.observability.exposition import metrics_server
 from outbound_sender.observability.refresher import GaugeRefresher
 from outbound_sender.store import messages
+from outbound_sender.worker.settings import WorkerSettings
 
 OK_SMS = "+15551230100"
 PERMANENT_SMS = "+15550000001"  # sandbox rule: INVALID_PHONE_NUMBER

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from outbound_sender import cli, sandboxes, tracing
-from outbound_sender.config import WorkerSettings, load_settings
+from outbound_sender.config import load_settings
 from outbound_sender.embedded import free_port
 from outbound_sender.errors import ConfigError
 from outbound_sender.metrics import Metrics
@@ -30,6 +30,7 @@ from outbound_sender.sandboxes.base import Rule
 from outbound_sender.webhooks.router import router as webhook_router
 from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.settings import WorkerSettings
 from tests.integration.api.conftest import SMS, Api, serving
 from tests.integration.providers.conftest import serve, webhook_config
 from tests.workers import FAST_RETRY, wait_for

@@ -12,7 +12,6 @@ import asyncpg
 import pytest
 
 from outbound_sender import sandboxes
-from outbound_sender.config import WorkerSettings
 from outbound_sender.domain import Channel, CircuitState, NewMessage
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers import registry
@@ -24,6 +23,7 @@ from outbound_sender.webhooks.store import ReceiptCheck
 from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
 from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.settings import WorkerSettings
 from tests.integration.providers.conftest import CASES, Webhooks, http_client, serve
 from tests.workers import wait_for
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from outbound_sender import sandboxes
-from outbound_sender.config import WorkerSettings
 from outbound_sender.domain import Channel, CircuitState, NewMessage
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
@@ -26,6 +25,7 @@ from outbound_sender.store import messages
 from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
 from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.settings import WorkerSettings
 from tests.integration.providers.conftest import Webhooks, http_client, serve
 from tests.workers import wait_for
 

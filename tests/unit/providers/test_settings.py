@@ -46,11 +46,11 @@ def test_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_webhooks_check_the_accounts_the_settings_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    from outbound_sender.webhooks.router import WebhookConfig
+    from outbound_sender.webhooks.router import webhook_config
 
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "1" * 32)
     monkeypatch.setenv("WHATSAPP_PHONE_NUMBER_ID", "123")
-    config = WebhookConfig.from_settings(load_provider_settings())
+    config = webhook_config(load_provider_settings())
     assert (config.twilio_account_sid, config.whatsapp_phone_number_id) == ("AC" + "1" * 32, "123")
 
 

@@ -23,7 +23,7 @@ from outbound_sender.metrics import Metrics
 from outbound_sender.observability.exposition import metrics_server
 from outbound_sender.store import api_keys
 from outbound_sender.store.db import connect
-from outbound_sender.webhooks.router import WebhookConfig, router
+from outbound_sender.webhooks.router import router, webhook_config
 
 DEMO_ORG = "demo"
 DEMO_TO = "+14155552671"
@@ -65,7 +65,7 @@ def webhook_routers(settings: AllSettings, metrics: Metrics, pool: Callable[[], 
     config = processes.webhook_provider_settings(settings) if settings.api.enabled else None
     if config is None:
         return []
-    return [router(WebhookConfig.from_settings(config), pool, metrics=metrics)]
+    return [router(webhook_config(config), pool, metrics=metrics)]
 
 
 async def serve_api(settings: AllSettings) -> int:
