@@ -246,6 +246,3 @@ class Metrics:
             for target in providers:
                 if source != target:
                     self.failover.labels(channel.value, source, target)
-
-    def set_circuit(self, provider: str, channel: Channel, state: CircuitState) -> None:
-        self.circuit_state.labels(provider, channel.value).set(state.gauge_value)

@@ -13,7 +13,7 @@ opening cannot trip it again right after it closed (resilience4j resets its wind
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 from outbound_operator.reconcile.spec import CircuitBreakerSpec
@@ -141,7 +141,3 @@ def decide(
 
 def changed(before: Circuit, after: Circuit) -> bool:
     return (before.state, before.reason) != (after.state, after.reason)
-
-
-def with_message(circuit: Circuit, message: str) -> Circuit:
-    return replace(circuit, message=message)

@@ -77,10 +77,3 @@ SELECT count(*)::int AS depth,
        COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_age_seconds
   FROM outbound_callback_outbox
  WHERE status = 'PENDING';
-
--- name: callbacks_of_message
-SELECT id, endpoint_id, event, payload, status, attempts, next_attempt_at, created_at, delivered_at,
-       last_http_status, last_error
-  FROM outbound_callback_outbox
- WHERE outbound_message_id = $1
- ORDER BY id;
