@@ -8,7 +8,6 @@ restarted operator causes no NOTIFY storm and no updated_at churn.
 from __future__ import annotations
 
 import datetime as dt
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +18,13 @@ from outbound_operator.reconcile.control import ControlRow
 from outbound_operator.reconcile.quota import Ledger
 from outbound_operator.reconcile.scaling import Load
 from outbound_sender.store.db import create_pool
-from outbound_sender.store.queries import parse
+from outbound_sender.store.queries import NamedSql
 
 SQL_DIR = Path(__file__).parent / "sql"
 APPLICATION = "outbound-operator"
 
 
-@cache
-def queries() -> dict[str, str]:
-    found: dict[str, str] = {}
-    for path in sorted(SQL_DIR.glob("*.sql")):
-        for name, body in parse(path.read_text()).items():
-            if name in found:
-                raise ValueError(f"query {name!r} is defined in two files")
-            found[name] = body
-    return found
-
-
-def sql(name: str) -> str:
-    try:
-        return queries()[name]
-    except KeyError:
-        raise KeyError(f"no SQL query named {name!r} in {SQL_DIR}") from None
+sql = NamedSql(SQL_DIR)
 
 
 class Database:

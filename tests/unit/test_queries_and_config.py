@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from outbound_sender import app
@@ -57,3 +59,21 @@ def test_a_lease_shorter_than_the_provider_timeouts_is_refused(monkeypatch: pyte
     monkeypatch.setenv("OUTBOUND_WORKER_LEASE_SECONDS", "10")
     with pytest.raises(ConfigError, match="must exceed the provider connect"):
         app.check_consistency(load_settings())
+
+
+def test_one_loader_serves_any_directory_and_refuses_a_name_in_two_files(tmp_path: Path) -> None:
+    (tmp_path / "a.sql").write_text("-- name: same\nSELECT 1;\n")
+    (tmp_path / "b.sql").write_text("-- name: other\nSELECT 2;\n")
+    assert queries.NamedSql(tmp_path)("other") == "SELECT 2;"
+    (tmp_path / "c.sql").write_text("-- name: same\nSELECT 3;\n")
+    with pytest.raises(ValueError, match="'same' is defined in two files"):
+        queries.NamedSql(tmp_path)("same")
+
+
+def test_the_operator_loads_its_own_statements_through_the_same_loader() -> None:
+    from outbound_operator import db
+
+    assert isinstance(db.sql, queries.NamedSql)
+    assert db.sql("control_upsert").strip()
+    with pytest.raises(KeyError, match=f"no SQL query named 'claim_batch' in {db.SQL_DIR}"):
+        db.sql("claim_batch")  # the sender's statements are not the operator's
