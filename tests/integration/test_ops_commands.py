@@ -352,8 +352,8 @@ def test_the_installed_command_has_version_help_and_completion(dsn: str) -> None
         assert command in helped.stdout
     # From a shell, as a user asks for it: the shell is detected from the parent process, so a test
     # run whose parent is no shell (a detached job) must not decide what this sees.
-    command = [sys.executable, "-m", "outbound_sender.cli", "--show-completion"]
-    from_bash = ["bash", "-c", '"$@"; exit $?', "bash", *command]  # the `exit` keeps bash as the parent
+    shown = [sys.executable, "-m", "outbound_sender.cli", "--show-completion"]
+    from_bash = ["bash", "-c", '"$@"; exit $?', "bash", *shown]  # the `exit` keeps bash as the parent
     completion = subprocess.run(from_bash, capture_output=True, text=True, timeout=120, check=False)
     assert "_OUTBOUND_COMPLETE" in completion.stdout, completion.stderr
     dry = outbound("cancel", "--all", "--dry-run")
