@@ -146,3 +146,9 @@ prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: {{ .path }}
 {{- end }}
 {{- end }}
+
+{{/* The address rule for callback URLs: the API applies it at registration, the dispatcher at delivery. */}}
+{{- define "outbound.callbackAddressEnv" -}}
+- name: OUTBOUND_CALLBACKS_ALLOW_PRIVATE
+  value: {{ .Values.callbacks.allowPrivateAddresses | quote }}
+{{- end }}

@@ -44,6 +44,8 @@ def expected_objects(release: str, providers: list[str]) -> set[tuple[str, str]]
         ("Service", f"{full}-api"),
         ("Service", f"{full}-api-metrics"),
         ("PodDisruptionBudget", f"{full}-api"),
+        ("Deployment", f"{full}-callbacks"),
+        ("PodDisruptionBudget", f"{full}-callbacks"),
         ("StatefulSet", f"{full}-operator"),
         ("PodDisruptionBudget", f"{full}-operator"),
         ("KopfPeering", f"{full}-operator"),

@@ -47,7 +47,7 @@ def test_prometheus_rule_is_the_alert_rules_with_runbook_links_rebased() -> None
     assert any("{{ $value }}" in summary for summary in summaries)
 
 
-def test_monitors_scrape_the_api_the_workers_and_the_operator() -> None:
+def test_monitors_scrape_the_api_the_workers_the_dispatchers_and_the_operator() -> None:
     docs = render(ALL_ON)
     [service_monitor] = of_kind(docs, "ServiceMonitor")
     assert service_monitor["metadata"]["labels"]["release"] == "prom"
@@ -64,6 +64,10 @@ def test_monitors_scrape_the_api_the_workers_and_the_operator() -> None:
         "app.kubernetes.io/component": "worker",
     }
     assert workers["namespaceSelector"] == {"matchNames": ["outbound"]}
+    callbacks = monitors[f"{FULLNAME}-callbacks"]["spec"]
+    pods = one(docs, "Deployment", f"{FULLNAME}-callbacks")["spec"]["template"]["metadata"]["labels"]
+    assert callbacks["selector"]["matchLabels"].items() <= pods.items()
+    assert callbacks["podMetricsEndpoints"][0]["path"] == "/actuator/prometheus"
     operator = monitors[f"{FULLNAME}-operator"]["spec"]["podMetricsEndpoints"][0]
     assert operator == {"port": "metrics", "path": "/metrics", "interval": "30s"}
 

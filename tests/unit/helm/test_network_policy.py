@@ -55,6 +55,15 @@ def test_operator_and_workers_take_only_metrics_from_monitoring() -> None:
     assert (ports(rule), rule["from"]) == ([("http", "TCP"), ("metrics", "TCP")], prom)
 
 
+def test_the_callback_dispatcher_takes_only_scrapes_from_monitoring() -> None:
+    docs = render({"networkPolicy": {"enabled": True}})
+    policy = one(docs, "NetworkPolicy", f"{FULLNAME}-callbacks")
+    pods = one(docs, "Deployment", f"{FULLNAME}-callbacks")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pods.items()
+    [rule] = ingress(policy)
+    assert (ports(rule), rule["from"]) == ([("http", "TCP")], MONITORING)
+
+
 def test_the_metrics_port_is_the_named_container_port() -> None:
     docs = render({"networkPolicy": {"enabled": True}})
     operator = one(docs, "StatefulSet", f"{FULLNAME}-operator")["spec"]["template"]["spec"]["containers"][0]
@@ -75,7 +84,7 @@ def test_api_sources_and_served_namespaces_follow_the_values() -> None:
 
 
 def test_disabled_components_get_no_policy_and_bad_values_are_refused() -> None:
-    docs = render({"networkPolicy": {"enabled": True}, "operator": {"enabled": False}})
+    docs = render({"networkPolicy": {"enabled": True}, "operator": {"enabled": False}, "callbacks": {"enabled": False}})
     assert [p["metadata"]["name"] for p in of_kind(docs, "NetworkPolicy")] == [f"{FULLNAME}-api"]
     assert "/networkPolicy/monitoringNamespace" in render_error(
         {"networkPolicy": {"enabled": True, "monitoringNamespace": "Not_A_Namespace"}}

@@ -14,6 +14,7 @@ from .chart import CHART, FULLNAME, NAMESPACE, containers, env_of, is_hook, of_k
 
 API = f"{FULLNAME}-api"
 OPERATOR = f"{FULLNAME}-operator"
+CALLBACKS = f"{FULLNAME}-callbacks"
 MIGRATE = f"{FULLNAME}-migrate"
 SENDER_SA = f"{FULLNAME}-sender"
 CONNECTION_VARIABLES = {"DATABASE_URL", "REDIS_URL", "OUTBOUND_OPERATOR_DATABASE_URL"}
@@ -34,6 +35,8 @@ def test_default_renders_api_operator_rbac_and_the_migration_hook(default: list[
         ("Service", API),
         ("Service", f"{API}-metrics"),
         ("PodDisruptionBudget", API),
+        ("Deployment", CALLBACKS),
+        ("PodDisruptionBudget", CALLBACKS),
         ("StatefulSet", OPERATOR),
         ("PodDisruptionBudget", OPERATOR),
         ("KopfPeering", OPERATOR),
@@ -129,7 +132,7 @@ def test_pdb_and_topology_spread_cover_the_api_pods(default: list[Any]) -> None:
     assert [c["topologyKey"] for c in spread] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
     assert all(c["labelSelector"] == deployment["spec"]["selector"] for c in spread)
     docs = render({"api": {"podDisruptionBudget": {"enabled": False}, "topologySpread": {"enabled": False}}})
-    assert [d["metadata"]["name"] for d in of_kind(docs, "PodDisruptionBudget")] == [OPERATOR]
+    assert API not in [d["metadata"]["name"] for d in of_kind(docs, "PodDisruptionBudget")]
     assert "topologySpreadConstraints" not in one(docs, "Deployment", API)["spec"]["template"]["spec"]
 
 
@@ -230,6 +233,37 @@ def test_api_can_be_disabled_and_takes_its_settings_from_values() -> None:
     assert env_of(container)["OUTBOUND_API_RATE_LIMIT_PER_SECOND"]["value"] == "5"
     assert env_of(container)["OUTBOUND_LOG_FORMAT"]["value"] == "json"
     assert container["envFrom"] == [{"secretRef": {"name": "webhooks"}}]
+
+
+def test_the_callback_dispatcher_runs_beside_the_api_with_its_settings(default: list[Any]) -> None:
+    """docs/callbacks.md: `outbound callbacks` is its own Deployment; the address rule reaches the
+    dispatcher and the API alike (the API checks URLs at registration, the dispatcher at delivery)."""
+    deployment = one(default, "Deployment", CALLBACKS)
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"] == ["callbacks"]
+    assert pod["automountServiceAccountToken"] is False
+    env = env_of(container)
+    assert env["OUTBOUND_CALLBACKS_ALLOW_PRIVATE"]["value"] == "false"
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "outbound-database", "key": "url"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert one(default, "PodDisruptionBudget", CALLBACKS)["spec"]["selector"] == deployment["spec"]["selector"]
+
+    values = {
+        "callbacks": {"replicas": 1, "allowPrivateAddresses": True, "timeoutSeconds": 3, "maxAttempts": 7},
+    }
+    docs = render(values)
+    env = env_of(one(docs, "Deployment", CALLBACKS)["spec"]["template"]["spec"]["containers"][0])
+    assert (env["OUTBOUND_CALLBACKS_TIMEOUT_SECONDS"]["value"], env["OUTBOUND_CALLBACKS_MAX_ATTEMPTS"]["value"]) == (
+        "3",
+        "7",
+    )
+    api = env_of(one(docs, "Deployment", API)["spec"]["template"]["spec"]["containers"][0])
+    assert (
+        env["OUTBOUND_CALLBACKS_ALLOW_PRIVATE"]["value"] == api["OUTBOUND_CALLBACKS_ALLOW_PRIVATE"]["value"] == "true"
+    )
+    assert not of_kind([d for d in docs if d["metadata"]["name"] == CALLBACKS], "PodDisruptionBudget")  # one replica
+    assert not [d for d in render({"callbacks": {"enabled": False}}) if d["metadata"]["name"] == CALLBACKS]
 
 
 def test_api_tracing_is_off_unless_the_values_switch_it_on() -> None:
