@@ -19,10 +19,11 @@ from outbound_sender.providers import registry
 from outbound_sender.providers.accounts import AllProviderSettings, load_provider_settings
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.null import NullProvider
-from outbound_sender.providers.sandbox import SandboxApp, SandboxProvider
+from outbound_sender.providers.sandbox import SandboxProvider
 from outbound_sender.providers.settings import WhatsAppSettings, secret
 from outbound_sender.providers.transport import provider_client
-from outbound_sender.sandboxes.base import SandboxApp as ProviderSandboxApp
+from outbound_sender.sandboxes.base import SandboxApp
+from outbound_sender.sandboxes.generic import GenericSandbox
 from outbound_sender.webhooks.store import ReceiptCheck
 from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
@@ -238,9 +239,10 @@ def whatsapp_number(settings: AllSettings) -> str:
     return settings.provider.name or "default"
 
 
-def sandbox_server(host: str, port: int, app: SandboxApp | ProviderSandboxApp | None = None) -> uvicorn.Server:
+def sandbox_server(host: str, port: int, app: SandboxApp | None = None) -> uvicorn.Server:
+    """A sandbox's server; without `app`, the generic sandbox's."""
     config = uvicorn.Config(
-        app or SandboxApp(),
+        app or GenericSandbox(),
         host=host,
         port=port,
         log_config=None,  # our logging setup (logs.py) formats and masks uvicorn's lines too

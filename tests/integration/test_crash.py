@@ -52,7 +52,7 @@ async def test_sigkilled_workers_lose_nothing(db: asyncpg.Connection, db_dsn: st
         finally:
             assert stop(survivor) == 0
         stats = await asyncio.to_thread(httpx.get, sandbox + "/_sandbox/stats")
-        accepted = stats.json()["accepted"]
+        accepted = stats.json()["recipients"]["accepted"]
     duplicates = sum(count - 1 for count in accepted.values())
     recovered = await db.fetchval("SELECT count(*) FROM outbound_attempt WHERE error_code = 'LEASE_EXPIRED'")
     print(f"\nchaos: messages={MESSAGES} kills={KILLS} lost=0 duplicates={duplicates} recovered={recovered}")

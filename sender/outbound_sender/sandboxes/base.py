@@ -1,21 +1,28 @@
-"""What the three provider sandboxes share: a bare ASGI server, behaviour rules, rate limiting,
-and the background sender of signed delivery webhooks.
+"""What every sandbox shares (the provider fakes and the generic sandbox): a bare ASGI server,
+behaviour rules, rate limiting, counts, and the background sender of signed delivery webhooks.
 
 Behaviour is set per sandbox through `GET/PUT /_sandbox/config` (or `app.config` in-process):
 
     latency_ms            added to every API call
     rules                 [{pattern, action}]: the first rule whose regular expression matches the
                           recipient decides. Actions:
-                            error:<name>   answer with that real provider error (see each sandbox's
-                                           ERRORS catalogue: 21211, 130429, invalid_email, …)
-                            http:<status>  the provider's own 5xx body
+                            error:<name>   answer with that error of the sandbox's catalogue (the
+                                           real provider's: 21211, 130429, invalid_email, …; the
+                                           generic sandbox's: the normalized codes)
+                            http:<5xx>     the provider's own server-error body with that status
                             timeout        hold the request for timeout_hold_seconds (client times out)
                             async:<name>   accept, then report a delivery failure by webhook
                             slow           accept (webhooks follow), answer after the hold: the
                                            client times out on a message that was sent
+                          A malformed action, or a form of the generic sandbox's old rule syntax
+                          (permanent:<CODE>, temporary, ratelimit:<s>, http500), is refused with a
+                          422 that names its replacement.
+    failure_rate          share of the requests no rule matched that fail as `http:503`
     rate_per_second       throughput limit (token bucket, burst = rate); answered as the real API does
     webhooks              send delivery webhooks (sent, then delivered) after webhook_delay_ms
-    `GET /_sandbox/stats` counts per outcome; `POST /_sandbox/reset` clears them.
+    `GET /_sandbox/stats` {"requests": counts per outcome, "webhooks": counts per answer status,
+                           "recipients": {"accepted": {to: n}, "failed": {to: n}}} (a recipient
+                           accepted twice is a duplicate send); `POST /_sandbox/reset` clears them.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import time
 from collections import Counter
@@ -33,22 +41,60 @@ from urllib.parse import parse_qsl
 
 import httpx
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 log = logging.getLogger("sandbox")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+# The generic sandbox's rule actions before it joined this framework -> what to write now.
+OLD_ACTIONS = {
+    "permanent": "error:<CODE> (error:INVALID_EMAIL)",
+    "temporary": "http:503",
+    "ratelimit": "error:RATE_LIMIT_EXCEEDED (its Retry-After is the config's retry_after_seconds)",
+    "http500": "http:500",
+}
+ACTION_KINDS = ("error", "http", "timeout", "async", "slow")
+
+
 class Rule(BaseModel):
     pattern: str = Field(description="Regular expression searched in the recipient.")
-    action: str = Field(description="error:<name> | http:<status> | timeout | async:<name>")
+    action: str = Field(description="error:<name> | http:<5xx> | timeout | async:<name> | slow")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"pattern {pattern!r} is not a regular expression: {error}") from None
+        return pattern
+
+    @field_validator("action")
+    @classmethod
+    def _known(cls, action: str) -> str:
+        kind, colon, arg = action.partition(":")
+        if kind in OLD_ACTIONS:
+            raise ValueError(f"action {action!r} is the generic sandbox's old syntax; write {OLD_ACTIONS[kind]}")
+        if kind not in ACTION_KINDS:
+            raise ValueError(
+                f"unknown action {action!r}; actions: error:<name>, http:<5xx>, timeout, async:<name>, slow"
+            )
+        if kind in ("error", "async") and not arg:
+            raise ValueError(f"action {action!r} needs a name: {kind}:<name>")
+        if kind == "http" and not (arg.isdigit() and 500 <= int(arg) <= 599):
+            raise ValueError(f"action {action!r} needs a server-error status: http:500 … http:599")
+        if kind in ("timeout", "slow") and colon:
+            raise ValueError(f"action {action!r} takes no argument: write {kind}")
+        return action
 
 
 class SandboxConfig(BaseModel):
     latency_ms: float = Field(0.0, ge=0, le=600_000)
     timeout_hold_seconds: float = Field(60.0, ge=0, le=3600)
     rules: list[Rule] = Field(default_factory=list)
+    failure_rate: float = Field(0.0, ge=0, le=1, description="Share of unmatched requests failed as http:503.")
     rate_per_second: float | None = Field(None, gt=0, description="None: unlimited.")
     webhooks: bool = True
     webhook_delay_ms: float = Field(20.0, ge=0, le=600_000)
@@ -58,6 +104,8 @@ class SandboxConfig(BaseModel):
         for rule in self.rules:
             if re.search(rule.pattern, recipient):
                 return rule.action
+        if self.failure_rate and random.random() < self.failure_rate:
+            return "http:503"
         return None
 
 
@@ -102,17 +150,19 @@ class Reply:
 
 
 class TokenBucket:
-    """Throughput limit: `rate` tokens per second, bursts up to `rate`."""
+    """Throughput limit: `rate` tokens per second, bursts up to `rate` (at least one request, so a
+    rate below 1/s still lets one through every 1/rate seconds)."""
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
+        self._burst = max(rate, 1.0)
         self._clock = clock
-        self._tokens = rate
+        self._tokens = self._burst
         self._at = clock()
 
     def take(self) -> bool:
         now = self._clock()
-        self._tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
         if self._tokens >= 1:
             self._tokens -= 1
@@ -175,6 +225,8 @@ class SandboxApp:
         self.config = config or self.default_config()
         self.webhooks = WebhookSender()
         self.stats: Counter[str] = Counter()
+        self.accepted: Counter[str] = Counter()  # per recipient
+        self.failed: Counter[str] = Counter()  # per recipient: refused by a rule (or failure_rate)
         self._bucket: TokenBucket | None = None
 
     def default_config(self) -> SandboxConfig:
@@ -186,6 +238,12 @@ class SandboxApp:
 
     async def handle(self, request: Request) -> Reply:
         raise NotImplementedError
+
+    def record(self, outcome: str, recipient: str) -> None:
+        """Count a send the rules decided: by outcome ("accepted", "error:21211", "timeout", …), and
+        by recipient, accepted or failed."""
+        self.stats[outcome] += 1
+        (self.accepted if outcome == "accepted" else self.failed)[recipient] += 1
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -217,12 +275,17 @@ class SandboxApp:
         if request.path == "/_sandbox/config":
             return Reply(200, self.config.model_dump())
         if request.path == "/_sandbox/stats":
-            return Reply(200, {"requests": dict(self.stats), "webhooks": dict(self.webhooks.sent)})
+            return Reply(200, self.stats_document())
         if request.path == "/_sandbox/reset" and request.method == "POST":
-            self.stats.clear()
+            for counter in (self.stats, self.accepted, self.failed):
+                counter.clear()
             self.webhooks.sent.clear()
             return Reply(200, {})
         return Reply(404, {"error": f"no route {request.method} {request.path}"})
+
+    def stats_document(self) -> dict[str, Any]:
+        recipients = {"accepted": dict(self.accepted), "failed": dict(self.failed)}
+        return {"requests": dict(self.stats), "webhooks": dict(self.webhooks.sent), "recipients": recipients}
 
     def rate_limited(self) -> bool:
         rate = self.config.rate_per_second

@@ -248,17 +248,17 @@ class SendGridSandbox(SandboxApp):
         recipient = body["personalizations"][0]["to"][0]["email"]
         kind, _, arg = (self.config.action_for(recipient) or "").partition(":")
         if kind == "error" and arg in ERRORS:
-            self.stats[f"error:{arg}"] += 1
+            self.record(f"error:{arg}", recipient)
             status, field, message = ERRORS[arg]
             return errors(status, message, field)
         if kind == "http":
-            self.stats[f"http:{arg}"] += 1
+            self.record(f"http:{arg}", recipient)
             return errors(int(arg or 500), "Internal Server Error")
         if kind == "timeout":
-            self.stats["timeout"] += 1
+            self.record("timeout", recipient)
             await self.hold()
             return errors(503, "Service Unavailable")
-        self.stats["accepted"] += 1
+        self.record("accepted", recipient)
         message_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
         self._events(body, message_id, arg if kind == "async" else None)
         if kind == "slow":  # accepted, but the answer comes too late: an ambiguous send

@@ -189,16 +189,16 @@ class TwilioSandbox(SandboxApp):
         action = self.config.action_for(fields["To"]) or ""
         kind, _, arg = action.partition(":")
         if kind == "error" and arg in ERRORS:
-            self.stats[f"error:{arg}"] += 1
+            self.record(f"error:{arg}", fields["To"])
             return error_reply(arg, to=fields["To"], service=fields.get("MessagingServiceSid", ""))
         if kind == "http":
-            self.stats[f"http:{arg}"] += 1
+            self.record(f"http:{arg}", fields["To"])
             return server_error(int(arg or 500))
         if kind == "timeout":
-            self.stats["timeout"] += 1
+            self.record("timeout", fields["To"])
             await self.hold()
             return server_error(503)
-        self.stats["accepted"] += 1
+        self.record("accepted", fields["To"])
         message = self.message_resource(fields)
         self._callbacks(fields, message, arg if kind == "async" else None)
         if kind == "slow":  # accepted, but the answer comes too late: an ambiguous send

@@ -186,19 +186,20 @@ class VonageSandbox(SandboxApp):
         return await self._outcome(fields)
 
     async def _outcome(self, fields: dict[str, str]) -> Reply:
-        action = self.config.action_for(f"+{fields['to']}") or ""  # rules see E.164, as in the other sandboxes
+        to = f"+{fields['to']}"  # rules and counts see E.164, as in the other sandboxes
+        action = self.config.action_for(to) or ""
         kind, _, arg = action.partition(":")
         if kind == "error" and arg in ERRORS:
-            self.stats[f"error:{arg}"] += 1
+            self.record(f"error:{arg}", to)
             return refused(arg, field="to")
         if kind == "http":
-            self.stats[f"http:{arg}"] += 1
+            self.record(f"http:{arg}", to)
             return Reply(int(arg or 500), b"Service unavailable", {"content-type": "text/plain"})
         if kind == "timeout":
-            self.stats["timeout"] += 1
+            self.record("timeout", to)
             await self.hold()
             return Reply(503, b"Service unavailable", {"content-type": "text/plain"})
-        self.stats["accepted"] += 1
+        self.record("accepted", to)
         parts = [self.part(fields) for _ in split(fields.get("text", ""), fields.get("type") == "unicode")]
         self._receipts(fields, parts, arg if kind == "async" else None)
         if kind == "slow":  # accepted, but the answer comes too late: an ambiguous send

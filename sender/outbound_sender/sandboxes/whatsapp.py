@@ -286,16 +286,16 @@ class WhatsAppSandbox(SandboxApp):
     async def _outcome(self, body: dict[str, Any]) -> Reply:
         kind, _, arg = (self.config.action_for(body["to"]) or "").partition(":")
         if kind == "error" and arg.isdigit():
-            self.stats[f"error:{arg}"] += 1
+            self.record(f"error:{arg}", body["to"])
             return graph_error(int(arg), name="", language="", got=0, want=0)
         if kind == "http":
-            self.stats[f"http:{arg}"] += 1
+            self.record(f"http:{arg}", body["to"])
             return graph_error(2 if arg == "503" else 1)
         if kind == "timeout":
-            self.stats["timeout"] += 1
+            self.record("timeout", body["to"])
             await self.hold()
             return graph_error(2)
-        self.stats["accepted"] += 1
+        self.record("accepted", body["to"])
         wamid = "wamid." + base64.b64encode(secrets.token_bytes(30)).decode()
         self._statuses(body, wamid, int(arg) if kind == "async" and arg.isdigit() else None)
         if kind == "slow":  # accepted, but the answer comes too late: an ambiguous send

@@ -229,7 +229,7 @@ class Drill:
 
     async def report(self) -> Report:
         stats = (await asyncio.to_thread(httpx.get, self.sandbox + "/_sandbox/stats")).json()
-        accepted: dict[str, int] = stats["accepted"]
+        accepted: dict[str, int] = stats["recipients"]["accepted"]
         conn = await connect(self.dsn)
         try:
             rows = await conn.fetch("SELECT to_recipient, status FROM outbound_message")

@@ -138,7 +138,7 @@ async def test_workers_killed_paused_stormed_hung_and_stopped() -> None:
         await pause_worker(drill, "w1")
         await before_fault(drill)
         await provider_fault(
-            drill, sandbox, "provider answers 500 for 2 s", rules=[{"pattern": ".", "action": "http500"}]
+            drill, sandbox, "provider answers 500 for 2 s", rules=[{"pattern": ".", "action": "http:500"}]
         )
         await before_fault(drill)
         hang = {"rules": [{"pattern": ".", "action": "timeout"}], "timeout_hold_seconds": 3}

@@ -130,6 +130,19 @@ async def test_success_returns_the_provider_message_id(case: Case, running: Runn
     assert result.provider_message_id.startswith(case.id_prefix)
     assert result.http_status in (200, 201, 202)
     assert running.app.stats["accepted"] == 1
+    assert running.app.accepted == {case.recipient: 1}  # by recipient, in E.164: how duplicates are counted
+
+
+async def test_failure_rate_fails_the_sends_no_rule_matched_with_a_server_error(case: Case, running: Running) -> None:
+    running.app.config.failure_rate = 1.0
+    provider = case.provider(running.url)
+    try:
+        with pytest.raises(TemporaryError) as raised:
+            await provider.send(outbound(case))
+    finally:
+        await provider.aclose()
+    assert raised.value.code is E.TEMPORARY_ERROR
+    assert running.app.stats_document()["recipients"] == {"accepted": {}, "failed": {case.recipient: 1}}
 
 
 async def test_each_normalized_error(case: Case, running: Running) -> None:

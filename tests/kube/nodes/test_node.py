@@ -121,6 +121,10 @@ def sandbox_deployment(image: str, replicas: int) -> dict[str, Any]:
     }
 
 
+# What a sandbox that has served nothing counts (GET /_sandbox/stats).
+EMPTY_STATS: dict[str, Any] = {"requests": {}, "webhooks": {}, "recipients": {"accepted": {}, "failed": {}}}
+
+
 def sandbox_stats(url: str) -> dict[str, Any] | None:
     """The sandbox's own answer at ``url`` (its stats document), or None.
 
@@ -147,7 +151,7 @@ def test_deployment_pods_are_reached_by_address_and_through_a_service(
     assert len(addresses) == 2, addresses
     for address in addresses:
         assert ipaddress.ip_address(address) in ipaddress.ip_network(POD_SUBNET)
-        assert sandbox_stats(f"http://{address}:8090") == {"accepted": {}, "failed": {}}, address
+        assert sandbox_stats(f"http://{address}:8090") == EMPTY_STATS, address
 
     # A Service in front of them: kube-proxy routes its virtual IP (the endpointslice controller
     # lists the ready pods).
