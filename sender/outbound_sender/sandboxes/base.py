@@ -20,6 +20,7 @@ Behaviour is set per sandbox through `GET/PUT /_sandbox/config` (or `app.config`
     failure_rate          share of the requests no rule matched that fail as `http:503`
     rate_per_second       throughput limit (token bucket, burst = rate); answered as the real API does
     webhooks              send delivery webhooks (sent, then delivered) after webhook_delay_ms
+                          (provider sandboxes only; a setting a sandbox does not have is refused)
     `GET /_sandbox/stats` {"requests": counts per outcome, "webhooks": counts per answer status,
                            "recipients": {"accepted": {to: n}, "failed": {to: n}}} (a recipient
                            accepted twice is a duplicate send); `POST /_sandbox/reset` clears them.
@@ -41,7 +42,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import orjson
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 log = logging.getLogger("sandbox")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -91,14 +92,14 @@ class Rule(BaseModel):
 
 
 class SandboxConfig(BaseModel):
+    # A misspelt or foreign setting is refused (422), never silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
     latency_ms: float = Field(0.0, ge=0, le=600_000)
     timeout_hold_seconds: float = Field(60.0, ge=0, le=3600)
     rules: list[Rule] = Field(default_factory=list)
     failure_rate: float = Field(0.0, ge=0, le=1, description="Share of unmatched requests failed as http:503.")
     rate_per_second: float | None = Field(None, gt=0, description="None: unlimited.")
-    webhooks: bool = True
-    webhook_delay_ms: float = Field(20.0, ge=0, le=600_000)
-    delivered: bool = Field(True, description="Follow 'sent' with 'delivered' (else stop at sent).")
 
     def action_for(self, recipient: str) -> str | None:
         for rule in self.rules:
@@ -107,6 +108,14 @@ class SandboxConfig(BaseModel):
         if self.failure_rate and random.random() < self.failure_rate:
             return "http:503"
         return None
+
+
+class WebhookSandboxConfig(SandboxConfig):
+    """A provider sandbox that sends signed delivery webhooks after accepting a message."""
+
+    webhooks: bool = True
+    webhook_delay_ms: float = Field(20.0, ge=0, le=600_000)
+    delivered: bool = Field(True, description="Follow 'sent' with 'delivered' (else stop at sent).")
 
 
 @dataclass

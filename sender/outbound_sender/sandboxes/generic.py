@@ -5,7 +5,7 @@ Behaviour, counts and reset are base.py's `/_sandbox` routes and rules. Its `err
 are the normalized error codes: `error:RATE_LIMIT_EXCEEDED` answers 429 with Retry-After
 `retry_after_seconds` (as does the `rate_per_second` limit), `error:TEMPORARY_ERROR` 503, any other
 400. `http:<5xx>` answers that status, `timeout` a 504 after the hold. It sends no delivery
-webhooks, so it refuses `async:` rules and `webhooks: true`.
+webhooks, so it refuses `async:` rules and has no webhook settings.
 """
 
 from __future__ import annotations
@@ -38,13 +38,10 @@ def default_rules() -> list[Rule]:
 class GenericConfig(SandboxConfig):
     latency_ms: float = Field(20.0, ge=0, le=600_000)
     rules: list[Rule] = Field(default_factory=default_rules)
-    webhooks: bool = Field(False, description="Always false: the generic sandbox sends no delivery webhooks.")
     retry_after_seconds: float = Field(2.0, ge=0, le=3600, description="Retry-After of its 429 answers.")
 
     @model_validator(mode="after")
     def _generic_only(self) -> GenericConfig:
-        if self.webhooks:
-            raise ValueError("the generic sandbox sends no delivery webhooks: webhooks must be false")
         for rule in self.rules:
             kind, _, arg = rule.action.partition(":")
             if kind == "async":

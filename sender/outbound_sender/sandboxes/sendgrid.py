@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from outbound_sender.sandboxes import credentials
-from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig
+from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
 from outbound_sender.webhooks.signatures import sendgrid_signature
 
 EMAIL = re.compile(
@@ -76,7 +76,7 @@ def default_rules() -> list[Rule]:
     ]
 
 
-class SendGridConfig(SandboxConfig):
+class SendGridConfig(WebhookSandboxConfig):
     api_key: str = credentials.SENDGRID_API_KEY
     verified_senders: list[str] = [credentials.SENDGRID_FROM_EMAIL]
     templates: list[str] = ["d-" + "5a" * 16]

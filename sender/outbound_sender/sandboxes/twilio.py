@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from outbound_sender.sandboxes import credentials
-from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig
+from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
 from outbound_sender.webhooks.signatures import twilio_signature
 
 MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
@@ -74,7 +74,7 @@ def default_rules() -> list[Rule]:
     ]
 
 
-class TwilioConfig(SandboxConfig):
+class TwilioConfig(WebhookSandboxConfig):
     account_sid: str = credentials.TWILIO_ACCOUNT_SID
     auth_token: str = credentials.TWILIO_AUTH_TOKEN
     account_status: str = "active"

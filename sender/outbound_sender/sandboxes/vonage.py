@@ -28,7 +28,7 @@ import orjson
 
 from outbound_sender.providers.vonage import SignatureMethod, signature
 from outbound_sender.sandboxes import credentials
-from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig
+from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
 
 TO = re.compile(r"\d{7,15}")  # the description's pattern: searched, as JSON Schema does
 TYPES = frozenset({"text", "binary", "wappush", "unicode", "vcal", "vcard"})
@@ -68,7 +68,7 @@ def default_rules() -> list[Rule]:
     ]
 
 
-class VonageConfig(SandboxConfig):
+class VonageConfig(WebhookSandboxConfig):
     api_key: str = credentials.VONAGE_API_KEY
     api_secret: str = credentials.VONAGE_API_SECRET
     signature_secret: str = credentials.VONAGE_SIGNATURE_SECRET

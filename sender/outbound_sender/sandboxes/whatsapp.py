@@ -25,7 +25,7 @@ import orjson
 from pydantic import BaseModel
 
 from outbound_sender.sandboxes import credentials
-from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig
+from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
 from outbound_sender.webhooks.signatures import meta_signature
 
 PATH = re.compile(r"^/(?P<version>[^/]+)/(?P<phone>[^/]+)(?P<messages>/messages)?$")
@@ -116,7 +116,7 @@ def default_rules() -> list[Rule]:
     ]
 
 
-class WhatsAppConfig(SandboxConfig):
+class WhatsAppConfig(WebhookSandboxConfig):
     access_token: str = credentials.WHATSAPP_ACCESS_TOKEN
     phone_number_id: str = credentials.WHATSAPP_PHONE_NUMBER_ID
     app_secret: str = credentials.WHATSAPP_APP_SECRET

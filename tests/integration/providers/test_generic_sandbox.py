@@ -117,7 +117,9 @@ async def test_the_old_rule_syntax_is_refused_with_its_replacement(
         ({"rules": [{"pattern": ".", "action": "http:404"}]}, "http:500 … http:599"),
         ({"rules": [{"pattern": ".", "action": "timeout:5"}]}, "takes no argument"),
         ({"rules": [{"pattern": "(", "action": "timeout"}]}, "not a regular expression"),
-        ({"webhooks": True}, "no delivery webhooks"),
+        ({"webhooks": True}, "Extra inputs are not permitted"),  # it has no webhook settings at all
+        ({"webhook_delay_ms": 5}, "Extra inputs are not permitted"),
+        ({"latency": 5}, "Extra inputs are not permitted"),  # a misspelt setting
     ],
 )
 async def test_a_config_the_generic_sandbox_cannot_honour_is_refused(
