@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -169,3 +171,22 @@ def sendgrid_headers(raw: bytes) -> dict[str, str]:
 def whatsapp_headers(raw: bytes) -> dict[str, str]:
     signature = signatures.meta_signature(credentials.WHATSAPP_APP_SECRET, raw)
     return {"content-type": "application/json", "x-hub-signature-256": signature}
+
+
+async def check_provider(provider: str, *args: str, env: dict[str, str]) -> tuple[int, list[str]]:
+    """`outbound check-provider <provider>` as a user runs it (the sandbox keeps serving meanwhile):
+    its exit status and printed lines."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "outbound_sender.cli",
+        "check-provider",
+        provider,
+        *args,
+        env={**os.environ, "OUTBOUND_PROVIDER_KIND": "sandbox", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None, err
+    return process.returncode, out.decode().splitlines()
