@@ -288,7 +288,7 @@ class Endpoints:
         """Confirm the subscription of one of our topics by GETting its SubscribeURL (on SNS too)."""
         url = message.get("SubscribeURL")
         fields = {"provider": "ses", "topic": message["TopicArn"]}
-        if not sns.trusted_url(url, message["TopicArn"], self.config.ses_certificate_url_prefixes):
+        if not sns.trusted_url(url, message["TopicArn"], self.config.ses_certificate_url_prefixes, sns.SUBSCRIBE_PATH):
             return _forbidden("ses", "SubscribeURL", self.metrics)
         try:
             async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:

@@ -372,7 +372,7 @@ SES_STATUS = {
 SUPPRESSED = ("Suppressed", "OnAccountSuppressionList")
 
 
-def _ses_bounce(detail: Mapping[str, Any]) -> tuple[DeliveryStatus, ErrorCode, str, str | None]:
+def _ses_bounce(detail: Mapping[str, Any]) -> tuple[DeliveryStatus, ErrorCode, str | None, str | None]:
     kind = str(detail.get("bounceType") or "Undetermined")
     sub = str(detail.get("bounceSubType") or "")
     if kind == "Permanent":
@@ -382,7 +382,7 @@ def _ses_bounce(detail: Mapping[str, Any]) -> tuple[DeliveryStatus, ErrorCode, s
     recipients = detail.get("bouncedRecipients")
     first = recipients[0] if isinstance(recipients, list) and recipients else {}
     text = first.get("diagnosticCode") or first.get("status") if isinstance(first, Mapping) else None
-    return DeliveryStatus.BOUNCED, error, f"{kind}/{sub}" if sub else kind, _text(text)
+    return DeliveryStatus.BOUNCED, error, _text(f"{kind}/{sub}" if sub else kind, MAX_CODE), _text(text)
 
 
 def _ses_object(event: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -42,6 +42,8 @@ SUBSCRIPTION_FIELDS = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Tok
 TYPES = frozenset({"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"})
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 TOPIC = re.compile(r"^arn:aws[a-z-]*:sns:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d{1,2}):\d{12}:[\w-]{1,256}$")
+CERTIFICATE_PATH = re.compile(r"^/SimpleNotificationService-[0-9a-f]{16,64}\.pem$")
+SUBSCRIBE_PATH = re.compile(r"^/?$")
 MAX_AGE_SECONDS = 3900.0  # SNS's longest delivery retry policy (an hour), and clock skew
 MAX_CERTIFICATE_BYTES = 16_384
 
@@ -71,9 +73,12 @@ def topic_region(topic_arn: object) -> str | None:
     return match["region"] if match else None
 
 
-def trusted_url(url: object, topic_arn: object, prefixes: Sequence[str]) -> bool:
-    """An SNS URL (certificate, SubscribeURL) we may fetch: https on the topic's regional SNS host,
-    or under a prefix the configuration trusts."""
+def trusted_url(
+    url: object, topic_arn: object, prefixes: Sequence[str], path: re.Pattern[str] = CERTIFICATE_PATH
+) -> bool:
+    """An SNS URL we may fetch: https on the topic's regional SNS host with the path SNS uses for it
+    (a certificate's `/SimpleNotificationService-<hex>.pem`, a SubscribeURL's `/?Action=…`), or
+    anything under a prefix the configuration trusts."""
     if not isinstance(url, str) or not url.isascii() or any(c in url for c in "\r\n\\@"):
         return False
     if any(prefix and url.startswith(prefix) for prefix in prefixes):
@@ -81,7 +86,8 @@ def trusted_url(url: object, topic_arn: object, prefixes: Sequence[str]) -> bool
     region = topic_region(topic_arn)
     parts = urlsplit(url)
     hosts = {f"sns.{region}.amazonaws.com", f"sns.{region}.amazonaws.com.cn"}
-    return region is not None and parts.scheme == "https" and parts.port is None and parts.hostname in hosts
+    on_sns = region is not None and parts.scheme == "https" and parts.port is None and parts.hostname in hosts
+    return on_sns and path.match(parts.path) is not None
 
 
 def verify(message: Mapping[str, object], certificate: x509.Certificate) -> bool:

@@ -17,13 +17,24 @@ import orjson
 import pytest
 
 from outbound_sender.domain import Channel, NewMessage
-from outbound_sender.sandboxes import SesSandbox, credentials
+from outbound_sender.providers.ses import SesProvider
+from outbound_sender.providers.transport import provider_client
+from outbound_sender.sandboxes import SesSandbox, credentials, ses_settings
 from outbound_sender.sandboxes import ses as sandbox
 from outbound_sender.store import messages
 from outbound_sender.webhooks import sns
-from tests.integration.providers.conftest import Webhooks, check_provider, serve, webhook_config, webhook_server
+from tests.integration.providers.conftest import (
+    CASES,
+    Webhooks,
+    check_provider,
+    serve,
+    webhook_config,
+    webhook_server,
+)
+from tests.integration.providers.test_conformance import outbound
 
 TOPIC = credentials.SES_SNS_TOPIC_ARN
+SES = next(c for c in CASES if c.name == "ses")
 
 
 @pytest.fixture
@@ -171,3 +182,17 @@ async def test_check_provider_reads_the_account_and_sends_a_test_message() -> No
     for line in ok[1] + wrong[1] + paused[1]:
         assert credentials.SES_SECRET_ACCESS_KEY not in line
         assert credentials.SES_SESSION_TOKEN not in line
+
+
+async def test_the_workers_pooled_client_sends_requests_the_sandbox_accepts_as_signed() -> None:
+    """The worker's transport (aiohttp under httpx) keeps every header SigV4 signed as signed."""
+    app = SesSandbox()
+    app.config.rules = []
+    async with serve(app) as url:
+        provider = SesProvider(provider_client(4, connect_timeout=2, read_timeout=5), ses_settings(url))
+        try:
+            results = [await provider.send(outbound(SES, message_id=n, body="héllo ✓")) for n in range(1, 4)]
+        finally:
+            await provider.aclose()
+    assert all(r.provider_message_id for r in results)
+    assert (app.stats["accepted"], app.stats["auth_failed"]) == (3, 0)

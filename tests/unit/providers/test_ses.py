@@ -246,7 +246,7 @@ def test_long_term_keys_sign_without_a_token() -> None:
 
 # ---- SNS signatures -----------------------------------------------------------------------------
 TOPIC = credentials.SES_SNS_TOPIC_ARN
-CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem"
+CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem"
 
 
 def _sns(version: str = "1", **fields: str) -> dict[str, str]:
@@ -292,9 +292,11 @@ def test_signatures_verify_and_any_change_breaks_them(version: str) -> None:
 
 def test_only_sns_hosts_of_the_topics_region_are_trusted() -> None:
     assert sns.trusted_url(CERT_URL, TOPIC, ())
-    assert sns.trusted_url(
-        "https://sns.cn-north-1.amazonaws.com.cn/x.pem", TOPIC.replace("us-east-1", "cn-north-1"), ()
-    )
+    china = TOPIC.replace("us-east-1", "cn-north-1")
+    assert sns.trusted_url(CERT_URL.replace("us-east-1.amazonaws.com", "cn-north-1.amazonaws.com.cn"), china, ())
+    subscribe = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=y"
+    assert sns.trusted_url(subscribe, TOPIC, (), sns.SUBSCRIBE_PATH)
+    assert not sns.trusted_url(subscribe, TOPIC, ())  # not a certificate's path
     for url in [
         "http://sns.us-east-1.amazonaws.com/x.pem",  # not https
         "https://sns.eu-west-1.amazonaws.com/x.pem",  # another region than the topic's
@@ -302,6 +304,7 @@ def test_only_sns_hosts_of_the_topics_region_are_trusted() -> None:
         "https://evil.example@sns.us-east-1.amazonaws.com/x.pem",
         "https://sns.us-east-1.amazonaws.com:8443/x.pem",
         "https://evil.example/sns.us-east-1.amazonaws.com/x.pem",
+        "https://sns.us-east-1.amazonaws.com/any/thing.pem",  # not the path SNS serves certificates at
         None,
     ]:
         assert not sns.trusted_url(url, TOPIC, ()), url
