@@ -5,10 +5,12 @@ twice is recorded once. `outbound check-provider ses` against the sandbox (SigV4
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -32,6 +34,8 @@ from tests.integration.providers.conftest import (
     webhook_server,
 )
 from tests.integration.providers.test_conformance import outbound
+from tests.integration.test_run import API_HOWTO, outbound_run
+from tests.processes import read_until
 
 TOPIC = credentials.SES_SNS_TOPIC_ARN
 SES = next(c for c in CASES if c.name == "ses")
@@ -196,3 +200,21 @@ async def test_the_workers_pooled_client_sends_requests_the_sandbox_accepts_as_s
             await provider.aclose()
     assert all(r.provider_message_id for r in results)
     assert (app.stats["accepted"], app.stats["auth_failed"]) == (3, 0)
+
+
+async def test_make_run_with_sendgrid_off_sends_email_through_ses_and_records_its_events(
+    db_dsn: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """`outbound run` (sandbox mode) as a user starts it, SendGrid switched off: the demo e-mail goes
+    out through SES (signed, checked by its sandbox), and its events come back through the SNS
+    subscription the router confirmed, up to DELIVERED."""
+    with outbound_run(db_dsn, tmp_path, sendgrid_enabled="false") as (process, lines):
+        read_until(process, API_HOWTO, seen=lines)
+        query = "SELECT provider || ':' || delivery_status FROM outbound_message WHERE channel = 'EMAIL'"
+        async with asyncio.timeout(60):
+            while (state := await db.fetchval(query)) != "ses:DELIVERED":
+                await asyncio.sleep(0.2)
+        raw = await db.fetch("SELECT raw_status FROM outbound_delivery_event WHERE provider = 'ses' ORDER BY id")
+        assert process.poll() is None
+    assert state == "ses:DELIVERED"
+    assert [r["raw_status"] for r in raw] == ["Send", "Delivery"]
