@@ -29,6 +29,7 @@ from tests.integration.providers.conftest import (
     CASES,
     Webhooks,
     check_provider,
+    http_client,
     serve,
     webhook_config,
     webhook_server,
@@ -218,3 +219,23 @@ async def test_make_run_with_sendgrid_off_sends_email_through_ses_and_records_it
         assert process.poll() is None
     assert state == "ses:DELIVERED"
     assert [r["raw_status"] for r in raw] == ["Send", "Delivery"]
+
+
+async def test_events_signed_with_signature_version_2_are_recorded(webhooks: Webhooks, db: asyncpg.Connection) -> None:
+    app = SesSandbox()
+    app.config.rules = []
+    app.config.signature_version = "2"  # SHA256withRSA, a topic's choice
+    app.config.endpoint_url = f"{webhooks.url}/ses/sns"
+    message_id = await _message(db)
+    async with serve(app) as url:
+        provider = SesProvider(http_client(), ses_settings(url))
+        try:
+            await provider.send(outbound(SES, message_id=message_id))
+        finally:
+            await provider.aclose()
+        query = "SELECT delivery_status FROM outbound_message WHERE id = $1"
+        async with asyncio.timeout(30):
+            while await db.fetchval(query, message_id) != "DELIVERED":
+                await asyncio.sleep(0.05)
+        await app.webhooks.drain()
+    assert app.webhooks.sent == {"200": 2}

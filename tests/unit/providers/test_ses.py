@@ -24,7 +24,7 @@ from cryptography import x509
 
 from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, DeliveryStatus, ErrorCode, OutboundMessage
-from outbound_sender.errors import PermanentError, RateLimitedError, TemporaryError
+from outbound_sender.errors import PermanentError, ProviderError, RateLimitedError, TemporaryError
 from outbound_sender.providers import ses
 from outbound_sender.providers.http import ErrorKind
 from outbound_sender.providers.ses import SesProvider, SesSettings, SigV4
@@ -400,3 +400,59 @@ def test_the_sandbox_certificate_is_what_verify_loads() -> None:
     pem = credentials.sns_certificate_pem()
     assert base64.b64decode(b"".join(pem.splitlines()[1:-1]))  # a PEM block
     assert sns.verify(_sns(), _certificate())
+
+
+# ---- the sandbox answers as SES does ----------------------------------------------------------------
+def _in_process(app: sandbox.SesSandbox, **settings: object) -> SesProvider:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    return SesProvider(httpx.AsyncClient(transport=transport), _settings(**settings))
+
+
+async def _refusal(provider: SesProvider, message: OutboundMessage) -> tuple[str | None, str, bool]:
+    with pytest.raises(ProviderError) as raised:
+        await provider.send(message)
+    return raised.value.provider_code, raised.value.code.value, raised.value.retryable
+
+
+async def test_the_sandbox_refuses_as_ses_does() -> None:
+    app = sandbox.SesSandbox()
+    app.config.rules = []
+    provider = _in_process(app)
+    try:
+        assert await _refusal(provider, _message(template_code="unknown")) == (
+            "NotFoundException",
+            "PERMANENT_ERROR",
+            False,
+        )
+        other_set = _in_process(app, configuration_set_name="nope")
+        assert (await _refusal(other_set, _message()))[0] == "NotFoundException"
+        unverified = _in_process(app, from_email="someone@elsewhere.example")
+        assert (await _refusal(unverified, _message()))[0] == "MessageRejected"
+        app.config.production_access = False  # SES's own sandbox: verified recipients only
+        assert (await _refusal(provider, _message()))[0] == "MessageRejected"
+        app.config.production_access = True
+        app.config.max_24_hour_send = app.sent_today + 1
+        assert (await provider.send(_message())).provider_message_id
+        assert await _refusal(provider, _message()) == ("LimitExceededException", "QUOTA_EXCEEDED", True)
+        app.config.max_24_hour_send = 10**6
+        app.config.sending_enabled = False
+        assert await _refusal(provider, _message()) == ("SendingPausedException", "ACCOUNT_SUSPENDED", True)
+    finally:
+        await provider.aclose()
+
+
+def test_the_sandbox_validates_against_the_model() -> None:
+    config = sandbox.SesConfig()
+    body = ses.payload(_settings(), _message())
+    assert sandbox.validate(body, config) is None
+    refusals = {
+        "unknown member": body | {"Colour": "blue"},
+        "wrong type": body | {"Destination": {"ToAddresses": "ann@example.com"}},
+        "no content": {k: v for k, v in body.items() if k != "Content"},
+        "bad tag": body | {"EmailTags": [{"Name": "outbound id", "Value": "1"}]},
+        "two contents": body | {"Content": body["Content"] | {"Raw": {"Data": b"x"}}},
+    }
+    for name, bad in refusals.items():
+        reply = sandbox.validate(bad, config)
+        assert reply is not None, name
+        assert reply.headers["x-amzn-ErrorType"].startswith("BadRequestException:"), name
