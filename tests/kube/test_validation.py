@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("crds")]
 
 CHANNELS = ("SMS", "EMAIL", "WHATSAPP")
 SANDBOX_SPEC: dict[str, Any] = {"channel": "SMS", "provider": "sandbox"}
+SES: dict[str, Any] = {"region": "eu-west-1", "fromEmail": "noreply@example.com"}
 
 # (test id, base spec, merge patch, text the rejection must contain)
 CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
@@ -109,11 +110,40 @@ CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = 
         'spec.vonage.signatureMethod: Unsupported value: "crc32"',
     ),
     (
+        "ses-only-on-email",
+        SANDBOX_SPEC,
+        {"channel": "SMS", "provider": "ses", "credentialsSecretRef": {"name": "s"}, "ses": SES},
+        "provider ses cannot serve channel SMS",
+    ),
+    (
+        "ses-settings-required",
+        SANDBOX_SPEC,
+        {"channel": "EMAIL", "provider": "ses", "credentialsSecretRef": {"name": "s"}},
+        "provider ses needs spec.ses with region and fromEmail",
+    ),
+    (
+        "ses-region",
+        SANDBOX_SPEC,
+        {"channel": "EMAIL", "provider": "ses", "credentialsSecretRef": {"name": "s"}, "ses": SES | {"region": "EU"}},
+        "spec.ses.region: Invalid value",
+    ),
+    (
+        "ses-topic-arn",
+        SANDBOX_SPEC,
+        {
+            "channel": "EMAIL",
+            "provider": "ses",
+            "credentialsSecretRef": {"name": "s"},
+            "ses": SES | {"snsTopicArn": "https://sns.example/topic"},
+        },
+        "spec.ses.snsTopicArn: Invalid value",
+    ),
+    (
         "secret-keys-known",
         TWILIO_SPEC,
         {"credentialsSecretRef": {"keys": {"password": "pw"}}},
-        "credentialsSecretRef.keys may only map accountSid, authToken, apiKey, accessToken, appSecret, apiSecret "
-        "or signatureSecret",
+        "credentialsSecretRef.keys may only map accountSid, authToken, apiKey, accessToken, appSecret, apiSecret, "
+        "signatureSecret, accessKeyId, secretAccessKey or sessionToken",
     ),
     (
         "secret-name-dns",
@@ -302,3 +332,16 @@ def test_a_vonage_sms_backup_is_accepted_with_its_defaults(plane: ControlPlane, 
     plane.apply(channel_provider("vonage", spec), namespace=namespace)
     stored = plane.kubectl_json("get", "cp", "vonage", "-n", namespace)["spec"]
     assert stored["vonage"] == {"from": "AcmeInc", "signatureMethod": "md5hash"}
+
+
+def test_an_ses_email_backup_is_accepted(plane: ControlPlane, namespace: str) -> None:
+    spec = {
+        "channel": "EMAIL",
+        "provider": "ses",
+        "priority": 200,
+        "credentialsSecretRef": {"name": "ses", "keys": {"accessKeyId": "id", "secretAccessKey": "key"}},
+        "ses": SES | {"snsTopicArn": "arn:aws:sns:eu-west-1:123456789012:outbound-ses-events"},
+    }
+    plane.apply(channel_provider("ses", spec), namespace=namespace)
+    stored = plane.kubectl_json("get", "cp", "ses", "-n", namespace)["spec"]
+    assert stored["ses"]["region"] == "eu-west-1"

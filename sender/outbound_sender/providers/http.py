@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -30,6 +31,23 @@ from outbound_sender.errors import (
     RateLimitedError,
     TemporaryError,
 )
+
+
+class ErrorKind(Enum):
+    """What an error table says a failed answer means for the message, and so which ProviderError
+    it becomes (`error`): a plain string would let a misspelt kind fall through to permanent."""
+
+    PERMANENT = "permanent"  # never retried: FAILED at once
+    TEMPORARY = "temporary"  # retried with backoff
+    RATELIMIT = "ratelimit"  # retried after the hint: about the account's pace, never one recipient
+
+    @property
+    def retryable(self) -> bool:
+        return self is not ErrorKind.PERMANENT
+
+
+P, T, R = ErrorKind.PERMANENT, ErrorKind.TEMPORARY, ErrorKind.RATELIMIT
+Classified = tuple[ErrorCode, ErrorKind, float | None]  # an error table's row: normalized, kind, retry hint
 
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 MAYBE_SENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
@@ -58,19 +76,19 @@ async def send(
         ) from error
 
 
-def by_status(http_status: int | None) -> tuple[ErrorCode, str, float | None]:
+def by_status(http_status: int | None) -> Classified:
     """An answer without a provider code, by its HTTP status alone: (normalized, kind, hint)."""
     if http_status == 429:
-        return ErrorCode.RATE_LIMIT_EXCEEDED, "ratelimit", None
+        return ErrorCode.RATE_LIMIT_EXCEEDED, R, None
     if http_status is None or http_status >= 500:
-        return ErrorCode.TEMPORARY_ERROR, "temporary", None
+        return ErrorCode.TEMPORARY_ERROR, T, None
     if http_status == 401:
-        return ErrorCode.AUTH_FAILED, "permanent", None
-    return ErrorCode.PERMANENT_ERROR, "permanent", None
+        return ErrorCode.AUTH_FAILED, P, None
+    return ErrorCode.PERMANENT_ERROR, P, None
 
 
 def error(
-    kind: str,
+    kind: ErrorKind,
     code: ErrorCode,
     text: str,
     *,
@@ -79,11 +97,11 @@ def error(
     retry_after: float | None = None,
     about_recipient: bool = False,
 ) -> ProviderError:
-    """The ProviderError of an error table's kind: "ratelimit", "temporary" or "permanent"."""
+    """The ProviderError of an error table's kind."""
     raw, status = provider_code, http_status
-    if kind == "ratelimit":  # about the account's pace, never about one recipient
+    if kind is ErrorKind.RATELIMIT:  # about the account's pace, never about one recipient
         return RateLimitedError(code, text, provider_code=raw, retry_after=retry_after, http_status=status)
-    if kind == "temporary":
+    if kind is ErrorKind.TEMPORARY:
         return TemporaryError(
             code, text, provider_code=raw, retry_after=retry_after, http_status=status, about_recipient=about_recipient
         )

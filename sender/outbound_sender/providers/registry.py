@@ -29,7 +29,7 @@ from starlette.responses import Response
 from outbound_sender import sandboxes
 from outbound_sender.domain import Channel
 from outbound_sender.errors import ProviderError
-from outbound_sender.providers import http, sendgrid, twilio, vonage, whatsapp
+from outbound_sender.providers import http, sendgrid, ses, twilio, vonage, whatsapp
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.settings import AccountSettings, SendGridSettings, TwilioSettings, WhatsAppSettings
 from outbound_sender.sandboxes.base import SandboxApp
@@ -190,6 +190,34 @@ _ENTRIES = (
             "VONAGE_BASE_URL",
             {"apiKey": "api_key", "apiSecret": "api_secret", "signatureSecret": "signature_secret"},
             {"from": "VONAGE_FROM_NUMBER", "signatureMethod": "VONAGE_SIGNATURE_METHOD"},
+        ),
+    ),
+    ProviderEntry(
+        name="ses",
+        channels=frozenset({Channel.EMAIL}),
+        settings=ses.SesSettings,
+        client=lambda c, s, o: ses.SesProvider(c, s, ambiguous_retry=o.ambiguous_retry),
+        normalize=ses.normalize,
+        probe=Probe(ses.credentials_probe, ses.credentials_verdict),
+        sandbox=Sandbox(sandboxes.SesSandbox, sandboxes.ses_settings, 8095),
+        # No shared secret: SNS signs with its certificate; the accepted topics are configuration.
+        webhook=Webhook(ses.SNS_PATH, {"POST": Endpoints.ses}, ()),
+        opt_in=True,
+        render=Render(
+            "live",
+            "SES_BASE_URL",
+            {
+                "accessKeyId": "access_key_id",
+                "secretAccessKey": "secret_access_key",
+                "sessionToken": "session_token",
+            },
+            {
+                "region": "SES_REGION",
+                "fromEmail": "SES_FROM_EMAIL",
+                "fromName": "SES_FROM_NAME",
+                "configurationSetName": "SES_CONFIGURATION_SET_NAME",
+                "snsTopicArn": "SES_SNS_TOPIC_ARNS",
+            },
         ),
     ),
     ProviderEntry(

@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
-from outbound_sender.errors import PermanentError, ProviderError, RateLimitedError, TemporaryError
+from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
+from outbound_sender.providers.http import P, R, T
 from outbound_sender.providers.settings import SendGridSettings, secret
 
 LABEL = "SendGrid"
@@ -43,36 +44,33 @@ def _recipient_field(field: str | None, text: str) -> bool:
     return field is None and "does not contain a valid address" in text
 
 
-def classify(status: int, text: str, field: str | None) -> tuple[ErrorCode, bool]:
-    """(normalized code, retryable) of an error answer."""
+def classify(status: int, text: str, field: str | None) -> tuple[ErrorCode, http.ErrorKind]:
+    """(normalized code, kind) of an error answer."""
     if status == 429:
-        return ErrorCode.RATE_LIMIT_EXCEEDED, True
+        return ErrorCode.RATE_LIMIT_EXCEEDED, R
     if status >= 500:
-        return ErrorCode.TEMPORARY_ERROR, True
+        return ErrorCode.TEMPORARY_ERROR, T
     if status == 401:
         quota = "credits" in text.lower()
-        return (ErrorCode.QUOTA_EXCEEDED if quota else ErrorCode.AUTH_FAILED), False
+        return (ErrorCode.QUOTA_EXCEEDED if quota else ErrorCode.AUTH_FAILED), P
     if status == 403 and SUSPENDED.search(text):
-        return ErrorCode.ACCOUNT_SUSPENDED, False
+        return ErrorCode.ACCOUNT_SUSPENDED, P
     if status == 400 and _recipient_field(field, text):
-        return ErrorCode.INVALID_EMAIL, False
+        return ErrorCode.INVALID_EMAIL, P
     if status == 400 and field == "template_id":
-        return ErrorCode.TEMPLATE_NOT_APPROVED, False
-    return ErrorCode.PERMANENT_ERROR, False
+        return ErrorCode.TEMPLATE_NOT_APPROVED, P
+    return ErrorCode.PERMANENT_ERROR, P
 
 
 def normalize(response: httpx.Response) -> ProviderError:
     status = response.status_code
     text, field = _first_error(http.json_body(response), response.text[:500] or f"HTTP {status}")
-    code, retryable = classify(status, text, field)
+    code, kind = classify(status, text, field)
     raw = f"{status}:{field}" if field else str(status)
-    if code is ErrorCode.RATE_LIMIT_EXCEEDED:
-        hint = http.rate_limit_reset(response.headers) or http.retry_after(response.headers)
-        return RateLimitedError(code, text, provider_code=raw, retry_after=hint, http_status=status)
-    if retryable:
-        hint = http.retry_after(response.headers)
-        return TemporaryError(code, text, provider_code=raw, retry_after=hint, http_status=status)
-    return PermanentError(code, text, provider_code=raw, http_status=status)
+    hint = http.retry_after(response.headers)
+    if kind is R:
+        hint = http.rate_limit_reset(response.headers) or hint
+    return http.error(kind, code, text, provider_code=raw, http_status=status, retry_after=hint)
 
 
 def payload(settings: SendGridSettings, message: OutboundMessage) -> dict[str, Any]:

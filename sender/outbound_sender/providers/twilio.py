@@ -21,6 +21,7 @@ from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
 from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
+from outbound_sender.providers.http import P, R, T
 from outbound_sender.providers.settings import TwilioSettings, secret
 
 LABEL = "Twilio"
@@ -28,10 +29,9 @@ log = logging.getLogger(f"provider.{LABEL}")
 CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 STATUS_CALLBACK_PATH = "/twilio/status"
 
-P, T, R = "permanent", "temporary", "ratelimit"
 # code -> (normalized, kind, retry hint seconds). Sync codes come in the POST's 4xx answer, async
 # ones (30xxx) only in a status callback's ErrorCode; one table serves both.
-CODES: dict[int, tuple[ErrorCode, str, float | None]] = {
+CODES: dict[int, http.Classified] = {
     21211: (ErrorCode.INVALID_PHONE_NUMBER, P, None),
     21614: (ErrorCode.INVALID_PHONE_NUMBER, P, None),
     21610: (ErrorCode.RECIPIENT_UNSUBSCRIBED, P, None),
@@ -60,7 +60,7 @@ CODES: dict[int, tuple[ErrorCode, str, float | None]] = {
 RECIPIENT_CODES = frozenset({21211, 21614, 21610, 30003, 30005, 30006})
 
 
-def classify(code: int | None, http_status: int | None) -> tuple[ErrorCode, str, float | None]:
+def classify(code: int | None, http_status: int | None) -> http.Classified:
     """Normalized code, kind and hint of a Twilio error code (or of the HTTP status alone)."""
     if code is not None and code in CODES:
         return CODES[code]

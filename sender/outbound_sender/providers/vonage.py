@@ -27,6 +27,7 @@ from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
 from outbound_sender.errors import AmbiguousSendError, PermanentError, ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
+from outbound_sender.providers.http import P, R, T
 from outbound_sender.providers.settings import AccountSettings, read_secret_files, secret
 
 LABEL = "Vonage"
@@ -77,9 +78,8 @@ def signature(secret_value: str, params: Mapping[str, str], method: SignatureMet
 
 
 # ---- the error table --------------------------------------------------------------------------
-P, T, R = "permanent", "temporary", "ratelimit"
 # Submission status (per message part, in a 200 answer) -> (normalized, kind, retry hint seconds).
-STATUS: dict[int, tuple[ErrorCode, str, float | None]] = {
+STATUS: dict[int, http.Classified] = {
     1: (ErrorCode.RATE_LIMIT_EXCEEDED, R, 1.0),  # throttled: over the account's throughput
     2: (ErrorCode.PERMANENT_ERROR, P, None),  # missing parameter
     3: (ErrorCode.PERMANENT_ERROR, P, None),  # invalid parameter
@@ -104,7 +104,7 @@ RECIPIENT_STATUS = frozenset({6, 7, 33})
 
 # Delivery receipt `err-code` -> (normalized, kind). 0 is delivered; the others come with a
 # failed, rejected or expired receipt.
-DLR_CODES: dict[int, tuple[ErrorCode, str]] = {
+DLR_CODES: dict[int, tuple[ErrorCode, http.ErrorKind]] = {
     1: (ErrorCode.TEMPORARY_ERROR, T),  # unknown
     2: (ErrorCode.TEMPORARY_ERROR, T),  # absent subscriber, temporary
     3: (ErrorCode.INVALID_PHONE_NUMBER, P),  # absent subscriber, permanent
@@ -130,7 +130,7 @@ DLR_CODES: dict[int, tuple[ErrorCode, str]] = {
 }
 
 
-def classify(status: int | None, http_status: int | None) -> tuple[ErrorCode, str, float | None]:
+def classify(status: int | None, http_status: int | None) -> http.Classified:
     """Normalized code, kind and hint of a submission status (or of the HTTP status alone)."""
     if status is not None and status in STATUS:
         return STATUS[status]

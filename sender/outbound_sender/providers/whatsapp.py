@@ -20,18 +20,18 @@ from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
 from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
+from outbound_sender.providers.http import P, R, T
 from outbound_sender.providers.settings import WhatsAppSettings, secret
 
 LABEL = "WhatsApp"
 log = logging.getLogger(f"provider.{LABEL}")
-P, T, R = "permanent", "temporary", "ratelimit"
 TEMPLATE_CODES = (132000, 132001, 132005, 132007, 132012, 132015, 132016)
 AUTH_CODES = (0, 3, 10, 190, *range(200, 300))
 # Answers about one recipient, not about the provider: per-user marketing limit, undeliverable,
 # 24 h window closed, invalid number, unsubscribed. The circuit breaker counts them as successes.
 RECIPIENT_CODES = frozenset({131049, 131026, 131047, 131009, 131050})
 
-CODES: dict[int, tuple[ErrorCode, str, float | None]] = {
+CODES: dict[int, http.Classified] = {
     130429: (ErrorCode.RATE_LIMIT_EXCEEDED, R, 1.0),
     131056: (ErrorCode.RATE_LIMIT_EXCEEDED, R, 6.0),
     4: (ErrorCode.RATE_LIMIT_EXCEEDED, R, 60.0),
@@ -62,9 +62,7 @@ def _names_recipient(details: str) -> bool:
     return "'to'" in lowered or "phone number" in lowered or "parameter to" in lowered
 
 
-def classify(
-    code: int | None, http_status: int | None, details: str = "", transient: bool = False
-) -> tuple[ErrorCode, str, float | None]:
+def classify(code: int | None, http_status: int | None, details: str = "", transient: bool = False) -> http.Classified:
     """Normalized code, kind and hint of a Graph error code."""
     if code == 131009 and _names_recipient(details):
         return ErrorCode.INVALID_PHONE_NUMBER, P, None

@@ -188,27 +188,50 @@ class WebhookSender:
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent: Counter[str] = Counter()
 
-    def schedule(self, delay: float, posts: list[tuple[str, bytes, dict[str, str]]]) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(delay, posts))
+    def schedule(
+        self,
+        delay: float,
+        posts: list[tuple[str, bytes, dict[str, str]]],
+        ready: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        """Post each in turn, `delay` apart; with `ready` (an SNS subscription awaiting its
+        confirmation), only once it says True: else they are dropped, as the provider would."""
+        task = asyncio.get_running_loop().create_task(self._deliver(delay, posts, ready))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, delay: float, posts: list[tuple[str, bytes, dict[str, str]]]) -> None:
+    async def _deliver(
+        self,
+        delay: float,
+        posts: list[tuple[str, bytes, dict[str, str]]],
+        ready: Callable[[], Awaitable[bool]] | None,
+    ) -> None:
+        if ready is not None and not await ready():
+            self.sent["not_subscribed"] += len(posts)
+            return
         async with self._slots:
             for url, body, headers in posts:
                 await asyncio.sleep(delay)
                 await self._post(url, body, headers)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], count: bool = True) -> int | None:
+        """POST one webhook; its status, None when it could not be delivered. `count`: in `sent`."""
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
         try:
             response = await self._client.post(url, content=body, headers=headers)
-            self.sent[str(response.status_code)] += 1
         except httpx.HTTPError as error:
             self.sent["error"] += 1
             level = logging.DEBUG if self.sent["error"] > 1 else logging.WARNING  # say it once
             log.log(level, "sandbox webhook failed", extra={"fields": {"url": url, "error": repr(error)}})
+            return None
+        if count:
+            self.sent[str(response.status_code)] += 1
+        return response.status_code
+
+    async def post_now(self, url: str, body: bytes, headers: dict[str, str]) -> int | None:
+        """One POST outside the webhook counts (a subscription handshake), on the same client."""
+        return await self._post(url, body, headers, count=False)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait for the webhooks in flight (tests), then stop waiting."""

@@ -395,7 +395,7 @@ CREATE TABLE public.provider_control (
     CONSTRAINT provider_control_circuit_mode_check CHECK ((circuit_mode = ANY (ARRAY['Auto'::text, 'ForceOpen'::text, 'ForceClosed'::text]))),
     CONSTRAINT provider_control_circuit_state_check CHECK ((circuit_state = ANY (ARRAY['CLOSED'::text, 'OPEN'::text, 'HALF_OPEN'::text]))),
     CONSTRAINT provider_control_half_open_probes_per_minute_check CHECK ((half_open_probes_per_minute >= 1)),
-    CONSTRAINT provider_control_kind_check CHECK ((kind = ANY (ARRAY['twilio'::text, 'sendgrid'::text, 'whatsapp'::text, 'vonage'::text, 'sandbox'::text]))),
+    CONSTRAINT provider_control_kind_check CHECK ((kind = ANY (ARRAY['twilio'::text, 'sendgrid'::text, 'whatsapp'::text, 'vonage'::text, 'ses'::text, 'sandbox'::text]))),
     CONSTRAINT provider_control_messages_per_second_check CHECK ((messages_per_second > (0)::numeric))
 );
 

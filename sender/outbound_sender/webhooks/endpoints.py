@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import asyncpg
+import httpx
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -27,7 +28,7 @@ from outbound_sender import tracing
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.twilio import STATUS_CALLBACK_PATH
 from outbound_sender.providers.vonage import SignatureMethod
-from outbound_sender.webhooks import events, signatures, store
+from outbound_sender.webhooks import events, signatures, sns, store
 from outbound_sender.webhooks.events import DeliveryEvent
 
 log = logging.getLogger("webhooks")
@@ -48,6 +49,10 @@ class WebhookConfig:
     twilio_account_sid: str = ""
     whatsapp_phone_number_id: str = ""
     vonage_api_key: str = ""
+    # Amazon SES through SNS: the topics accepted (the only ones a subscription is confirmed for),
+    # and URL prefixes trusted for certificates besides https://sns.<region>.amazonaws.com/.
+    ses_topic_arns: tuple[str, ...] = ()
+    ses_certificate_url_prefixes: tuple[str, ...] = ()
     public_url: str | None = None  # where providers reach this router's prefix, as they sign it
     path_prefix: str = "/webhooks"
     max_body_bytes: int = 5_000_000
@@ -69,6 +74,7 @@ class Endpoints:
         self.config = config
         self._pool = pool
         self.metrics = metrics
+        self.sns_certificates = sns.Certificates()
 
     def pool(self) -> asyncpg.Pool:
         return self._pool if isinstance(self._pool, asyncpg.Pool) else self._pool()
@@ -233,6 +239,68 @@ class Endpoints:
         parsed = events.Parsed()
         parsed.add(events.vonage_event, params)
         return await self.record("vonage", parsed, self.config.vonage_api_key)
+
+    # ---- Amazon SES (events published to an SNS topic) ---------------------------------------
+    async def ses(self, request: Request) -> Response:
+        """An SNS delivery: a SubscriptionConfirmation (confirmed for our topics only), an
+        UnsubscribeConfirmation (logged), or a Notification holding one SES event."""
+        raw = await self.body(request)
+        if isinstance(raw, Response):
+            return raw
+        message = _json(raw)
+        if not isinstance(message, dict):
+            return Response(status_code=400, content="expected an SNS message (a JSON object)")
+        refused = await self._sns_refusal(request, message)
+        if refused is not None:
+            return refused
+        kind = message["Type"]
+        topic = {"provider": "ses", "topic": message["TopicArn"]}
+        if kind == "SubscriptionConfirmation":
+            return await self._sns_confirm(message)
+        if kind == "UnsubscribeConfirmation":
+            log.warning("SNS subscription ended: notifications stop", extra={"fields": topic})
+            return Response(status_code=200, content="")
+        parsed = events.Parsed()
+        parsed.add(events.ses_notification, message)
+        return await self.record("ses", parsed)
+
+    async def _sns_refusal(self, request: Request, message: dict[str, Any]) -> Response | None:
+        """None for a message of one of our topics, recent, signed with a certificate from SNS."""
+        kind = message.get("Type")
+        header = request.headers.get("x-amz-sns-message-type")
+        if kind not in sns.TYPES or (header is not None and header != kind):
+            return _forbidden("ses", "Type", self.metrics)
+        if message.get("TopicArn") not in self.config.ses_topic_arns:
+            return _forbidden("ses", "TopicArn not allowed", self.metrics)
+        if not sns.recent(message):
+            return _forbidden("ses", "Timestamp (replay)", self.metrics)
+        url = message.get("SigningCertURL")
+        if not sns.trusted_url(url, message["TopicArn"], self.config.ses_certificate_url_prefixes):
+            return _forbidden("ses", "SigningCertURL", self.metrics)
+        certificate = await self.sns_certificates.get(str(url))
+        if certificate is None:  # SNS retries: the certificate may be reachable then
+            return Response(status_code=503, content="signing certificate unavailable")
+        if not sns.verify(message, certificate):
+            return _forbidden("ses", "Signature", self.metrics)
+        return None
+
+    async def _sns_confirm(self, message: dict[str, Any]) -> Response:
+        """Confirm the subscription of one of our topics by GETting its SubscribeURL (on SNS too)."""
+        url = message.get("SubscribeURL")
+        fields = {"provider": "ses", "topic": message["TopicArn"]}
+        if not sns.trusted_url(url, message["TopicArn"], self.config.ses_certificate_url_prefixes, sns.SUBSCRIBE_PATH):
+            return _forbidden("ses", "SubscribeURL", self.metrics)
+        try:
+            async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+                answer = await client.get(str(url))
+        except httpx.HTTPError as error:
+            log.error("SNS subscription not confirmed", extra={"fields": {**fields, "error": type(error).__name__}})
+            return Response(status_code=503, content="try again")
+        if answer.status_code != 200:
+            log.error("SNS subscription not confirmed", extra={"fields": {**fields, "status": answer.status_code}})
+            return Response(status_code=503, content="try again")
+        log.info("SNS subscription confirmed", extra={"fields": fields})
+        return Response(status_code=200, content="")
 
 
 def _form_pairs(raw: bytes) -> list[tuple[str, str]] | None:

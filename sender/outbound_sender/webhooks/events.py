@@ -9,12 +9,13 @@ failures, the normalized error code from the same tables the clients use.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from outbound_sender.domain import Channel, DeliveryStatus, ErrorCode
-from outbound_sender.providers import twilio, vonage, whatsapp
+from outbound_sender.providers import ses, twilio, vonage, whatsapp
 from outbound_sender.providers.sendgrid import OUR_ID
 
 
@@ -113,6 +114,21 @@ def _epoch(value: object) -> dt.datetime:
     if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) > LATEST_EPOCH:
         raise MalformedEvent("timestamp out of range")
     return dt.datetime.fromtimestamp(int(text), dt.UTC)
+
+
+def _iso_time(value: object) -> dt.datetime:
+    """An ISO 8601 instant with its offset (2026-11-29T12:00:00.123Z); absent: now."""
+    if value is None or value == "":
+        return dt.datetime.now(dt.UTC)
+    if not isinstance(value, str) or len(value) > 40:
+        raise MalformedEvent("timestamp is not an ISO 8601 string")
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedEvent("timestamp is not ISO 8601") from None
+    if moment.tzinfo is None:
+        raise MalformedEvent("timestamp has no offset")
+    return moment
 
 
 def _status(value: object) -> str:
@@ -340,3 +356,85 @@ def whatsapp_events(payload: Mapping[str, Any], provider: str = "whatsapp") -> P
             for status in _objects(value, "statuses", parsed):
                 parsed.add(_whatsapp_event, status, account, provider)
     return parsed
+
+
+# ---- Amazon SES (its events, published to an SNS topic) ---------------------------------------
+SES_STATUS = {
+    "Send": (DeliveryStatus.SENT, None),
+    "Delivery": (DeliveryStatus.DELIVERED, None),
+    "Open": (DeliveryStatus.READ, None),
+    "Click": (DeliveryStatus.READ, None),
+    "DeliveryDelay": (DeliveryStatus.DEFERRED, ErrorCode.TEMPORARY_ERROR),
+    "Reject": (DeliveryStatus.UNDELIVERED, ErrorCode.PERMANENT_ERROR),  # SES would not send it (virus)
+    "Rendering Failure": (DeliveryStatus.UNDELIVERED, ErrorCode.PERMANENT_ERROR),  # template data
+    "Complaint": (None, ErrorCode.RECIPIENT_UNSUBSCRIBED),  # after delivery: recorded, not a failure
+}
+SUPPRESSED = ("Suppressed", "OnAccountSuppressionList")
+
+
+def _ses_bounce(detail: Mapping[str, Any]) -> tuple[DeliveryStatus, ErrorCode, str | None, str | None]:
+    kind = str(detail.get("bounceType") or "Undetermined")
+    sub = str(detail.get("bounceSubType") or "")
+    if kind == "Permanent":
+        error = ErrorCode.RECIPIENT_UNSUBSCRIBED if sub in SUPPRESSED else ErrorCode.INVALID_EMAIL
+    else:  # Transient: SES gave up on a mailbox that may take mail later; Undetermined
+        error = ErrorCode.TEMPORARY_ERROR if kind == "Transient" else ErrorCode.PERMANENT_ERROR
+    recipients = detail.get("bouncedRecipients")
+    first = recipients[0] if isinstance(recipients, list) and recipients else {}
+    text = first.get("diagnosticCode") or first.get("status") if isinstance(first, Mapping) else None
+    return DeliveryStatus.BOUNCED, error, _text(f"{kind}/{sub}" if sub else kind, MAX_CODE), _text(text)
+
+
+def _ses_object(event: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The event's own object: `bounce` for Bounce, `deliveryDelay` for DeliveryDelay, `failure`
+    for Rendering Failure; empty when absent."""
+    key = "failure" if name == "Rendering Failure" else name[:1].lower() + name[1:]
+    detail = event.get(key)
+    return detail if isinstance(detail, Mapping) else {}
+
+
+def _ses_detail(
+    name: str, detail: Mapping[str, Any]
+) -> tuple[DeliveryStatus | None, ErrorCode | None, str | None, str | None]:
+    """(status, error, provider code, text) of one SES event; unknown types are recorded only."""
+    if name == "Bounce":
+        return _ses_bounce(detail)
+    status, error = SES_STATUS.get(name, (None, None))
+    code = detail.get("delayType") or detail.get("complaintFeedbackType")
+    text = detail.get("reason") or detail.get("errorMessage")
+    return status, error, _text(code, MAX_CODE), _text(text)
+
+
+def ses_notification(envelope: Mapping[str, Any], provider: str = "ses") -> DeliveryEvent:
+    """One SNS Notification holding an SES event (event publishing's `eventType`, or an identity
+    notification's `notificationType`); MalformedEvent when it cannot be read. Our id is the
+    message tag outbound_id, the provider's message id `mail.messageId`."""
+    sns_id = _id(envelope.get("MessageId"), "MessageId", required=True) or ""
+    raw_message = envelope.get("Message")
+    try:
+        event = json.loads(raw_message) if isinstance(raw_message, str) else None
+    except (ValueError, RecursionError):
+        event = None
+    if not isinstance(event, Mapping):
+        raise MalformedEvent("Message is not an SES event")
+    mail = event.get("mail")
+    if not isinstance(mail, Mapping):
+        raise MalformedEvent("mail is not an object")
+    name = _status(event.get("eventType") or event.get("notificationType"))
+    detail = _ses_object(event, name)
+    status, error, code, text = _ses_detail(name, detail)
+    tags = mail.get("tags")
+    ours = tags.get(ses.OUR_ID) if isinstance(tags, Mapping) else None
+    return DeliveryEvent(
+        provider=provider,
+        channel=Channel.EMAIL,
+        event_id=sns_id,
+        raw_status=name,
+        status=status,
+        provider_message_id=_id(mail.get("messageId"), "messageId", required=True),
+        outbound_id=_our_id(ours[0] if isinstance(ours, list) and ours else None),
+        occurred_at=_iso_time(detail.get("timestamp") or mail.get("timestamp")),
+        error_code=error,
+        provider_code=code,
+        error_message=text,
+    )

@@ -9,6 +9,8 @@ Each provider's entry in providers/registry.py says where its receipts arrive an
     POST {prefix}/sendgrid/events    SendGrid Event Webhook (JSON array), ECDSA signature
     GET  {prefix}/whatsapp           Meta verification handshake (hub.mode/verify_token/challenge)
     POST {prefix}/whatsapp           WhatsApp status webhook, X-Hub-Signature-256
+    GET|POST {prefix}/vonage/dlr     Vonage delivery receipts, signed `sig`
+    POST {prefix}/ses/sns            Amazon SES events through SNS (signed by SNS's certificate)
 
 `prefix` is config.path_prefix (default /webhooks). `pool` is an asyncpg pool, or a zero-argument
 callable returning one (resolved per request, so the app can create its pool at start-up).
@@ -24,6 +26,7 @@ from fastapi import APIRouter
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers import registry
 from outbound_sender.providers.accounts import AllProviderSettings
+from outbound_sender.providers.ses import SesSettings
 from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings, secret
 from outbound_sender.providers.vonage import VonageSettings
 from outbound_sender.webhooks.endpoints import Endpoints, PoolSource, WebhookConfig
@@ -49,7 +52,7 @@ def router(config: WebhookConfig, pool: PoolSource, *, metrics: Metrics | None =
 def webhook_config(settings: AllProviderSettings) -> WebhookConfig:
     """The webhooks' secrets and accounts, read from the providers' settings."""
     sms, chat = settings.account(TwilioSettings), settings.account(WhatsAppSettings)
-    backup = settings.account(VonageSettings)
+    backup, mail = settings.account(VonageSettings), settings.account(SesSettings)
     return WebhookConfig(
         twilio_auth_token=secret(sms.auth_token),
         sendgrid_public_key=secret(settings.account(SendGridSettings).webhook_public_key),
@@ -60,6 +63,8 @@ def webhook_config(settings: AllProviderSettings) -> WebhookConfig:
         vonage_signature_secret=secret(backup.signature_secret),
         vonage_signature_method=backup.signature_method,
         vonage_api_key=backup.api_key or "",
+        ses_topic_arns=tuple(mail.sns_topic_arns),
+        ses_certificate_url_prefixes=tuple(mail.sns_certificate_url_prefixes),
         public_url=settings.webhook.public_url,
         path_prefix=settings.webhook.path_prefix,
         max_body_bytes=settings.webhook.max_body_bytes,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from outbound_sender.domain import Channel
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.sendgrid import SendGridProvider
+from outbound_sender.providers.ses import SesProvider
 from outbound_sender.providers.twilio import TwilioProvider
 from outbound_sender.providers.vonage import VonageProvider
 from outbound_sender.providers.whatsapp import WhatsAppProvider
@@ -73,6 +76,8 @@ class Case:
             return TwilioProvider(client, settings, callback_base=webhooks, ambiguous_retry=retry)
         if self.name == "sendgrid":
             return SendGridProvider(client, sandboxes.sendgrid_settings(base_url), ambiguous_retry=retry)
+        if self.name == "ses":
+            return SesProvider(client, sandboxes.ses_settings(base_url), ambiguous_retry=retry)
         if self.name == "vonage":
             account = sandboxes.vonage_settings(base_url)
             return VonageProvider(client, account, callback_base=webhooks, ambiguous_retry=retry)
@@ -84,6 +89,7 @@ CASES = [
     Case("sendgrid", Channel.EMAIL, sandboxes.SendGridSandbox, "ann@example.com", "", "DELIVERED"),
     Case("whatsapp", Channel.WHATSAPP, sandboxes.WhatsAppSandbox, "+15557654321", "wamid.", "READ"),
     Case("vonage", Channel.SMS, sandboxes.VonageSandbox, "+15557654321", "", "DELIVERED"),
+    Case("ses", Channel.EMAIL, sandboxes.SesSandbox, "ann@example.com", "0100", "DELIVERED"),
 ]
 
 
@@ -99,6 +105,9 @@ class Webhooks:
     pool: asyncpg.Pool
 
 
+LOOPBACK = "http://127.0.0.1:"
+
+
 def webhook_config(url: str | None = None) -> WebhookConfig:
     return WebhookConfig(
         twilio_auth_token=credentials.TWILIO_AUTH_TOKEN,
@@ -106,6 +115,8 @@ def webhook_config(url: str | None = None) -> WebhookConfig:
         whatsapp_app_secret=credentials.WHATSAPP_APP_SECRET,
         whatsapp_verify_token=credentials.WHATSAPP_VERIFY_TOKEN,
         vonage_signature_secret=credentials.VONAGE_SIGNATURE_SECRET,
+        ses_topic_arns=(credentials.SES_SNS_TOPIC_ARN,),
+        ses_certificate_url_prefixes=(LOOPBACK,),  # the SES sandbox serves its SNS certificate
         public_url=url,
     )
 
@@ -131,11 +142,14 @@ async def webhooks(db_dsn: str) -> AsyncIterator[Webhooks]:
 
 
 def point_webhooks(app: SandboxApp, url: str) -> None:
-    """SendGrid and WhatsApp have account-level webhook URLs; Twilio's and Vonage's travel with each message."""
+    """SendGrid, WhatsApp and SES (its SNS subscription) have account-level webhook URLs; Twilio's
+    and Vonage's travel with each message."""
     if isinstance(app, sandboxes.SendGridSandbox):
         app.config.event_webhook_url = f"{url}/sendgrid/events"
     if isinstance(app, sandboxes.WhatsAppSandbox):
         app.config.webhook_url = f"{url}/whatsapp"
+    if isinstance(app, sandboxes.SesSandbox):
+        app.config.endpoint_url = f"{url}/ses/sns"
 
 
 def twilio_headers(url: str, params: dict[str, str]) -> dict[str, str]:
@@ -157,3 +171,22 @@ def sendgrid_headers(raw: bytes) -> dict[str, str]:
 def whatsapp_headers(raw: bytes) -> dict[str, str]:
     signature = signatures.meta_signature(credentials.WHATSAPP_APP_SECRET, raw)
     return {"content-type": "application/json", "x-hub-signature-256": signature}
+
+
+async def check_provider(provider: str, *args: str, env: dict[str, str]) -> tuple[int, list[str]]:
+    """`outbound check-provider <provider>` as a user runs it (the sandbox keeps serving meanwhile):
+    its exit status and printed lines."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "outbound_sender.cli",
+        "check-provider",
+        provider,
+        *args,
+        env={**os.environ, "OUTBOUND_PROVIDER_KIND": "sandbox", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None, err
+    return process.returncode, out.decode().splitlines()

@@ -14,12 +14,19 @@ from tests.integration.providers.conftest import CASES, Case, serve
 from tests.integration.providers.test_conformance import outbound
 
 THRESHOLD = 3
-BAD = {"twilio": "+15557650001", "sendgrid": "bounce@example.com", "whatsapp": "+15557650001", "vonage": "+15557650001"}
+BAD = {
+    "twilio": "+15557650001",
+    "sendgrid": "bounce@example.com",
+    "whatsapp": "+15557650001",
+    "vonage": "+15557650001",
+    "ses": "bounce@example.com",
+}
 ANSWERS = {
     "twilio": ["error:21211", "error:21614", "error:21610"],
     "sendgrid": ["error:invalid_email"],
     "whatsapp": ["error:131049", "error:131026", "error:131047", "error:131050", "error:131009"],
     "vonage": ["error:6", "error:7", "error:33"],
+    "ses": ["error:MessageRejected", "error:BadRequestException"],
 }
 CASE_ANSWERS = [(case, answer) for case in CASES for answer in ANSWERS[case.name]]
 

@@ -81,14 +81,28 @@ ERRORS: dict[str, list[tuple[str, ErrorCode, type[ProviderError], str]]] = {
         ("http:500", E.TEMPORARY_ERROR, TEMP, "500"),
     ],
 }
+ERRORS["ses"] = [
+    ("error:BadRequestException", E.INVALID_EMAIL, PERM, "BadRequestException"),  # "Illegal address"
+    ("error:MessageRejected", E.PERMANENT_ERROR, PERM, "MessageRejected"),
+    ("error:MailFromDomainNotVerifiedException", E.PERMANENT_ERROR, PERM, "MailFromDomainNotVerifiedException"),
+    ("error:NotFoundException", E.PERMANENT_ERROR, PERM, "NotFoundException"),
+    ("error:AccountSuspendedException", E.ACCOUNT_SUSPENDED, PERM, "AccountSuspendedException"),
+    ("error:SendingPausedException", E.ACCOUNT_SUSPENDED, TEMP, "SendingPausedException"),
+    ("error:LimitExceededException", E.QUOTA_EXCEEDED, TEMP, "LimitExceededException"),
+    ("error:TooManyRequestsException", E.RATE_LIMIT_EXCEEDED, RATE, "TooManyRequestsException"),
+    ("error:AccessDeniedException", E.AUTH_FAILED, PERM, "AccessDeniedException"),
+    ("http:503", E.TEMPORARY_ERROR, TEMP, "ServiceUnavailable"),
+    ("http:500", E.TEMPORARY_ERROR, TEMP, "InternalFailure"),
+]
 # Invalid input the sandbox rejects by its own validation, as the real API would.
 BAD_RECIPIENT = {
     "twilio": ("12345", E.INVALID_PHONE_NUMBER),
     "sendgrid": ("not-an-address", E.INVALID_EMAIL),
     "whatsapp": ("call-me-maybe", E.INVALID_PHONE_NUMBER),
     "vonage": ("12345", E.PERMANENT_ERROR),  # status 3: too short for the `to` field
+    "ses": ("not-an-address", E.INVALID_EMAIL),  # BadRequestException "Missing final '@domain'"
 }
-HINTS = {"twilio": None, "whatsapp": 1.0, "vonage": 1.0}
+HINTS = {"twilio": None, "whatsapp": 1.0, "vonage": 1.0, "ses": 1.0}
 
 
 @dataclass
@@ -178,6 +192,8 @@ async def test_wrong_credentials_are_auth_failed(case: Case, running: Running) -
         app.config.api_key = "SG.other"  # type: ignore[attr-defined]
     elif case.name == "vonage":
         app.config.signature_secret = "another-signature-secret"  # type: ignore[attr-defined]
+    elif case.name == "ses":
+        app.config.secret_access_key = "another/secret/access/key"  # type: ignore[attr-defined]
     else:
         app.config.access_token = "EAAother"  # type: ignore[attr-defined]
     provider = case.provider(running.url)
@@ -187,7 +203,8 @@ async def test_wrong_credentials_are_auth_failed(case: Case, running: Running) -
     finally:
         await provider.aclose()
     assert raised.value.code is E.AUTH_FAILED
-    assert raised.value.http_status == (200 if case.name == "vonage" else 401)  # Vonage: status 14 in a 200
+    # Vonage: status 14 in a 200; SES: 403 InvalidSignatureException
+    assert raised.value.http_status == {"vonage": 200, "ses": 403}.get(case.name, 401)
 
 
 async def test_throughput_limit_answers_like_the_real_api_with_a_hint(case: Case, running: Running) -> None:
@@ -278,6 +295,7 @@ ASYNC_FAILURE = {
     "sendgrid": ("async:dropped_unsubscribed", "BOUNCED", E.RECIPIENT_UNSUBSCRIBED),
     "whatsapp": ("async:131026", "UNDELIVERED", E.PERMANENT_ERROR),
     "vonage": ("async:3", "UNDELIVERED", E.INVALID_PHONE_NUMBER),
+    "ses": ("async:bounce", "BOUNCED", E.INVALID_EMAIL),
 }
 
 

@@ -5,9 +5,6 @@ nothing; receipts of another account are dropped; each part of a long message is
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import time
 
 import asyncpg
@@ -19,7 +16,7 @@ from outbound_sender.providers.vonage import signature
 from outbound_sender.sandboxes import VonageSandbox, credentials
 from outbound_sender.store import messages
 from outbound_sender.webhooks.router import WebhookConfig
-from tests.integration.providers.conftest import CASES, Webhooks, serve, webhook_server
+from tests.integration.providers.conftest import CASES, Webhooks, check_provider, serve, webhook_server
 from tests.integration.providers.test_conformance import outbound
 
 SECRET = credentials.VONAGE_SIGNATURE_SECRET
@@ -139,24 +136,6 @@ async def test_a_long_message_is_sent_in_parts_and_each_part_reports(
     assert await _delivery(db, message_id) == "DELIVERED"
 
 
-async def _check_provider(*args: str, env: dict[str, str]) -> tuple[int, list[str]]:
-    """`outbound check-provider vonage` as a user runs it (the sandbox keeps serving meanwhile)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "outbound_sender.cli",
-        "check-provider",
-        "vonage",
-        *args,
-        env={**os.environ, "OUTBOUND_PROVIDER_KIND": "sandbox", **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None, err
-    return process.returncode, out.decode().splitlines()
-
-
 async def test_check_provider_reads_the_balance_and_sends_a_test_message() -> None:
     """Passes with the account's credentials (a signed balance read, then a real send); says
     AUTH_FAILED with another signature secret and QUOTA_EXCEEDED at zero credit. The printed URL
@@ -164,11 +143,13 @@ async def test_check_provider_reads_the_balance_and_sends_a_test_message() -> No
     app = VonageSandbox()
     app.config.rules = []
     async with serve(app) as url:
-        ok = await _check_provider("--base-url", url, "--send-to", "+14155552671", env={})
+        ok = await check_provider("vonage", "--base-url", url, "--send-to", "+14155552671", env={})
         app.config.balance = 0.0
-        broke = await _check_provider("--base-url", url, env={})
+        broke = await check_provider("vonage", "--base-url", url, env={})
         app.config.balance = 10.0
-        wrong = await _check_provider("--base-url", url, env={"VONAGE_SIGNATURE_SECRET": "another-secret-0000"})
+        wrong = await check_provider(
+            "vonage", "--base-url", url, env={"VONAGE_SIGNATURE_SECRET": "another-secret-0000"}
+        )
     code, lines = ok
     assert code == 0, lines
     assert [line.split()[:3] for line in lines] == [

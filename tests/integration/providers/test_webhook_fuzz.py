@@ -1,4 +1,4 @@
-"""The four webhook endpoints of a real `outbound api` process under generated, validly signed
+"""The five webhook endpoints of a real `outbound api` process under generated, validly signed
 bodies: well-formed shapes with hostile values (ids above 2^63, NUL, out-of-range timestamps, long
 and non-ASCII text) and arbitrary JSON where objects are expected. No answer is a 5xx, and a
 known-good event mixed into each generated batch (or a good callback with generated extra fields)
@@ -7,9 +7,13 @@ is always recorded."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import http.server
 import json
 import subprocess
+import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +31,7 @@ from outbound_sender.providers.vonage import signature
 from outbound_sender.sandboxes import credentials
 from outbound_sender.store import messages
 from outbound_sender.store.db import connect
+from outbound_sender.webhooks import sns
 from tests.integration.providers.conftest import sendgrid_headers, twilio_headers, whatsapp_headers
 from tests.processes import outbound, stop, wait_http
 
@@ -79,6 +84,23 @@ SENDGRID_EVENT = _object(
     response=EDGE,
     status=EDGE,
     type=EDGE,
+)
+SES_NAMES = st.sampled_from(["Send", "Delivery", "Bounce", "Complaint", "Reject", "DeliveryDelay", "Rendering Failure"])
+SES_EVENT = _object(
+    eventType=EDGE | SES_NAMES,
+    notificationType=EDGE,
+    mail=_object(messageId=EDGE, timestamp=EDGE, tags=_object(outbound_id=st.lists(EDGE, max_size=2) | JSON)),
+    bounce=_object(
+        bounceType=EDGE,
+        bounceSubType=EDGE,
+        timestamp=EDGE,
+        bouncedRecipients=st.lists(_object(diagnosticCode=EDGE, status=EDGE), max_size=2) | JSON,
+    ),
+    delivery=_object(timestamp=EDGE),
+    complaint=_object(complaintFeedbackType=EDGE, timestamp=EDGE),
+    deliveryDelay=_object(delayType=EDGE, timestamp=EDGE),
+    reject=_object(reason=EDGE),
+    failure=_object(errorMessage=EDGE),
 )
 FORM_TEXT = EDGE.map(lambda value: str(value).encode("utf-8", "replace").decode())  # a form is UTF-8
 TWILIO_FIELDS = st.dictionaries(
@@ -190,8 +212,57 @@ def _vonage(fuzz: Fuzz, case: tuple[dict[str, str], bool]) -> None:
         fuzz.good.add(("vonage", f"{message_id}:delivered"))
 
 
+def _ses(fuzz: Fuzz, case: tuple[Any, bool], certificate_url: str) -> None:
+    """A generated SES event in a Notification signed as SNS signs it; half of them are a good
+    Delivery of our message instead."""
+    event, good = case
+    sns_id = str(uuid.uuid4())
+    if good:
+        tags = {"outbound_id": [str(fuzz.message_id)]}
+        event = {"eventType": "Delivery", "mail": {"messageId": fuzz.good_id(), "tags": tags}, "delivery": {}}
+    message = {
+        "Type": "Notification",
+        "MessageId": sns_id,
+        "TopicArn": credentials.SES_SNS_TOPIC_ARN,
+        "Message": json.dumps(event),
+        "Timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "SignatureVersion": "1",
+        "SigningCertURL": certificate_url,
+    }
+    message["Signature"] = sns.sign(message, credentials.sns_signing_key())
+    headers = {"content-type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "Notification"}
+    fuzz.post("/ses/sns", json.dumps(message).encode(), headers)
+    if good:
+        fuzz.good.add(("ses", sns_id))
+
+
 @pytest.fixture
-def api_process(db_dsn: str) -> Iterator[str]:
+def sns_certificate() -> Iterator[str]:
+    """The URL of the certificate this process signs SNS messages with (what SigningCertURL names)."""
+    pem = credentials.sns_certificate_pem()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", str(len(pem)))
+            self.end_headers()
+            self.wfile.write(pem)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/SimpleNotificationService-fuzz.pem"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+@pytest.fixture
+def api_process(db_dsn: str, sns_certificate: str) -> Iterator[str]:
     """`outbound api` in live mode with the sandboxes' webhook secrets and accounts given explicitly."""
     port = free_port()
     env = {
@@ -209,6 +280,8 @@ def api_process(db_dsn: str) -> Iterator[str]:
         "WHATSAPP_VERIFY_TOKEN": credentials.WHATSAPP_VERIFY_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": credentials.WHATSAPP_PHONE_NUMBER_ID,
         "VONAGE_SIGNATURE_SECRET": credentials.VONAGE_SIGNATURE_SECRET,
+        "SES_SNS_TOPIC_ARNS": credentials.SES_SNS_TOPIC_ARN,
+        "SES_SNS_CERTIFICATE_URL_PREFIXES": sns_certificate.rsplit("/", 1)[0] + "/",
     }
     process = outbound("api", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
@@ -244,7 +317,9 @@ async def _recorded(dsn: str) -> set[tuple[str, str]]:
 
 
 @pytest.mark.timeout(900)
-def test_generated_webhooks_never_answer_5xx_nor_lose_a_good_event(api_process: str, db_dsn: str) -> None:
+def test_generated_webhooks_never_answer_5xx_nor_lose_a_good_event(
+    api_process: str, db_dsn: str, sns_certificate: str
+) -> None:
     ids = asyncio.run(_setup(db_dsn))
     base = f"{api_process}/webhooks"
     runs = {
@@ -264,6 +339,11 @@ def test_generated_webhooks_never_answer_5xx_nor_lose_a_good_event(api_process: 
             st.tuples(TWILIO_FIELDS, st.none() | FORM_TEXT, st.booleans()),
         ),
         "vonage": (Fuzz(base, ids[Channel.SMS]), _vonage, st.tuples(VONAGE_FIELDS, st.booleans())),
+        "ses": (
+            Fuzz(base, ids[Channel.EMAIL]),
+            lambda fuzz, case: _ses(fuzz, case, sns_certificate),
+            st.tuples(SES_EVENT, st.booleans()),
+        ),
     }
     started = time.monotonic()
     for fuzz, send, strategy in runs.values():

@@ -172,42 +172,63 @@ def test_every_worker_deployment_has_a_disruption_budget_of_one_pod_on_its_pods(
     assert budget["spec"]["selector"] == wl.deployment["spec"]["selector"]
 
 
-def test_a_vonage_channel_provider_renders_a_worker_that_sends_through_vonage(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+# sample -> (the Secret's data, ConfigMap entries the sample's sender settings become)
+BACKUP_SAMPLES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "vonage": (
+        {"apiKey": "5a5a5a5a", "apiSecret": "api-secret", "signatureSecret": "sig-secret"},
+        {"VONAGE_FROM_NUMBER": "AcmeInc", "VONAGE_SIGNATURE_METHOD": "sha256"},
+    ),
+    "ses": (  # long-term keys: no sessionToken in the Secret, so its mounted file does not exist
+        {"accessKeyId": "AKIA" + "5A" * 8, "secretAccessKey": "secret/access/key"},
+        {
+            "SES_REGION": "eu-west-1",
+            "SES_FROM_EMAIL": "noreply@example.com",
+            "SES_CONFIGURATION_SET_NAME": "outbound",
+            "SES_SNS_TOPIC_ARNS": "arn:aws:sns:eu-west-1:123456789012:outbound-ses-events",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("provider", BACKUP_SAMPLES)
+def test_a_backup_channel_provider_renders_a_worker_that_sends_through_it(
+    provider: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The sample's spec: the worker sends through Vonage only, with its sender settings from the
-    ConfigMap and its credentials from the mounted Secret's files, and the sender reads them all."""
+    """The sample's spec: the worker sends through that provider only, with its sender settings from
+    the ConfigMap and its credentials from the mounted Secret's files, and the sender reads them all."""
     import httpx
     import yaml
 
-    from outbound_sender.providers.vonage import VonageProvider, VonageSettings
-    from outbound_sender.sandboxes import credentials
+    from outbound_sender.providers import registry
 
+    entry = registry.entry(provider)
+    assert entry.settings is not None
+    assert entry.client is not None
+    secret, expected = BACKUP_SAMPLES[provider]
+    prefix = f"{provider.upper()}_"
     sample = yaml.safe_load(
-        (Path(__file__).resolve().parents[3] / "crds/samples/channelprovider-vonage.yaml").read_text()
+        (Path(__file__).resolve().parents[3] / f"crds/samples/channelprovider-{provider}.yaml").read_text()
     )
-    wl = workload("vonage", ChannelProviderSpec.of(sample["spec"]), SETTINGS, None)
+    wl = workload(provider, ChannelProviderSpec.of(sample["spec"]), SETTINGS, None)
     data = wl.config_map["data"]
-    assert (data["OUTBOUND_PROVIDERS_ENABLED"], data["VONAGE_FROM_NUMBER"], data["VONAGE_SIGNATURE_METHOD"]) == (
-        "vonage",
-        "AcmeInc",
-        "sha256",
-    )
+    assert data["OUTBOUND_PROVIDERS_ENABLED"] == provider
+    assert expected.items() <= data.items()
     env = {e["name"]: e.get("value") for e in _container(wl.deployment)["env"]}
-    files = {name: path for name, path in env.items() if name.startswith("VONAGE_") and name.endswith("_FILE")}
-    assert set(files) == {"VONAGE_API_KEY_FILE", "VONAGE_API_SECRET_FILE", "VONAGE_SIGNATURE_SECRET_FILE"}
-    secret = {"apiKey": credentials.VONAGE_API_KEY, "apiSecret": "api-secret", "signatureSecret": "sig-secret"}
-    for name in [n for n in os.environ if n.startswith("VONAGE_")]:
+    files = {name: path for name, path in env.items() if name.startswith(prefix) and name.endswith("_FILE")}
+    assert set(files) == {entry.variable(f"{field}_file") for field in entry.render.credentials.values()}
+    for name in [n for n in os.environ if n.startswith(prefix)]:
         monkeypatch.delenv(name)
     for name, value in {**data, **{k: v for k, v in env.items() if v and not k.endswith("_FILE")}}.items():
-        if name.startswith("VONAGE_"):
+        if name.startswith(prefix):
             monkeypatch.setenv(name, value)
     for name, path in files.items():  # the Secret's keys, mounted where the operator says
         key = path.rsplit("/", 1)[1]
-        (tmp_path / key).write_text(secret[key] + "\n")
+        if key in secret:
+            (tmp_path / key).write_text(secret[key] + "\n")
         monkeypatch.setenv(name, str(tmp_path / key))
-    settings = VonageSettings()
-    assert (settings.api_key, settings.from_number, settings.signature_method) == ("5a5a5a5a", "AcmeInc", "sha256")
-    assert settings.signature_secret is not None
-    assert settings.signature_secret.get_secret_value() == "sig-secret"
-    VonageProvider(httpx.AsyncClient(), settings)  # enough to send: no ValueError
+    settings = entry.settings()
+    for credential, field in entry.render.credentials.items():
+        value = getattr(settings, field)
+        text = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        assert text == secret.get(credential), credential
+    entry.client(httpx.AsyncClient(), settings, registry.ClientOptions())  # enough to send: no ValueError

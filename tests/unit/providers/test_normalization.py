@@ -9,7 +9,8 @@ import pytest
 
 from outbound_sender.domain import ErrorCode as E
 from outbound_sender.errors import PermanentError, ProviderError, RateLimitedError, TemporaryError
-from outbound_sender.providers import sendgrid, twilio, whatsapp
+from outbound_sender.providers import http, sendgrid, twilio, vonage, whatsapp
+from outbound_sender.providers.http import ErrorKind
 
 PERM, TEMP, RATE = PermanentError, TemporaryError, RateLimitedError
 
@@ -65,7 +66,7 @@ TWILIO_ASYNC = [
 def test_twilio_async_codes(code: int, normalized: E, retryable: bool) -> None:
     got, kind, _hint = twilio.classify(code, None)
     assert got is normalized
-    assert (kind != "permanent") is retryable
+    assert kind.retryable is retryable
 
 
 def test_twilio_retry_after_header_is_the_hint() -> None:
@@ -204,3 +205,34 @@ def test_whatsapp_unknown_transient_error_is_temporary() -> None:
     assert isinstance(whatsapp.normalize(httpx.Response(400, json=body)), TemporaryError)
     body = {"error": {"message": "x", "code": 99999}}
     assert isinstance(whatsapp.normalize(httpx.Response(400, json=body)), PermanentError)
+
+
+# ---- error kinds are a type ---------------------------------------------------------------------
+TABLES = {
+    "twilio.CODES": twilio.CODES.values(),
+    "whatsapp.CODES": whatsapp.CODES.values(),
+    "vonage.STATUS": vonage.STATUS.values(),
+    "vonage.DLR_CODES": vonage.DLR_CODES.values(),
+}
+
+
+@pytest.mark.parametrize("table", TABLES, ids=str)
+def test_every_error_table_row_has_an_error_kind(table: str) -> None:
+    """A kind used to be a bare string ("permanent"...): a misspelt one became a permanent error."""
+    kinds = {row[1] for row in TABLES[table]}
+    assert kinds
+    assert all(isinstance(kind, ErrorKind) for kind in kinds), kinds
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 429, 500, 503])
+def test_status_and_sendgrid_verdicts_are_error_kinds(status: int) -> None:
+    assert isinstance(http.by_status(status)[1], ErrorKind)
+    assert isinstance(sendgrid.classify(status, "", None)[1], ErrorKind)
+
+
+@pytest.mark.parametrize("kind", list(ErrorKind))
+def test_each_kind_makes_its_provider_error(kind: ErrorKind) -> None:
+    error = http.error(kind, E.TEMPORARY_ERROR, "x", provider_code=None, http_status=None)
+    expected = {ErrorKind.PERMANENT: PermanentError, ErrorKind.TEMPORARY: TemporaryError}
+    assert type(error) is expected.get(kind, RateLimitedError)
+    assert error.retryable is kind.retryable
