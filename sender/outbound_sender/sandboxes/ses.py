@@ -339,17 +339,17 @@ class SesSandbox(SandboxApp):
         recipient = body["Destination"]["ToAddresses"][0]
         kind, _, arg = (self.config.action_for(recipient) or "").partition(":")
         if kind == "error" and arg in ERRORS:
-            self.stats[f"error:{arg}"] += 1
+            self.record(f"error:{arg}", recipient)
             return failure(arg)
         if kind == "http":
-            self.stats[f"http:{arg}"] += 1
+            self.record(f"http:{arg}", recipient)
             status = int(arg or 500)
             return failure("ServiceUnavailable" if status == 503 else "InternalFailure", status=status)
         if kind == "timeout":
-            self.stats["timeout"] += 1
+            self.record("timeout", recipient)
             await self.hold()
             return failure("ServiceUnavailable")
-        self.stats["accepted"] += 1
+        self.record("accepted", recipient)
         self.sent_today += 1
         message_id = f"0100{int(time.time() * 1000):012x}-{uuid.uuid4()}-000000"
         self._publish(body, message_id, arg if kind == "async" else None)
