@@ -16,10 +16,10 @@ from outbound_sender.errors import ProviderError
 from outbound_sender.logs import message_fields
 from outbound_sender.metrics import Metrics
 from outbound_sender.quota.gate import Admitted, Held, WhatsAppGate
-from outbound_sender.quota.ledger import QuotaLedger
 from outbound_sender.quota.policy import PolicyBook
 from outbound_sender.quota.ratelimit import WhatsAppRateLimiter
 from outbound_sender.store.gateway import PgWorkerGateway, WorkerGateway
+from outbound_sender.store.quota import QuotaLedger
 from outbound_sender.worker import results
 from outbound_sender.worker.gates import Admission
 
