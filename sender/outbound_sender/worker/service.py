@@ -39,7 +39,6 @@ from outbound_sender.worker.settings import ChannelSwitches, WorkerSettings
 from outbound_sender.worker.whatsapp import WhatsAppQuotaGate
 
 log = logging.getLogger("OutboundJobWorker")
-Stop = asyncio.Event
 
 
 class OutboundJobWorker:
@@ -107,7 +106,9 @@ class OutboundJobWorker:
         )
         return {Channel.WHATSAPP: whatsapp}
 
-    async def _work(self, gateway: PgWorkerGateway, sender: Sender, completer: Completer, stop: Stop) -> str | None:
+    async def _work(
+        self, gateway: PgWorkerGateway, sender: Sender, completer: Completer, stop: asyncio.Event
+    ) -> str | None:
         s, signals, metrics = self.settings, self.signals, self.metrics
         listener = Listener(gateway, signals, self.choice.wants)
         follower = ControlFollower(
