@@ -27,9 +27,9 @@ import asyncpg
 from bench import common
 from outbound_sender.providers.base import SendResult
 from outbound_sender.store.db import connect
+from outbound_sender.store.gateway import as_arrays, message_from_row
 from outbound_sender.store.queries import parse, sql
 from outbound_sender.worker import results
-from outbound_sender.worker.runner import message_from_row
 
 BATCH = 10
 CHANNELS = ["SMS", "EMAIL", "WHATSAPP"]
@@ -53,7 +53,7 @@ async def drain(dsn: str, complete: str) -> Drain:
                 results.success(message_from_row(row), "null", SendResult(f"id-{row['id']}", 201), 1) for row in rows
             ]
             started = time.perf_counter()
-            await conn.fetch(complete, *results.as_arrays(done), "bench")
+            await conn.fetch(complete, *as_arrays(done), "bench")
             spent += time.perf_counter() - started
             batches += 1
         wal = await conn.fetchval("SELECT pg_current_wal_insert_lsn() - $1::pg_lsn", wal_start)

@@ -21,9 +21,10 @@ from outbound_sender.providers.null import NullProvider
 from outbound_sender.providers.sandbox import SandboxProvider
 from outbound_sender.providers.transport import provider_client
 from outbound_sender.store.db import connect
+from outbound_sender.store.gateway import APPLICATION
 from outbound_sender.store.messages import enqueue
 from outbound_sender.worker.dispatch import Dispatcher
-from outbound_sender.worker.runner import APPLICATION, OutboundJobWorker
+from outbound_sender.worker.service import OutboundJobWorker
 from outbound_sender.worker.settings import WorkerSettings
 
 

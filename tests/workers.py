@@ -16,7 +16,7 @@ from outbound_sender.providers.base import SendResult
 from outbound_sender.store.messages import enqueue
 from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
-from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.service import OutboundJobWorker
 from outbound_sender.worker.settings import ChannelSwitches, WorkerSettings
 
 Behaviour = Callable[[OutboundMessage, int], SendResult | Exception]

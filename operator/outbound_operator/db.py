@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 
 from outbound_operator.reconcile.circuit import Calls
-from outbound_operator.reconcile.control import ControlRow
 from outbound_operator.reconcile.quota import Ledger
 from outbound_operator.reconcile.scaling import Load
+from outbound_sender.domain import ProviderControl
 from outbound_sender.store.db import create_pool
 from outbound_sender.store.queries import NamedSql
 
@@ -43,11 +43,11 @@ class Database:
         return value
 
     # ---- provider_control ----------------------------------------------------------------
-    async def control_row(self, provider: str) -> ControlRow | None:
+    async def control_row(self, provider: str) -> ProviderControl | None:
         record = await self.pool.fetchrow(sql("control_row"), provider)
-        return None if record is None else ControlRow.from_record(dict(record))
+        return None if record is None else ProviderControl.from_row(dict(record))
 
-    async def write_control(self, row: ControlRow) -> None:
+    async def write_control(self, row: ProviderControl) -> None:
         await self.pool.execute(sql("control_upsert"), *row.as_args())
 
     async def delete_control(self, provider: str) -> None:

@@ -31,12 +31,13 @@ import yaml
 
 from outbound_operator.kube import headers, ssl_context
 from outbound_operator.kubeconfig import KubeconfigError, Target, load
+from outbound_sender.domain import CircuitMode
 
 GROUP, VERSION = "messaging.outbound.dev", "v1alpha1"
 CHANNEL_PROVIDERS, QUOTA_POLICIES = "channelproviders", "quotapolicies"
 KINDS = {CHANNEL_PROVIDERS: "ChannelProvider", QUOTA_POLICIES: "QuotaPolicy"}
 FIELD_MANAGER = "kubectl-outbound"
-MODES = {"trip": "ForceOpen", "reset": "Auto"}  # the CRD's enum: Auto, ForceOpen, ForceClosed
+MODES = {"trip": CircuitMode.FORCE_OPEN, "reset": CircuitMode.AUTO}  # spec.circuitBreaker.mode
 NONE = "<none>"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -195,8 +196,8 @@ def _condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
 def circuit_cell(cp: Mapping[str, Any]) -> str:
     """The observed state, with the manual override beside it when one is set."""
     state = _text(_dig(cp, "status", "circuit", "state"))
-    mode = _dig(cp, "spec", "circuitBreaker", "mode") or "Auto"
-    return state if mode == "Auto" else f"{state} ({mode})"
+    mode = _dig(cp, "spec", "circuitBreaker", "mode") or CircuitMode.AUTO
+    return state if mode == CircuitMode.AUTO else f"{state} ({mode})"
 
 
 def _percent(value: Any) -> str:
@@ -390,7 +391,7 @@ def set_mode(api: Api, args: argparse.Namespace, target: Target, out: TextIO, er
     mode = MODES[args.command]
     name = args.name
     before = api.get(CHANNEL_PROVIDERS, namespace, name)
-    previous = _dig(before, "spec", "circuitBreaker", "mode") or "Auto"
+    previous = _dig(before, "spec", "circuitBreaker", "mode") or CircuitMode.AUTO
     obj = before
     if previous != mode:
         obj = api.merge_patch(CHANNEL_PROVIDERS, namespace, name, {"spec": {"circuitBreaker": {"mode": mode}}})
@@ -474,8 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
         "replicas) and QuotaPolicies (limit, used, remaining, reset), read from the API server.",
     )
     for command, mode, text in (
-        ("trip", "ForceOpen", "open the circuit: workers stop calling this provider within about a second"),
-        ("reset", "Auto", "back to the measured breaker: the circuit probes (HalfOpen), then closes on success"),
+        ("trip", CircuitMode.FORCE_OPEN, "open the circuit: workers stop calling this provider within about a second"),
+        (
+            "reset",
+            CircuitMode.AUTO,
+            "back to the measured breaker: the circuit probes (HalfOpen), then closes on success",
+        ),
     ):
         sub = commands.add_parser(
             command, parents=[flags], help=f"spec.circuitBreaker.mode={mode}: {text}", description=text

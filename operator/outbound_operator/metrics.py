@@ -8,7 +8,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-CIRCUIT_VALUES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
+from outbound_sender.domain import CircuitState
+
 KINDS = ("ChannelProvider", "QuotaPolicy")
 RESULTS = ("ok", "error")
 
@@ -78,5 +79,5 @@ class OperatorMetrics:
         with contextlib.suppress(KeyError):  # never reconciled by this replica
             self.provider_ready.remove(namespace, provider)
 
-    def circuit(self, provider: str, state: str) -> None:
-        self.circuit_state.labels(provider).set(CIRCUIT_VALUES[state])
+    def circuit(self, provider: str, state: CircuitState) -> None:
+        self.circuit_state.labels(provider).set(state.gauge_value)

@@ -25,9 +25,10 @@ from outbound_sender.providers.transport import provider_client
 from outbound_sender.sandboxes.base import SandboxApp
 from outbound_sender.sandboxes.generic import GenericSandbox
 from outbound_sender.webhooks.store import ReceiptCheck
-from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
+from outbound_sender.worker.circuit import BreakerConfig
+from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
-from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.service import OutboundJobWorker
 
 
 def http_client(settings: AllSettings) -> httpx.AsyncClient:

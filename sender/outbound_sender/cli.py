@@ -40,7 +40,7 @@ from outbound_sender.providers.accounts import load_provider_settings
 from outbound_sender.recipients import normalize_recipient
 from outbound_sender.store import messages, migrations, ops
 from outbound_sender.store.db import connect
-from outbound_sender.worker.runner import WorkerFailed
+from outbound_sender.worker.loops import WorkerFailed
 
 __all__ = ["NEEDS_PROVIDER_KIND", "SERVES_WEBHOOKS", "main", "preflight"]
 

@@ -1,4 +1,5 @@
-"""Domain vocabulary shared by every layer: channels, statuses, error codes, messages.
+"""Domain vocabulary shared by every layer: channels, statuses, error codes, messages, circuits,
+the provider-control row (the operator imports it too) and the result of one provider call.
 
 The string values are the operations runbook's (docs/runbook.md): they appear in SQL, logs and metrics.
 """
@@ -6,7 +7,8 @@ The string values are the operations runbook's (docs/runbook.md): they appear in
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -63,6 +65,14 @@ class CircuitState(StrEnum):
     @property
     def gauge_value(self) -> int:
         return {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}[self]
+
+
+class CircuitMode(StrEnum):
+    """How a ChannelProvider's circuit is decided (spec.circuitBreaker.mode): measured, or forced."""
+
+    AUTO = "Auto"
+    FORCE_OPEN = "ForceOpen"
+    FORCE_CLOSED = "ForceClosed"
 
 
 class DeliveryStatus(StrEnum):
@@ -145,3 +155,62 @@ class NewMessage:
     max_attempts: int = 5
     send_at: dt.datetime | None = None
     idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderControl:
+    """One provider_control row: written by the operator (one per ChannelProvider), read by every
+    worker. The operator's columns circuit_reason and observed_generation are not read by workers."""
+
+    provider: str
+    channel: Channel
+    kind: str
+    enabled: bool = True
+    priority: int = 100
+    circuit_mode: CircuitMode = CircuitMode.AUTO
+    circuit_state: CircuitState = CircuitState.CLOSED
+    circuit_since: dt.datetime | None = None
+    circuit_reason: str | None = None
+    half_open_probes_per_minute: int = 6
+    batch_size: int = 10
+    messages_per_second: float | None = None
+    observed_generation: int | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.enabled and self.circuit_state is not CircuitState.OPEN
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ProviderControl:
+        """From a database row holding some or all of the columns (absent ones take the defaults)."""
+        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        values["channel"] = Channel(str(values["channel"]))
+        for name, kind in (("circuit_mode", CircuitMode), ("circuit_state", CircuitState)):
+            if name in values:
+                values[name] = kind(str(values[name]))
+        mps = values.get("messages_per_second")
+        values["messages_per_second"] = float(mps) if mps is not None else None
+        return cls(**values)
+
+    def as_args(self) -> tuple[Any, ...]:
+        """The columns in table order: the parameters of the operator's upsert."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """One provider call's outcome (or a decision not to call), ready to be recorded."""
+
+    message: OutboundMessage
+    outcome: Outcome
+    provider: str | None
+    duration_ms: int
+    error_code: str | None = None
+    error_message: str | None = None
+    provider_code: str | None = None
+    provider_message: str | None = None
+    provider_message_id: str | None = None
+    http_status: int | None = None
+    retry_delay_ms: int | None = None
+    ambiguous: bool = False
+    release: bool = False  # hand the message back unsent: no attempt burnt, no attempt row

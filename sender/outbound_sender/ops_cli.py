@@ -24,7 +24,7 @@ from rich.table import Table
 
 from outbound_sender.cli_support import connection, duration, err, execute, fail, out
 from outbound_sender.config import AllSettings
-from outbound_sender.domain import Channel, Status
+from outbound_sender.domain import Channel, CircuitMode, Status
 from outbound_sender.store import ops
 from outbound_sender.store.ops import Audit, MessageFilter
 
@@ -536,7 +536,9 @@ def provider_status() -> None:
         for name in (*columns, "success 5m"):
             table.add_column(name)
         for row in rows:
-            circuit = row["circuit_state"] + ("" if row["circuit_mode"] == "Auto" else f" ({row['circuit_mode']})")
+            circuit = row["circuit_state"] + (
+                "" if row["circuit_mode"] == CircuitMode.AUTO else f" ({row['circuit_mode']})"
+            )
             rate = f"{100 * row['sent'] / row['calls']:.1f}% of {row['calls']}" if row["calls"] else "-"
             table.add_row(
                 row["provider"],

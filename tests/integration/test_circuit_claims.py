@@ -11,7 +11,7 @@ import asyncpg
 from outbound_sender.domain import ErrorCode, OutboundMessage
 from outbound_sender.errors import TemporaryError
 from outbound_sender.providers.base import SendResult
-from outbound_sender.worker.dispatch import BreakerConfig
+from outbound_sender.worker.circuit import BreakerConfig
 from tests.workers import ScriptedProvider, enqueue_sms, running_worker, statuses, wait_for
 
 SENT_ALL = "SELECT count(*) = $1 FROM outbound_message WHERE status = 'SENT'"

@@ -6,10 +6,9 @@ import uuid
 
 import asyncpg
 
-from outbound_sender.domain import Channel, Outcome
+from outbound_sender.domain import CallResult, Channel, Outcome
+from outbound_sender.store.gateway import as_arrays, message_from_row
 from outbound_sender.store.queries import sql
-from outbound_sender.worker import results
-from outbound_sender.worker.runner import message_from_row
 from tests.workers import ScriptedProvider, enqueue_sms, one, running_worker, wait_for
 
 
@@ -20,8 +19,8 @@ async def claim(db: asyncpg.Connection, lease_seconds: float = 60, worker: str =
 
 async def complete_sent(db: asyncpg.Connection, row: asyncpg.Record) -> asyncpg.Record:
     message = message_from_row(row)
-    result = results.CallResult(message, Outcome.SENT, "p", 5, provider_message_id="pm-1")
-    [out] = await db.fetch(sql("complete_batch"), *results.as_arrays([result]), "w-test")
+    result = CallResult(message, Outcome.SENT, "p", 5, provider_message_id="pm-1")
+    [out] = await db.fetch(sql("complete_batch"), *as_arrays([result]), "w-test")
     return out
 
 

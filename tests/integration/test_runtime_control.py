@@ -12,7 +12,7 @@ import pytest
 
 from outbound_sender.metrics import Metrics
 from outbound_sender.worker.dispatch import Dispatcher
-from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.service import OutboundJobWorker
 from outbound_sender.worker.settings import WorkerSettings
 from tests.workers import FAST_RETRY, ScriptedProvider, enqueue_sms, statuses, wait_for
 

@@ -11,9 +11,9 @@ import subprocess
 import asyncpg
 import pytest
 
-from outbound_sender.worker import results
-from outbound_sender.worker.results import CallResult
-from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.domain import CallResult
+from outbound_sender.store import gateway
+from outbound_sender.worker.service import OutboundJobWorker
 from tests.processes import outbound, sandbox_process, stop, worker_env
 from tests.workers import ScriptedProvider, enqueue_sms, running_worker, statuses, wait_for
 
@@ -37,7 +37,7 @@ async def test_result_writer_survives_a_restart_and_claims_wait_for_it(
     workers: list[OutboundJobWorker] = []
     claimed_at_first_error: list[int] = []
     claimed_when_writing_again: list[int] = []
-    real_arrays = results.as_arrays
+    real_arrays = gateway.as_arrays
 
     def failing_arrays(batch: list[CallResult]) -> list[list[object]]:
         """Called by the result writer for each write: fail there once the first results are in."""
@@ -50,7 +50,7 @@ async def test_result_writer_survives_a_restart_and_claims_wait_for_it(
             claimed_when_writing_again.append(worker.claimed_total)
         return real_arrays(batch)
 
-    monkeypatch.setattr(results, "as_arrays", failing_arrays)
+    monkeypatch.setattr(gateway, "as_arrays", failing_arrays)
     provider = ScriptedProvider(latency=0.02)
     await enqueue_sms(db, MESSAGES)
     async with running_worker(db_dsn, provider, batch_size=BATCH, max_in_flight=BATCH) as worker:

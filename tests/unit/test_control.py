@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outbound_sender.domain import Channel
-from outbound_sender.worker.control import ProbeBudget, ProviderControl, RuntimeControl
+from outbound_sender.domain import Channel, CircuitState, ProviderControl
+from outbound_sender.worker.control import ProbeBudget, RuntimeControl
 
 SMS = Channel.SMS
 
@@ -33,20 +33,20 @@ def test_the_lowest_priority_usable_provider_sends_and_the_backup_stands_by() ->
 
 def test_an_open_circuit_fails_over_to_the_backup() -> None:
     backup = RuntimeControl(["backup"])
-    backup.update([row("primary", 10, circuit_state="OPEN"), row("backup", 20, batch_size=5)])
+    backup.update([row("primary", 10, circuit_state=CircuitState.OPEN), row("backup", 20, batch_size=5)])
     assert backup.claim_size(SMS, 10, 0.0) == 5
 
 
 def test_disabling_every_provider_stops_the_channel() -> None:
     control = RuntimeControl(["a"])
-    control.update([row("a", enabled=False), row("b", circuit_state="OPEN")])
+    control.update([row("a", enabled=False), row("b", circuit_state=CircuitState.OPEN)])
     assert control.active(SMS) is None
     assert control.claim_size(SMS, 10, 0.0) == 0
 
 
 def test_a_process_with_every_provider_follows_the_active_one() -> None:
     control = RuntimeControl()  # make run: one process, all providers
-    control.update([row("a", 10, circuit_state="OPEN"), row("b", 20, batch_size=7)])
+    control.update([row("a", 10, circuit_state=CircuitState.OPEN), row("b", 20, batch_size=7)])
     active = control.mine(SMS)
     assert active is not None
     assert active.provider == "b"
@@ -55,7 +55,7 @@ def test_a_process_with_every_provider_follows_the_active_one() -> None:
 
 def test_half_open_lets_a_bounded_probe_rate_through() -> None:
     control = RuntimeControl(["a"])
-    control.update([row("a", circuit_state="HALF_OPEN", half_open_probes_per_minute=6, batch_size=50)])
+    control.update([row("a", circuit_state=CircuitState.HALF_OPEN, half_open_probes_per_minute=6, batch_size=50)])
     granted = sum(control.claim_size(SMS, 10, t / 10) for t in range(600))  # one minute, every 100 ms
     assert 6 <= granted <= 7
 

@@ -16,7 +16,7 @@ PACKAGE = ROOT / "sender" / "outbound_sender"
 
 def layered_modules() -> list[str]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
+    (contract,) = [c for c in config["contracts"] if c["name"].startswith("sender layers")]
     return [name.strip() for layer in contract["layers"] for name in layer.replace("|", ":").split(":")]
 
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage, Outcome
 from outbound_sender.errors import AmbiguousSendError, PermanentError, RateLimitedError, TemporaryError
 from outbound_sender.providers.base import SendResult
+from outbound_sender.store.gateway import as_arrays
 from outbound_sender.worker import results
 from outbound_sender.worker.retry import RetryPolicy
 
@@ -67,7 +68,7 @@ def test_long_provider_messages_are_truncated() -> None:
 
 def test_arrays_follow_the_statement_parameter_order() -> None:
     ok = results.success(message(), "p", SendResult("id-1", 201), 5)
-    columns = results.as_arrays([ok, ok])
+    columns = as_arrays([ok, ok])
     assert len(columns) == 15
     assert all(len(column) == 2 for column in columns)
     assert columns[0] == [7, 7]

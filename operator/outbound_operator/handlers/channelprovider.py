@@ -28,20 +28,20 @@ from outbound_operator.reconcile import status as provider_status
 from outbound_operator.reconcile.conditions import set_all, timestamp
 from outbound_operator.reconcile.spec import ChannelProviderSpec
 from outbound_operator.reconcile.workload import env_refusal
+from outbound_sender.domain import CircuitState, ProviderControl
 
 GROUP, VERSION, PLURAL = "messaging.outbound.dev", "v1alpha1", "channelproviders"
 log = logging.getLogger("outbound_operator.channelprovider")
 
 
-def remember(memory: ProviderMemory, status: Mapping[str, Any], row: control.ControlRow | None) -> None:
+def remember(memory: ProviderMemory, status: Mapping[str, Any], row: ProviderControl | None) -> None:
     """First reconcile in this process: take the decisions back from status (or the row)."""
     if memory.conditions is not None:
         return
     memory.conditions = [dict(c) for c in status.get("conditions") or []]
     memory.circuit = provider_status.circuit_from_status(status)
-    if memory.circuit is None and row is not None:
-        state = breaker.State(row.circuit_state)
-        memory.circuit = breaker.Circuit(state, row.circuit_since, row.circuit_reason or "", "")
+    if memory.circuit is None and row is not None and row.circuit_since is not None:
+        memory.circuit = breaker.Circuit(row.circuit_state, row.circuit_since, row.circuit_reason or "", "")
     memory.batch_size = status.get("batchSize") or (row.batch_size if row else None)
     memory.replicas = status.get("replicas")
     memory.last_scale = status.get("lastScaleTime")
@@ -62,8 +62,8 @@ async def decide_circuit(
 
 def _circuit_event(rt: Runtime, body: kopf.Body, circuit: breaker.Circuit) -> None:
     name = body["metadata"]["name"]
-    kind = "Warning" if circuit.state is breaker.State.OPEN else "Normal"
-    message = f"circuit {circuit.state.display}: {circuit.message}"
+    kind = "Warning" if circuit.state is CircuitState.OPEN else "Normal"
+    message = f"circuit {breaker.CRD_SPELLING[circuit.state]}: {circuit.message}"
     kopf.event(body, type=kind, reason=circuit.reason, message=message)
     rt.metrics.circuit_transitions.labels(name, circuit.state.value, circuit.reason).inc()
     log.warning(
@@ -95,9 +95,7 @@ def decide_replicas(
     return decision.replicas
 
 
-async def publish_control(
-    rt: Runtime, body: kopf.Body, desired: control.ControlRow, before: control.ControlRow
-) -> None:
+async def publish_control(rt: Runtime, body: kopf.Body, desired: ProviderControl, before: ProviderControl) -> None:
     """Write the row when it differs from the desired one; a hand edit is drift: reported, reverted."""
     actual = await rt.db.control_row(desired.provider)
     if actual is not None and (actual.observed_generation or 0) > (desired.observed_generation or 0):
@@ -179,7 +177,7 @@ def _observed(
 
 def _export(rt: Runtime, name: str, spec: ChannelProviderSpec, observed: provider_status.Observed) -> None:
     m = rt.metrics
-    m.circuit(name, observed.circuit.state.value)
+    m.circuit(name, observed.circuit.state)
     m.queue_depth.labels(spec.channel).set(observed.queue_depth or 0)
     m.batch_size.labels(name).set(observed.batch_size)
     if observed.replicas is not None:

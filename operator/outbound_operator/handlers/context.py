@@ -11,9 +11,9 @@ from outbound_operator.db import Database
 from outbound_operator.kube import Kube
 from outbound_operator.metrics import OperatorMetrics
 from outbound_operator.reconcile.circuit import Circuit
-from outbound_operator.reconcile.control import ControlRow
 from outbound_operator.reconcile.scaling import Damping
 from outbound_operator.settings import OperatorSettings
+from outbound_sender.domain import ProviderControl
 
 
 @dataclass
@@ -29,7 +29,7 @@ class ProviderMemory:
     batch_size: int | None = None
     replicas: int | None = None
     last_scale: str | None = None  # ISO time of the last replica change
-    row: ControlRow | None = None  # last row written or verified
+    row: ProviderControl | None = None  # last row written or verified
     conditions: list[dict[str, object]] | None = None
     workload_versions: dict[str, str] = field(default_factory=dict)  # kind -> generation/resourceVersion
     seen_kinds: set[str] = field(default_factory=set)  # objects applied by this process

@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from enum import StrEnum
 
 from outbound_operator.reconcile.spec import CircuitBreakerSpec
+from outbound_sender.domain import CircuitMode, CircuitState
 
-
-class State(StrEnum):
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"
-
-    @property
-    def display(self) -> str:
-        """The CRD's spelling (status.circuit.state): Closed, Open, HalfOpen."""
-        return {"CLOSED": "Closed", "OPEN": "Open", "HALF_OPEN": "HalfOpen"}[self.value]
+# The CRD's spelling of a state (status.circuit.state), and back.
+CRD_SPELLING = {CircuitState.CLOSED: "Closed", CircuitState.OPEN: "Open", CircuitState.HALF_OPEN: "HalfOpen"}
+FROM_CRD = {spelling: state for state, spelling in CRD_SPELLING.items()}
 
 
 FORCED_OPEN = "ForcedOpen"
@@ -36,12 +29,12 @@ FORCED_CLOSED = "ForcedClosed"
 
 @dataclass(frozen=True, slots=True)
 class Circuit:
-    state: State
+    state: CircuitState
     since: dt.datetime
     reason: str
     message: str = ""
 
-    def moved(self, state: State, now: dt.datetime, reason: str, message: str) -> Circuit:
+    def moved(self, state: CircuitState, now: dt.datetime, reason: str, message: str) -> Circuit:
         return Circuit(state, now, reason, message)
 
 
@@ -64,33 +57,36 @@ class Calls:
 
 
 def initial(now: dt.datetime) -> Circuit:
-    return Circuit(State.CLOSED, now, "Initialized", "circuit closed")
+    return Circuit(CircuitState.CLOSED, now, "Initialized", "circuit closed")
 
 
 def window_start(current: Circuit, policy: CircuitBreakerSpec, now: dt.datetime) -> dt.datetime:
     """Since when calls count: the window, cut at the closing; probes only since half-open began."""
     start = now - dt.timedelta(seconds=policy.window_seconds)
-    if current.state is State.CLOSED:
+    if current.state is CircuitState.CLOSED:
         return max(start, current.since)
-    if current.state is State.HALF_OPEN:
+    if current.state is CircuitState.HALF_OPEN:
         return current.since
     return start
 
 
-def apply_mode(current: Circuit, mode: str, now: dt.datetime) -> Circuit:
+def apply_mode(current: Circuit, mode: CircuitMode, now: dt.datetime) -> Circuit:
     """The spec's mode alone (no measurement): what a spec change publishes at once."""
-    if mode == "ForceOpen":
-        if current.state is State.OPEN and current.reason == FORCED_OPEN:
+    if mode is CircuitMode.FORCE_OPEN:
+        if current.state is CircuitState.OPEN and current.reason == FORCED_OPEN:
             return current
-        return current.moved(State.OPEN, now, FORCED_OPEN, "circuit forced open by spec.circuitBreaker.mode")
-    if mode == "ForceClosed":
-        if current.state is State.CLOSED and current.reason == FORCED_CLOSED:
+        message = "circuit forced open by spec.circuitBreaker.mode"
+        return current.moved(CircuitState.OPEN, now, FORCED_OPEN, message)
+    if mode is CircuitMode.FORCE_CLOSED:
+        if current.state is CircuitState.CLOSED and current.reason == FORCED_CLOSED:
             return current
-        return current.moved(State.CLOSED, now, FORCED_CLOSED, "circuit forced closed by spec.circuitBreaker.mode")
+        return current.moved(
+            CircuitState.CLOSED, now, FORCED_CLOSED, "circuit forced closed by spec.circuitBreaker.mode"
+        )
     if current.reason == FORCED_OPEN:
-        return current.moved(State.HALF_OPEN, now, "ForceOpenLifted", "mode Auto: probing before closing")
+        return current.moved(CircuitState.HALF_OPEN, now, "ForceOpenLifted", "mode Auto: probing before closing")
     if current.reason == FORCED_CLOSED:
-        return current.moved(State.CLOSED, now, "AutoResumed", "mode Auto: measuring the failure rate")
+        return current.moved(CircuitState.CLOSED, now, "AutoResumed", "mode Auto: measuring the failure rate")
     return current
 
 
@@ -101,14 +97,14 @@ def _trip(current: Circuit, calls: Calls, policy: CircuitBreakerSpec, now: dt.da
         f"{calls.failures} of {calls.total} calls failed within {policy.window} "
         f"(threshold {policy.failure_rate_threshold}%): circuit open for {policy.cool_down}"
     )
-    return current.moved(State.OPEN, now, "FailureRateAboveThreshold", message)
+    return current.moved(CircuitState.OPEN, now, "FailureRateAboveThreshold", message)
 
 
 def _cool_down(current: Circuit, policy: CircuitBreakerSpec, now: dt.datetime) -> Circuit:
     if (now - current.since).total_seconds() < policy.cool_down_seconds:
         return current
     message = f"cool-down of {policy.cool_down} elapsed: {policy.half_open_probes_per_minute} probes/min allowed"
-    return current.moved(State.HALF_OPEN, now, "CoolDownElapsed", message)
+    return current.moved(CircuitState.HALF_OPEN, now, "CoolDownElapsed", message)
 
 
 def _judge_probes(
@@ -118,10 +114,10 @@ def _judge_probes(
     hopeless = probes.failures * 100 >= threshold * needed  # cannot end below the threshold any more
     if hopeless or (probes.total >= needed and probes.failing(threshold)):
         message = f"{probes.failures} of {probes.total} probes failed: circuit open again for {policy.cool_down}"
-        return current.moved(State.OPEN, now, "ProbesFailed", message)
+        return current.moved(CircuitState.OPEN, now, "ProbesFailed", message)
     if probes.total >= needed:
         message = f"{probes.total - probes.failures} of {probes.total} probes succeeded: circuit closed"
-        return current.moved(State.CLOSED, now, "ProbesSucceeded", message)
+        return current.moved(CircuitState.CLOSED, now, "ProbesSucceeded", message)
     return current
 
 
@@ -130,11 +126,11 @@ def decide(
 ) -> Circuit:
     """Next circuit state; `calls` are counted since window_start(current, ...)."""
     moved = apply_mode(current, policy.mode, now)
-    if policy.mode != "Auto" or moved != current:
+    if policy.mode is not CircuitMode.AUTO or moved != current:
         return moved
-    if current.state is State.CLOSED:
+    if current.state is CircuitState.CLOSED:
         return _trip(current, calls, policy, now)
-    if current.state is State.OPEN:
+    if current.state is CircuitState.OPEN:
         return _cool_down(current, policy, now)
     return _judge_probes(current, calls, policy, probes_to_close, now)
 

@@ -1,5 +1,8 @@
 """The provider_control row of a ChannelProvider (pure): what the workers must see, and drift.
 
+The row is the sender's `domain.ProviderControl`, the one type the operator writes and the workers
+read, with the same circuit vocabulary (`domain.CircuitState`, `domain.CircuitMode`).
+
 The row is a function of the spec (enabled, priority, mode, probes, rate) and of the operator's
 own decisions (circuit state, batch size), which the operator also keeps in the resource's status.
 A row that differs from that function while the spec's generation did not change was edited by
@@ -10,11 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from outbound_operator.reconcile.circuit import Circuit
 from outbound_operator.reconcile.spec import ChannelProviderSpec
+from outbound_sender.domain import Channel, ProviderControl
 
 # Compared for drift; observed_generation only says which spec the row was written for.
 COMPARED = (
@@ -32,45 +35,18 @@ COMPARED = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ControlRow:
-    provider: str
-    channel: str
-    kind: str
-    enabled: bool
-    priority: int
-    circuit_mode: str
-    circuit_state: str
-    circuit_since: dt.datetime
-    circuit_reason: str | None
-    half_open_probes_per_minute: int
-    batch_size: int
-    messages_per_second: float | None
-    observed_generation: int | None
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> ControlRow:
-        values = {f.name: record[f.name] for f in fields(cls)}
-        mps = values["messages_per_second"]
-        values["messages_per_second"] = float(mps) if mps is not None else None
-        return cls(**values)
-
-    def as_args(self) -> tuple[Any, ...]:
-        return tuple(asdict(self).values())
-
-
 def desired_row(
     provider: str, spec: ChannelProviderSpec, circuit: Circuit, batch_size: int, generation: int
-) -> ControlRow:
+) -> ProviderControl:
     rate = spec.rate_limit.messages_per_second if spec.rate_limit else None
-    return ControlRow(
+    return ProviderControl(
         provider=provider,
-        channel=spec.channel,
+        channel=Channel(spec.channel),
         kind=spec.provider,
         enabled=spec.enabled,
         priority=spec.priority,
         circuit_mode=spec.circuit_breaker.mode,
-        circuit_state=circuit.state.value,
+        circuit_state=circuit.state,
         circuit_since=circuit.since,
         circuit_reason=circuit.reason,
         half_open_probes_per_minute=spec.circuit_breaker.half_open_probes_per_minute,
@@ -80,7 +56,7 @@ def desired_row(
     )
 
 
-def differences(actual: ControlRow, desired: ControlRow) -> dict[str, tuple[Any, Any]]:
+def differences(actual: ProviderControl, desired: ProviderControl) -> dict[str, tuple[Any, Any]]:
     """Compared fields that differ: {field: (actual, desired)}."""
     return {
         name: (getattr(actual, name), getattr(desired, name))

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from outbound_sender.domain import CircuitMode
 from outbound_sender.providers import registry
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -42,7 +43,7 @@ class SecretRef(_Spec):
 
 
 class CircuitBreakerSpec(_Spec):
-    mode: Literal["Auto", "ForceOpen", "ForceClosed"] = "Auto"
+    mode: CircuitMode = CircuitMode.AUTO
     failure_rate_threshold: int = 50
     window: str = "10m"
     minimum_requests: int = 20

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from outbound_operator.reconcile.circuit import FORCED_OPEN, Calls, Circuit, State
+from outbound_operator.reconcile.circuit import CRD_SPELLING, FORCED_OPEN, FROM_CRD, Calls, Circuit
 from outbound_operator.reconcile.conditions import Condition, timestamp
+from outbound_sender.domain import CircuitState
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +33,8 @@ def ready(error: str | None, enabled: bool, *, reason: str = "ReconcileFailed") 
 
 
 def circuit_open(circuit: Circuit) -> Condition:
-    message = circuit.message or f"circuit {circuit.state.display}"
-    return Condition("CircuitOpen", circuit.state is not State.CLOSED, circuit.reason, message)
+    message = circuit.message or f"circuit {CRD_SPELLING[circuit.state]}"
+    return Condition("CircuitOpen", circuit.state is not CircuitState.CLOSED, circuit.reason, message)
 
 
 def _stuck_rollout(deployment_conditions: tuple[Mapping[str, Any], ...]) -> Mapping[str, Any] | None:
@@ -46,7 +47,7 @@ def _stuck_rollout(deployment_conditions: tuple[Mapping[str, Any], ...]) -> Mapp
 
 def degraded(observed: Observed) -> Condition:
     circuit = observed.circuit
-    if circuit.state is State.OPEN and circuit.reason != FORCED_OPEN:
+    if circuit.state is CircuitState.OPEN and circuit.reason != FORCED_OPEN:
         return Condition("Degraded", True, "CircuitOpen", circuit.message or "provider failing: circuit open")
     stuck = _stuck_rollout(observed.deployment_conditions)
     if stuck is not None:
@@ -62,7 +63,7 @@ def conditions(observed: Observed, error: str | None, enabled: bool) -> list[Con
 def figures(observed: Observed, now: dt.datetime) -> dict[str, Any]:
     circuit = observed.circuit
     status: dict[str, Any] = {
-        "circuit": {"state": circuit.state.display, "since": timestamp(circuit.since), "reason": circuit.reason},
+        "circuit": {"state": CRD_SPELLING[circuit.state], "since": timestamp(circuit.since), "reason": circuit.reason},
         "batchSize": observed.batch_size,
         "readyReplicas": observed.ready_replicas,
         "observedAt": timestamp(now),
@@ -83,7 +84,7 @@ def circuit_from_status(status: Mapping[str, Any]) -> Circuit | None:
     saved = status.get("circuit") or {}
     if not saved.get("state") or not saved.get("since"):
         return None
-    state = {"Closed": State.CLOSED, "Open": State.OPEN, "HalfOpen": State.HALF_OPEN}[saved["state"]]
+    state = FROM_CRD[saved["state"]]
     since = dt.datetime.fromisoformat(str(saved["since"]).replace("Z", "+00:00"))
     condition: Mapping[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "CircuitOpen"), {}

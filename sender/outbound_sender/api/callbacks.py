@@ -20,7 +20,7 @@ from outbound_sender.api.routes import _correlation, _errors
 from outbound_sender.api.validation import Problem
 from outbound_sender.callbacks import signing
 from outbound_sender.callbacks.targets import MAX_URL, RefusedTarget, check
-from outbound_sender.store.queries import sql
+from outbound_sender.store import callbacks as endpoints
 
 MAX_ENDPOINTS = 10  # per organisation
 MAX_GRACE_SECONDS = 7 * 86_400
@@ -86,10 +86,10 @@ async def create_callback(body: CallbackIn, org_id: Tenant, context: Context) ->
         await check(body.url, allow_private=context.callbacks.allow_private, resolver=context.resolver)
     except RefusedTarget as error:
         raise invalid([Problem("url", str(error))]) from None
-    if await context.pool.fetchval(sql("callback_endpoint_count"), org_id) >= MAX_ENDPOINTS:
+    if await endpoints.endpoint_count(context.pool, org_id) >= MAX_ENDPOINTS:
         raise ApiError(409, "too_many_callbacks", f"an organisation has at most {MAX_ENDPOINTS} callback URLs")
     secret = signing.new_secret()
-    row = await context.pool.fetchrow(sql("create_callback_endpoint"), org_id, body.url, body.description, secret)
+    row = await endpoints.create_endpoint(context.pool, org_id, body.url, body.description, secret)
     if row is None:
         raise ApiError(409, "callback_exists", "this URL is already registered; rotate its secret instead")
     out = _out(row, secret)
@@ -99,7 +99,7 @@ async def create_callback(body: CallbackIn, org_id: Tenant, context: Context) ->
 
 @router.get("/callbacks", summary="List the callback URLs (without secrets)")
 async def list_callbacks(org_id: Tenant, context: Context) -> CallbackList:
-    rows = await context.pool.fetch(sql("list_callback_endpoints"), org_id)
+    rows = await endpoints.list_endpoints(context.pool, org_id)
     return CallbackList(data=[_out(row) for row in rows])
 
 
@@ -110,7 +110,7 @@ async def list_callbacks(org_id: Tenant, context: Context) -> CallbackList:
     responses=_errors(404),
 )
 async def delete_callback(endpoint_id: EndpointId, org_id: Tenant, context: Context) -> Response:
-    if await context.pool.fetchval(sql("delete_callback_endpoint"), org_id, endpoint_id) is None:
+    if not await endpoints.delete_endpoint(context.pool, org_id, endpoint_id):
         raise not_found("callback")
     return Response(status_code=204)
 
@@ -125,7 +125,7 @@ async def rotate_callback(
 ) -> CallbackWithSecret:
     grace = (body or RotateIn()).previous_secret_valid_seconds
     secret = signing.new_secret()
-    row = await context.pool.fetchrow(sql("rotate_callback_secret"), org_id, endpoint_id, secret, float(grace))
+    row = await endpoints.rotate_secret(context.pool, org_id, endpoint_id, secret, float(grace))
     if row is None:
         raise not_found("callback")
     out = _out(row, secret)

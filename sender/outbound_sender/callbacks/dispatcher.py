@@ -32,8 +32,8 @@ from outbound_sender.callbacks import signing
 from outbound_sender.callbacks.settings import CallbackSettings
 from outbound_sender.callbacks.targets import RefusedTarget, Resolver, Target, check, system_resolver
 from outbound_sender.metrics import Metrics
+from outbound_sender.store import callbacks as outbox
 from outbound_sender.store.db import create_pool, is_transient
-from outbound_sender.store.queries import sql
 
 log = logging.getLogger("outbound_sender.callbacks")
 CONCURRENCY = 50  # POSTs in flight per dispatcher
@@ -130,7 +130,7 @@ class CallbackDispatcher:
         free = CONCURRENCY - len(self._tasks)
         if free <= 0:
             return 0
-        rows = await pool.fetch(sql("claim_callbacks"), free, self.lease_seconds)
+        rows = await outbox.claim(pool, free, self.lease_seconds)
         for row in rows:
             task = asyncio.create_task(self._deliver(pool, client, row), name=f"callback-{row['id']}")
             self._tasks.add(task)
@@ -143,8 +143,7 @@ class CallbackDispatcher:
             self._crash = task.exception()
 
     async def _refresh_gauges(self, pool: asyncpg.Pool) -> None:
-        row = await pool.fetchrow(sql("callback_outbox_stats"))
-        assert row is not None
+        row = await outbox.outbox_stats(pool)
         self.metrics.callback_outbox_depth.set(row["depth"])
         self.metrics.callback_outbox_age.set(row["oldest_age_seconds"])
 
@@ -192,13 +191,13 @@ class CallbackDispatcher:
     async def _record(self, pool: asyncpg.Pool, row: asyncpg.Record, outcome: Outcome) -> None:
         fields: dict[str, Any] = {"callback": row["id"], "message_id": row["outbound_message_id"], "org": row["org_id"]}
         if outcome.reason is None:
-            await pool.execute(sql("callback_delivered"), row["id"], outcome.http_status)
+            await outbox.delivered(pool, row["id"], outcome.http_status)
             self.metrics.callback_delivered.labels(row["event"]).inc()
             log.info("callback delivered", extra={"fields": fields | {"attempt": row["attempts"]}})
             return
         give_up = row["attempts"] >= self.settings.max_attempts
         delay = self.settings.delay_seconds(row["attempts"], random.random())
-        await pool.execute(sql("callback_retry"), row["id"], outcome.http_status, outcome.error, delay, give_up)
+        await outbox.retry(pool, row["id"], outcome.http_status, outcome.error, delay_seconds=delay, give_up=give_up)
         fields |= {"attempt": row["attempts"], "error": outcome.error}
         if give_up:
             self.metrics.callback_failed.labels(outcome.reason).inc()

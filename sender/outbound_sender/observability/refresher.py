@@ -16,19 +16,12 @@ import time
 import asyncpg
 
 from outbound_sender.metrics import Metrics
-from outbound_sender.observability.gauges import Snapshot, snapshot_from_row
+from outbound_sender.observability.gauges import Snapshot
 from outbound_sender.store.db import connect
-from outbound_sender.store.queries import sql
+from outbound_sender.store.snapshot import read_snapshot
 
 log = logging.getLogger("outbound.metrics")
-QUOTA_ORGS_MAX = 500  # label cardinality cap: the organisations closest to their limit are kept
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)
-
-
-async def read_snapshot(conn: asyncpg.Connection, quota_orgs_max: int = QUOTA_ORGS_MAX) -> Snapshot:
-    row = await conn.fetchrow(sql("metrics_snapshot"), quota_orgs_max)
-    assert row is not None
-    return snapshot_from_row(row)
 
 
 class GaugeRefresher:

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
 from outbound_sender.errors import AmbiguousSendError, ProviderError
-from outbound_sender.quota.ledger import QuotaLedger, Refusal, Reservation
 from outbound_sender.quota.policy import PolicyBook, QuotaPolicy
 from outbound_sender.quota.ratelimit import Limits, WhatsAppRateLimiter
+from outbound_sender.store.quota import QuotaLedger, Refusal, Reservation
 
 log = logging.getLogger("outbound.quota")
 ORG_THROTTLES = frozenset({"4", "17", "80007"})

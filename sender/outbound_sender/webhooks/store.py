@@ -1,4 +1,4 @@
-"""Recording delivery receipts: one statement per webhook request (store/sql/delivery.sql).
+"""Recording delivery receipts: one statement per webhook request (store/delivery.py).
 
 Events are checked when parsed (webhooks.events), so the database should accept every one. If it
 still refuses a value (a data error, not a connection failure), the batch is recorded one event at
@@ -15,7 +15,7 @@ from dataclasses import astuple, dataclass
 import asyncpg
 
 from outbound_sender import tracing
-from outbound_sender.store.queries import sql
+from outbound_sender.store import delivery
 from outbound_sender.webhooks.events import DeliveryEvent
 
 log = logging.getLogger("webhooks")
@@ -73,9 +73,7 @@ async def record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[Deliver
 
 
 async def _record(db: asyncpg.Pool | asyncpg.Connection, events: Sequence[DeliveryEvent]) -> RecordStats:
-    row = await db.fetchrow(sql("record_delivery_events"), *_columns(events))
-    assert row is not None
-    values = dict(row)
+    values = await delivery.record_events(db, _columns(events))
     receipts = tuple(zip(values.pop("receipt_message_ids"), values.pop("receipt_statuses"), strict=True))
     return RecordStats(**values, receipts=receipts)
 
@@ -88,18 +86,17 @@ async def trace_receipts(
     a provider's retry."""
     ids = sorted({message_id for message_id, _ in stats.receipts})
     try:
-        rows = await db.fetch(sql("message_traceparents"), ids)
+        contexts = await delivery.traceparents(db, ids)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         fields = {"provider": provider, "error": type(error).__name__}
         log.warning("receipt spans skipped: trace context not read", extra={"fields": fields})
         return
-    contexts = {row["id"]: row["traceparent"] for row in rows}
     receipts = [tracing.Receipt(mid, contexts.get(mid), status) for mid, status in stats.receipts]
     tracing.receipt_spans(provider, channel, receipts, started_ns)
 
 
 async def events_of(db: asyncpg.Pool | asyncpg.Connection, message_id: int) -> list[asyncpg.Record]:
-    return list(await db.fetch(sql("get_delivery_events"), message_id))
+    return await delivery.events_of(db, message_id)
 
 
 class ReceiptCheck:
@@ -122,8 +119,7 @@ class ReceiptCheck:
         """The receipt's provider message id ('' when it had none), or None without a receipt."""
         if self._pool is None:
             return None
-        row = await self._pool.fetchrow(sql("accepted_receipt"), message_id)
-        return None if row is None else (row["provider_message_id"] or "")
+        return await delivery.accepted_receipt(self._pool, message_id)
 
     async def aclose(self) -> None:
         self._pool = None

@@ -1,4 +1,5 @@
-"""Runtime control as the worker sees it: the provider_control rows, and what they mean here.
+"""Runtime control as the worker sees it: the provider_control rows (domain.ProviderControl), and
+what they mean here.
 
 Rules (the operator computes circuit states; this only applies them):
 - a channel with no rows is not controlled: it is sent as the process is configured;
@@ -11,39 +12,11 @@ Rules (the operator computes circuit states; this only applies them):
 
 from __future__ import annotations
 
-import datetime as dt
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from outbound_sender.domain import Channel
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderControl:
-    provider: str
-    channel: Channel
-    kind: str
-    enabled: bool = True
-    priority: int = 100
-    circuit_mode: str = "Auto"
-    circuit_state: str = "CLOSED"
-    circuit_since: dt.datetime | None = None
-    half_open_probes_per_minute: int = 6
-    batch_size: int = 10
-    messages_per_second: float | None = None
-
-    @property
-    def usable(self) -> bool:
-        return self.enabled and self.circuit_state != "OPEN"
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> ProviderControl:
-        values = dict(row)
-        values["channel"] = Channel(str(values["channel"]))
-        mps = values.get("messages_per_second")
-        values["messages_per_second"] = float(mps) if mps is not None else None  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
+from outbound_sender.domain import Channel, CircuitState, ProviderControl
 
 
 @dataclass
@@ -97,7 +70,7 @@ class RuntimeControl:
         row = self.mine(channel)
         if row is None:
             return 0
-        if row.circuit_state == "HALF_OPEN":
+        if row.circuit_state is CircuitState.HALF_OPEN:
             budget = self._probes.setdefault(row.provider, ProbeBudget(row.half_open_probes_per_minute, stamp=now))
             return budget.take(row.batch_size, now)
         self._probes.pop(row.provider, None)

@@ -1,32 +1,11 @@
-"""From a provider call to the row that records it: pure, so the decisions are unit-tested."""
+"""From a provider call to the CallResult that records it: pure, so the decisions are unit-tested."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from outbound_sender.domain import ErrorCode, OutboundMessage, Outcome
+from outbound_sender.domain import CallResult, ErrorCode, OutboundMessage, Outcome
 from outbound_sender.errors import AmbiguousSendError, ProviderError
 from outbound_sender.providers.base import SendResult
 from outbound_sender.worker.retry import RetryPolicy
-
-
-@dataclass(frozen=True, slots=True)
-class CallResult:
-    """One provider call's outcome, ready for the complete_batch statement."""
-
-    message: OutboundMessage
-    outcome: Outcome
-    provider: str | None
-    duration_ms: int
-    error_code: str | None = None
-    error_message: str | None = None
-    provider_code: str | None = None
-    provider_message: str | None = None
-    provider_message_id: str | None = None
-    http_status: int | None = None
-    retry_delay_ms: int | None = None
-    ambiguous: bool = False
-    release: bool = False  # hand the message back unsent: no attempt burnt, no attempt row
 
 
 def success(message: OutboundMessage, provider: str, result: SendResult, duration_ms: int) -> CallResult:
@@ -102,29 +81,3 @@ def interrupted(message: OutboundMessage, provider: str | None, duration_ms: int
         retry_delay_ms=0,
         ambiguous=True,
     )
-
-
-def as_arrays(results: list[CallResult]) -> list[list[object]]:
-    """Column arrays for the complete_batch statement, in its parameter order ($1..$15)."""
-    columns: list[list[object]] = [[] for _ in range(15)]
-    for r in results:
-        row = (
-            r.message.id,
-            r.message.lease_id,
-            r.message.attempt_no,
-            r.outcome.value,
-            r.error_code,
-            r.error_message,
-            r.provider,
-            r.provider_code,
-            r.provider_message,
-            r.provider_message_id,
-            r.http_status,
-            r.duration_ms,
-            r.retry_delay_ms,
-            r.ambiguous,
-            r.message.channel.value,
-        )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns

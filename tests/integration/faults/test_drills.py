@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from outbound_sender.embedded import remove_tree
-from outbound_sender.worker.runner import APPLICATION
+from outbound_sender.store.gateway import APPLICATION
 from tests.integration.faults.drill import Drill, Report, sandbox_rules
 from tests.integration.faults.postmaster import Postmaster, postmaster
 from tests.processes import sandbox_process

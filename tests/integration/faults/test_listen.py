@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from outbound_sender.store.db import connect
-from outbound_sender.worker.runner import APPLICATION
+from outbound_sender.store.gateway import APPLICATION
 from tests.integration.faults.postmaster import Postmaster, postmaster
 from tests.workers import ScriptedProvider, enqueue_sms, running_worker
 

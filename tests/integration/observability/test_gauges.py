@@ -12,8 +12,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from outbound_sender.metrics import Metrics
-from outbound_sender.observability.refresher import GaugeRefresher, read_snapshot
+from outbound_sender.observability.refresher import GaugeRefresher
 from outbound_sender.store.queries import sql
+from outbound_sender.store.snapshot import read_snapshot
 from tests.pg import with_database
 
 SEED = """

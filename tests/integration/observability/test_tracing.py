@@ -29,7 +29,7 @@ from outbound_sender.providers.twilio import TwilioProvider
 from outbound_sender.sandboxes.base import Rule
 from outbound_sender.webhooks.router import router as webhook_router
 from outbound_sender.worker.dispatch import Dispatcher
-from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.service import OutboundJobWorker
 from outbound_sender.worker.settings import WorkerSettings
 from tests.integration.api.conftest import SMS, Api, serving
 from tests.integration.providers.conftest import serve, webhook_config
@@ -257,7 +257,7 @@ def watch(name, globals=None, locals=None, fromlist=(), level=0):
         seen.append((caller, name))
     return real(name, globals, locals, fromlist, level)
 builtins.__import__ = watch
-import outbound_sender.cli, outbound_sender.app, outbound_sender.api.app, outbound_sender.worker.runner
+import outbound_sender.cli, outbound_sender.app, outbound_sender.api.app, outbound_sender.worker.service
 import outbound_sender.webhooks, outbound_sender.providers.transport
 from outbound_sender import tracing
 from outbound_sender.domain import NewMessage, Channel

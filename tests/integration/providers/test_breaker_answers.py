@@ -9,7 +9,8 @@ import pytest
 from outbound_sender.domain import CircuitState
 from outbound_sender.errors import ProviderError
 from outbound_sender.sandboxes.base import Rule
-from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
+from outbound_sender.worker.circuit import BreakerConfig
+from outbound_sender.worker.dispatch import Dispatcher
 from tests.integration.providers.conftest import CASES, Case, serve
 from tests.integration.providers.test_conformance import outbound
 

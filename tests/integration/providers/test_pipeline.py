@@ -20,9 +20,10 @@ from outbound_sender.providers.twilio import TwilioProvider
 from outbound_sender.sandboxes.base import Rule
 from outbound_sender.store import messages
 from outbound_sender.webhooks.store import ReceiptCheck
-from outbound_sender.worker.dispatch import BreakerConfig, Dispatcher
+from outbound_sender.worker.circuit import BreakerConfig
+from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.retry import RetryPolicy
-from outbound_sender.worker.runner import OutboundJobWorker
+from outbound_sender.worker.service import OutboundJobWorker
 from outbound_sender.worker.settings import WorkerSettings
 from tests.integration.providers.conftest import CASES, Webhooks, http_client, serve
 from tests.workers import wait_for

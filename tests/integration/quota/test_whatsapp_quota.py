@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.embedded import EmbeddedRedis
-from outbound_sender.quota.ledger import QuotaLedger, Reservation
 from outbound_sender.quota.policy import QuotaPolicy
 from outbound_sender.store.db import create_pool
 from outbound_sender.store.messages import enqueue, enqueue_many
+from outbound_sender.store.quota import QuotaLedger, Reservation
 from tests.workers import ScriptedProvider, one, running_worker, statuses, wait_for
 
 POLICY = """INSERT INTO whatsapp_quota_policy (org_id, daily_limit, defer_non_urgent_above_percent, fallback_channel)

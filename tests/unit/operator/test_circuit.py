@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outbound_operator.reconcile.circuit import Calls, Circuit, State, apply_mode, decide, initial, window_start
+from outbound_operator.reconcile.circuit import Calls, Circuit, apply_mode, decide, initial, window_start
 from outbound_operator.reconcile.spec import CircuitBreakerSpec
+from outbound_sender.domain import CircuitMode, CircuitState
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 POLICY = CircuitBreakerSpec(failureRateThreshold=50, window="10m", minimumRequests=20, coolDown="60s")
@@ -21,7 +22,7 @@ def at(seconds: float) -> dt.datetime:
 
 def test_closed_trips_at_the_threshold_with_enough_calls() -> None:
     opened = decide(initial(T0), POLICY, Calls(20, 10), at(5))
-    assert (opened.state, opened.reason, opened.since) == (State.OPEN, "FailureRateAboveThreshold", at(5))
+    assert (opened.state, opened.reason, opened.since) == (CircuitState.OPEN, "FailureRateAboveThreshold", at(5))
     assert "10 of 20 calls failed" in opened.message
 
 
@@ -31,36 +32,36 @@ def test_closed_stays_closed_below_minimum_or_threshold(calls: Calls) -> None:
 
 
 def test_open_waits_for_the_cool_down_then_goes_half_open() -> None:
-    opened = Circuit(State.OPEN, T0, "FailureRateAboveThreshold")
+    opened = Circuit(CircuitState.OPEN, T0, "FailureRateAboveThreshold")
     assert decide(opened, POLICY, Calls(0, 0), at(59)) == opened
     half = decide(opened, POLICY, Calls(0, 0), at(60))
-    assert (half.state, half.reason, half.since) == (State.HALF_OPEN, "CoolDownElapsed", at(60))
+    assert (half.state, half.reason, half.since) == (CircuitState.HALF_OPEN, "CoolDownElapsed", at(60))
 
 
 def test_half_open_closes_when_probes_succeed_and_reopens_when_they_fail() -> None:
-    half = Circuit(State.HALF_OPEN, T0, "CoolDownElapsed")
+    half = Circuit(CircuitState.HALF_OPEN, T0, "CoolDownElapsed")
     assert decide(half, POLICY, Calls(2, 0), at(10), probes_to_close=3) == half  # not judged yet
     closed = decide(half, POLICY, Calls(3, 1), at(10), probes_to_close=3)
-    assert (closed.state, closed.reason) == (State.CLOSED, "ProbesSucceeded")
+    assert (closed.state, closed.reason) == (CircuitState.CLOSED, "ProbesSucceeded")
     reopened = decide(half, POLICY, Calls(2, 2), at(10), probes_to_close=3)  # cannot get below 50 % any more
-    assert (reopened.state, reopened.reason, reopened.since) == (State.OPEN, "ProbesFailed", at(10))
+    assert (reopened.state, reopened.reason, reopened.since) == (CircuitState.OPEN, "ProbesFailed", at(10))
 
 
 def test_forced_modes_override_measurements_and_lifting_force_open_probes_first() -> None:
-    forced = apply_mode(initial(T0), "ForceOpen", at(1))
-    assert (forced.state, forced.reason) == (State.OPEN, "ForcedOpen")
-    assert apply_mode(forced, "ForceOpen", at(2)) is forced  # idempotent: no new transition
-    closed = decide(forced, CircuitBreakerSpec(mode="ForceClosed"), Calls(100, 100), at(3))
-    assert (closed.state, closed.reason) == (State.CLOSED, "ForcedClosed")
+    forced = apply_mode(initial(T0), CircuitMode.FORCE_OPEN, at(1))
+    assert (forced.state, forced.reason) == (CircuitState.OPEN, "ForcedOpen")
+    assert apply_mode(forced, CircuitMode.FORCE_OPEN, at(2)) is forced  # idempotent: no new transition
+    closed = decide(forced, CircuitBreakerSpec(mode=CircuitMode.FORCE_CLOSED), Calls(100, 100), at(3))
+    assert (closed.state, closed.reason) == (CircuitState.CLOSED, "ForcedClosed")
     lifted = decide(forced, POLICY, Calls(100, 100), at(4))
-    assert (lifted.state, lifted.reason) == (State.HALF_OPEN, "ForceOpenLifted")
+    assert (lifted.state, lifted.reason) == (CircuitState.HALF_OPEN, "ForceOpenLifted")
 
 
 def test_window_of_a_closed_circuit_starts_at_its_closing() -> None:
-    closed_recently = Circuit(State.CLOSED, at(590), "ProbesSucceeded")
+    closed_recently = Circuit(CircuitState.CLOSED, at(590), "ProbesSucceeded")
     assert window_start(closed_recently, POLICY, at(600)) == at(590)
-    assert window_start(Circuit(State.CLOSED, T0, "x"), POLICY, at(1200)) == at(600)
-    assert window_start(Circuit(State.HALF_OPEN, at(30), "x"), POLICY, at(1200)) == at(30)
+    assert window_start(Circuit(CircuitState.CLOSED, T0, "x"), POLICY, at(1200)) == at(600)
+    assert window_start(Circuit(CircuitState.HALF_OPEN, at(30), "x"), POLICY, at(1200)) == at(30)
 
 
 @given(st.integers(0, 10_000), st.integers(0, 10_000))

@@ -9,11 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outbound_operator.reconcile import quota
-from outbound_operator.reconcile.circuit import Circuit, State
+from outbound_operator.reconcile.circuit import Circuit
 from outbound_operator.reconcile.conditions import Condition, set_condition, transitions
 from outbound_operator.reconcile.control import desired_row, differences
 from outbound_operator.reconcile.spec import ChannelProviderSpec, QuotaPolicySpec, parse_duration
 from outbound_operator.settings import load_settings
+from outbound_sender.domain import CircuitState
 from outbound_sender.errors import ConfigError
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -32,7 +33,7 @@ def test_last_transition_time_changes_only_with_the_status() -> None:
 
 def test_control_row_differences_name_the_edited_fields() -> None:
     spec = ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox", "priority": 10})
-    circuit = Circuit(State.CLOSED, T0, "Initialized")
+    circuit = Circuit(CircuitState.CLOSED, T0, "Initialized")
     want = desired_row("p", spec, circuit, 10, 3)
     edited = desired_row("p", spec.model_copy(update={"enabled": False}), circuit, 10, 3)
     assert differences(edited, want) == {"enabled": (False, True)}

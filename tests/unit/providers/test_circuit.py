@@ -12,14 +12,9 @@ from outbound_sender.domain import Channel, CircuitState, ErrorCode, OutboundMes
 from outbound_sender.errors import AmbiguousSendError, PermanentError, RateLimitedError, TemporaryError
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import SendResult
-from outbound_sender.worker.dispatch import (
-    BreakerConfig,
-    CircuitBreaker,
-    CircuitOpenError,
-    Dispatcher,
-    NoProviderError,
-    is_provider_failure,
-)
+from outbound_sender.worker.circuit import BreakerConfig, CircuitBreaker, is_provider_failure
+from outbound_sender.worker.dispatch import Dispatcher
+from outbound_sender.worker.guarded import CircuitOpenError, NoProviderError
 
 
 class Clock:

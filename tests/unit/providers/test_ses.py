@@ -32,7 +32,7 @@ from outbound_sender.sandboxes import credentials
 from outbound_sender.sandboxes import ses as sandbox
 from outbound_sender.sandboxes.base import Request
 from outbound_sender.webhooks import events, sns
-from outbound_sender.worker.dispatch import is_provider_failure
+from outbound_sender.worker.circuit import is_provider_failure
 
 MODEL = ServiceModel(Loader().load_service_model("sesv2", "service-2"), "sesv2")
 SEND = MODEL.operation_model("SendEmail")

@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import asyncpg
 
-from outbound_sender.quota.policy import QuotaPolicy
 from outbound_sender.store.queries import sql
 
 UNLIMITED = 2_147_483_647  # the unlimited tier still counts, against a limit it never reaches
 
 Reason = Literal["throttled", "quota", "threshold", "missing"]
+
+
+class QuotaTerms(Protocol):
+    """What the ledger needs of an organisation's policy (quota/policy.py QuotaPolicy)."""
+
+    @property
+    def org_id(self) -> str: ...
+
+    @property
+    def daily_limit(self) -> int | None: ...
+
+    @property
+    def reset_period_seconds(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +63,7 @@ class QuotaLedger:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def reserve(self, policy: QuotaPolicy, ceiling_percent: int = 100) -> Reservation | Refusal:
+    async def reserve(self, policy: QuotaTerms, ceiling_percent: int = 100) -> Reservation | Refusal:
         args = (policy.org_id, policy.reset_period_seconds, ceiling_percent)
         row = await self.pool.fetchrow(sql("quota_reserve"), *args)
         if row is None:
