@@ -52,6 +52,9 @@ def list_args(**filters: Any) -> list[Any]:
 CASES: dict[str, tuple[dict[str, Any], str]] = {
     "no filter": ({}, "idx_outbound_message_org_created"),
     "status": ({"status": "QUEUED"}, "idx_outbound_message_org_status"),
+    # Since migration 0012 the org_status index holds QUEUED, FAILED and CANCELLED rows only.
+    "status SENT": ({"status": "SENT"}, "idx_outbound_message_org_created"),
+    "status SENDING": ({"status": "SENDING"}, "idx_outbound_message_status_created"),
     "dossier": ({"dossier_id": "D1234"}, "idx_outbound_message_org_dossier"),
     "correlation": ({"correlation_id": "c17"}, "idx_outbound_message_org_correlation"),
     "template": ({"template_code": "tpl_7"}, "idx_outbound_message_org_template"),
