@@ -153,12 +153,22 @@ def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
             rows.append((label, s[key]["msgs_per_s"].text(unit=" msg/s")))
 
     def ratio(label: str, top: tuple[str, str], bottom: tuple[str, str], target: str) -> None:
-        if top[0] in s and bottom[0] in s:
+        if top[1] in s.get(top[0], {}) and bottom[1] in s.get(bottom[0], {}):
             value = s[top[0]][top[1]].median / s[bottom[0]][bottom[1]].median
             rows.append((label, f"{value:.2f}  ({target})"))
 
     rate("L_ref", f"L_ref reference lifecycle, pgbench, batch {BATCH}, {CLIENTS} clients")
     rate("L", f"L     our claim_batch + complete_batch, pgbench, batch {BATCH}, {CLIENTS} clients")
+    for key in ("L_ref", "L"):
+        if key in s and "cpu_us_per_msg" in s[key]:
+            cost = s[key]
+            rows.append(
+                (
+                    f"      {key} per message: server CPU / WAL / buffers",
+                    f"{cost['cpu_us_per_msg'].text(unit=' µs')} / {cost['wal_bytes_per_msg'].text(unit=' B')} / "
+                    f"{cost['buffers_per_msg'].text()}",
+                )
+            )
     rate("P", f"P     PGQueuer drain, {pgqueuer_bench.DEQUEUERS} dequeuers, batch {BATCH}")
     rate("B1", f"B1    our worker, null provider, 1 process, batch {BATCH}")
     rate("B2", "B2    our worker, HTTP sandbox at 100 ms, K=200")
@@ -180,6 +190,12 @@ def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
             lat = s[key]
             rows.append((f"{label} p50 / p95 / max", " / ".join(lat[p].text(".1f", " ms") for p in _LAT)))
     ratio("L / L_ref", ("L", "msgs_per_s"), ("L_ref", "msgs_per_s"), "target >= 0.85, goal 1.0")
+    ratio(
+        "L_ref / L in server CPU per message",
+        ("L_ref", "cpu_us_per_msg"),
+        ("L", "cpu_us_per_msg"),
+        "the same ratio, steadier on a busy machine",
+    )
     ratio("B1 / P", ("B1", "msgs_per_s"), ("P", "msgs_per_s"), "target >= 1.0")
     ratio("B1 / L", ("B1", "msgs_per_s"), ("L", "msgs_per_s"), "goal 0.5")
     if "B2" in s:

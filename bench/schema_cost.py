@@ -32,32 +32,29 @@ BATCH, CLIENTS = 10, 8
 # transaction block).
 VARIANTS: dict[str, tuple[str, ...]] = {
     "as is": (),
-    "- org_status": ("DROP INDEX idx_outbound_message_org_status",),
+    # The three indexes as they were before migration 0012.
+    "before 0012": (
+        "DROP INDEX idx_outbound_message_org_status",
+        "CREATE INDEX idx_outbound_message_org_status ON outbound_message (org_id, status, created_at, id)",
+        "CREATE INDEX idx_outbound_message_lease ON outbound_message (leased_until) WHERE status = 'SENDING'",
+        "DROP INDEX idx_outbound_attempt_provider_created",
+        "CREATE INDEX idx_outbound_attempt_provider_created ON outbound_attempt (provider, created_at)",
+    ),
     "- org_created": ("DROP INDEX idx_outbound_message_org_created",),
-    "- lease": ("DROP INDEX idx_outbound_message_lease",),
     "- provider_id": ("DROP INDEX idx_outbound_message_provider_id",),
     "- status_created (runbook)": ("DROP INDEX idx_outbound_message_status_created",),
     "- channel_status (runbook)": ("DROP INDEX idx_outbound_message_channel_status",),
-    "- attempt provider_created": ("DROP INDEX idx_outbound_attempt_provider_created",),
+    "- both runbook indexes": (
+        "DROP INDEX idx_outbound_message_status_created",
+        "DROP INDEX idx_outbound_message_channel_status",
+    ),
     "- ready trigger": ("DROP TRIGGER outbound_message_ready ON outbound_message",),
     "fillfactor 70": ("ALTER TABLE outbound_message SET (fillfactor = 70)", "VACUUM FULL outbound_message"),
-    # Migration 0012's three changes together.
-    "0012": (
-        "DROP INDEX idx_outbound_message_org_status",
-        "CREATE INDEX idx_outbound_message_org_status ON outbound_message (org_id, status, created_at, id)"
-        " WHERE status IN ('QUEUED', 'FAILED', 'CANCELLED')",
-        "DROP INDEX idx_outbound_message_lease",
-        "DROP INDEX idx_outbound_attempt_provider_created",
-        "CREATE INDEX idx_outbound_attempt_provider_created ON outbound_attempt USING brin (provider, created_at)"
-        " WITH (autosummarize = on)",
-    ),
-    # The floor the runbook leaves: every index of the hot path dropped but its two named ones.
-    "only pkey + runbook indexes + claim": (
-        "DROP INDEX idx_outbound_message_org_status",
+    # The floor the runbook leaves: every index a plain message's lifecycle writes, but the primary
+    # keys, the runbook's two named ones and the attempt's (message, attempt) key.
+    "only keys + runbook indexes": (
         "DROP INDEX idx_outbound_message_org_created",
-        "DROP INDEX idx_outbound_message_lease",
         "DROP INDEX idx_outbound_message_provider_id",
-        "DROP INDEX idx_outbound_attempt_provider_created",
     ),
 }
 
