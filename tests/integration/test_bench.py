@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import common, pgbench_limit, pgqueuer_bench, reference
+from bench import common, pgbench_limit, pgqueuer_bench, reference, soak
 
 
 async def test_limit_counts_the_messages_it_completed(db_dsn: str) -> None:
@@ -71,3 +71,24 @@ async def test_pgqueuer_drains_with_several_dequeuers(db_dsn: str) -> None:
 
     assert result["completed"] == 300
     assert result["msgs_per_s"] > 0
+
+
+async def test_the_soak_drains_its_queue_and_reports_both_ends_and_the_tables(db_dsn: str) -> None:
+    await soak.prepare(db_dsn, 3_000, 1_000)
+    assert await common.count_status(db_dsn, "SENT") == 2_000
+    assert await common.count_status(db_dsn, "QUEUED") == 1_000
+
+    figures = await soak.run(db_dsn, 1_000)
+
+    assert await common.count_status(db_dsn, "SENT") == 3_000  # the whole queue, nothing more
+    assert figures["first_msgs_per_s"] > 0
+    assert figures["last_msgs_per_s"] > 0
+    assert figures["last_over_first"] == pytest.approx(figures["last_msgs_per_s"] / figures["first_msgs_per_s"])
+    assert figures["dead_after"] > figures["dead_before"] or figures["vacuums_during"] > 0
+    assert figures["table_mb_after"] >= figures["table_mb_before"] > 0
+    assert figures["attempt_mb_after"] > figures["attempt_mb_before"] > 0
+
+
+async def test_a_soak_whose_drain_is_not_part_of_its_table_is_refused(db_dsn: str) -> None:
+    with pytest.raises(ValueError, match="must be part of the table"):
+        await soak.prepare(db_dsn, 1_000, 1_000)
