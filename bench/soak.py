@@ -11,19 +11,32 @@ configured (docs/performance.md recommends settings for this table).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
 
 from bench import pgbench_limit
-from bench.common import BODY, bench_sql, vacuum
+from bench.common import BODY, bench_sql, database, postgres, vacuum
 from outbound_sender.embedded import pg_bin_dir
 
 SAMPLE_SECONDS = 0.05
 MAX_SECONDS = 3600.0
+
+# The autovacuum settings docs/performance.md recommends, applied by `--tuned`: vacuum
+# outbound_message after a fixed number of dead row versions (each message leaves two) rather than
+# a fifth of the table, unthrottled, and the insert-only outbound_attempt every 50,000 rows.
+TUNED_SERVER = ("ALTER SYSTEM SET autovacuum_naptime = '10s'", "SELECT pg_reload_conf()")
+TUNED_TABLES = (
+    "ALTER TABLE outbound_message SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,"
+    " autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0.02)",
+    "ALTER TABLE outbound_attempt SET (autovacuum_vacuum_insert_scale_factor = 0,"
+    " autovacuum_vacuum_insert_threshold = 50000, autovacuum_vacuum_cost_delay = 0)",
+)
 
 
 async def prepare(dsn: str, total: int, drain: int) -> None:
@@ -116,3 +129,40 @@ async def run(dsn: str, drain: int) -> dict[str, float]:
         "attempt_mb_before": (before[attempt]["table_bytes"] + before[attempt]["index_bytes"]) / 2**20,
         "attempt_mb_after": (after[attempt]["table_bytes"] + after[attempt]["index_bytes"]) / 2**20,
     }
+
+
+async def _soak(total: int, drain: int, tuned: bool) -> dict[str, float]:
+    with postgres(Path(tempfile.mkdtemp(prefix="outbound-soak-"))) as server:
+        if tuned:
+            admin = await asyncpg.connect(server.admin_dsn)
+            try:
+                for statement in TUNED_SERVER:
+                    await admin.execute(statement)
+            finally:
+                await admin.close()
+        async with database(server) as dsn:
+            await prepare(dsn, total, drain)
+            if tuned:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    for statement in TUNED_TABLES:
+                        await conn.execute(statement)
+                finally:
+                    await conn.close()
+            return await run(dsn, drain)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--total", type=int, default=1_000_000, help="messages in the table (default 1,000,000)")
+    parser.add_argument("--drain", type=int, default=200_000, help="of which QUEUED and drained (default 200,000)")
+    parser.add_argument("--tuned", action="store_true", help="with the recommended autovacuum settings")
+    args = parser.parse_args(argv)
+    if not 0 < args.drain < args.total:
+        parser.error("--drain must be above 0 and below --total")
+    for name, value in asyncio.run(_soak(args.total, args.drain, args.tuned)).items():
+        print(f"{name:20} {value:12,.2f}")
+
+
+if __name__ == "__main__":
+    main()
