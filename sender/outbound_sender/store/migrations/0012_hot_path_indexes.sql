@@ -6,7 +6,7 @@
 -- The API's status filter. QUEUED, FAILED and CANCELLED rows are the ones a per-organisation status
 -- list needs an index for; SENDING and SENT rows, which every message passes through, no longer get
 -- entries. A SENT list reads idx_outbound_message_org_created (most rows are SENT), a SENDING list
--- the runbook's idx_outbound_message_status_created (SENDING rows are only those in flight).
+-- one of the runbook's two status indexes (SENDING rows are only those in flight).
 DROP INDEX idx_outbound_message_org_status;
 CREATE INDEX idx_outbound_message_org_status ON outbound_message (org_id, status, created_at, id)
     WHERE status IN ('QUEUED', 'FAILED', 'CANCELLED');
