@@ -3,8 +3,8 @@
     python -m bench [--quick] [--runs N]
 
 Each measure runs N times (default 3), interleaved: L_ref, L, P, B1, B2, M, B3, the latency
-yardsticks and the API, then again from the start. Every run gets a fresh database (the large
-queues of L and L_ref are loaded once, vacuumed, and copied for each run). The table gives the
+yardsticks, the API and the soak S, then again from the start. Every run gets a fresh database (the
+large tables of L, L_ref and S are loaded once, vacuumed, and copied for each run). The table gives the
 median and the min-max range of each figure; the ratios are taken between medians. The absolute
 figures belong to this machine at this moment; the ratios, measured in one run, are what the
 targets are about.
@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bench import api_bench, common, pgbench_limit, pgqueuer_bench, reference, worker_bench
+from bench import api_bench, common, pgbench_limit, pgqueuer_bench, reference, soak, worker_bench
 from bench.common import Spread
 
 RESULTS = Path(__file__).parent / "results"
@@ -39,6 +39,8 @@ class Sizes:
     b2: int  # messages sent by B2 (K = 200)
     memory: int  # messages sent by M (K = 1,000)
     latency_seconds: float  # B3 and its yardsticks, at RATE messages/s
+    soak_total: int  # messages in the soak's table (S), most of them SENT
+    soak_drain: int  # of which QUEUED, drained at full speed
     api: api_bench.Sizes
     runs: int
 
@@ -50,6 +52,8 @@ FULL = Sizes(
     b2=10_000,
     memory=20_000,
     latency_seconds=10,
+    soak_total=1_000_000,
+    soak_drain=200_000,
     api=api_bench.Sizes(single=4000, batches=100),
     runs=3,
 )
@@ -60,6 +64,8 @@ QUICK = Sizes(
     b2=1_000,
     memory=2_000,
     latency_seconds=2,
+    soak_total=20_000,
+    soak_drain=4_000,
     api=api_bench.Sizes(single=400, batches=10),
     runs=3,
 )
@@ -80,14 +86,19 @@ async def _reference(dsn: str, sizes: Sizes) -> dict[str, float]:
 
 
 async def _templates(server: common.Server, sizes: Sizes, only: Sequence[str]) -> dict[str, str]:
-    """Prepared databases for L_ref and L (their queues loaded and vacuumed once), to copy per run."""
+    """Prepared databases for L_ref, L and S (loaded and vacuumed once), to copy per run."""
     names: dict[str, str] = {}
-    for key, prepare, migrated in (("L_ref", reference.prepare, False), ("L", _load_queue, True)):
+    preparers: tuple[tuple[str, int, Callable[[str], Awaitable[None]], bool], ...] = (
+        ("L_ref", sizes.queue, lambda dsn: reference.prepare(dsn, sizes.queue), False),
+        ("L", sizes.queue, lambda dsn: _load_queue(dsn, sizes.queue), True),
+        ("S", sizes.soak_total, lambda dsn: soak.prepare(dsn, sizes.soak_total, sizes.soak_drain), True),
+    )
+    for key, count, prepare, migrated in preparers:
         if only and key not in only:
             continue
-        print(f"  loading {sizes.queue:,} messages for {key} ...", flush=True)
+        print(f"  loading {count:,} messages for {key} ...", flush=True)
         names[key] = await common.create_database(server, migrated=migrated)
-        await prepare(server.dsn(names[key]), sizes.queue)
+        await prepare(server.dsn(names[key]))
     return names
 
 
@@ -96,7 +107,7 @@ async def _load_queue(dsn: str, count: int) -> None:
     await common.vacuum(dsn)
 
 
-KEYS = ("L_ref", "L", "P", "B1", "B2", "M", "B3", "P_lat", "floor", "api")
+KEYS = ("L_ref", "L", "P", "B1", "B2", "M", "B3", "P_lat", "floor", "api", "S")
 
 
 def plan(sizes: Sizes, templates: dict[str, str]) -> list[tuple[str, str, str | None, bool, Measure]]:
@@ -119,6 +130,13 @@ def plan(sizes: Sizes, templates: dict[str, str]) -> list[tuple[str, str, str | 
         ("P_lat", "PGQueuer latency", None, True, lambda d: pgqueuer_bench.latency(d, RATE, seconds)),
         ("floor", "LISTEN/NOTIFY floor", None, True, lambda d: worker_bench.notify_floor(d, RATE, seconds)),
         ("api", "HTTP API and the database limit", None, True, lambda d: api_bench.run(d, sizes.api)),
+        (
+            "S",
+            f"S (soak: drain {sizes.soak_drain:,} of {sizes.soak_total:,} messages)",
+            templates.get("S"),
+            True,
+            lambda d: soak.run(d, sizes.soak_drain),
+        ),
     ]
 
 
@@ -153,12 +171,22 @@ def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
             rows.append((label, s[key]["msgs_per_s"].text(unit=" msg/s")))
 
     def ratio(label: str, top: tuple[str, str], bottom: tuple[str, str], target: str) -> None:
-        if top[0] in s and bottom[0] in s:
+        if top[1] in s.get(top[0], {}) and bottom[1] in s.get(bottom[0], {}):
             value = s[top[0]][top[1]].median / s[bottom[0]][bottom[1]].median
             rows.append((label, f"{value:.2f}  ({target})"))
 
     rate("L_ref", f"L_ref reference lifecycle, pgbench, batch {BATCH}, {CLIENTS} clients")
     rate("L", f"L     our claim_batch + complete_batch, pgbench, batch {BATCH}, {CLIENTS} clients")
+    for key in ("L_ref", "L"):
+        if key in s and "cpu_us_per_msg" in s[key]:
+            cost = s[key]
+            rows.append(
+                (
+                    f"      {key} per message: server CPU / WAL / buffers",
+                    f"{cost['cpu_us_per_msg'].text(unit=' µs')} / {cost['wal_bytes_per_msg'].text(unit=' B')} / "
+                    f"{cost['buffers_per_msg'].text()}",
+                )
+            )
     rate("P", f"P     PGQueuer drain, {pgqueuer_bench.DEQUEUERS} dequeuers, batch {BATCH}")
     rate("B1", f"B1    our worker, null provider, 1 process, batch {BATCH}")
     rate("B2", "B2    our worker, HTTP sandbox at 100 ms, K=200")
@@ -180,6 +208,12 @@ def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
             lat = s[key]
             rows.append((f"{label} p50 / p95 / max", " / ".join(lat[p].text(".1f", " ms") for p in _LAT)))
     ratio("L / L_ref", ("L", "msgs_per_s"), ("L_ref", "msgs_per_s"), "target >= 0.85, goal 1.0")
+    ratio(
+        "L_ref / L in server CPU per message",
+        ("L_ref", "cpu_us_per_msg"),
+        ("L", "cpu_us_per_msg"),
+        "the same ratio, steadier on a busy machine",
+    )
     ratio("B1 / P", ("B1", "msgs_per_s"), ("P", "msgs_per_s"), "target >= 1.0")
     ratio("B1 / L", ("B1", "msgs_per_s"), ("L", "msgs_per_s"), "goal 0.5")
     if "B2" in s:
@@ -188,6 +222,8 @@ def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
     ratio("B3 p95 / floor p95", ("B3", "p95_ms"), ("floor", "p95_ms"), "goal <= 2.0")
     if "api" in s:
         rows += _api_rows(s["api"])
+    if "S" in s:
+        rows += _soak_rows(s["S"], sizes)
     lines = [
         f"{sizes.runs} runs per measure, interleaved; median (min-max); ratios between medians.",
         "",
@@ -199,6 +235,30 @@ def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
 
 
 _LAT = ("p50_ms", "p95_ms", "max_ms")
+
+
+def _soak_rows(soak_figures: dict[str, Spread], sizes: Sizes) -> list[tuple[str, str]]:
+    f = soak_figures
+    return [
+        (
+            f"S     soak, drain {sizes.soak_drain:,} of {sizes.soak_total:,}: first / last 10 %",
+            f"{f['first_msgs_per_s'].text(unit=' msg/s')} / {f['last_msgs_per_s'].text(unit=' msg/s')}",
+        ),
+        ("S last 10 % / first 10 %", f"{f['last_over_first'].text('.2f')}  (target >= 0.9)"),
+        (
+            "      S outbound_message dead tuples before -> after (vacuums during the drain)",
+            f"{f['dead_before'].text()} -> {f['dead_after'].text()} ({f['vacuums_during'].text()})",
+        ),
+        (
+            "      S outbound_message table / indexes, MB before -> after",
+            f"{f['table_mb_before'].text()} -> {f['table_mb_after'].text()} / "
+            f"{f['index_mb_before'].text()} -> {f['index_mb_after'].text()}",
+        ),
+        (
+            "      S outbound_attempt with indexes, MB before -> after",
+            f"{f['attempt_mb_before'].text()} -> {f['attempt_mb_after'].text()}",
+        ),
+    ]
 
 
 def _api_rows(api: dict[str, Spread]) -> list[tuple[str, str]]:

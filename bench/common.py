@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import statistics
 import subprocess
@@ -51,12 +52,20 @@ def bench_sql(name: str) -> str:
 
 @dataclass(frozen=True)
 class Throughput:
-    """What a timed run completed: messages with an attempt row written, over wall-clock seconds."""
+    """What a timed run completed: messages with an attempt row written, over wall-clock seconds.
+
+    `cpu_seconds` is the CPU the database server's processes used during the run and `wal_bytes`
+    the WAL it wrote: per message, they are the database's cost, and unlike msg/s they hardly move
+    when other programs compete for the machine's cores.
+    """
 
     completed: int
     seconds: float
     loaded: int
     left: int
+    cpu_seconds: float = float("nan")
+    wal_bytes: int = 0
+    buffers: int = 0  # shared buffers read or hit in the run's database
 
     @property
     def msgs_per_s(self) -> float:
@@ -74,8 +83,27 @@ class Throughput:
             )
         return self
 
+    @property
+    def cpu_us_per_msg(self) -> float:
+        return self.cpu_seconds * 1e6 / self.completed
+
+    @property
+    def wal_bytes_per_msg(self) -> float:
+        return self.wal_bytes / self.completed
+
+    @property
+    def buffers_per_msg(self) -> float:
+        return self.buffers / self.completed
+
     def metrics(self) -> dict[str, float]:
-        return {"msgs_per_s": self.msgs_per_s, "completed": self.completed, "left": self.left}
+        return {
+            "msgs_per_s": self.msgs_per_s,
+            "completed": self.completed,
+            "left": self.left,
+            "cpu_us_per_msg": self.cpu_us_per_msg,
+            "wal_bytes_per_msg": self.wal_bytes_per_msg,
+            "buffers_per_msg": self.buffers_per_msg,
+        }
 
 
 def pgbench(dsn: str, script: str, *, clients: int, seconds: float, variables: Mapping[str, int]) -> float:
@@ -94,6 +122,51 @@ def pgbench(dsn: str, script: str, *, clients: int, seconds: float, variables: M
     if done.returncode != 0 or re.search(r"number of failed transactions: [1-9]", done.stdout):
         raise RuntimeError(f"pgbench failed: {done.stdout[-1000:]} {done.stderr[-2000:]}")
     return watch.seconds
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def server_cpu_seconds(postmaster: int) -> float:
+    """CPU (user + system) used so far by a PostgreSQL server: the postmaster, its live processes
+    and every process it has reaped (a backend that ended is in the postmaster's children times)."""
+    fields = _proc_stat(postmaster)  # fields[0] is the state; utime is field 14 of the whole line
+    total = sum(int(value) for value in fields[11:15])
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            child = _proc_stat(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+        if int(child[1]) == postmaster:
+            total += int(child[11]) + int(child[12])
+    return total / _TICKS
+
+
+async def _server(conn: asyncpg.Connection) -> tuple[int, int, int]:
+    """The postmaster's process id, the current WAL position (bytes) of the server of `conn`, and
+    the shared buffers its database has read or hit so far."""
+    folder = await conn.fetchval("SHOW data_directory")
+    lsn = await conn.fetchval("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+    buffers = await conn.fetchval(
+        "SELECT blks_hit + blks_read FROM pg_stat_database WHERE datname = current_database()"
+    )
+    return int((Path(folder) / "postmaster.pid").read_text().split()[0]), int(lsn), int(buffers)
+
+
+async def _quiet_backends(conn: asyncpg.Connection, application: str) -> None:
+    """Wait until the sessions of `application` are gone, so their CPU is in the postmaster's books."""
+    async with asyncio.timeout(60):
+        while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", application):
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # the postmaster reaps an ended backend just after it leaves pg_stat_activity
 
 
 async def _counts(dsn: str, query: str) -> tuple[int, int, int]:
@@ -116,11 +189,28 @@ async def timed_lifecycle(
     """
     before, _, loaded = await _counts(dsn, counts)
     variables = {"batch": batch}
-    elapsed = await asyncio.to_thread(pgbench, dsn, script, clients=clients, seconds=seconds, variables=variables)
+    conn = await asyncpg.connect(dsn)
+    try:
+        postmaster, wal_start, buffers_start = await _server(conn)
+        cpu_start = server_cpu_seconds(postmaster)
+        elapsed = await asyncio.to_thread(pgbench, dsn, script, clients=clients, seconds=seconds, variables=variables)
+        await _quiet_backends(conn, "pgbench")
+        cpu = server_cpu_seconds(postmaster) - cpu_start
+        _, wal_end, buffers_end = await _server(conn)
+    finally:
+        await conn.close()
     completed, sent, left = await _counts(dsn, counts)
     if completed != sent:
         raise RuntimeError(f"{label}: {completed} attempt rows but {sent} messages SENT")
-    return Throughput(completed=completed - before, seconds=elapsed, loaded=loaded, left=left)
+    return Throughput(
+        completed=completed - before,
+        seconds=elapsed,
+        loaded=loaded,
+        left=left,
+        cpu_seconds=cpu,
+        wal_bytes=wal_end - wal_start,
+        buffers=buffers_end - buffers_start,
+    )
 
 
 @dataclass

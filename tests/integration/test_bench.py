@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import common, pgbench_limit, pgqueuer_bench, reference
+from bench import common, pgbench_limit, pgqueuer_bench, reference, soak
 
 
 async def test_limit_counts_the_messages_it_completed(db_dsn: str) -> None:
@@ -17,6 +17,10 @@ async def test_limit_counts_the_messages_it_completed(db_dsn: str) -> None:
     assert done.completed > 0
     assert done.loaded == 2_000
     assert done.completed + done.left == 2_000  # every message either completed or still queued
+    # The database's own cost of the run: its CPU, WAL and buffers, all spent, none of them absurd.
+    assert 0 < done.cpu_us_per_msg < 1_000_000
+    assert 100 < done.wal_bytes_per_msg < 100_000
+    assert 1 < done.buffers_per_msg < 10_000
     assert await common.count_status(db_dsn, "SENT") == done.completed
     assert done.msgs_per_s == pytest.approx(done.completed / done.seconds)
     assert done.seconds >= 1.0
@@ -45,8 +49,17 @@ async def test_reference_lifecycle_counts_attempt_rows_and_survives_an_empty_que
 
 
 async def test_a_run_that_kept_enough_queue_passes_the_check() -> None:
-    done = common.Throughput(completed=900, seconds=1.0, loaded=1_000, left=100)
-    assert done.check("L").metrics() == {"msgs_per_s": 900.0, "completed": 900, "left": 100}
+    done = common.Throughput(
+        completed=900, seconds=1.0, loaded=1_000, left=100, cpu_seconds=0.09, wal_bytes=900_000, buffers=45_000
+    )
+    assert done.check("L").metrics() == {
+        "msgs_per_s": 900.0,
+        "completed": 900,
+        "left": 100,
+        "cpu_us_per_msg": pytest.approx(100.0),
+        "wal_bytes_per_msg": 1000.0,
+        "buffers_per_msg": 50.0,
+    }
     with pytest.raises(common.QueueRanDry):
         common.Throughput(completed=901, seconds=1.0, loaded=1_000, left=99).check("L")
     with pytest.raises(RuntimeError, match="no message completed"):
@@ -58,3 +71,24 @@ async def test_pgqueuer_drains_with_several_dequeuers(db_dsn: str) -> None:
 
     assert result["completed"] == 300
     assert result["msgs_per_s"] > 0
+
+
+async def test_the_soak_drains_its_queue_and_reports_both_ends_and_the_tables(db_dsn: str) -> None:
+    await soak.prepare(db_dsn, 3_000, 1_000)
+    assert await common.count_status(db_dsn, "SENT") == 2_000
+    assert await common.count_status(db_dsn, "QUEUED") == 1_000
+
+    figures = await soak.run(db_dsn, 1_000)
+
+    assert await common.count_status(db_dsn, "SENT") == 3_000  # the whole queue, nothing more
+    assert figures["first_msgs_per_s"] > 0
+    assert figures["last_msgs_per_s"] > 0
+    assert figures["last_over_first"] == pytest.approx(figures["last_msgs_per_s"] / figures["first_msgs_per_s"])
+    assert figures["dead_after"] > figures["dead_before"] or figures["vacuums_during"] > 0
+    assert figures["table_mb_after"] >= figures["table_mb_before"] > 0
+    assert figures["attempt_mb_after"] > figures["attempt_mb_before"] > 0
+
+
+async def test_a_soak_whose_drain_is_not_part_of_its_table_is_refused(db_dsn: str) -> None:
+    with pytest.raises(ValueError, match="must be part of the table"):
+        await soak.prepare(db_dsn, 1_000, 1_000)

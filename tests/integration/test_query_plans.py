@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bench import index_writes
+from outbound_operator.db import sql as operator_sql
 from outbound_sender.store.queries import sql
 
 ROWS = 50_000
@@ -71,16 +73,69 @@ async def test_claim_uses_the_partial_claim_index(busy_db: asyncpg.Connection) -
     assert not scans_seq(plan, "outbound_message")
 
 
-async def test_lease_recovery_uses_the_lease_index(busy_db: asyncpg.Connection) -> None:
+async def test_lease_recovery_reads_the_sending_rows_by_the_runbooks_status_index(busy_db: asyncpg.Connection) -> None:
+    """Migration 0012 dropped the lease index (one more entry written at every claim): the SENDING
+    rows, the ones in flight, are found through idx_outbound_message_status_created."""
     plan = await explain(busy_db, sql("recover_expired_leases"), 500)
-    assert "idx_outbound_message_lease" in index_names(plan)
+    assert "idx_outbound_message_status_created" in index_names(plan)
     assert not scans_seq(plan, "outbound_message")
+
+
+async def test_the_operators_provider_call_counts_read_recent_attempts_by_the_range_index(
+    busy_db: asyncpg.Connection,
+) -> None:
+    """idx_outbound_attempt_provider_created is a BRIN index since migration 0012 (almost nothing to
+    write per attempt): a window of recent attempts is still a range scan, not a scan of the table."""
+    await busy_db.execute(
+        f"""INSERT INTO outbound_attempt (outbound_message_id, attempt_no, channel, provider, outcome, created_at)
+            SELECT id, 2, channel, (ARRAY['twilio','sendgrid','whatsapp'])[1 + id % 3], 'SENT',
+                   now() - ({ROWS} - id) * interval '10 seconds'
+              FROM outbound_message ORDER BY id"""
+    )
+    await busy_db.execute("VACUUM ANALYZE outbound_attempt")
+    plan = await explain(
+        busy_db, operator_sql("provider_calls"), "twilio", dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    )
+    assert "idx_outbound_attempt_provider_created" in index_names(plan)
+    assert not scans_seq(plan, "outbound_attempt")
 
 
 async def test_completion_looks_messages_up_by_primary_key(busy_db: asyncpg.Connection) -> None:
     plan = await explain(busy_db, sql("complete_batch"), *ONE_SENT, "w")
     assert "outbound_message_pkey" in index_names(plan)
     assert not scans_seq(plan, "outbound_message")
+
+
+# What one message's claim + completion may write index entries into (migration 0012): the primary
+# keys, the runbook's two named indexes (every status change is a non-HOT update, since status is
+# indexed), the API's main list index, the receipts' provider-id look-up and the attempt's own key.
+# The partial indexes on dossier, correlation, template and idempotency key join when the message
+# carries them.
+HOT_PATH_INDEXES = {
+    "outbound_message_pkey",
+    "idx_outbound_message_status_created",
+    "idx_outbound_message_channel_status",
+    "idx_outbound_message_org_created",
+    "idx_outbound_message_provider_id",
+    "outbound_attempt_pkey",
+    "outbound_attempt_outbound_message_id_attempt_no_key",
+}
+OPTIONAL_COLUMNS_INDEXES = {
+    "idx_outbound_message_org_dossier",
+    "idx_outbound_message_org_correlation",
+    "idx_outbound_message_org_template",
+    "uq_outbound_message_idempotency",
+}
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["plain message", "message with every optional key"])
+async def test_a_message_lifecycle_writes_only_the_index_entries_it_needs(db_dsn: str, full: bool) -> None:
+    """Read from the WAL: no entry in the lease index (dropped), none in org_status for SENDING or
+    SENT rows (partial), at most the occasional range summary in the BRIN provider_created index."""
+    written = await index_writes.entries_per_message(db_dsn, full=full)
+    btree = {name for name, per_message in written.items() if per_message >= 0.5}
+    assert btree == HOT_PATH_INDEXES | (OPTIONAL_COLUMNS_INDEXES if full else set()), written
+    assert written.get("idx_outbound_attempt_provider_created", 0) < 0.5, written
 
 
 async def test_runbook_retry_schedule_lookup_uses_the_retry_index(busy_db: asyncpg.Connection) -> None:

@@ -27,6 +27,16 @@ def test_ratios_are_taken_between_medians() -> None:
     assert "| B3 p95 / PGQueuer p95 | 0.75  (target <= 1.0) |" in text
     assert "3,000 msg/s (1,000-10,000)" in text
     assert "B1 / P" not in text  # a measure that did not run gives no ratio
+    assert "L_ref / L in server CPU" not in text  # nor a figure that was not measured
+    results["L"]["cpu_us_per_msg"] = [200.0, 150.0, 400.0]
+    results["L_ref"]["cpu_us_per_msg"] = [100.0, 120.0, 90.0]
+    for key in ("L", "L_ref"):
+        results[key] |= {"wal_bytes_per_msg": [2000.0] * 3, "buffers_per_msg": [50.0] * 3}
+    text = table(spreads(results), QUICK)
+    assert "| L_ref / L in server CPU per message | 0.50  (the same ratio, steadier on a busy machine) |" in text
+    assert (
+        "| L per message: server CPU / WAL / buffers | 200 µs (150-400) / 2,000 B (2,000-2,000) / 50 (50-50) |" in text
+    )
 
 
 def test_unknown_measure_and_bad_run_count_are_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -482,7 +482,7 @@ CREATE INDEX idx_ops_audit_started ON public.ops_audit USING btree (started_at D
 
 CREATE INDEX idx_outbound_attempt_archive_message ON public.outbound_attempt_archive USING btree (outbound_message_id, attempt_no);
 
-CREATE INDEX idx_outbound_attempt_provider_created ON public.outbound_attempt USING btree (provider, created_at);
+CREATE INDEX idx_outbound_attempt_provider_created ON public.outbound_attempt USING brin (provider, created_at) WITH (autosummarize='on');
 
 CREATE INDEX idx_outbound_attempt_retry_at ON public.outbound_attempt USING btree (next_retry_at) WHERE (next_retry_at IS NOT NULL);
 
@@ -496,15 +496,13 @@ CREATE INDEX idx_outbound_message_channel_status ON public.outbound_message USIN
 
 CREATE INDEX idx_outbound_message_claim ON public.outbound_message USING btree (priority DESC, due_at) WHERE (status = 'QUEUED'::text);
 
-CREATE INDEX idx_outbound_message_lease ON public.outbound_message USING btree (leased_until) WHERE (status = 'SENDING'::text);
-
 CREATE INDEX idx_outbound_message_org_correlation ON public.outbound_message USING btree (org_id, correlation_id, created_at, id) WHERE (correlation_id IS NOT NULL);
 
 CREATE INDEX idx_outbound_message_org_created ON public.outbound_message USING btree (org_id, created_at, id);
 
 CREATE INDEX idx_outbound_message_org_dossier ON public.outbound_message USING btree (org_id, dossier_id, created_at, id) WHERE (dossier_id IS NOT NULL);
 
-CREATE INDEX idx_outbound_message_org_status ON public.outbound_message USING btree (org_id, status, created_at, id);
+CREATE INDEX idx_outbound_message_org_status ON public.outbound_message USING btree (org_id, status, created_at, id) WHERE (status = ANY (ARRAY['QUEUED'::text, 'FAILED'::text, 'CANCELLED'::text]));
 
 CREATE INDEX idx_outbound_message_org_template ON public.outbound_message USING btree (org_id, template_code, created_at, id) WHERE (template_code IS NOT NULL);
 

@@ -49,9 +49,16 @@ def list_args(**filters: Any) -> list[Any]:
     return ["org7", *(filters.get(name) for name in names), *cursor, 51]
 
 
-CASES: dict[str, tuple[dict[str, Any], str]] = {
+# The index each list uses; a tuple when any one of them will do.
+CASES: dict[str, tuple[dict[str, Any], str | tuple[str, ...]]] = {
     "no filter": ({}, "idx_outbound_message_org_created"),
     "status": ({"status": "QUEUED"}, "idx_outbound_message_org_status"),
+    # Since migration 0012 the org_status index holds QUEUED, FAILED and CANCELLED rows only.
+    "status SENT": ({"status": "SENT"}, "idx_outbound_message_org_created"),
+    "status SENDING": (
+        {"status": "SENDING"},
+        ("idx_outbound_message_status_created", "idx_outbound_message_channel_status"),
+    ),
     "dossier": ({"dossier_id": "D1234"}, "idx_outbound_message_org_dossier"),
     "correlation": ({"correlation_id": "c17"}, "idx_outbound_message_org_correlation"),
     "template": ({"template_code": "tpl_7"}, "idx_outbound_message_org_template"),
@@ -68,7 +75,7 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
 async def test_list_filters_use_their_index(big_db: asyncpg.Connection, case: str) -> None:
     filters, index = CASES[case]
     plan = await explain(big_db, sql("api_list_messages"), *list_args(**filters))
-    assert index in index_names(plan), plan
+    assert index_names(plan) & ({index} if isinstance(index, str) else set(index)), plan
     assert not scans_seq(plan, "outbound_message")
 
 

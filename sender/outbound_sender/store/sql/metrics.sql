@@ -1,7 +1,7 @@
 -- Database-derived gauges (observability/refresher.py): one statement per refresh.
 -- Every pod runs it every OUTBOUND_METRICS_UPDATE_INTERVAL_MS; each part reads an index:
 --   QUEUED            idx_outbound_message_claim (partial, status = 'QUEUED'): the queue itself
---   SENDING           idx_outbound_message_lease (partial, status = 'SENDING'): at most the in-flight
+--   SENDING           idx_outbound_message_status_created: at most the in-flight
 --   FAILED            idx_outbound_message_status_created: the dead-letter queue (archived after 7 days)
 --   SENT              idx_outbound_message_status_created, range on created_at: the last 24 hours only,
 --                     so the cost follows the daily volume, not the table's age
