@@ -157,8 +157,18 @@ async def test_an_ambiguous_send_is_settled_by_its_receipt_not_sent_twice(
     assert app.stats["accepted"] == 1  # one send reached the provider: no duplicate
     assert row["provider_message_id"].startswith(case.id_prefix)  # learnt from the receipt
     assert row["provider_message_id"]
-    attempts = await messages.get_attempts(db, message_id)
-    assert [(a["outcome"], a["ambiguous"]) for a in attempts] == [("RETRY", True), ("SENT", False)]
+    attempts = [(a["outcome"], a["ambiguous"]) for a in await messages.get_attempts(db, message_id)]
+    # Two orders settle it, both without a second send: the receipt came before the timed-out call
+    # was recorded, so the retry found it (a second attempt, SENT without a call); or, on a slow
+    # machine, it came while the message waited to retry, and the webhook settled it.
+    settled_by_webhook = await db.fetchval(
+        "SELECT count(*) FROM outbound_delivery_event WHERE outbound_message_id = $1 AND resolved_ambiguous",
+        message_id,
+    )
+    if settled_by_webhook:
+        assert attempts == [("RETRY", True)]
+    else:
+        assert attempts == [("RETRY", True), ("SENT", False)]
     assert (
         metrics.registry.get_sample_value("outbound_message_ambiguous_send_total", {"channel": "SMS", "provider": name})
         == 1
