@@ -25,9 +25,10 @@ from outbound_operator.handlers.context import ProviderMemory, Runtime, being_de
 from outbound_operator.reconcile import admission, control, scaling
 from outbound_operator.reconcile import circuit as breaker
 from outbound_operator.reconcile import status as provider_status
-from outbound_operator.reconcile.conditions import set_all, timestamp
+from outbound_operator.reconcile.conditions import find, set_all, timestamp
 from outbound_operator.reconcile.spec import ChannelProviderSpec
 from outbound_operator.reconcile.workload import env_refusal
+from outbound_operator.reconcile.workload import names as workload_names
 
 GROUP, VERSION, PLURAL = "messaging.outbound.dev", "v1alpha1", "channelproviders"
 log = logging.getLogger("outbound_operator.channelprovider")
@@ -138,9 +139,71 @@ async def reconcile(rt: Runtime, body: kopf.Body) -> dict[str, Any]:
         await publish_control(rt, body, desired, before)
         memory.circuit, memory.batch_size, memory.replicas, memory.row = circuit, batch, replicas, desired
         deployment = await workloads.converge(rt, body, memory, spec, replicas)
-        observed = _observed(circuit, calls, load, batch=batch, replicas=replicas, deployment=deployment)
+        rollout = await workloads.rollout(rt, deployment)
+        observed = _observed(
+            circuit, calls, load, batch=batch, replicas=replicas, deployment=deployment, rollout=rollout
+        )
+        memory.generation, memory.enabled = generation, spec.enabled
+        memory.applied.set()
         _export(rt, name, spec, observed)
         return _status(memory, observed, generation=generation, enabled=spec.enabled, now=now, error=None)
+
+
+async def follow_workers(rt: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped) -> None:
+    """Watch the ChannelProvider's worker Deployment for as long as the ChannelProvider exists and
+    pass each state to deployment_changed. Survives every error (API server restarts, RBAC not yet
+    bound, an expired watch): it logs, waits a little longer each time (at most a minute) and watches
+    again. Idle until this process has applied the provider (kopf cancels it on deletion)."""
+    meta = body["metadata"]
+    deployment_name, _ = workload_names(meta["name"])
+    memory = rt.provider(meta["uid"])
+    pause = rt.settings.reconcile_interval_seconds
+    await memory.applied.wait()
+    while not stopped:
+        try:
+            async for deployment in rt.kube.watch("apps/v1", "Deployment", meta["namespace"], deployment_name):
+                await deployment_changed(rt, deployment)
+                pause = rt.settings.reconcile_interval_seconds
+                if stopped:
+                    return
+        except Exception as error:  # any failure: watch again later
+            log.warning(
+                "watching the worker Deployment failed",
+                extra={"fields": {"provider": meta["name"], "error": f"{type(error).__name__}: {error}"[:500]}},
+            )
+            await stopped.wait(pause)
+            pause = min(pause * 2, 60.0)
+
+
+async def deployment_changed(rt: Runtime, deployment: Mapping[str, Any]) -> None:
+    """A worker Deployment's status moved: bring its ChannelProvider's Ready (and readyReplicas) up to
+    date now, rather than at the next timer tick. Only for a provider this process has reconciled
+    (its memory knows the generation and the other conditions); the reconcile covers the rest."""
+    owner = workloads.owner(deployment)
+    if owner is None:
+        return
+    name, uid = owner
+    memory = rt.providers.get(uid)
+    if memory is None or memory.generation is None:
+        return
+    async with memory.lock:
+        if memory.deleted or memory.conditions is None or memory.generation is None:
+            return
+        current = find(memory.conditions, "Reconciled")
+        if current is None or current.get("status") != "True":
+            return  # refused or failing: Ready already says why, and no Deployment of ours is in force
+        rollout = await workloads.rollout(rt, deployment)
+        condition = provider_status.ready(None, memory.enabled, rollout)
+        now = dt.datetime.now(dt.UTC)
+        conditions = set_all(memory.conditions, [condition], memory.generation, now)
+        ready_replicas = int((deployment.get("status") or {}).get("readyReplicas") or 0)
+        if conditions == memory.conditions and memory.ready_replicas == ready_replicas:
+            return
+        namespace = deployment["metadata"]["namespace"]
+        status = {"conditions": conditions, "readyReplicas": ready_replicas}
+        await rt.kube.patch_status(f"{GROUP}/{VERSION}", PLURAL, namespace, name, status)
+        memory.conditions, memory.ready_replicas = conditions, ready_replicas
+        rt.metrics.ready(namespace, name, {"conditions": conditions})
 
 
 async def forget(rt: Runtime, body: kopf.Body) -> None:
@@ -163,6 +226,7 @@ def _observed(
     batch: int,
     replicas: int | None,
     deployment: Mapping[str, Any],
+    rollout: provider_status.Rollout,
 ) -> provider_status.Observed:
     live_status = deployment.get("status") or {}
     live_replicas = (deployment.get("spec") or {}).get("replicas")
@@ -174,6 +238,7 @@ def _observed(
         replicas=replicas if replicas is not None else live_replicas,
         ready_replicas=int(live_status.get("readyReplicas") or 0),
         deployment_conditions=tuple(live_status.get("conditions") or ()),
+        rollout=rollout,
     )
 
 
@@ -200,6 +265,7 @@ def _status(
     memory.conditions = set_all(
         memory.conditions or [], provider_status.conditions(observed, error, enabled), generation, now
     )
+    memory.ready_replicas = observed.ready_replicas
     status = provider_status.figures(observed, now)
     status.update(observedGeneration=generation, conditions=memory.conditions, lastScaleTime=memory.last_scale)
     return status
@@ -208,9 +274,10 @@ def _status(
 def failed_status(
     memory: ProviderMemory, generation: int, error: str, now: dt.datetime, reason: str = "ReconcileFailed"
 ) -> dict[str, Any]:
-    """Ready=False with the reason; the other conditions and figures stay as last written."""
-    failure = provider_status.ready(error, True, reason=reason)
-    memory.conditions = set_all(memory.conditions or [], [failure], generation, now)
+    """Reconciled=False and Ready=False with the reason; the other conditions and figures stay as last
+    written."""
+    failure = [provider_status.reconciled(error, reason=reason), provider_status.ready(error, True, reason=reason)]
+    memory.conditions = set_all(memory.conditions or [], failure, generation, now)
     return {"conditions": memory.conditions}
 
 

@@ -48,13 +48,17 @@ def _ready(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     return condition(get(plane, namespace, "channelprovider", name), "Ready")
 
 
+def _applied(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    return condition(get(plane, namespace, "channelprovider", name), "Reconciled")
+
+
 async def test_placement_pull_secrets_env_and_log_level_reach_the_worker_deployment_with_its_budget(
     plane: ControlPlane, namespace: str, operator_process: OperatorProcess
 ) -> None:
     operator_process.settings["OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS"] = "shared-registry"
     operator_process.start()
     plane.apply(channel_provider("sms", PLACED), namespace=namespace)
-    await eventually(lambda: _ready(plane, namespace, "sms").get("status") == "True", timeout=30)
+    await eventually(lambda: _applied(plane, namespace, "sms").get("status") == "True", timeout=30)
     deployment = get(plane, namespace, "deployment", "sms-sender")
     assert deployment is not None
     pod = deployment["spec"]["template"]["spec"]
@@ -69,8 +73,9 @@ async def test_placement_pull_secrets_env_and_log_level_reach_the_worker_deploym
     assert config is not None
     assert config["data"]["OUTBOUND_LOG_LEVEL"] == "DEBUG"
 
+    # Applied, but no node runs the pod: not Ready, and the metric the alert reads says so.
     ready_series = f'outbound_operator_provider_ready{{namespace="{namespace}",provider="sms"}}'
-    await eventually(lambda: f"{ready_series} 1.0" in operator_process.metrics(), timeout=30)
+    await eventually(lambda: f"{ready_series} 0.0" in operator_process.metrics(), timeout=30)
 
     budget = get(plane, namespace, "poddisruptionbudget", "sms-sender")
     assert budget is not None
