@@ -31,6 +31,7 @@ from outbound_operator.reconcile.workload import env_refusal
 from outbound_operator.reconcile.workload import names as workload_names
 
 GROUP, VERSION, PLURAL = "messaging.outbound.dev", "v1alpha1", "channelproviders"
+WRITTEN_UNDER_LOCK = ("conditions", "readyReplicas")  # by publish_conditions, never through kopf's patch
 log = logging.getLogger("outbound_operator.channelprovider")
 
 
@@ -146,14 +147,19 @@ async def reconcile(rt: Runtime, body: kopf.Body) -> dict[str, Any]:
         memory.generation, memory.enabled = generation, spec.enabled
         memory.applied.set()
         _export(rt, name, spec, observed)
-        return _status(memory, observed, generation=generation, enabled=spec.enabled, now=now, error=None)
+        status = _status(memory, observed, generation=generation, enabled=spec.enabled, now=now, error=None)
+        for key in WRITTEN_UNDER_LOCK:
+            status.pop(key)
+        await publish_conditions(rt, meta, memory, observed.ready_replicas, body.get("status") or {})
+        return status
 
 
 async def follow_workers(rt: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped) -> None:
-    """Watch the ChannelProvider's worker Deployment for as long as the ChannelProvider exists and
-    pass each state to deployment_changed. Survives every error (API server restarts, RBAC not yet
-    bound, an expired watch): it logs, waits a little longer each time (at most a minute) and watches
-    again. Idle until this process has applied the provider (kopf cancels it on deletion)."""
+    """Watch the ChannelProvider's worker Deployment for as long as the ChannelProvider exists; each
+    change of it brings Ready up to date (deployment_changed). Survives every error (API server
+    restarts, RBAC not yet bound, an expired watch): it logs, waits a little longer each time (at most
+    a minute) and watches again. Idle until this process has applied the provider (kopf cancels it
+    on deletion)."""
     meta = body["metadata"]
     deployment_name, _ = workload_names(meta["name"])
     memory = rt.provider(meta["uid"])
@@ -161,8 +167,8 @@ async def follow_workers(rt: Runtime, body: kopf.Body, stopped: kopf.DaemonStopp
     await memory.applied.wait()
     while not stopped:
         try:
-            async for deployment in rt.kube.watch("apps/v1", "Deployment", meta["namespace"], deployment_name):
-                await deployment_changed(rt, deployment)
+            async for _ in rt.kube.watch("apps/v1", "Deployment", meta["namespace"], deployment_name):
+                await deployment_changed(rt, meta, memory)
                 pause = rt.settings.reconcile_interval_seconds
                 if stopped:
                     return
@@ -175,35 +181,45 @@ async def follow_workers(rt: Runtime, body: kopf.Body, stopped: kopf.DaemonStopp
             pause = min(pause * 2, 60.0)
 
 
-async def deployment_changed(rt: Runtime, deployment: Mapping[str, Any]) -> None:
-    """A worker Deployment's status moved: bring its ChannelProvider's Ready (and readyReplicas) up to
-    date now, rather than at the next timer tick. Only for a provider this process has reconciled
-    (its memory knows the generation and the other conditions); the reconcile covers the rest."""
-    owner = workloads.owner(deployment)
-    if owner is None:
-        return
-    name, uid = owner
-    memory = rt.providers.get(uid)
-    if memory is None or memory.generation is None:
-        return
+async def deployment_changed(rt: Runtime, meta: Mapping[str, Any], memory: ProviderMemory) -> None:
+    """The worker Deployment changed: bring Ready (and readyReplicas) up to date now rather than at
+    the next timer tick. The Deployment is read again under the provider's lock, so whichever of this
+    and a reconcile writes last wrote from the latest state. Nothing to do while the spec is refused
+    or failing: Ready already says why."""
     async with memory.lock:
         if memory.deleted or memory.conditions is None or memory.generation is None:
             return
-        current = find(memory.conditions, "Reconciled")
-        if current is None or current.get("status") != "True":
-            return  # refused or failing: Ready already says why, and no Deployment of ours is in force
+        applied = find(memory.conditions, "Reconciled")
+        if applied is None or applied.get("status") != "True":
+            return
+        deployment_name, _ = workload_names(meta["name"])
+        deployment = await rt.kube.get("apps/v1", "Deployment", meta["namespace"], deployment_name)
+        if deployment is None:
+            return  # deleted by hand: the next reconcile recreates it and reports the drift
         rollout = await workloads.rollout(rt, deployment)
         condition = provider_status.ready(None, memory.enabled, rollout)
-        now = dt.datetime.now(dt.UTC)
-        conditions = set_all(memory.conditions, [condition], memory.generation, now)
+        memory.conditions = set_all(memory.conditions, [condition], memory.generation, dt.datetime.now(dt.UTC))
         ready_replicas = int((deployment.get("status") or {}).get("readyReplicas") or 0)
-        if conditions == memory.conditions and memory.ready_replicas == ready_replicas:
-            return
-        namespace = deployment["metadata"]["namespace"]
-        status = {"conditions": conditions, "readyReplicas": ready_replicas}
-        await rt.kube.patch_status(f"{GROUP}/{VERSION}", PLURAL, namespace, name, status)
-        memory.conditions, memory.ready_replicas = conditions, ready_replicas
-        rt.metrics.ready(namespace, name, {"conditions": conditions})
+        await publish_conditions(rt, meta, memory, ready_replicas, {})
+
+
+async def publish_conditions(
+    rt: Runtime, meta: Mapping[str, Any], memory: ProviderMemory, ready_replicas: int, seen: Mapping[str, Any]
+) -> None:
+    """Write conditions and readyReplicas when they differ from what was last written (or, after a
+    restart or a failure written through kopf, from `seen`, the status the handler was given).
+
+    Always under the provider's lock, by the reconcile and by the Deployment watch alike: the last
+    writer wrote from the freshest Deployment, and kopf's own patch, applied after the handler has
+    released the lock, never carries these two fields."""
+    assert memory.conditions is not None
+    wanted = (memory.conditions, ready_replicas)
+    before = memory.written or (list(seen.get("conditions") or []), seen.get("readyReplicas"))
+    if wanted != before:
+        status = {"conditions": memory.conditions, "readyReplicas": ready_replicas}
+        await rt.kube.patch_status(f"{GROUP}/{VERSION}", PLURAL, meta["namespace"], meta["name"], status)
+    memory.written = ([dict(c) for c in memory.conditions], ready_replicas)
+    rt.metrics.ready(meta["namespace"], meta["name"], {"conditions": memory.conditions})
 
 
 async def forget(rt: Runtime, body: kopf.Body) -> None:
@@ -265,7 +281,6 @@ def _status(
     memory.conditions = set_all(
         memory.conditions or [], provider_status.conditions(observed, error, enabled), generation, now
     )
-    memory.ready_replicas = observed.ready_replicas
     status = provider_status.figures(observed, now)
     status.update(observedGeneration=generation, conditions=memory.conditions, lastScaleTime=memory.last_scale)
     return status
@@ -278,6 +293,7 @@ def failed_status(
     written."""
     failure = [provider_status.reconciled(error, reason=reason), provider_status.ready(error, True, reason=reason)]
     memory.conditions = set_all(memory.conditions or [], failure, generation, now)
+    memory.written = None  # kopf writes these: the next success compares with the status it is given
     return {"conditions": memory.conditions}
 
 
