@@ -83,7 +83,6 @@ class ScalingSpec(_Spec):
 
 class RateLimitSpec(_Spec):
     messages_per_second: int
-    burst: int | None = None
 
 
 class SecretKeyRef(_Spec):
