@@ -197,12 +197,6 @@ CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = 
         {"scaling": {"replicas": {"managedBy": "HPA"}}},
         'spec.scaling.replicas.managedBy: Unsupported value: "HPA"',
     ),
-    (
-        "rate-limit-positive",
-        SANDBOX_SPEC,
-        {"rateLimit": {"messagesPerSecond": 0}},
-        "should be greater than or equal to 1",
-    ),
 ]
 
 QUOTA_CASES: list[tuple[str, dict[str, Any], str]] = [

@@ -1,6 +1,6 @@
 """The provider_control row of a ChannelProvider (pure): what the workers must see, and drift.
 
-The row is a function of the spec (enabled, priority, mode, probes, rate) and of the operator's
+The row is a function of the spec (enabled, priority, mode, probes) and of the operator's
 own decisions (circuit state, batch size), which the operator also keeps in the resource's status.
 A row that differs from that function while the spec's generation did not change was edited by
 hand: drift, corrected and reported.
@@ -28,8 +28,7 @@ COMPARED = (
     "circuit_reason",
     "half_open_probes_per_minute",
     "batch_size",
-    "messages_per_second",
-)
+)  # messages_per_second: written NULL, read by nothing (a row from an older operator is no drift)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +61,6 @@ class ControlRow:
 def desired_row(
     provider: str, spec: ChannelProviderSpec, circuit: Circuit, batch_size: int, generation: int
 ) -> ControlRow:
-    rate = spec.rate_limit.messages_per_second if spec.rate_limit else None
     return ControlRow(
         provider=provider,
         channel=spec.channel,
@@ -75,7 +73,7 @@ def desired_row(
         circuit_reason=circuit.reason,
         half_open_probes_per_minute=spec.circuit_breaker.half_open_probes_per_minute,
         batch_size=batch_size,
-        messages_per_second=float(rate) if rate is not None else None,
+        messages_per_second=None,  # no ChannelProvider field sets a send rate (the column stays NULL)
         observed_generation=generation,
     )
 

@@ -81,10 +81,6 @@ class ScalingSpec(_Spec):
     target_queue_depth_per_replica: int = 1000
 
 
-class RateLimitSpec(_Spec):
-    messages_per_second: int
-
-
 class SecretKeyRef(_Spec):
     name: str
     key: str
@@ -122,7 +118,6 @@ class ChannelProviderSpec(_Spec):
     sender: dict[str, str] | None = None  # spec.<provider>: the provider's own sender settings
     circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
-    rate_limit: RateLimitSpec | None = None
     image: str | None = None
     resources: dict[str, dict[str, Any]] | None = None
     # Placement and environment of the worker pods (reconcile/workload.py, worker_pod_settings).
