@@ -115,10 +115,16 @@ def rendered_env(plane: ControlPlane, namespace: str, provider: str, mounts: Pat
 
 @contextmanager
 def rendered_worker(plane: ControlPlane, namespace: str, provider: str, mounts: Path) -> Iterator[None]:
-    """`outbound <args>` exactly as the operator's worker Deployment for `provider` would start it."""
+    """`outbound <args>` exactly as the operator's worker Deployment for `provider` would start it;
+    its output (what `kubectl logs` would show) goes to worker_log(mounts, provider)."""
     args, env = rendered_env(plane, namespace, provider, mounts / provider)
-    process = outbound(*args, env=env, stdout=subprocess.DEVNULL)
+    with worker_log(mounts, provider).open("ab") as log:
+        process = outbound(*args, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield
     finally:
         stop(process)
+
+
+def worker_log(mounts: Path, provider: str) -> Path:
+    return mounts / f"{provider}.log"

@@ -57,6 +57,9 @@ ON_NODE = (
 FOREIGN_IMAGE = f"{ADMISSION}::test_a_foreign_image_gets_no_deployment"
 SENDER_SETTINGS = f"{WORKLOAD}::test_every_worker_pod_names_its_provider_mode_and_passes_the_senders_start_up_checks"
 UNLIMITED = "tests/kube/test_validation.py::test_unlimited_tier_needs_no_daily_limit"
+QUOTA_FIELDS = "tests/kube/operator/test_quota_fields.py"
+PACED = f"{QUOTA_FIELDS}::test_pair_rate_and_throughput_of_the_policy_pace_the_worker"
+DEFERRED = f"{QUOTA_FIELDS}::test_above_the_deferral_threshold_only_urgent_templates_are_sent"
 VONAGE = f"{WORKLOAD}::test_a_vonage_channel_provider_renders_a_worker_that_sends_through_vonage"
 
 INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
@@ -83,6 +86,7 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "image": (OPERATOR, FOREIGN_IMAGE),
         "nodeSelector": (WORKER, ON_NODE),  # the real scheduler cannot place the pod; Ready quotes it
         "tolerations": (WORKER, ON_NODE),  # the worker pod lands on the tainted test node and sends
+        "logLevel": (WORKER, f"{PODS}::test_log_level_decides_what_the_rendered_worker_logs"),
         # Gaps: checked in the rendered objects only, not yet on a running worker.
         "credentialsSecretRef.name": (MANIFEST, CREATE),
         "credentialsSecretRef.keys": (MANIFEST, CREATE),
@@ -98,7 +102,6 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "resources.limits": (MANIFEST, f"{WORKLOAD}::test_resources_reach_the_worker_container"),
         "imagePullSecrets": (MANIFEST, PLACED),
         "affinity": (MANIFEST, PLACED),
-        "logLevel": (MANIFEST, PLACED),
     },
     "QuotaPolicy": {
         "orgId": (WORKER, QUOTA),
@@ -107,10 +110,10 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "tier": (MANIFEST, UNLIMITED),
         "businessPortfolioId": (MANIFEST, UNLIMITED),
         "resetPeriod": (MANIFEST, QUOTA),
-        "messagesPerSecond": (MANIFEST, QUOTA),
-        "pairRateSeconds": (MANIFEST, QUOTA),
-        "urgentTemplates": (MANIFEST, QUOTA),
-        "deferNonUrgentAbovePercent": (MANIFEST, QUOTA),
+        "messagesPerSecond": (WORKER, PACED),
+        "pairRateSeconds": (WORKER, PACED),
+        "urgentTemplates": (WORKER, DEFERRED),
+        "deferNonUrgentAbovePercent": (WORKER, DEFERRED),
         "fallbackChannel": (MANIFEST, QUOTA),
     },
 }
@@ -133,16 +136,11 @@ OPEN_GAPS = {
         "resources.limits",
         "imagePullSecrets",
         "affinity",
-        "logLevel",
     },
     "QuotaPolicy": {
         "tier",
         "businessPortfolioId",
         "resetPeriod",
-        "messagesPerSecond",
-        "pairRateSeconds",
-        "urgentTemplates",
-        "deferNonUrgentAbovePercent",
         "fallbackChannel",
     },
 }
