@@ -258,7 +258,7 @@ def quota_limit(qp: Mapping[str, Any]) -> str:
 
 def quota_row(qp: Mapping[str, Any], now: dt.datetime, *, wide: bool) -> list[str]:
     spec, status = qp.get("spec") or {}, qp.get("status") or {}
-    scope = f"org/{spec['orgId']}" if spec.get("orgId") else f"portfolio/{_text(spec.get('businessPortfolioId'))}"
+    scope = f"org/{_text(spec.get('orgId'))}"
     row = [
         qp["metadata"]["name"],
         scope,

@@ -176,7 +176,6 @@ def test_quota_policy_status_subresource(plane: ControlPlane, namespace: str) ->
     assert table[0].split() == [
         "NAME",
         "ORG",
-        "PORTFOLIO",
         "TIER",
         "LIMIT",
         "USED",
@@ -184,7 +183,6 @@ def test_quota_policy_status_subresource(plane: ControlPlane, namespace: str) ->
         "RESET",
         "AGE",
     ]
-    # The empty PORTFOLIO cell (orgId is set instead) prints as blanks, so it vanishes from split().
     assert table[1].split()[:6] == ["acme", "acme", "Tier10K", "10000", "7100", "2900"]
 
 

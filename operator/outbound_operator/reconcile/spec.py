@@ -155,8 +155,7 @@ TIER_LIMITS = {"Tier250": 250, "Tier1K": 1000, "Tier10K": 10_000, "Tier100K": 10
 
 
 class QuotaPolicySpec(_Spec):
-    org_id: str | None = None
-    business_portfolio_id: str | None = None
+    org_id: str
     tier: Literal["Tier250", "Tier1K", "Tier10K", "Tier100K", "Unlimited"] | None = None
     daily_limit: int | None = None
     reset_period: str = "24h"
@@ -173,8 +172,8 @@ class QuotaPolicySpec(_Spec):
 
     @property
     def org(self) -> str:
-        """The ledger key: the organisation, or the business portfolio whose numbers share the limit."""
-        return self.org_id or f"portfolio:{self.business_portfolio_id}"
+        """The ledger key: the organisation (the org_id of its messages)."""
+        return self.org_id
 
     @property
     def limit(self) -> int | None:

@@ -108,7 +108,6 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "dailyLimit": (WORKER, QUOTA),
         "alertThresholds": (OPERATOR, QUOTA),
         "tier": (MANIFEST, UNLIMITED),
-        "businessPortfolioId": (MANIFEST, UNLIMITED),
         "resetPeriod": (MANIFEST, QUOTA),
         "messagesPerSecond": (WORKER, PACED),
         "pairRateSeconds": (WORKER, PACED),
@@ -139,7 +138,6 @@ OPEN_GAPS = {
     },
     "QuotaPolicy": {
         "tier",
-        "businessPortfolioId",
         "resetPeriod",
         "fallbackChannel",
     },
