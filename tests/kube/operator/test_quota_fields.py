@@ -3,12 +3,15 @@ against the policy rows the operator wrote from each QuotaPolicy.
 
 - pairRateSeconds: a second message to the same recipient waits for its slot (0: no pair limit);
 - messagesPerSecond: the number's throughput paces the sends;
-- deferNonUrgentAbovePercent and urgentTemplates: above the threshold only urgent templates go out.
+- deferNonUrgentAbovePercent and urgentTemplates: above the threshold only urgent templates go out;
+- fallbackChannel: above it, messages with a body move to SMS instead of waiting;
+- resetPeriod: a message held at the limit goes out when the period rolls over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -116,3 +119,40 @@ async def test_above_the_deferral_threshold_only_urgent_templates_are_sent(
         await _send(db, "near", ["+15551259999"], template="urgent_alert")
         await eventually(lambda: _sent_is(db, "near", 1, "urgent_alert"), timeout=60)
     assert await _sent(db, "near", "order_update") == 2
+
+
+async def test_above_the_deferral_threshold_a_fallback_channel_takes_the_messages(
+    plane: ControlPlane, namespace: str, db: asyncpg.Connection, whatsapp_worker: str, rendered_workers: Workers
+) -> None:
+    policy = {"tier": "Tier250", "dailyLimit": 4, "alertThresholds": [50], "deferNonUrgentAbovePercent": 50}
+    await _policies(plane, namespace, db, {"rerouted": {**policy, "fallbackChannel": "SMS"}, "kept": policy})
+    for org in ("rerouted", "kept"):
+        await db.executemany(
+            "INSERT INTO outbound_message (org_id, channel, to_recipient, body) VALUES ($1, 'WHATSAPP', $2, 'hello')",
+            [(org, f"+1555126{i:04d}") for i in range(4)],
+        )
+    moved = "SELECT count(*) FROM outbound_message WHERE org_id = $1 AND channel = 'SMS' AND status = 'QUEUED'"
+    with rendered_workers(whatsapp_worker):
+        await eventually(lambda: _sent_is(db, "rerouted", 2), timeout=60)
+        await eventually(lambda: _sent_is(db, "kept", 2), timeout=60)
+        await eventually(lambda: _equals(db.fetchval(moved, "rerouted"), 2), timeout=60)
+        await asyncio.sleep(3)
+    assert await db.fetchval(moved, "kept") == 0  # fallbackChannel None: they wait on WHATSAPP
+    kept = await db.fetchval("SELECT count(*) FROM outbound_message WHERE org_id = 'kept' AND channel = 'WHATSAPP'")
+    assert kept == 4
+
+
+async def test_the_reset_period_releases_messages_held_at_the_limit(
+    plane: ControlPlane, namespace: str, db: asyncpg.Connection, whatsapp_worker: str, rendered_workers: Workers
+) -> None:
+    """dailyLimit 1 per resetPeriod 1m: the second message waits for the next period, then goes."""
+    await _policies(plane, namespace, db, {"minute": {"tier": "Tier250", "dailyLimit": 1, "resetPeriod": "1m"}})
+    await _send(db, "minute", ["+15551270001", "+15551270002"])
+    with rendered_workers(whatsapp_worker):
+        await eventually(lambda: _sent_is(db, "minute", 1), timeout=60)
+        first: dt.datetime = await db.fetchval("SELECT min(sent_at) FROM outbound_message WHERE org_id = 'minute'")
+        await eventually(lambda: _sent_is(db, "minute", 2), timeout=150, interval=0.5)
+    second: dt.datetime = await db.fetchval("SELECT max(sent_at) FROM outbound_message WHERE org_id = 'minute'")
+    waited = (second - first).total_seconds()
+    print(f"the second message went {waited:.1f} s after the first (resetPeriod 1m)")
+    assert 5 <= waited <= 140  # held until the minute rolled over (the default 24h would hold it for a day)

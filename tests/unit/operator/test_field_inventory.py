@@ -60,6 +60,8 @@ UNLIMITED = "tests/kube/test_validation.py::test_unlimited_tier_needs_no_daily_l
 QUOTA_FIELDS = "tests/kube/operator/test_quota_fields.py"
 PACED = f"{QUOTA_FIELDS}::test_pair_rate_and_throughput_of_the_policy_pace_the_worker"
 DEFERRED = f"{QUOTA_FIELDS}::test_above_the_deferral_threshold_only_urgent_templates_are_sent"
+FALLBACK = f"{QUOTA_FIELDS}::test_above_the_deferral_threshold_a_fallback_channel_takes_the_messages"
+RESET = f"{QUOTA_FIELDS}::test_the_reset_period_releases_messages_held_at_the_limit"
 VONAGE = f"{WORKLOAD}::test_a_vonage_channel_provider_renders_a_worker_that_sends_through_vonage"
 
 INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
@@ -108,12 +110,12 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "dailyLimit": (WORKER, QUOTA),
         "alertThresholds": (OPERATOR, QUOTA),
         "tier": (MANIFEST, UNLIMITED),
-        "resetPeriod": (MANIFEST, QUOTA),
+        "resetPeriod": (WORKER, RESET),
         "messagesPerSecond": (WORKER, PACED),
         "pairRateSeconds": (WORKER, PACED),
         "urgentTemplates": (WORKER, DEFERRED),
         "deferNonUrgentAbovePercent": (WORKER, DEFERRED),
-        "fallbackChannel": (MANIFEST, QUOTA),
+        "fallbackChannel": (WORKER, FALLBACK),
     },
 }
 
@@ -138,8 +140,6 @@ OPEN_GAPS = {
     },
     "QuotaPolicy": {
         "tier",
-        "resetPeriod",
-        "fallbackChannel",
     },
 }
 
