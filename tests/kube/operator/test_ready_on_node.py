@@ -8,6 +8,8 @@ Run it alone on the node: `flock /tmp/outbound-node.lock .venv/bin/python -m pyt
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +25,14 @@ from tests.processes import sandbox_process
 from .support import OperatorProcess, condition, eventually, get
 from .workers import FAST_WORKER_ENV, database_secret, enqueue_many, statuses
 
-pytestmark = [pytest.mark.kube, pytest.mark.images, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.kube, pytest.mark.images, pytest.mark.timeout(900)]
+AFFINITY_NOWHERE = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["nowhere"]}]}]
+        }
+    }
+}
 
 
 @pytest.fixture
@@ -81,21 +90,33 @@ async def test_the_rendered_worker_pod_becomes_available_and_ready_follows_it(
     await enqueue_many(db, 20)
     await eventually(lambda: _statuses_are(db, {"SENT": 20}), timeout=120)
 
-    # A nodeSelector no node matches: the new pod cannot be placed, the old one stays and sends.
-    patch = '{"spec":{"nodeSelector":{"pool":"nowhere"}}}'
-    plane.kubectl("patch", "cp", "sms", "-n", namespace, "--type", "merge", "-p", patch)
+    # Specs no node can satisfy: each new pod cannot be placed, the old one stays and sends, Ready
+    # quotes the scheduler; undone, the rollout completes.
+    unplaceable = {
+        "nodeSelector": ({"pool": "nowhere"}, "didn't match Pod's node affinity/selector"),
+        "affinity": (AFFINITY_NOWHERE, "didn't match Pod's node affinity/selector"),
+        "resources": ({"requests": {"cpu": "64", "memory": "128Mi"}}, "Insufficient cpu"),
+    }
+    sent = 20
+    for field, (value, said) in unplaceable.items():
+        _patch(plane, namespace, {field: value})
 
-    def stuck() -> dict[str, Any]:
-        ready = _ready(plane, namespace)
-        assert (ready.get("status"), ready.get("reason")) == ("False", "RolloutInProgress"), ready
-        assert "pods unschedulable: 0/1 nodes are available" in ready["message"], ready
-        return ready
+        def stuck(said: str = said) -> dict[str, Any]:
+            ready = _ready(plane, namespace)
+            assert (ready.get("status"), ready.get("reason")) == ("False", "RolloutInProgress"), ready
+            assert "pods unschedulable: 0/1 nodes are available" in ready["message"], ready
+            assert said in ready["message"], ready
+            return ready
 
-    stuck_ready = await eventually(stuck, timeout=120, interval=0.5)
-    print(f"Ready while no node fits: {stuck_ready['message']}")
-    await enqueue_many(db, 10)
-    await eventually(lambda: _statuses_are(db, {"SENT": 30}), timeout=120)
+        stuck_ready = await eventually(stuck, timeout=120, interval=0.5)
+        print(f"Ready with an unplaceable {field}: {stuck_ready['message']}")
+        await enqueue_many(db, 10)
+        sent += 10
+        await eventually(functools.partial(_statuses_are, db, {"SENT": sent}), timeout=120)
+        _patch(plane, namespace, {field: None})
+        await eventually(ready_true, timeout=240, interval=0.5)
 
-    # Back to where the pods can run: the rollout completes and Ready turns True again.
-    plane.kubectl("patch", "cp", "sms", "-n", namespace, "--type", "merge", "-p", '{"spec":{"nodeSelector":null}}')
-    await eventually(ready_true, timeout=240, interval=0.5)
+
+def _patch(plane: ControlPlane, namespace: str, spec: dict[str, Any]) -> None:
+    body = json.dumps({"spec": spec})
+    plane.kubectl("patch", "cp", "sms", "-n", namespace, "--type", "merge", "-p", body)

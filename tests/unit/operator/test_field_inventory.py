@@ -88,6 +88,7 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "image": (OPERATOR, FOREIGN_IMAGE),
         "nodeSelector": (WORKER, ON_NODE),  # the real scheduler cannot place the pod; Ready quotes it
         "tolerations": (WORKER, ON_NODE),  # the worker pod lands on the tainted test node and sends
+        "affinity": (WORKER, ON_NODE),  # a required node affinity no node has leaves the pod unplaced
         "logLevel": (WORKER, f"{PODS}::test_log_level_decides_what_the_rendered_worker_logs"),
         # Gaps: checked in the rendered objects only, not yet on a running worker.
         "credentialsSecretRef.name": (MANIFEST, CREATE),
@@ -100,10 +101,9 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "whatsapp.apiVersion": (MANIFEST, SENDER_SETTINGS),
         "vonage.from": (MANIFEST, VONAGE),
         "vonage.signatureMethod": (MANIFEST, VONAGE),
-        "resources.requests": (MANIFEST, f"{WORKLOAD}::test_resources_reach_the_worker_container"),
+        "resources.requests": (WORKER, ON_NODE),  # 64 CPUs: the scheduler finds no node with room
         "resources.limits": (MANIFEST, f"{WORKLOAD}::test_resources_reach_the_worker_container"),
         "imagePullSecrets": (MANIFEST, PLACED),
-        "affinity": (MANIFEST, PLACED),
     },
     "QuotaPolicy": {
         "orgId": (WORKER, QUOTA),
@@ -133,10 +133,8 @@ OPEN_GAPS = {
         "whatsapp.apiVersion",
         "vonage.from",
         "vonage.signatureMethod",
-        "resources.requests",
         "resources.limits",
         "imagePullSecrets",
-        "affinity",
     },
     "QuotaPolicy": {
         "tier",
