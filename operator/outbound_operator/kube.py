@@ -14,7 +14,7 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -23,6 +23,7 @@ import kopf
 FIELD_MANAGER = "outbound-operator"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML
 PLURALS = {"Deployment": "deployments", "ConfigMap": "configmaps", "PodDisruptionBudget": "poddisruptionbudgets"}
+MERGE_PATCH = "application/merge-patch+json"
 
 
 class KubeError(RuntimeError):
@@ -119,6 +120,42 @@ class Kube:
             headers={"Content-Type": APPLY_CONTENT_TYPE},
         )
         return _json(response)
+
+    async def patch_status(
+        self, api_version: str, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the status subresource of one of our custom resources."""
+        path = f"/apis/{api_version}/namespaces/{namespace}/{plural}/{name}/status"
+        body = json.dumps({"status": status})
+        response = await self.client.patch(path, content=body, headers={"Content-Type": MERGE_PATCH})
+        return _json(response)
+
+    async def watch(
+        self, api_version: str, kind: str, namespace: str, name: str, seconds: int = 60
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Each state of one object as the API server streams it (first its current state), for at
+        most `seconds`; the caller watches again. A deleted object ends nothing: the watch goes on."""
+        folder = object_path(api_version, kind, namespace, name).rsplit("/", 1)[0]
+        params = {"watch": "true", "fieldSelector": f"metadata.name={name}", "timeoutSeconds": str(seconds)}
+        timeout = httpx.Timeout(10.0, read=seconds + 30.0)
+        async with self.client.stream("GET", folder, params=params, timeout=timeout) as response:
+            if response.status_code >= 400:
+                raise KubeError(response.status_code, (await response.aread()).decode(errors="replace"))
+            async for line in response.aiter_lines():
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":  # e.g. 410 Gone: the caller watches again
+                    raise KubeError(int(event["object"].get("code") or 500), json.dumps(event["object"]))
+                if event.get("type") in {"ADDED", "MODIFIED"}:
+                    yield event["object"]
+
+    async def pods(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The pods of a namespace that carry all `labels`."""
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        response = await self.client.get(f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector})
+        items: list[dict[str, Any]] = _json(response).get("items") or []
+        return items
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -10,7 +10,7 @@ operator writes into each resource's status); trip and reset are merge patches o
     kubectl outbound reset NAME [--wait]    spec.circuitBreaker.mode: Auto (probe, then close)
 
 Exit codes: 0 done; 1 the request failed (not found, forbidden, unauthorized, API server
-unreachable, kubeconfig unusable, --wait timed out or the operator reports Ready=False); 2 bad usage.
+unreachable, kubeconfig unusable, --wait timed out or the operator reports Reconciled=False); 2 bad usage.
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ def quota_limit(qp: Mapping[str, Any]) -> str:
 
 def quota_row(qp: Mapping[str, Any], now: dt.datetime, *, wide: bool) -> list[str]:
     spec, status = qp.get("spec") or {}, qp.get("status") or {}
-    scope = f"org/{spec['orgId']}" if spec.get("orgId") else f"portfolio/{_text(spec.get('businessPortfolioId'))}"
+    scope = f"org/{_text(spec.get('orgId'))}"
     row = [
         qp["metadata"]["name"],
         scope,
@@ -407,17 +407,20 @@ def set_mode(api: Api, args: argparse.Namespace, target: Target, out: TextIO, er
     if args.wait:
         line += "; " + waited_outcome(obj)
     out.write(line + "\n")
-    return EXIT_FAILED if args.wait and _condition(obj, "Ready").get("status") == "False" else EXIT_OK
+    return EXIT_FAILED if args.wait and _condition(obj, "Reconciled").get("status") == "False" else EXIT_OK
 
 
 def waited_outcome(obj: Mapping[str, Any]) -> str:
-    """The circuit the operator reports, or why it applied nothing (a refused spec is Ready=False)."""
+    """The circuit the operator reports, or why it applied nothing (a refused spec is Reconciled=False).
+
+    Whether the worker pods are up (Ready) does not decide the outcome: the circuit mode reaches the
+    running workers through the control row, and a trip must succeed while pods are missing."""
     outcome = (
         f"circuit {_text(_dig(obj, 'status', 'circuit', 'state'))} ({_text(_dig(obj, 'status', 'circuit', 'reason'))})"
     )
-    ready = _condition(obj, "Ready")
-    if ready.get("status") == "False":
-        outcome += f"; Ready=False ({ready.get('reason')}): {ready.get('message')}"
+    applied = _condition(obj, "Reconciled")
+    if applied.get("status") == "False":
+        outcome += f"; Reconciled=False ({applied.get('reason')}): {applied.get('message')}"
     return outcome
 
 
@@ -461,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kubectl outbound",
         description="Outbound messaging: ChannelProvider and QuotaPolicy state, and the circuit breaker.",
         epilog="Exit codes: 0 done; 1 the request failed (not found, forbidden, unreachable, --wait timed out "
-        "or the operator reports Ready=False); 2 bad usage.",
+        "or the operator reports Reconciled=False); 2 bad usage.",
         parents=[_common(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -489,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--wait",
             action="store_true",
-            help="wait until the operator has applied the change (exit 1 if it reports Ready=False)",
+            help="wait until the operator has applied the change (exit 1 if it reports Reconciled=False)",
         )
         sub.add_argument(
             "--timeout", type=timeout_seconds, default=60.0, help="how long --wait waits (e.g. 30s, 2m; default 60s)"

@@ -3,16 +3,27 @@
 - ``plane`` (session): a running :class:`ControlPlane` (admin kubeconfig in ``plane.kubeconfig``).
 - ``crds`` (session): the ChannelProvider and QuotaPolicy CRDs installed and Established.
 - ``namespace`` (function): a fresh namespace for one test, deleted afterwards.
+- ``node`` (session): a kubelet node with containerd on the plane (tests/kube/node.py), started by
+  the first test that asks for it; one per session, whichever folder its tests are in.
+- ``images`` (session): the sender and operator images of the current sources (`make images`).
 """
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.images.containers import IMAGES_SCRIPT, Images
+from tests.images.fixtures import images
+
+from .node import Node, find_node_binaries, image_root
 from .plane import ControlPlane, running_plane
 from .tools import MissingBinariesError, find_binaries
+
+__all__ = ["crds", "images", "namespace", "node", "plane"]
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +49,26 @@ def namespace(plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[s
     name = plane.create_namespace(request.node.name)
     yield name
     plane.delete_namespace(name)
+
+
+def pause_image(images: Images) -> str:
+    result = subprocess.run([str(IMAGES_SCRIPT), "pause"], env=images.env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"hack/images.sh pause failed: {result.stderr[-2000:]}", pytrace=False)
+    return result.stdout.strip().rsplit("PAUSE_IMAGE=", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def node(plane: ControlPlane, images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    try:
+        binaries = find_node_binaries()
+    except MissingBinariesError as error:
+        pytest.fail(str(error), pytrace=False)
+    running = Node(plane, binaries, tmp_path_factory.mktemp("kube-node"), image_root(), images.env)
+    started = time.monotonic()
+    running.start(pause_image(images))
+    print(f"node {running.workdir}: Ready in {time.monotonic() - started:.1f} s")
+    yield running
+    running.stop()
+    leftovers = running.leftovers()
+    assert not any(leftovers.values()), f"the node left {leftovers}"

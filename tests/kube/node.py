@@ -9,6 +9,10 @@ How it fits this machine (docs/kubernetes-testing.md, "The node"):
   folder. The sandbox image is the project's own pause image (hack/pause), imported like every other
   image: ``podman save`` piped into ``ctr -n k8s.io images import``.
 - CNI: a bridge with host-local addresses from Debian's plugins (/usr/lib/cni); no masquerading.
+- the bridge is made before the first pod, with its gateway address ``HOST_ADDRESS``: the host
+  address pods reach. The API server is published there (a relay to its loopback port, and the
+  ``kubernetes`` Service's EndpointSlice naming it), so in-cluster clients work as in a cluster;
+  ``expose(port)`` publishes any other loopback service (the test PostgreSQL, Redis) the same way.
 - kubelet (built by hack/kube-tools.sh from the same module as kube-apiserver) with the cgroupfs
   driver on the host's cgroup v1 layout, on 127.0.0.1 only, authenticating as the plane's admin.
 - a second kube-controller-manager runs the controllers a node needs (node lifecycle, which lifts
@@ -36,9 +40,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .plane import ControlPlane
 from .processes import Daemon, free_ports, wait_until
+from .relay import Relay
 from .tools import MissingBinariesError, component_dir
 
 NODE_NAME = "outbound-test-node"
@@ -48,6 +54,11 @@ TAINT = {"key": "outbound.dev/test-node", "value": "true", "effect": "NoSchedule
 TOLERATION = {"key": TAINT["key"], "operator": "Equal", "value": TAINT["value"], "effect": TAINT["effect"]}
 BRIDGE = "outbtest0"
 POD_SUBNET = "10.244.7.0/24"
+# The bridge's own address (the pods' gateway): host services that pods must reach listen here.
+HOST_ADDRESS = "10.244.7.1"
+# Pods reach the API server at the "kubernetes" Service (10.0.0.1:443, what every pod's
+# KUBERNETES_SERVICE_HOST/PORT say); kube-proxy sends that to this EndpointSlice's address.
+API_ENDPOINT_SLICE = "kubernetes"
 CNI_PLUGINS = Path("/usr/lib/cni")
 NODE_CONTROLLERS = ",".join(
     f"{name}-controller"
@@ -60,6 +71,7 @@ NODE_CONTROLLERS = ",".join(
     )
 )
 START_TIMEOUT = 120.0
+DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "redis": 6379, "http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,7 @@ class Node:
         self.image_root = image_root
         self.ip = host_ip()  # a node's IP may not be loopback
         self._daemons: list[Daemon] = []
+        self._relays: list[Relay] = []
         self.imported: dict[str, float] = {}  # image -> seconds the import took
 
     # -- start -----------------------------------------------------------------------------
@@ -105,12 +118,14 @@ class Node:
     def start(self, pause_image: str) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
+            _make_bridge()
             self._start_containerd(pause_image)
             self.import_image(pause_image)
             self._start_node_controllers()
             kubelet = self._start_kubelet()
             wait_until(self._ready, daemon=kubelet, what=f"node {NODE_NAME} Ready", timeout=START_TIMEOUT)
             self._start_kube_proxy()
+            self._publish_api_server()
         except BaseException:
             self.stop()
             raise
@@ -157,6 +172,9 @@ state = "{folder / "state"}"
                     "type": "bridge",
                     "bridge": BRIDGE,
                     "isGateway": True,
+                    # A default route through the bridge: Service virtual IPs (10.0.0.0/24) and the
+                    # host's relays are reached through the host.
+                    "isDefaultGateway": True,
                     "ipMasq": False,
                     "ipam": {
                         "type": "host-local",
@@ -298,6 +316,44 @@ state = "{folder / "state"}"
             lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"), daemon=daemon, what="kube-proxy", timeout=60
         )
 
+    def expose(self, port: int, *, host: str = "127.0.0.1") -> Relay:
+        """Make the loopback service on ``port`` reachable from pods at ``HOST_ADDRESS:<relay.port>``."""
+        relay = Relay(HOST_ADDRESS, port, target_host=host).start()
+        self._relays.append(relay)
+        return relay
+
+    def expose_url(self, url: str) -> tuple[Relay, str]:
+        """A relay to the loopback service of ``url`` (postgresql://, redis://...), and ``url`` as
+        pods write it: host and port replaced by the relay's, user, password, path and query kept."""
+        parts = urlsplit(url)
+        relay = self.expose(parts.port or DEFAULT_PORTS[parts.scheme], host=parts.hostname or "127.0.0.1")
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@{relay.address}" if credentials else relay.address
+        return relay, urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def _publish_api_server(self) -> None:
+        """What the API server's endpoint reconciler does in a cluster (the plane runs it with
+        ``--endpoint-reconciler-type=none``, as its loopback address is not one pods can use): the
+        ``kubernetes`` Service's endpoints name an address pods reach, here a relay to the API server."""
+        port = int(self.plane.server.rsplit(":", 1)[1])
+        relay = self.expose(port)
+        endpoint_slice = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": API_ENDPOINT_SLICE,
+                "namespace": "default",
+                "labels": {
+                    "kubernetes.io/service-name": "kubernetes",
+                    "endpointslice.kubernetes.io/managed-by": "outbound-test-node",
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [HOST_ADDRESS], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": relay.port, "protocol": "TCP"}],
+        }
+        self.plane.apply(endpoint_slice)
+
     def _ready(self) -> bool:
         result = self.plane.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
         if result.returncode != 0:
@@ -314,6 +370,11 @@ state = "{folder / "state"}"
         kubelet = next((d for d in self._daemons if d.name == "kubelet"), None)
         if kubelet is not None and kubelet.running():
             self._delete_all_pods()
+        for relay in self._relays:
+            relay.stop()
+        self.plane.kubectl(
+            "delete", "endpointslice", API_ENDPOINT_SLICE, "-n", "default", "--ignore-not-found", check=False
+        )
         while self._daemons:
             daemon = self._daemons.pop()
             if daemon.name == "containerd":
@@ -367,8 +428,21 @@ state = "{folder / "state"}"
             "shims": shims_of(self.socket),
             "mounts": mounts_under(self.workdir),
             "daemons": [d.name for d in self._daemons if d.running()],
+            "relays": [relay.address for relay in self._relays if relay.running()],
             "iptables": iptables_kube_rules(),
         }
+
+
+def _make_bridge() -> None:
+    """The CNI bridge with its gateway address, before any pod: host services can listen on
+    ``HOST_ADDRESS`` from the start (the bridge plugin keeps a bridge and address it finds)."""
+    subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)  # an interrupted run's
+    for argv in (
+        ["ip", "link", "add", BRIDGE, "type", "bridge"],
+        ["ip", "addr", "add", f"{HOST_ADDRESS}/{POD_SUBNET.split('/')[1]}", "dev", BRIDGE],
+        ["ip", "link", "set", BRIDGE, "up"],
+    ):
+        subprocess.run(argv, capture_output=True, check=True)
 
 
 def _http_ok(url: str) -> bool:

@@ -176,7 +176,6 @@ def test_quota_policy_status_subresource(plane: ControlPlane, namespace: str) ->
     assert table[0].split() == [
         "NAME",
         "ORG",
-        "PORTFOLIO",
         "TIER",
         "LIMIT",
         "USED",
@@ -184,7 +183,6 @@ def test_quota_policy_status_subresource(plane: ControlPlane, namespace: str) ->
         "RESET",
         "AGE",
     ]
-    # The empty PORTFOLIO cell (orgId is set instead) prints as blanks, so it vanishes from split().
     assert table[1].split()[:6] == ["acme", "acme", "Tier10K", "10000", "7100", "2900"]
 
 
@@ -192,9 +190,9 @@ def test_printer_columns(plane: ControlPlane, namespace: str) -> None:
     plane.apply(channel_provider("twilio"), namespace=namespace)
     _patch_status(plane, "cp", "twilio", namespace, {"status": _cp_status()})
     table = plane.kubectl("get", "channelproviders", "-n", namespace).stdout.splitlines()
-    header = ["NAME", "CHANNEL", "PROVIDER", "ENABLED", "CIRCUIT", "SUCCESS", "QUEUE", "BATCH", "AGE"]
+    header = ["NAME", "CHANNEL", "PROVIDER", "ENABLED", "CIRCUIT", "SUCCESS", "QUEUE", "BATCH", "READY", "AGE"]
     assert table[0].split() == header
-    assert table[1].split()[:8] == ["twilio", "SMS", "twilio", "true", "Closed", "99.5", "1234", "20"]
+    assert table[1].split()[:9] == ["twilio", "SMS", "twilio", "true", "Closed", "99.5", "1234", "20", "True"]
     wide = plane.kubectl("get", "cp", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert wide[0].split()[-3:] == ["PRIORITY", "REPLICAS", "AGE"]
 

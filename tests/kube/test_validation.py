@@ -227,21 +227,10 @@ CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = 
         {"scaling": {"replicas": {"managedBy": "HPA"}}},
         'spec.scaling.replicas.managedBy: Unsupported value: "HPA"',
     ),
-    (
-        "rate-limit-positive",
-        SANDBOX_SPEC,
-        {"rateLimit": {"messagesPerSecond": 0}},
-        "should be greater than or equal to 1",
-    ),
 ]
 
 QUOTA_CASES: list[tuple[str, dict[str, Any], str]] = [
-    (
-        "org-or-portfolio-not-both",
-        {"businessPortfolioId": "1234"},
-        "exactly one of orgId or businessPortfolioId",
-    ),
-    ("org-or-portfolio-one", {"orgId": None}, "exactly one of orgId or businessPortfolioId"),
+    ("org-required", {"orgId": None}, "spec.orgId: Required value"),
     ("daily-limit-required", {"dailyLimit": None}, "dailyLimit is required unless tier is Unlimited"),
     (
         "daily-limit-within-tier",
@@ -306,7 +295,7 @@ def test_sandbox_needs_no_secret_on_any_channel(plane: ControlPlane, namespace: 
 
 
 def test_unlimited_tier_needs_no_daily_limit(plane: ControlPlane, namespace: str) -> None:
-    plane.apply(quota_policy("big", {"businessPortfolioId": "987654321", "tier": "Unlimited"}), namespace=namespace)
+    plane.apply(quota_policy("big", {"orgId": "big", "tier": "Unlimited"}), namespace=namespace)
     spec = plane.kubectl_json("get", "qp", "big", "-n", namespace)["spec"]
     assert "dailyLimit" not in spec
     assert spec["tier"] == "Unlimited"

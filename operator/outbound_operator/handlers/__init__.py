@@ -77,6 +77,14 @@ def register_channel_providers(registry: kopf.OperatorRegistry, rt: Runtime) -> 
     kopf.timer(*resource, registry=registry, id="observe", interval=rt.settings.reconcile_interval_seconds)(reconcile)
     kopf.on.delete(*resource, registry=registry, id="cleanup")(delete)
 
+    async def workers(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+        await channelprovider.follow_workers(rt, body, stopped)
+
+    # The worker Deployment's status (available pods, rollouts) moves Ready without waiting for the
+    # timer: one watch of that one Deployment per ChannelProvider, in its own namespace (where the
+    # Role grants it), so a cluster-wide operator needs no cluster-wide grant on Deployments.
+    kopf.daemon(*resource, registry=registry, id="workers", cancellation_timeout=1.0)(workers)
+
 
 def register_quota_policies(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     resource = (GROUP, "v1alpha1", "quotapolicies")

@@ -25,12 +25,14 @@ from outbound_operator.handlers.context import ProviderMemory, Runtime, being_de
 from outbound_operator.reconcile import admission, control, scaling
 from outbound_operator.reconcile import circuit as breaker
 from outbound_operator.reconcile import status as provider_status
-from outbound_operator.reconcile.conditions import set_all, timestamp
+from outbound_operator.reconcile.conditions import find, set_all, timestamp
 from outbound_operator.reconcile.spec import ChannelProviderSpec
 from outbound_operator.reconcile.workload import env_refusal
+from outbound_operator.reconcile.workload import names as workload_names
 from outbound_sender.domain import CircuitState, ProviderControl
 
 GROUP, VERSION, PLURAL = "messaging.outbound.dev", "v1alpha1", "channelproviders"
+WRITTEN_UNDER_LOCK = ("conditions", "readyReplicas")  # by publish_conditions, never through kopf's patch
 log = logging.getLogger("outbound_operator.channelprovider")
 
 
@@ -136,9 +138,86 @@ async def reconcile(rt: Runtime, body: kopf.Body) -> dict[str, Any]:
         await publish_control(rt, body, desired, before)
         memory.circuit, memory.batch_size, memory.replicas, memory.row = circuit, batch, replicas, desired
         deployment = await workloads.converge(rt, body, memory, spec, replicas)
-        observed = _observed(circuit, calls, load, batch=batch, replicas=replicas, deployment=deployment)
+        rollout = await workloads.rollout(rt, deployment)
+        observed = _observed(
+            circuit, calls, load, batch=batch, replicas=replicas, deployment=deployment, rollout=rollout
+        )
+        memory.generation, memory.enabled = generation, spec.enabled
+        memory.applied.set()
         _export(rt, name, spec, observed)
-        return _status(memory, observed, generation=generation, enabled=spec.enabled, now=now, error=None)
+        status = _status(memory, observed, generation=generation, enabled=spec.enabled, now=now, error=None)
+        for key in WRITTEN_UNDER_LOCK:
+            status.pop(key)
+        await publish_conditions(rt, meta, memory, observed.ready_replicas, body.get("status") or {})
+        return status
+
+
+async def follow_workers(rt: Runtime, body: kopf.Body, stopped: kopf.DaemonStopped) -> None:
+    """Watch the ChannelProvider's worker Deployment for as long as the ChannelProvider exists; each
+    change of it brings Ready up to date (deployment_changed). Survives every error (API server
+    restarts, RBAC not yet bound, an expired watch): it logs, waits a little longer each time (at most
+    a minute) and watches again. Idle until this process has applied the provider (kopf cancels it
+    on deletion)."""
+    meta = body["metadata"]
+    deployment_name, _ = workload_names(meta["name"])
+    memory = rt.provider(meta["uid"])
+    pause = rt.settings.reconcile_interval_seconds
+    await memory.applied.wait()
+    while not stopped:
+        try:
+            async for _ in rt.kube.watch("apps/v1", "Deployment", meta["namespace"], deployment_name):
+                await deployment_changed(rt, meta, memory)
+                pause = rt.settings.reconcile_interval_seconds
+                if stopped:
+                    return
+        except Exception as error:  # any failure: watch again later
+            log.warning(
+                "watching the worker Deployment failed",
+                extra={"fields": {"provider": meta["name"], "error": f"{type(error).__name__}: {error}"[:500]}},
+            )
+            await stopped.wait(pause)
+            pause = min(pause * 2, 60.0)
+
+
+async def deployment_changed(rt: Runtime, meta: Mapping[str, Any], memory: ProviderMemory) -> None:
+    """The worker Deployment changed: bring Ready (and readyReplicas) up to date now rather than at
+    the next timer tick. The Deployment is read again under the provider's lock, so whichever of this
+    and a reconcile writes last wrote from the latest state. Nothing to do while the spec is refused
+    or failing: Ready already says why."""
+    async with memory.lock:
+        if memory.deleted or memory.conditions is None or memory.generation is None:
+            return
+        applied = find(memory.conditions, "Reconciled")
+        if applied is None or applied.get("status") != "True":
+            return
+        deployment_name, _ = workload_names(meta["name"])
+        deployment = await rt.kube.get("apps/v1", "Deployment", meta["namespace"], deployment_name)
+        if deployment is None:
+            return  # deleted by hand: the next reconcile recreates it and reports the drift
+        rollout = await workloads.rollout(rt, deployment)
+        condition = provider_status.ready(None, memory.enabled, rollout)
+        memory.conditions = set_all(memory.conditions, [condition], memory.generation, dt.datetime.now(dt.UTC))
+        ready_replicas = int((deployment.get("status") or {}).get("readyReplicas") or 0)
+        await publish_conditions(rt, meta, memory, ready_replicas, {})
+
+
+async def publish_conditions(
+    rt: Runtime, meta: Mapping[str, Any], memory: ProviderMemory, ready_replicas: int, seen: Mapping[str, Any]
+) -> None:
+    """Write conditions and readyReplicas when they differ from what was last written (or, after a
+    restart or a failure written through kopf, from `seen`, the status the handler was given).
+
+    Always under the provider's lock, by the reconcile and by the Deployment watch alike: the last
+    writer wrote from the freshest Deployment, and kopf's own patch, applied after the handler has
+    released the lock, never carries these two fields."""
+    assert memory.conditions is not None
+    wanted = (memory.conditions, ready_replicas)
+    before = memory.written or (list(seen.get("conditions") or []), seen.get("readyReplicas"))
+    if wanted != before:
+        status = {"conditions": memory.conditions, "readyReplicas": ready_replicas}
+        await rt.kube.patch_status(f"{GROUP}/{VERSION}", PLURAL, meta["namespace"], meta["name"], status)
+    memory.written = ([dict(c) for c in memory.conditions], ready_replicas)
+    rt.metrics.ready(meta["namespace"], meta["name"], {"conditions": memory.conditions})
 
 
 async def forget(rt: Runtime, body: kopf.Body) -> None:
@@ -161,6 +240,7 @@ def _observed(
     batch: int,
     replicas: int | None,
     deployment: Mapping[str, Any],
+    rollout: provider_status.Rollout,
 ) -> provider_status.Observed:
     live_status = deployment.get("status") or {}
     live_replicas = (deployment.get("spec") or {}).get("replicas")
@@ -172,6 +252,7 @@ def _observed(
         replicas=replicas if replicas is not None else live_replicas,
         ready_replicas=int(live_status.get("readyReplicas") or 0),
         deployment_conditions=tuple(live_status.get("conditions") or ()),
+        rollout=rollout,
     )
 
 
@@ -206,9 +287,11 @@ def _status(
 def failed_status(
     memory: ProviderMemory, generation: int, error: str, now: dt.datetime, reason: str = "ReconcileFailed"
 ) -> dict[str, Any]:
-    """Ready=False with the reason; the other conditions and figures stay as last written."""
-    failure = provider_status.ready(error, True, reason=reason)
-    memory.conditions = set_all(memory.conditions or [], [failure], generation, now)
+    """Reconciled=False and Ready=False with the reason; the other conditions and figures stay as last
+    written."""
+    failure = [provider_status.reconciled(error, reason=reason), provider_status.ready(error, True, reason=reason)]
+    memory.conditions = set_all(memory.conditions or [], failure, generation, now)
+    memory.written = None  # kopf writes these: the next success compares with the status it is given
     return {"conditions": memory.conditions}
 
 

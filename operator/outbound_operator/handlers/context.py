@@ -31,6 +31,10 @@ class ProviderMemory:
     last_scale: str | None = None  # ISO time of the last replica change
     row: ProviderControl | None = None  # last row written or verified
     conditions: list[dict[str, object]] | None = None
+    generation: int | None = None  # the spec generation last reconciled (for Ready between reconciles)
+    applied: asyncio.Event = field(default_factory=asyncio.Event)  # set once generation is known
+    enabled: bool = True  # spec.enabled of that generation
+    written: tuple[list[dict[str, object]], int] | None = None  # (conditions, readyReplicas) as last written
     workload_versions: dict[str, str] = field(default_factory=dict)  # kind -> generation/resourceVersion
     seen_kinds: set[str] = field(default_factory=set)  # objects applied by this process
     refused: tuple[int, str] | None = None  # (generation, reason) of the last refusal reported

@@ -18,6 +18,7 @@ import kopf
 
 from outbound_operator.handlers.context import ProviderMemory, Runtime
 from outbound_operator.reconcile.spec import ChannelProviderSpec
+from outbound_operator.reconcile.status import Rollout
 from outbound_operator.reconcile.workload import GROUP, workload
 
 APPLIED_HASH = f"{GROUP}/applied-hash"
@@ -77,3 +78,31 @@ async def converge(
         kopf.adopt(obj, owner=owner)
         live[obj["kind"]] = await converge_object(rt, owner, stamped(obj), memory)
     return live["Deployment"]
+
+
+def owner(deployment: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(name, uid) of the ChannelProvider that owns a worker Deployment, if one does."""
+    for ref in deployment["metadata"].get("ownerReferences") or ():
+        if ref.get("kind") == "ChannelProvider" and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            return str(ref["name"]), str(ref["uid"])
+    return None
+
+
+def unschedulable(pods: list[dict[str, Any]]) -> str:
+    """The scheduler's message on a pod it could not place (the first one), or ""."""
+    for pod in pods:
+        for condition in (pod.get("status") or {}).get("conditions") or ():
+            if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+                return str(condition.get("message") or "no node fits")
+    return ""
+
+
+async def rollout(rt: Runtime, deployment: Mapping[str, Any]) -> Rollout:
+    """The Deployment's rollout; while it is not done, the scheduler's reason if it gave one (one
+    list of the Deployment's pods, made only then)."""
+    seen = Rollout.of(deployment)
+    if seen.done:
+        return seen
+    selector = (deployment.get("spec") or {}).get("selector", {}).get("matchLabels") or {}
+    pods = await rt.kube.pods(deployment["metadata"]["namespace"], selector)
+    return Rollout.of(deployment, unschedulable(pods))

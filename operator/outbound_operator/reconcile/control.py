@@ -3,7 +3,7 @@
 The row is the sender's `domain.ProviderControl`, the one type the operator writes and the workers
 read, with the same circuit vocabulary (`domain.CircuitState`, `domain.CircuitMode`).
 
-The row is a function of the spec (enabled, priority, mode, probes, rate) and of the operator's
+The row is a function of the spec (enabled, priority, mode, probes) and of the operator's
 own decisions (circuit state, batch size), which the operator also keeps in the resource's status.
 A row that differs from that function while the spec's generation did not change was edited by
 hand: drift, corrected and reported.
@@ -31,14 +31,12 @@ COMPARED = (
     "circuit_reason",
     "half_open_probes_per_minute",
     "batch_size",
-    "messages_per_second",
-)
+)  # messages_per_second: written NULL, read by nothing (a row from an older operator is no drift)
 
 
 def desired_row(
     provider: str, spec: ChannelProviderSpec, circuit: Circuit, batch_size: int, generation: int
 ) -> ProviderControl:
-    rate = spec.rate_limit.messages_per_second if spec.rate_limit else None
     return ProviderControl(
         provider=provider,
         channel=Channel(spec.channel),
@@ -51,7 +49,7 @@ def desired_row(
         circuit_reason=circuit.reason,
         half_open_probes_per_minute=spec.circuit_breaker.half_open_probes_per_minute,
         batch_size=batch_size,
-        messages_per_second=float(rate) if rate is not None else None,
+        messages_per_second=None,  # no ChannelProvider field sets a send rate (the column stays NULL)
         observed_generation=generation,
     )
 

@@ -82,11 +82,6 @@ class ScalingSpec(_Spec):
     target_queue_depth_per_replica: int = 1000
 
 
-class RateLimitSpec(_Spec):
-    messages_per_second: int
-    burst: int | None = None
-
-
 class SecretKeyRef(_Spec):
     name: str
     key: str
@@ -124,7 +119,6 @@ class ChannelProviderSpec(_Spec):
     sender: dict[str, str] | None = None  # spec.<provider>: the provider's own sender settings
     circuit_breaker: CircuitBreakerSpec = Field(default_factory=CircuitBreakerSpec)
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
-    rate_limit: RateLimitSpec | None = None
     image: str | None = None
     resources: dict[str, dict[str, Any]] | None = None
     # Placement and environment of the worker pods (reconcile/workload.py, worker_pod_settings).
@@ -162,8 +156,7 @@ TIER_LIMITS = {"Tier250": 250, "Tier1K": 1000, "Tier10K": 10_000, "Tier100K": 10
 
 
 class QuotaPolicySpec(_Spec):
-    org_id: str | None = None
-    business_portfolio_id: str | None = None
+    org_id: str
     tier: Literal["Tier250", "Tier1K", "Tier10K", "Tier100K", "Unlimited"] | None = None
     daily_limit: int | None = None
     reset_period: str = "24h"
@@ -180,8 +173,8 @@ class QuotaPolicySpec(_Spec):
 
     @property
     def org(self) -> str:
-        """The ledger key: the organisation, or the business portfolio whose numbers share the limit."""
-        return self.org_id or f"portfolio:{self.business_portfolio_id}"
+        """The ledger key: the organisation (the org_id of its messages)."""
+        return self.org_id
 
     @property
     def limit(self) -> int | None:

@@ -1,4 +1,14 @@
-"""ChannelProvider status (pure): conditions and observed figures from decisions and observations."""
+"""ChannelProvider status (pure): conditions and observed figures from decisions and observations.
+
+Two conditions say different things:
+
+- ``Reconciled``: the operator applied the spec (worker Deployment, ConfigMap, runtime control),
+  or why it could not (a refused spec, an API error);
+- ``Ready``: the worker Deployment has the replicas it asks for, updated and available, as its
+  controller reports them (the same test as ``kubectl rollout status``); otherwise why not,
+  e.g. "1 of 2 worker pods available". A Deployment that asks for 0 replicas (replicas.min 0
+  with an empty queue) is Ready: that is what the spec asks for.
+"""
 
 from __future__ import annotations
 
@@ -23,13 +33,83 @@ class Observed:
     replicas: int | None
     ready_replicas: int
     deployment_conditions: tuple[Mapping[str, Any], ...] = ()
+    rollout: Rollout | None = None
 
 
-def ready(error: str | None, enabled: bool, *, reason: str = "ReconcileFailed") -> Condition:
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """The worker Deployment as its controller last reported it."""
+
+    desired: int  # spec.replicas
+    current: bool  # the controller has seen the Deployment's latest generation
+    updated: int  # pods of the latest template
+    total: int  # pods of any template, not terminating
+    available: int
+    stuck: Mapping[str, Any] | None = None  # Progressing=False or ReplicaFailure=True
+    pending: str = ""  # why pods wait, when known (the scheduler's message)
+
+    @property
+    def done(self) -> bool:
+        """Every desired pod updated and available, no old pod left (Ready, unless the controller lags)."""
+        return self.updated >= self.desired and self.total <= self.updated and self.available >= self.desired
+
+    @classmethod
+    def of(cls, deployment: Mapping[str, Any], pending: str = "") -> Rollout:
+        meta, spec, status = (deployment.get(key) or {} for key in ("metadata", "spec", "status"))
+        desired = spec.get("replicas")
+        return cls(
+            desired=1 if desired is None else int(desired),  # the API server defaults an absent one to 1
+            current=int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0),
+            updated=int(status.get("updatedReplicas") or 0),
+            total=int(status.get("replicas") or 0),
+            available=int(status.get("availableReplicas") or 0),
+            stuck=_stuck_rollout(tuple(status.get("conditions") or ())),
+            pending=pending,
+        )
+
+
+def reconciled(error: str | None, *, reason: str = "ReconcileFailed") -> Condition:
+    if error is not None:
+        return Condition("Reconciled", False, reason, error)
+    return Condition("Reconciled", True, "Applied", "worker Deployment, ConfigMap and runtime control applied")
+
+
+def ready(
+    error: str | None, enabled: bool, rollout: Rollout | None = None, *, reason: str = "ReconcileFailed"
+) -> Condition:
+    """Ready: the worker pods the Deployment asks for are updated and available (an error: why not)."""
     if error is not None:
         return Condition("Ready", False, reason, error)
     note = "" if enabled else " (disabled: messages wait QUEUED)"
-    return Condition("Ready", True, "Reconciled", "worker Deployment, ConfigMap and runtime control applied" + note)
+    if rollout is None:
+        return Condition("Ready", False, "DeploymentMissing", "no worker Deployment observed yet")
+    condition = workers(rollout)
+    return Condition("Ready", condition.status, condition.reason, condition.message + note)
+
+
+def workers(rollout: Rollout) -> Condition:
+    pods = f"{rollout.available} of {rollout.desired} worker pods available"
+    if rollout.pending:
+        pods += f"; pods unschedulable: {rollout.pending}"
+    if not rollout.current:
+        return Condition(
+            "Ready", False, "RolloutPending", f"Deployment rollout not yet observed by its controller; {pods}"
+        )
+    if rollout.stuck is not None:
+        reason = str(rollout.stuck.get("reason") or "DeploymentNotProgressing")
+        return Condition("Ready", False, reason, f"{pods}; {rollout.stuck.get('message') or 'rollout not progressing'}")
+    if rollout.updated < rollout.desired:
+        what = f"{rollout.updated} of {rollout.desired} pods updated"
+        return Condition("Ready", False, "RolloutInProgress", f"Deployment rollout in progress: {what}; {pods}")
+    if rollout.total > rollout.updated:
+        old = rollout.total - rollout.updated
+        what = f"{old} old pod{'s' if old != 1 else ''} still running"
+        return Condition("Ready", False, "RolloutInProgress", f"Deployment rollout in progress: {what}; {pods}")
+    if rollout.available < rollout.desired:
+        return Condition("Ready", False, "PodsUnschedulable" if rollout.pending else "WorkersUnavailable", pods)
+    if rollout.desired == 0:
+        return Condition("Ready", True, "NoWorkersRequested", "0 worker replicas requested (scaled to zero)")
+    return Condition("Ready", True, "WorkersAvailable", pods)
 
 
 def circuit_open(circuit: Circuit) -> Condition:
@@ -57,7 +137,12 @@ def degraded(observed: Observed) -> Condition:
 
 
 def conditions(observed: Observed, error: str | None, enabled: bool) -> list[Condition]:
-    return [ready(error, enabled), circuit_open(observed.circuit), degraded(observed)]
+    return [
+        reconciled(error),
+        ready(error, enabled, observed.rollout),
+        circuit_open(observed.circuit),
+        degraded(observed),
+    ]
 
 
 def figures(observed: Observed, now: dt.datetime) -> dict[str, Any]:

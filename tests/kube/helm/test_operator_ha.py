@@ -26,8 +26,8 @@ TIMER = "Timer 'observe' succeeded"
 
 
 def _ready_at(plane: ControlPlane, namespace: str, generation: int) -> bool:
-    ready = condition(get(plane, namespace, "channelprovider", "sms-sandbox"), "Ready")
-    return ready.get("status") == "True" and ready.get("observedGeneration") == generation
+    applied = condition(get(plane, namespace, "channelprovider", "sms-sandbox"), "Reconciled")
+    return applied.get("status") == "True" and applied.get("observedGeneration") == generation
 
 
 @pytest.mark.timeout(240)

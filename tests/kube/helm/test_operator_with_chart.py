@@ -107,7 +107,9 @@ async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
     operator.peering = []  # peered as the chart runs it, in the KopfPeering the chart created
     operator.start()
     try:
-        plane.kubectl("wait", "channelprovider", "--all", "--for=condition=Ready", "--timeout=60s", "-n", namespace)
+        plane.kubectl(
+            "wait", "channelprovider", "--all", "--for=condition=Reconciled", "--timeout=60s", "-n", namespace
+        )
         worker = await eventually(lambda: get(plane, namespace, "deployment", "sms-sandbox-sender"))
         pod = worker["spec"]["template"]["spec"]
         chart_api = next(
@@ -127,13 +129,15 @@ async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
         assert provider["spec"]["priority"] == 100
         fields = plane.kubectl_json("get", "channelprovider", "sms-sandbox", "-n", namespace, "--show-managed-fields")
         assert spec_managers(fields) == {"helm"}
-        assert condition(provider, "Ready")["status"] == "True"
+        assert condition(provider, "Reconciled")["status"] == "True"
 
         values["channelProviders"]["sms-sandbox"] = {**SANDBOX, "priority": 50}
         helm(plane, "upgrade", *release_args(release, namespace, tmp_path, values), "--no-hooks")
         await eventually(
             lambda: (
-                condition(get(plane, namespace, "channelprovider", "sms-sandbox"), "Ready").get("observedGeneration")
+                condition(get(plane, namespace, "channelprovider", "sms-sandbox"), "Reconciled").get(
+                    "observedGeneration"
+                )
                 == 2
             ),
             timeout=30,

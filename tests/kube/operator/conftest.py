@@ -2,6 +2,8 @@
 
 - ``operator_kubeconfig``: the ServiceAccount ``outbound-operator`` of the test namespace with the
   Role and RoleBinding of deploy/operator-rbac.yaml in that namespace (nothing else), as a kubeconfig.
+- ``rendered_workers``: ``rendered_workers(name)`` runs the worker of ChannelProvider ``name`` as
+  the operator rendered it (workers.rendered_worker), its database Secret naming ``db_dsn``.
 - ``operator``: the operator as a real process (`python -m outbound_operator --standalone
   --namespace NS`) acting as that ServiceAccount, writing to this test's database (``db_dsn``).
 """
@@ -9,7 +11,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ import pytest
 from tests.kube.plane import ControlPlane
 
 from .support import ACCOUNT, OperatorProcess, namespaced_rbac
+from .workers import database_secret, rendered_worker
 
 
 def _wait_allowed(plane: ControlPlane, namespace: str, kubeconfig: Path, timeout: float = 15.0) -> None:
@@ -55,3 +59,11 @@ def operator_process(
 def operator(operator_process: OperatorProcess) -> OperatorProcess:
     operator_process.start()
     return operator_process
+
+
+@pytest.fixture
+def rendered_workers(
+    plane: ControlPlane, namespace: str, db_dsn: str, tmp_path: Path
+) -> Callable[[str], AbstractContextManager[None]]:
+    database_secret(plane, namespace, db_dsn)
+    return lambda name: rendered_worker(plane, namespace, name, tmp_path)

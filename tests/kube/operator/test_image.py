@@ -83,8 +83,8 @@ async def test_operator_image_logs_in_and_creates_the_worker_deployment(
     deployment = await eventually(lambda: get(plane, namespace, "deployment", "twilio-sender"), timeout=60)
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == images.sender
-    ready = await eventually(lambda: condition(get(plane, namespace, "channelprovider", "twilio"), "Ready"), 60)
-    assert ready["status"] == "True", ready
+    applied = await eventually(lambda: condition(get(plane, namespace, "channelprovider", "twilio"), "Reconciled"), 60)
+    assert applied["status"] == "True", applied
     db = await asyncpg.connect(db_dsn)
     try:
         row = await eventually(lambda: db.fetchrow("SELECT * FROM provider_control WHERE provider = 'twilio'"), 30)

@@ -12,7 +12,8 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.kube.plane import ControlPlane
 from tests.processes import sandbox_process
 
 from .support import eventually, get
-from .workers import enqueue_many, statuses, worker_process
+from .workers import FAST_WORKER_ENV, enqueue_many, statuses
 
 pytestmark = [pytest.mark.kube]
 BIN = Path(sys.executable).parent  # where `pip install` put the kubectl-outbound console script
@@ -76,7 +77,8 @@ def row(output: str, table: str, name: str) -> dict[str, str]:
 
 
 def sandbox_provider(name: str, url: str = "http://127.0.0.1:9", **more: Any) -> dict[str, Any]:
-    return channel_provider(name, {"channel": "SMS", "provider": "sandbox", "priority": 10, "endpoint": url, **more})
+    spec = {"channel": "SMS", "provider": "sandbox", "priority": 10, "endpoint": url, "env": FAST_WORKER_ENV}
+    return channel_provider(name, {**spec, **more})
 
 
 def _reconciled(plane: ControlPlane, namespace: str, kind: str, name: str, key: str) -> dict[str, Any]:
@@ -165,7 +167,11 @@ async def _control_is(db: asyncpg.Connection, name: str, expected: tuple[str, st
 
 @pytest.mark.usefixtures("operator")
 async def test_trip_opens_the_circuit_and_reset_closes_it_through_probes(
-    plane: ControlPlane, namespace: str, db: asyncpg.Connection, db_dsn: str, sandbox: str
+    plane: ControlPlane,
+    namespace: str,
+    db: asyncpg.Connection,
+    sandbox: str,
+    rendered_workers: Callable[[str], AbstractContextManager[None]],
 ) -> None:
     breaker = {"halfOpenProbesPerMinute": 60}
     plane.apply(sandbox_provider("primary", sandbox, circuitBreaker=breaker), namespace=namespace)
@@ -184,7 +190,7 @@ async def test_trip_opens_the_circuit_and_reset_closes_it_through_probes(
     assert row(listed, "CHANNELPROVIDER", "primary")["CIRCUIT"] == "Open (ForceOpen)"
 
     await enqueue_many(db, 20)
-    with worker_process(db_dsn, sandbox, "primary"):
+    with rendered_workers("primary"):
         reset = ok(kubectl_outbound(plane, "reset", "primary", "-n", namespace, "--wait"))
         print(f"$ kubectl outbound reset primary --wait\n{reset}")
         assert reset.startswith(

@@ -27,7 +27,6 @@ TWILIO: dict[str, Any] = {
     "twilio": {"messagingServiceSid": "MG0123456789abcdef0123456789abcdef"},
     "endpoint": "https://twilio-sandbox.test:8025",
     "scaling": {"batchSize": {"min": 5, "max": 200, "initial": 20}, "replicas": {"min": 2, "max": 6}},
-    "rateLimit": {"messagesPerSecond": 100},
 }
 
 
@@ -73,19 +72,26 @@ async def test_create_makes_deployment_configmap_and_control_row(
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "outbound-database", "key": "url"}
     row = await eventually(lambda: _control(db, "twilio"))
     assert (row["channel"], row["kind"], row["enabled"], row["priority"]) == ("SMS", "twilio", True, 10)
-    assert (row["circuit_state"], float(row["messages_per_second"])) == ("CLOSED", 100.0)
+    assert (row["circuit_state"], row["messages_per_second"]) == ("CLOSED", None)
     # An empty queue: the batch size goes to the spec's minimum (initial 20 until the first measurement).
     assert (await eventually(lambda: _control(db, "twilio")))["batch_size"] in {20, 5}
-    ready = await eventually(lambda: condition(get(plane, namespace, "channelprovider", "twilio"), "Ready"))
-    assert ready["status"] == "True"
-    plane.kubectl("wait", "--for=condition=Ready", "channelprovider/twilio", "-n", namespace, "--timeout=10s")
+    applied = await eventually(lambda: condition(get(plane, namespace, "channelprovider", "twilio"), "Reconciled"))
+    assert applied["status"] == "True"
+    plane.kubectl("wait", "--for=condition=Reconciled", "channelprovider/twilio", "-n", namespace, "--timeout=10s")
+    # No node runs the pod here: applied, but not Ready, and Ready says how many pods are missing.
+    ready = condition(get(plane, namespace, "channelprovider", "twilio"), "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "WorkersUnavailable",
+        "0 of 2 worker pods available",
+    ), ready
     assert "secrets" not in operator.log()  # never asked for a Secret (and RBAC would refuse)
 
 
 async def _ready(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         obj = get(plane, namespace, "channelprovider", name)
-        ok = condition(obj, "Ready").get("status") == "True"
+        ok = condition(obj, "Reconciled").get("status") == "True"
         return obj if ok and obj and obj["status"].get("observedGeneration") == obj["metadata"]["generation"] else None
 
     found: dict[str, Any] = await eventually(check)
@@ -211,8 +217,10 @@ async def test_delete_during_a_timer_reconcile_is_prompt_and_nothing_comes_back(
     """
     manifest, table, row, edit = RACES[kind]
     plane.apply(manifest(), namespace=namespace)
-    # Ready: the create handler is done, so what the lock catches below is a timer tick.
-    await eventually(lambda: condition(get(plane, namespace, kind, "twilio"), "Ready").get("status") == "True")
+    # Applied (Reconciled; a QuotaPolicy's Ready): the create handler is done, so what the lock
+    # catches below is a timer tick.
+    done = "Reconciled" if kind == "channelprovider" else "Ready"
+    await eventually(lambda: condition(get(plane, namespace, kind, "twilio"), done).get("status") == "True")
     assert await db.fetchval(row)
     await _journal(db, table)
     checker = await asyncpg.connect(operator.dsn)

@@ -41,8 +41,8 @@ def _peers(plane: ControlPlane, namespace: str) -> dict[str, object]:
 
 def _ready(plane: ControlPlane, namespace: str, generation: int) -> bool:
     obj = get(plane, namespace, "channelprovider", "sms") or {}
-    ready = condition(obj, "Ready")
-    return ready.get("status") == "True" and ready.get("observedGeneration") == generation
+    applied = condition(obj, "Reconciled")
+    return applied.get("status") == "True" and applied.get("observedGeneration") == generation
 
 
 async def test_the_higher_priority_acts_and_the_other_takes_over_when_it_stops(

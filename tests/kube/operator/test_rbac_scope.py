@@ -40,7 +40,9 @@ async def test_cluster_wide_operator_runs_workers_only_where_its_role_is(
     plane.apply(channel_provider("here", SANDBOX), namespace=namespace)
 
     await eventually(lambda: get(plane, namespace, "deployment", "here-sender"), timeout=60)
-    await eventually(lambda: condition(get(plane, namespace, "channelprovider", "here"), "Ready")["status"] == "True")
+    await eventually(
+        lambda: condition(get(plane, namespace, "channelprovider", "here"), "Reconciled")["status"] == "True"
+    )
 
     def refused_there() -> dict[str, Any]:
         ready = condition(get(plane, unserved, "channelprovider", "there"), "Ready")

@@ -1,14 +1,16 @@
 """Runtime control end to end: kubectl -> operator -> provider_control -> a running worker process.
 
-Each test runs the operator (as its ServiceAccount) and real `outbound worker` processes against the
-same PostgreSQL database, with the generic sandbox as the provider.
+Each test runs the operator (as its ServiceAccount) and the `outbound worker` processes the operator
+rendered (arguments and environment read from its Deployment and ConfigMap, workers.rendered_worker)
+against the same PostgreSQL database, with the generic sandbox as the provider.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import asyncpg
@@ -19,7 +21,7 @@ from tests.kube.plane import ControlPlane
 from tests.processes import sandbox_process
 
 from .support import condition, eventually, get, reasons
-from .workers import calls_by, enqueue_many, sandbox_config, statuses, worker_process
+from .workers import FAST_WORKER_ENV, calls_by, enqueue_many, sandbox_config, statuses
 
 pytestmark = [pytest.mark.kube]
 
@@ -31,13 +33,16 @@ def sandbox() -> Iterator[str]:
 
 
 def sms_provider(name: str, priority: int, url: str, **more: Any) -> dict[str, Any]:
-    spec = {"channel": "SMS", "provider": "sandbox", "priority": priority, "endpoint": url, **more}
-    return channel_provider(name, spec)
+    spec = {"channel": "SMS", "provider": "sandbox", "priority": priority, "endpoint": url, "env": FAST_WORKER_ENV}
+    return channel_provider(name, {**spec, **more})
 
 
-async def _controlled(db: asyncpg.Connection, *names: str) -> None:
+async def _controlled(plane: ControlPlane, namespace: str, db: asyncpg.Connection, *names: str) -> None:
+    """Control rows written and each worker Deployment applied (the control row comes first)."""
     query = "SELECT count(*) FROM provider_control WHERE provider = ANY($1::text[])"
     await eventually(lambda: _equals(db.fetchval(query, list(names)), len(names)))
+    deployments = [f"{name}-sender" for name in names]
+    await eventually(lambda: all(get(plane, namespace, "deployment", d) for d in deployments), timeout=30)
 
 
 async def _equals(value: Any, expected: Any) -> bool:
@@ -50,12 +55,16 @@ def _patch(plane: ControlPlane, namespace: str, name: str, body: str) -> None:
 
 @pytest.mark.usefixtures("operator")
 async def test_force_open_stops_sends_within_the_bound_and_loses_nothing(
-    plane: ControlPlane, namespace: str, db: asyncpg.Connection, db_dsn: str, sandbox: str
+    plane: ControlPlane,
+    namespace: str,
+    db: asyncpg.Connection,
+    sandbox: str,
+    rendered_workers: Callable[[str], AbstractContextManager[None]],
 ) -> None:
     plane.apply(sms_provider("primary", 10, sandbox), namespace=namespace)
-    await _controlled(db, "primary")
+    await _controlled(plane, namespace, db, "primary")
     await enqueue_many(db, 3000)
-    with worker_process(db_dsn, sandbox, "primary"):
+    with rendered_workers("primary"):
         await eventually(lambda: _at_least(calls_by(db, "primary"), 200), timeout=30)
         patched_at: dt.datetime = await db.fetchval("SELECT clock_timestamp()")
         _patch(plane, namespace, "primary", '{"spec":{"circuitBreaker":{"mode":"ForceOpen"}}}')
@@ -83,12 +92,16 @@ async def _at_least(value: Any, expected: int) -> bool:
 
 @pytest.mark.usefixtures("operator")
 async def test_disable_leaves_messages_queued_and_enable_sends_them(
-    plane: ControlPlane, namespace: str, db: asyncpg.Connection, db_dsn: str, sandbox: str
+    plane: ControlPlane,
+    namespace: str,
+    db: asyncpg.Connection,
+    sandbox: str,
+    rendered_workers: Callable[[str], AbstractContextManager[None]],
 ) -> None:
     plane.apply(sms_provider("primary", 10, sandbox, enabled=False), namespace=namespace)
-    await _controlled(db, "primary")
+    await _controlled(plane, namespace, db, "primary")
     await enqueue_many(db, 50)
-    with worker_process(db_dsn, sandbox, "primary"):
+    with rendered_workers("primary"):
         await asyncio.sleep(3)
         assert await statuses(db) == {"QUEUED": 50}
         assert await calls_by(db, "primary") == 0
@@ -98,11 +111,15 @@ async def test_disable_leaves_messages_queued_and_enable_sends_them(
 
 @pytest.mark.usefixtures("operator")
 async def test_failover_to_the_backup_provider_by_priority(
-    plane: ControlPlane, namespace: str, db: asyncpg.Connection, db_dsn: str, sandbox: str
+    plane: ControlPlane,
+    namespace: str,
+    db: asyncpg.Connection,
+    sandbox: str,
+    rendered_workers: Callable[[str], AbstractContextManager[None]],
 ) -> None:
     plane.apply([sms_provider("primary", 10, sandbox), sms_provider("backup", 20, sandbox)], namespace=namespace)
-    await _controlled(db, "primary", "backup")
-    with worker_process(db_dsn, sandbox, "primary"), worker_process(db_dsn, sandbox, "backup"):
+    await _controlled(plane, namespace, db, "primary", "backup")
+    with rendered_workers("primary"), rendered_workers("backup"):
         await enqueue_many(db, 100)
         await eventually(lambda: _equals(statuses(db), {"SENT": 100}), timeout=30)
         assert await calls_by(db, "backup") == 0  # the backup stands by while the primary is usable
@@ -118,14 +135,18 @@ async def test_failover_to_the_backup_provider_by_priority(
 
 @pytest.mark.usefixtures("operator")
 async def test_auto_circuit_trips_on_failures_and_recovers_through_half_open(
-    plane: ControlPlane, namespace: str, db: asyncpg.Connection, db_dsn: str, sandbox: str
+    plane: ControlPlane,
+    namespace: str,
+    db: asyncpg.Connection,
+    sandbox: str,
+    rendered_workers: Callable[[str], AbstractContextManager[None]],
 ) -> None:
     breaker = {"window": "30s", "minimumRequests": 10, "coolDown": "3s", "halfOpenProbesPerMinute": 60}
     plane.apply(sms_provider("primary", 10, sandbox, circuitBreaker=breaker), namespace=namespace)
-    await _controlled(db, "primary")
+    await _controlled(plane, namespace, db, "primary")
     sandbox_config(sandbox, failure_rate=0.8, latency_ms=20)
     await enqueue_many(db, 200)
-    with worker_process(db_dsn, sandbox, "primary"):
+    with rendered_workers("primary"):
         await eventually(lambda: _state(plane, namespace) == "Open", timeout=30)
         sandbox_config(sandbox, failure_rate=0.0)
         await eventually(lambda: _state(plane, namespace) == "HalfOpen", timeout=15)

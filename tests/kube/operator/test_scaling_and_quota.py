@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,7 @@ from tests.kube.plane import ControlPlane
 from tests.processes import sandbox_process
 
 from .support import OperatorProcess, condition, eventually, get, reasons
-from .workers import enqueue_many, worker_process
+from .workers import FAST_WORKER_ENV, enqueue_many
 
 pytestmark = [pytest.mark.kube]
 
@@ -139,8 +140,8 @@ async def test_quota_policy_is_enforced_by_a_running_worker(
     plane: ControlPlane,
     namespace: str,
     db: asyncpg.Connection,
-    db_dsn: str,
     whatsapp_sandbox: str,
+    rendered_workers: Callable[[str], AbstractContextManager[None]],
 ) -> None:
     spec = {"orgId": "acme", "tier": "Tier250", "dailyLimit": 3, "alertThresholds": [50, 90]}
     plane.apply(quota_policy("acme", spec), namespace=namespace)
@@ -150,7 +151,11 @@ async def test_quota_policy_is_enforced_by_a_running_worker(
     assert policy is not None
     assert (policy["daily_limit"], policy["alert_thresholds"]) == (3, [50, 90])
     await _whatsapp(db, 5)
-    with worker_process(db_dsn, whatsapp_sandbox, "wa", channel="WHATSAPP"):
+    # The WhatsApp worker as the operator renders it for a ChannelProvider of the channel.
+    worker = {"channel": "WHATSAPP", "provider": "sandbox", "endpoint": whatsapp_sandbox, "env": FAST_WORKER_ENV}
+    plane.apply(channel_provider("wa", worker), namespace=namespace)
+    await eventually(lambda: get(plane, namespace, "deployment", "wa-sender"), timeout=30)
+    with rendered_workers("wa"):
         await eventually(lambda: _count(db, "SENT", 3), timeout=30)
         await asyncio.sleep(2)
         assert await _count(db, "QUEUED", 2)  # over the limit: deferred, not lost

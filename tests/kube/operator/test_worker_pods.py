@@ -5,14 +5,20 @@ the operator's settings), and a PodDisruptionBudget owned by the ChannelProvider
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.kube.manifests import channel_provider
 from tests.kube.plane import ControlPlane, KubectlError
+from tests.processes import sandbox_process
 
 from .support import OperatorProcess, condition, eventually, get
+from .workers import FAST_WORKER_ENV, enqueue_many, worker_log
 
 pytestmark = [pytest.mark.kube]
 
@@ -48,13 +54,17 @@ def _ready(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     return condition(get(plane, namespace, "channelprovider", name), "Ready")
 
 
+def _applied(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    return condition(get(plane, namespace, "channelprovider", name), "Reconciled")
+
+
 async def test_placement_pull_secrets_env_and_log_level_reach_the_worker_deployment_with_its_budget(
     plane: ControlPlane, namespace: str, operator_process: OperatorProcess
 ) -> None:
     operator_process.settings["OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS"] = "shared-registry"
     operator_process.start()
     plane.apply(channel_provider("sms", PLACED), namespace=namespace)
-    await eventually(lambda: _ready(plane, namespace, "sms").get("status") == "True", timeout=30)
+    await eventually(lambda: _applied(plane, namespace, "sms").get("status") == "True", timeout=30)
     deployment = get(plane, namespace, "deployment", "sms-sender")
     assert deployment is not None
     pod = deployment["spec"]["template"]["spec"]
@@ -69,8 +79,9 @@ async def test_placement_pull_secrets_env_and_log_level_reach_the_worker_deploym
     assert config is not None
     assert config["data"]["OUTBOUND_LOG_LEVEL"] == "DEBUG"
 
+    # Applied, but no node runs the pod: not Ready, and the metric the alert reads says so.
     ready_series = f'outbound_operator_provider_ready{{namespace="{namespace}",provider="sms"}}'
-    await eventually(lambda: f"{ready_series} 1.0" in operator_process.metrics(), timeout=30)
+    await eventually(lambda: f"{ready_series} 0.0" in operator_process.metrics(), timeout=30)
 
     budget = get(plane, namespace, "poddisruptionbudget", "sms-sender")
     assert budget is not None
@@ -122,3 +133,34 @@ def test_an_env_entry_needs_exactly_one_of_value_and_value_from(
         plane.apply(
             channel_provider("sms", {"channel": "SMS", "provider": "sandbox", "env": [both]}), namespace=namespace
         )
+
+
+@pytest.mark.usefixtures("operator")
+async def test_log_level_decides_what_the_rendered_worker_logs(
+    plane: ControlPlane,
+    namespace: str,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+    rendered_workers: Callable[[str], AbstractContextManager[None]],
+) -> None:
+    """logLevel WARNING: a worker that sends says nothing at INFO; without it, it announces its start."""
+    with sandbox_process(latency_ms=5) as url:
+        # quiet is the channel's preferred provider (it sends); chatty only has to start.
+        for name, level in (("quiet", {"logLevel": "WARNING", "priority": 10}), ("chatty", {"priority": 20})):
+            spec = {"channel": "SMS", "provider": "sandbox", "endpoint": url, "env": FAST_WORKER_ENV, **level}
+            plane.apply(channel_provider(name, spec), namespace=namespace)
+        deployments = ("quiet-sender", "chatty-sender")
+        await eventually(lambda: all(get(plane, namespace, "deployment", d) for d in deployments), timeout=30)
+        await enqueue_many(db, 5)
+        with rendered_workers("quiet"):
+            await eventually(lambda: _sent(db, 5), timeout=60)
+        with rendered_workers("chatty"):
+            await eventually(lambda: "OutboundJobWorker started" in worker_log(tmp_path, "chatty").read_text(), 60)
+    quiet = worker_log(tmp_path, "quiet").read_text()
+    assert "OutboundJobWorker started" not in quiet, quiet[-2000:]
+    assert "level=INFO" not in quiet, quiet[-2000:]
+
+
+async def _sent(db: asyncpg.Connection, count: int) -> bool:
+    sent = await db.fetchval("SELECT count(*) FROM outbound_message WHERE status = 'SENT'")
+    return bool(sent == count)

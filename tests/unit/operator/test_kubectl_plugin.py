@@ -213,7 +213,7 @@ class FakeApi(plugin.Api):
 
 
 def test_wait_reports_a_refused_provider_and_fails() -> None:
-    refused = {"type": "Ready", "status": "False", "reason": "ImageNotAllowed", "message": "image not allowed"}
+    refused = {"type": "Reconciled", "status": "False", "reason": "ImageNotAllowed", "message": "image not allowed"}
     obj = provider({"observedGeneration": 2, "conditions": [refused]})
     obj["metadata"]["generation"] = 1
     api = FakeApi(obj)
@@ -224,5 +224,18 @@ def test_wait_reports_a_refused_provider_and_fails() -> None:
     assert api.patches == [{"spec": {"circuitBreaker": {"mode": "ForceOpen"}}}]
     assert out.getvalue() == (
         "channelprovider.messaging.outbound.dev/twilio tripped: circuit mode ForceOpen (was Auto); "
-        "circuit <none> (<none>); Ready=False (ImageNotAllowed): image not allowed\n"
+        "circuit <none> (<none>); Reconciled=False (ImageNotAllowed): image not allowed\n"
     )
+
+
+def test_wait_succeeds_when_applied_although_worker_pods_are_missing() -> None:
+    """trip acts through the control row on the running workers: missing pods (Ready=False) do not fail it."""
+    applied = {"type": "Reconciled", "status": "True", "reason": "Applied", "message": "applied"}
+    missing = {"type": "Ready", "status": "False", "reason": "WorkersUnavailable", "message": "0 of 1 worker pods"}
+    obj = provider({"observedGeneration": 2, "conditions": [applied, missing], "circuit": {"state": "Open"}})
+    obj["metadata"]["generation"] = 1
+    args = plugin.build_parser().parse_args(["trip", "twilio", "-n", "ops", "--wait"])
+    out = io.StringIO()
+    target: Any = None
+    assert plugin.set_mode(FakeApi(obj), args, target, out, io.StringIO()) == plugin.EXIT_OK
+    assert out.getvalue().endswith("tripped: circuit mode ForceOpen (was Auto); circuit Open (<none>)\n")

@@ -232,3 +232,15 @@ def test_a_backup_channel_provider_renders_a_worker_that_sends_through_it(
         text = value.get_secret_value() if hasattr(value, "get_secret_value") else value
         assert text == secret.get(credential), credential
     entry.client(httpx.AsyncClient(), settings, registry.ClientOptions())  # enough to send: no ValueError
+
+
+def test_resources_reach_the_worker_container() -> None:
+    """spec.resources replaces the default requests and limits of the worker container as a whole."""
+    resources = {"requests": {"cpu": "250m", "memory": "192Mi"}, "limits": {"memory": "384Mi"}}
+    spec = ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox", "resources": resources})
+    [container] = workload("p", spec, SETTINGS, 1).deployment["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == resources
+    [default] = workload(
+        "p", ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox"}), SETTINGS, 1
+    ).deployment["spec"]["template"]["spec"]["containers"]
+    assert default["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}

@@ -1,0 +1,122 @@
+"""On the test plane's real node: the worker pod the operator rendered starts, passes its readiness
+probe (its database reached through the node's relay), sends, and the ChannelProvider's Ready turns
+True; a spec no node can satisfy rolls out a pod the scheduler cannot place, and Ready says so while
+the old pod keeps sending.
+
+Run it alone on the node: `flock /tmp/outbound-node.lock .venv/bin/python -m pytest <this file>`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.images.containers import Images
+from tests.kube.manifests import channel_provider
+from tests.kube.node import TOLERATION, Node
+from tests.kube.plane import ControlPlane
+from tests.processes import sandbox_process
+
+from .support import OperatorProcess, condition, eventually, get
+from .workers import FAST_WORKER_ENV, database_secret, enqueue_many, statuses
+
+pytestmark = [pytest.mark.kube, pytest.mark.images, pytest.mark.timeout(900)]
+AFFINITY_NOWHERE = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["nowhere"]}]}]
+        }
+    }
+}
+
+
+@pytest.fixture
+def on_node(plane: ControlPlane, namespace: str, node: Node, images: Images, db_dsn: str) -> Iterator[tuple[str, str]]:
+    """(worker image, sandbox URL) for pods on the node: the sender image imported into the node, the
+    database Secret naming this test's database as pods reach it, the generic sandbox on the host."""
+    node.import_image(images.sender)
+    database_secret(plane, namespace, node.expose_url(db_dsn)[1])
+    with sandbox_process(latency_ms=20) as url:
+        yield images.sender, node.expose_url(url)[1]
+
+
+def _ready(plane: ControlPlane, namespace: str) -> dict[str, Any]:
+    return condition(get(plane, namespace, "channelprovider", "sms"), "Ready")
+
+
+async def _statuses_are(db: asyncpg.Connection, expected: dict[str, int]) -> bool:
+    return await statuses(db) == expected
+
+
+async def test_the_rendered_worker_pod_becomes_available_and_ready_follows_it(
+    plane: ControlPlane,
+    namespace: str,
+    db: asyncpg.Connection,
+    operator_process: OperatorProcess,
+    on_node: tuple[str, str],
+) -> None:
+    image, pod_sandbox = on_node
+    operator_process.settings["OUTBOUND_OPERATOR_WORKER_IMAGE"] = image
+    operator_process.start()
+    spec = {
+        "channel": "SMS",
+        "provider": "sandbox",
+        "endpoint": pod_sandbox,
+        "tolerations": [TOLERATION],  # the test node is tainted: without it no pod would land there
+        "scaling": {"replicas": {"min": 1, "max": 1}},
+        "env": FAST_WORKER_ENV,
+    }
+    plane.apply(channel_provider("sms", spec), namespace=namespace)
+
+    def ready_true() -> dict[str, Any]:
+        ready = _ready(plane, namespace)
+        assert (ready.get("status"), ready.get("reason")) == ("True", "WorkersAvailable"), ready
+        return ready
+
+    ready = await eventually(ready_true, timeout=240, interval=0.5)
+    assert ready["message"] == "1 of 1 worker pods available"
+    provider = get(plane, namespace, "channelprovider", "sms")
+    assert provider is not None
+    assert provider["status"]["readyReplicas"] == 1
+    series = f'outbound_operator_provider_ready{{namespace="{namespace}",provider="sms"}}'
+    await eventually(lambda: f"{series} 1.0" in operator_process.metrics(), timeout=30)
+
+    # The pod is the worker: it claims the channel's messages and sends them through the sandbox.
+    await enqueue_many(db, 20)
+    await eventually(lambda: _statuses_are(db, {"SENT": 20}), timeout=120)
+
+    # Specs no node can satisfy: each new pod cannot be placed, the old one stays and sends, Ready
+    # quotes the scheduler; undone, the rollout completes.
+    unplaceable = {
+        "nodeSelector": ({"pool": "nowhere"}, "didn't match Pod's node affinity/selector"),
+        "affinity": (AFFINITY_NOWHERE, "didn't match Pod's node affinity/selector"),
+        "resources": ({"requests": {"cpu": "64", "memory": "128Mi"}}, "Insufficient cpu"),
+    }
+    sent = 20
+    for field, (value, said) in unplaceable.items():
+        _patch(plane, namespace, {field: value})
+
+        def stuck(said: str = said) -> dict[str, Any]:
+            ready = _ready(plane, namespace)
+            assert (ready.get("status"), ready.get("reason")) == ("False", "RolloutInProgress"), ready
+            assert "pods unschedulable: 0/1 nodes are available" in ready["message"], ready
+            assert said in ready["message"], ready
+            return ready
+
+        stuck_ready = await eventually(stuck, timeout=120, interval=0.5)
+        print(f"Ready with an unplaceable {field}: {stuck_ready['message']}")
+        await enqueue_many(db, 10)
+        sent += 10
+        await eventually(functools.partial(_statuses_are, db, {"SENT": sent}), timeout=120)
+        _patch(plane, namespace, {field: None})
+        await eventually(ready_true, timeout=240, interval=0.5)
+
+
+def _patch(plane: ControlPlane, namespace: str, spec: dict[str, Any]) -> None:
+    body = json.dumps({"spec": spec})
+    plane.kubectl("patch", "cp", "sms", "-n", namespace, "--type", "merge", "-p", body)
