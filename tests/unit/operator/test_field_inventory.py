@@ -62,7 +62,7 @@ PACED = f"{QUOTA_FIELDS}::test_pair_rate_and_throughput_of_the_policy_pace_the_w
 DEFERRED = f"{QUOTA_FIELDS}::test_above_the_deferral_threshold_only_urgent_templates_are_sent"
 FALLBACK = f"{QUOTA_FIELDS}::test_above_the_deferral_threshold_a_fallback_channel_takes_the_messages"
 RESET = f"{QUOTA_FIELDS}::test_the_reset_period_releases_messages_held_at_the_limit"
-VONAGE = f"{WORKLOAD}::test_a_vonage_channel_provider_renders_a_worker_that_sends_through_vonage"
+BACKUP = f"{WORKLOAD}::test_a_backup_channel_provider_renders_a_worker_that_sends_through_it"
 
 INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
     "ChannelProvider": {
@@ -99,8 +99,13 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "sendgrid.fromName": (MANIFEST, SENDER_SETTINGS),
         "whatsapp.phoneNumberId": (MANIFEST, SENDER_SETTINGS),
         "whatsapp.apiVersion": (MANIFEST, SENDER_SETTINGS),
-        "vonage.from": (MANIFEST, VONAGE),
-        "vonage.signatureMethod": (MANIFEST, VONAGE),
+        "vonage.from": (MANIFEST, BACKUP),
+        "vonage.signatureMethod": (MANIFEST, BACKUP),
+        "ses.region": (MANIFEST, BACKUP),
+        "ses.fromEmail": (MANIFEST, BACKUP),
+        "ses.fromName": (MANIFEST, BACKUP),
+        "ses.configurationSetName": (MANIFEST, BACKUP),
+        "ses.snsTopicArn": (MANIFEST, BACKUP),
         "resources.requests": (WORKER, ON_NODE),  # 64 CPUs: the scheduler finds no node with room
         "resources.limits": (MANIFEST, f"{WORKLOAD}::test_resources_reach_the_worker_container"),
         "imagePullSecrets": (MANIFEST, PLACED),
@@ -133,6 +138,11 @@ OPEN_GAPS = {
         "whatsapp.apiVersion",
         "vonage.from",
         "vonage.signatureMethod",
+        "ses.region",
+        "ses.fromEmail",
+        "ses.fromName",
+        "ses.configurationSetName",
+        "ses.snsTopicArn",
         "resources.limits",
         "imagePullSecrets",
     },
