@@ -322,3 +322,25 @@ def test_the_api_pods_start_in_live_mode_with_the_secrets_of_their_webhooks(monk
     with pytest.raises(ConfigError, match="missing: WHATSAPP_VERIFY_TOKEN"):
         _start_api_with(container, monkeypatch, TWILIO_AUTH_TOKEN="t", WHATSAPP_APP_SECRET="s")
     _start_api_with(container, monkeypatch, TWILIO_AUTH_TOKEN="t", WHATSAPP_APP_SECRET="s", WHATSAPP_VERIFY_TOKEN="v")
+
+
+def test_the_hook_jobs_are_placed_where_their_components_run() -> None:
+    """On a cluster whose nodes all carry taints, a hook Job without tolerations stays Pending and
+    helm install (migrations) or uninstall (cleanup) waits for it until it times out."""
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "messaging", "effect": "NoSchedule"}
+    values = {
+        "migrations": {"tolerations": [toleration], "nodeSelector": {"pool": "messaging"}},
+        "operator": {"tolerations": [toleration], "nodeSelector": {"pool": "control"}},
+        "channelProviders": {"sms": {"channel": "SMS", "provider": "sandbox"}},
+    }
+    docs = render(values)
+    migrate = one(docs, "Job", f"{FULLNAME}-migrate")["spec"]["template"]["spec"]
+    cleanup = one(docs, "Job", f"{FULLNAME}-cleanup")["spec"]["template"]["spec"]
+    assert (migrate["tolerations"], migrate["nodeSelector"]) == ([toleration], {"pool": "messaging"})
+    # The cleanup hook runs the operator's image on behalf of the operator: the operator's placement.
+    assert (cleanup["tolerations"], cleanup["nodeSelector"]) == ([toleration], {"pool": "control"})
+    default = render({"channelProviders": values["channelProviders"]})
+    for name in ("migrate", "cleanup"):
+        spec = one(default, "Job", f"{FULLNAME}-{name}")["spec"]["template"]["spec"]
+        assert "tolerations" not in spec
+        assert "nodeSelector" not in spec
