@@ -67,6 +67,17 @@ def test_redis_is_a_secret_ref_only_when_configured(default: list[Any]) -> None:
     assert env_of(operator)["OUTBOUND_OPERATOR_WORKER_REDIS_SECRET"]["value"] == "cache"
 
 
+def test_the_webhook_public_url_reaches_the_operator_for_its_workers() -> None:
+    """The workers send, so they ask the provider for the callback (Twilio's StatusCallback): the
+    API's public webhook URL must reach them through the operator, not only the API pods."""
+    url = "https://messaging.example.com/webhooks"
+    docs = render({"api": {"webhookPublicUrl": url}})
+    operator = dict(containers(docs))[f"StatefulSet/{OPERATOR}/operator"]
+    assert env_of(operator)["OUTBOUND_OPERATOR_WORKER_WEBHOOK_PUBLIC_URL"]["value"] == url
+    api = dict(containers(docs))[f"Deployment/{FULLNAME}-api/api"]
+    assert env_of(api)["OUTBOUND_WEBHOOK_PUBLIC_URL"]["value"] == url
+
+
 def test_every_pod_runs_non_root_read_only_without_capabilities_or_api_token(default: list[Any]) -> None:
     for where, spec in pod_specs(default):
         assert spec["securityContext"]["runAsNonRoot"] is True, where
