@@ -184,6 +184,8 @@ def pod_template(provider: str, spec: ChannelProviderSpec, settings: OperatorSet
             "runAsNonRoot": True,
             "runAsUser": 10001,
             "runAsGroup": 10001,
+            # The credentials Secret is mounted 0440, owned by root: fsGroup makes it the worker's group.
+            "fsGroup": 10001,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container(provider, spec, settings)],

@@ -231,3 +231,15 @@ def test_the_workers_ask_providers_to_call_back_at_the_public_webhook_url() -> N
     assert "OUTBOUND_WEBHOOK_PUBLIC_URL" not in workload("sms", twilio, SETTINGS, 1).config_map["data"]
     generic = ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox", "endpoint": "http://sandbox:8090"})
     assert "OUTBOUND_WEBHOOK_PUBLIC_URL" not in workload("g", generic, settings, 1).config_map["data"]
+
+
+def test_the_worker_user_can_read_its_mounted_credentials() -> None:
+    """The Secret's files are mounted 0440 and owned by root: only the pod's fsGroup makes them the
+    worker's group. Without it every live worker exits at start ("cannot read secret file ...:
+    Permission denied"), as the end-to-end run on the test node showed."""
+    pod = workload("wa", WHATSAPP, SETTINGS, 1).deployment["spec"]["template"]["spec"]
+    mode = pod["volumes"][0]["secret"]["defaultMode"]
+    context = pod["securityContext"]
+    assert context["fsGroup"] == context["runAsGroup"]
+    assert mode & 0o040  # readable by the group, which fsGroup is
+    assert not mode & 0o004  # and by nobody else
