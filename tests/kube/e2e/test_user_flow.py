@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -435,11 +436,11 @@ def force_open_fails_sms_over_to_vonage(run: Run) -> float:
 
 
 def queue_depth_scales_the_workers(run: Run) -> None:
-    """5. A deep e-mail queue on a slow provider (5 s a send, so one pod cannot drain it before others
+    """5. A deep e-mail queue on a slow provider (8 s a send, so one pod cannot drain it before others
     start): 3 worker pods start; once the queue is empty they stop (their claims drained: no row left
     SENDING) down to 1. (spec.rateLimit would be the way to pace it, but the workers ignore it.)"""
     selector = run.worker_pods("sendgrid")
-    run.sandboxes.configure("sendgrid", latency_ms=5000)
+    run.sandboxes.configure("sendgrid", latency_ms=8000)
     started = time.monotonic()
     queued = run.create_batch("EMAIL", 400)
     wait_for(lambda: len(run.ready_pods(selector)) == 3, "3 Ready e-mail worker pods", 240)
@@ -515,6 +516,10 @@ def the_standby_operator_takes_over(run: Run, forced_open_at: float) -> None:
     run.figures["leader pod deleted to the change reconciled"] = f"{time.monotonic() - deleted:.1f} s"
     logs = run.plane.kubectl("logs", standby, "-n", run.namespace).stdout
     assert "Resuming operations" in logs, logs[-3000:]
+    # This replica handled the ChannelProviders once it resumed: kopf runs the resume handlers (our
+    # reconcile, which applies the current spec) for the objects the paused replica left alone.
+    resumed = logs.rsplit("Resuming operations", 1)[1]
+    assert re.search(r"Handler '(resume|update)' succeeded", resumed), logs[-3000:]
     back = [run.create("SMS") for _ in range(5)]
     run.wait_delivered(back)
     assert len(twilio.accepted(forced_open_at)) > before  # Twilio sends again
@@ -603,7 +608,7 @@ def _leftovers(run: Run) -> dict[str, list[str]]:
         return [f"{item['kind']}/{item['metadata']['name']}" for item in items]
 
     kinds = (
-        "pods,deployments,replicasets,statefulsets,services,jobs,poddisruptionbudgets,configmaps,"
+        "pods,deployments,replicasets,statefulsets,services,endpointslices,jobs,poddisruptionbudgets,configmaps,"
         "serviceaccounts,roles,rolebindings,channelproviders,quotapolicies,kopfpeerings,"
         "servicemonitors,podmonitors,prometheusrules"
     )
