@@ -537,6 +537,12 @@ def count_lost_and_duplicated(run: Run) -> None:
     assert not lost
     assert not unknown
     assert not duplicated, duplicated
+    # The database agrees: one SENT attempt per message, and as many as the providers accepted.
+    sent = query(
+        run.dsn, "SELECT outbound_message_id, count(*) AS n FROM outbound_attempt WHERE outcome = 'SENT' GROUP BY 1"
+    )
+    assert all(row["n"] == 1 for row in sent), [dict(row) for row in sent if row["n"] > 1]
+    assert len(sent) == len(run.created) == sum(accepted.values())
 
 
 def uninstall_leaves_nothing(run: Run) -> None:
