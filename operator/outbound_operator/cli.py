@@ -21,7 +21,7 @@ import kopf
 from outbound_operator.db import Database
 from outbound_operator.handlers import GROUP, register_channel_providers, register_quota_policies
 from outbound_operator.handlers.context import Runtime
-from outbound_operator.kube import Kube
+from outbound_operator.kube import Kube, in_cluster
 from outbound_operator.metrics import OperatorMetrics
 from outbound_operator.settings import OperatorSettings, load_settings
 from outbound_sender.errors import ConfigError
@@ -70,7 +70,7 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.login(registry=registry)
     async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        info = in_cluster(kopf.login_with_service_account(**kwargs)) or kopf.login_with_kubeconfig(**kwargs)
         if info is not None:
             await rt.kube.configure(info)
         return info

@@ -10,6 +10,7 @@ stay theirs.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import ssl
@@ -30,6 +31,21 @@ class KubeError(RuntimeError):
     def __init__(self, status: int, text: str) -> None:
         super().__init__(f"Kubernetes API answered {status}: {text[:500]}")
         self.status = status
+
+
+def in_cluster(info: kopf.ConnectionInfo | None) -> kopf.ConnectionInfo | None:
+    """kopf's ServiceAccount login with the API server's address taken from the pod's environment.
+
+    kopf dials ``https://kubernetes.default.svc``, a name only cluster DNS resolves, so an operator
+    whose DNS lookups fail (CoreDNS down or overloaded, ``dnsPolicy: Default``) stops reconciling.
+    Kubernetes gives every pod the address itself (KUBERNETES_SERVICE_HOST and _PORT), which is
+    what client-go and kubectl use inside a pod; the token, CA and namespace stay kopf's.
+    """
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if info is None or not host:
+        return info
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    return dataclasses.replace(info, server=f"https://{f'[{host}]' if ':' in host else host}:{port}")
 
 
 def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:

@@ -89,6 +89,13 @@ class OperatorSettings(BaseSettings):
     worker_service_account: str = Field(
         "", description="ServiceAccount of the worker pods; empty: the namespace default (no API token mounted)."
     )
+    worker_webhook_public_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s]+)?$",
+        description="Public base URL of the webhook router (the API's OUTBOUND_WEBHOOK_PUBLIC_URL): the "
+        "workers ask providers to report each message's status there (Twilio's StatusCallback, Vonage's "
+        "callback). Empty: they ask for none, and such providers send no receipts.",
+    )
     provider_connect_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Workers' provider connect timeout.")
     provider_read_timeout_seconds: float = Field(20.0, gt=0, le=300, description="Workers' provider read timeout.")
     metrics_port: int = Field(9090, ge=0, le=65535, description="Prometheus /metrics port; 0 disables it.")

@@ -33,7 +33,9 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         binaries = find_binaries()
     except MissingBinariesError as error:
         pytest.fail(f"Kubernetes test binaries missing: {error}", pytrace=False)
+    started = time.monotonic()
     with running_plane(binaries, tmp_path_factory.mktemp("kube-plane")) as running:
+        print(f"plane {running.workdir}: ready in {time.monotonic() - started:.1f} s")
         yield running
 
 

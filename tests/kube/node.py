@@ -68,6 +68,13 @@ NODE_CONTROLLERS = ",".join(
         "serviceaccount-token",
         "endpoints",
         "endpointslice",
+        # What running workloads need besides Deployments: Jobs (the chart's Helm hooks),
+        # StatefulSets (the HA operator), PodDisruptionBudget status (drains), and the garbage
+        # collection of finished pods.
+        "job",
+        "statefulset",
+        "disruption",
+        "pod-garbage-collector",
     )
 )
 START_TIMEOUT = 120.0
@@ -367,24 +374,36 @@ state = "{folder / "state"}"
     # -- stop ------------------------------------------------------------------------------
 
     def stop(self) -> None:
+        """Every step runs even when an earlier one fails (a lost API server, a vanished folder): a
+        step skipped would leave daemons, shims, mounts or iptables rules on the host. The first
+        failure is raised at the end."""
+        failures: list[Exception] = []
+
+        def attempt(step: Any, *args: Any) -> None:
+            try:
+                step(*args)
+            except Exception as error:  # collected: the first one is raised below
+                failures.append(error)
+
         kubelet = next((d for d in self._daemons if d.name == "kubelet"), None)
         if kubelet is not None and kubelet.running():
-            self._delete_all_pods()
+            attempt(self._delete_all_pods)
         for relay in self._relays:
-            relay.stop()
-        self.plane.kubectl(
-            "delete", "endpointslice", API_ENDPOINT_SLICE, "-n", "default", "--ignore-not-found", check=False
-        )
+            attempt(relay.stop)
+        attempt(
+            self.plane.kubectl,
+            "delete", "endpointslice", API_ENDPOINT_SLICE, "-n", "default", "--ignore-not-found",
+        )  # fmt: skip
         while self._daemons:
             daemon = self._daemons.pop()
             if daemon.name == "containerd":
-                self._remove_containers()
-            daemon.stop()
-        self._kill_shims()
-        self._remove_proxy_rules()
-        self._unmount_all()
-        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
-        _remove_kubelet_cgroups()
+                attempt(self._remove_containers)
+            attempt(daemon.stop)
+        for step in (self._kill_shims, self._remove_proxy_rules, self._unmount_all, _remove_bridge):
+            attempt(step)
+        attempt(_remove_kubelet_cgroups)
+        if failures:
+            raise failures[0]
 
     def _delete_all_pods(self, timeout: float = 60.0) -> None:
         self.plane.kubectl("delete", "pods", "--all", "--all-namespaces", "--wait=false", check=False)
@@ -433,10 +452,14 @@ state = "{folder / "state"}"
         }
 
 
+def _remove_bridge() -> None:
+    subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+
+
 def _make_bridge() -> None:
     """The CNI bridge with its gateway address, before any pod: host services can listen on
     ``HOST_ADDRESS`` from the start (the bridge plugin keeps a bridge and address it finds)."""
-    subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)  # an interrupted run's
+    _remove_bridge()  # an interrupted run's
     for argv in (
         ["ip", "link", "add", BRIDGE, "type", "bridge"],
         ["ip", "addr", "add", f"{HOST_ADDRESS}/{POD_SUBNET.split('/')[1]}", "dev", BRIDGE],

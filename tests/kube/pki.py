@@ -144,3 +144,18 @@ def write_pki(directory: Path) -> PkiFiles:
     admin_cert, admin_key = _write_pair(directory, "admin", _client(ca, "outbound-test-admin", "system:masters"))
     sa_key, sa_pub = _write_service_account_key(directory)
     return PkiFiles(ca_cert, ca_key, serving_cert, serving_key, admin_cert, admin_key, sa_key, sa_pub)
+
+
+def issue_server_certificate(pki: PkiFiles, directory: Path, stem: str, ips: list[str]) -> tuple[Path, Path]:
+    """A serving certificate for ``ips`` signed by the plane's CA (which every pod's ``ca.crt`` is):
+    for test servers that pods call over https. Returns (certificate, key) paths."""
+    key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    ca = _Issued(x509.load_pem_x509_certificate(pki.ca_cert.read_bytes()), key)
+    names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    extensions: list[x509.ExtensionType] = [
+        x509.SubjectAlternativeName(names),
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+    ]
+    directory.mkdir(parents=True, exist_ok=True)
+    return _write_pair(directory, stem, _issue(ca, _name(stem), extensions))

@@ -7,7 +7,8 @@ without this hook the resources would keep their finalizer forever. Standard lib
 in the operator image with the hook's own ServiceAccount (delete/list on these two kinds only).
 
 Environment: RELEASE (label app.kubernetes.io/instance), NAMESPACE, TIMEOUT_SECONDS (default 120);
-KUBERNETES_API, TOKEN_FILE, CA_FILE default to the in-cluster values.
+KUBERNETES_API, TOKEN_FILE, CA_FILE default to the in-cluster values (the API server at the address
+Kubernetes gives every pod, KUBERNETES_SERVICE_HOST and _PORT, as client-go does: no DNS needed).
 """
 
 from __future__ import annotations
@@ -36,8 +37,18 @@ def request(method: str, url: str) -> Any:
         return json.loads(response.read() or b"{}")
 
 
+def api_server() -> str:
+    if api := os.environ.get("KUBERNETES_API"):
+        return api.rstrip("/")
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if not host:
+        return "https://kubernetes.default.svc"
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    return f"https://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 def collection_url(kind: str) -> str:
-    api = os.environ.get("KUBERNETES_API", "https://kubernetes.default.svc").rstrip("/")
+    api = api_server()
     namespace = os.environ["NAMESPACE"]
     selector = urllib.parse.urlencode({"labelSelector": f"app.kubernetes.io/instance={os.environ['RELEASE']}"})
     return f"{api}/{GROUP_VERSION}/namespaces/{namespace}/{kind}?{selector}"

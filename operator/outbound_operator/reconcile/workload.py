@@ -82,6 +82,8 @@ def static_config(provider: str, spec: ChannelProviderSpec, settings: OperatorSe
     render = spec.entry.render
     if render.mode == "live":
         data["OUTBOUND_PROVIDERS_ENABLED"] = spec.provider  # this Deployment sends through its provider only
+        if settings.worker_webhook_public_url:  # per-message callbacks (Twilio, Vonage) point there
+            data["OUTBOUND_WEBHOOK_PUBLIC_URL"] = settings.worker_webhook_public_url
     if spec.log_level:
         data["OUTBOUND_LOG_LEVEL"] = spec.log_level
     if spec.endpoint:
@@ -182,6 +184,8 @@ def pod_template(provider: str, spec: ChannelProviderSpec, settings: OperatorSet
             "runAsNonRoot": True,
             "runAsUser": 10001,
             "runAsGroup": 10001,
+            # The credentials Secret is mounted 0440, owned by root: fsGroup makes it the worker's group.
+            "fsGroup": 10001,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container(provider, spec, settings)],

@@ -102,13 +102,25 @@ def exists(plane: ControlPlane, namespace: str, kind: str, name: str) -> bool:
 
 
 def complete_job(plane: ControlPlane, namespace: str, name: str) -> None:
-    """What the Job controller writes once the Job's pod exited 0 (no kubelet runs on the plane)."""
+    """What the Job controller writes once the Job's pod exited 0 (these tests' pods never run).
+
+    When the test node runs in the same session, its controller-manager runs the real Job controller:
+    it has then set ``startTime`` (immutable once set) and counts the hook's Pending pod as active, and
+    a finished Job may have no active pod, so both are written as a finished Job has them."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = (plane.kubectl_json("get", "job", name, "-n", namespace).get("status") or {}).get("startTime", now)
     conditions = [
         {"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": now, "lastTransitionTime": now},
         {"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now},
     ]
-    status = {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": conditions}
+    status = {
+        "startTime": started,
+        "completionTime": max(now, started),
+        "active": 0,
+        "ready": 0,
+        "succeeded": 1,
+        "conditions": conditions,
+    }
     patch = json.dumps({"status": status})
     plane.kubectl("patch", "job", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", patch)
 

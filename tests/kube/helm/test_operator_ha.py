@@ -3,8 +3,8 @@ in the chart's KopfPeering; only pod 1 (the highest index) acts; when it is dele
 kubelet does) pod 0 takes over and reconciles the next ChannelProvider change.
 
 No kubelet runs the operator image here: the replicas are local processes acting as the chart's
-ServiceAccount under the chart's RBAC (tests/kube/nodes has no in-cluster API access for kopf's
-service-account login, which dials kubernetes.default.svc).
+ServiceAccount under the chart's RBAC, which keeps this test fast and node-less. The same takeover
+with the chart's pods on the test node (the leader pod deleted) is part of tests/kube/e2e.
 """
 
 from __future__ import annotations

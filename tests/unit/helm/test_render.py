@@ -70,6 +70,17 @@ def test_redis_is_a_secret_ref_only_when_configured(default: list[Any]) -> None:
     assert env_of(operator)["OUTBOUND_OPERATOR_WORKER_REDIS_SECRET"]["value"] == "cache"
 
 
+def test_the_webhook_public_url_reaches_the_operator_for_its_workers() -> None:
+    """The workers send, so they ask the provider for the callback (Twilio's StatusCallback): the
+    API's public webhook URL must reach them through the operator, not only the API pods."""
+    url = "https://messaging.example.com/webhooks"
+    docs = render({"api": {"webhookPublicUrl": url}})
+    operator = dict(containers(docs))[f"StatefulSet/{OPERATOR}/operator"]
+    assert env_of(operator)["OUTBOUND_OPERATOR_WORKER_WEBHOOK_PUBLIC_URL"]["value"] == url
+    api = dict(containers(docs))[f"Deployment/{FULLNAME}-api/api"]
+    assert env_of(api)["OUTBOUND_WEBHOOK_PUBLIC_URL"]["value"] == url
+
+
 def test_every_pod_runs_non_root_read_only_without_capabilities_or_api_token(default: list[Any]) -> None:
     for where, spec in pod_specs(default):
         assert spec["securityContext"]["runAsNonRoot"] is True, where
@@ -356,3 +367,25 @@ def test_the_api_pods_start_in_live_mode_with_the_secrets_of_their_webhooks(monk
     with pytest.raises(ConfigError, match="missing: WHATSAPP_VERIFY_TOKEN"):
         _start_api_with(container, monkeypatch, TWILIO_AUTH_TOKEN="t", WHATSAPP_APP_SECRET="s")
     _start_api_with(container, monkeypatch, TWILIO_AUTH_TOKEN="t", WHATSAPP_APP_SECRET="s", WHATSAPP_VERIFY_TOKEN="v")
+
+
+def test_the_hook_jobs_are_placed_where_their_components_run() -> None:
+    """On a cluster whose nodes all carry taints, a hook Job without tolerations stays Pending and
+    helm install (migrations) or uninstall (cleanup) waits for it until it times out."""
+    toleration = {"key": "dedicated", "operator": "Equal", "value": "messaging", "effect": "NoSchedule"}
+    values = {
+        "migrations": {"tolerations": [toleration], "nodeSelector": {"pool": "messaging"}},
+        "operator": {"tolerations": [toleration], "nodeSelector": {"pool": "control"}},
+        "channelProviders": {"sms": {"channel": "SMS", "provider": "sandbox"}},
+    }
+    docs = render(values)
+    migrate = one(docs, "Job", f"{FULLNAME}-migrate")["spec"]["template"]["spec"]
+    cleanup = one(docs, "Job", f"{FULLNAME}-cleanup")["spec"]["template"]["spec"]
+    assert (migrate["tolerations"], migrate["nodeSelector"]) == ([toleration], {"pool": "messaging"})
+    # The cleanup hook runs the operator's image on behalf of the operator: the operator's placement.
+    assert (cleanup["tolerations"], cleanup["nodeSelector"]) == ([toleration], {"pool": "control"})
+    default = render({"channelProviders": values["channelProviders"]})
+    for name in ("migrate", "cleanup"):
+        spec = one(default, "Job", f"{FULLNAME}-{name}")["spec"]["template"]["spec"]
+        assert "tolerations" not in spec
+        assert "nodeSelector" not in spec

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from outbound_operator.reconcile.spec import ChannelProviderSpec, EnvVar
-from outbound_operator.reconcile.workload import CONFIG_HASH_ANNOTATION, label_value, workload
+from outbound_operator.reconcile.workload import CONFIG_HASH_ANNOTATION, env_refusal, label_value, workload
 from outbound_operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(database_url="postgresql://x")
@@ -244,3 +244,35 @@ def test_resources_reach_the_worker_container() -> None:
         "p", ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox"}), SETTINGS, 1
     ).deployment["spec"]["template"]["spec"]["containers"]
     assert default["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+
+
+def test_the_workers_ask_providers_to_call_back_at_the_public_webhook_url() -> None:
+    """Twilio reports a message's status only to the StatusCallback sent with it (Vonage likewise):
+    the worker that sends must know the webhook router's public URL, or no receipt ever comes."""
+    twilio = ChannelProviderSpec.of(
+        {"channel": "SMS", "provider": "twilio", "credentialsSecretRef": {"name": "twilio"}, "priority": 10}
+    )
+    url = "https://messaging.example.com/webhooks"
+    settings = SETTINGS.model_copy(update={"worker_webhook_public_url": url})
+    assert workload("sms", twilio, settings, 1).config_map["data"]["OUTBOUND_WEBHOOK_PUBLIC_URL"] == url
+    # It is the operator's: a ChannelProvider may not point its receipts elsewhere through spec.env.
+    elsewhere = twilio.model_copy(update={"env": [EnvVar(name="OUTBOUND_WEBHOOK_PUBLIC_URL", value="http://x")]})
+    refusal = env_refusal("sms", elsewhere, settings)
+    assert refusal is not None
+    assert "OUTBOUND_WEBHOOK_PUBLIC_URL" in refusal.message
+    # Unset (and for the generic sandbox, which has no webhooks): none, and the config hash is unchanged.
+    assert "OUTBOUND_WEBHOOK_PUBLIC_URL" not in workload("sms", twilio, SETTINGS, 1).config_map["data"]
+    generic = ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox", "endpoint": "http://sandbox:8090"})
+    assert "OUTBOUND_WEBHOOK_PUBLIC_URL" not in workload("g", generic, settings, 1).config_map["data"]
+
+
+def test_the_worker_user_can_read_its_mounted_credentials() -> None:
+    """The Secret's files are mounted 0440 and owned by root: only the pod's fsGroup makes them the
+    worker's group. Without it every live worker exits at start ("cannot read secret file ...:
+    Permission denied"), as the end-to-end run on the test node showed."""
+    pod = workload("wa", WHATSAPP, SETTINGS, 1).deployment["spec"]["template"]["spec"]
+    mode = pod["volumes"][0]["secret"]["defaultMode"]
+    context = pod["securityContext"]
+    assert context["fsGroup"] == context["runAsGroup"]
+    assert mode & 0o040  # readable by the group, which fsGroup is
+    assert not mode & 0o004  # and by nobody else
