@@ -26,6 +26,15 @@ from .tools import MissingBinariesError, find_binaries
 __all__ = ["crds", "images", "namespace", "node", "plane"]
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the node run after every other test of the session. Once the node is up, kube-scheduler
+    runs and marks every pod it cannot place (the node's taint) Unschedulable; the node-less tests
+    play the kubelet's part on pods that nothing else touches, and would see the scheduler's answer
+    instead. The order within each group is kept."""
+    items.sort(key=lambda item: "node" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver (+ kube-controller-manager) for the whole session, stopped by PID at the end."""

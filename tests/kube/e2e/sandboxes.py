@@ -48,6 +48,7 @@ class Call:
     path: str
     status: int
     tokens: tuple[int, ...]
+    body: bytes = b""  # the request as sent (the test reads the sender's identity from it)
 
     @property
     def accepted(self) -> bool:
@@ -82,7 +83,8 @@ class Recorded:
 
         await self.app(scope, keep, see)  # type: ignore[arg-type]
         tokens = tuple(int(found) for found in TOKEN.findall(bytes(body)))
-        self.calls.append(Call(time.time(), str(scope["method"]), str(scope["path"]), status, tokens))
+        call = Call(time.time(), str(scope["method"]), str(scope["path"]), status, tokens, bytes(body[:8192]))
+        self.calls.append(call)
 
     def accepted(self, since: float = 0.0) -> list[Call]:
         return [call for call in list(self.calls) if call.accepted and call.at >= since]

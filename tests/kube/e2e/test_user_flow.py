@@ -11,7 +11,8 @@ pod is deleted and the other replica reconciles the next change; `helm uninstall
 
 Across the whole run every message created is accepted by exactly one provider (the sandboxes record
 every send with the message's token) and ends SENT with a DELIVERED receipt: lost and duplicated
-messages are counted and printed with the timings.
+messages are counted and printed with the timings. The client registered a callback URL first: the
+chart's callback dispatcher pods tell it of every message, signed.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import json
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,6 +39,7 @@ from outbound_sender.api.auth import create_key
 from outbound_sender.embedded import EmbeddedRedis
 from outbound_sender.sandboxes import credentials
 from tests.images.containers import Images
+from tests.integration.callbacks.receiver import signed_by
 from tests.kube.helm.support import helm, install_monitoring_stubs, values_file
 from tests.kube.node import HOST_ADDRESS, TOLERATION, Node
 from tests.kube.pki import issue_server_certificate
@@ -43,6 +47,7 @@ from tests.kube.plane import ControlPlane
 from tests.kube.relay import Relay
 from tests.unit.helm.chart import CHART
 
+from .callbacks import CallbackReceiver
 from .sandboxes import ProviderSandboxes, token
 
 pytestmark = [pytest.mark.kube, pytest.mark.images, pytest.mark.timeout(1500)]
@@ -60,6 +65,16 @@ WORKER_CONFIG_HASH = "messaging.outbound.dev/config-hash"
 def repository_and_tag(image: str) -> dict[str, str]:
     repository, tag = image.rsplit(":", 1)
     return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+
+# Sender settings the run checks in what the providers received (send_and_deliver).
+WHATSAPP_API_VERSION = "v22.0"
+SENDGRID_FROM_NAME = "Acme Orders"
+SENDGRID_KEY_NAME = "sendgrid-api-key"
+WORKER_MEMORY_LIMIT = "300Mi"
+# The Vonage account signs with SHA-512 (not the default md5hash): the sandbox refuses requests and
+# signs receipts that way, so the workers and the API must follow spec.vonage.signatureMethod.
+VONAGE_SIGNED_WITH = "sha512"
 
 
 def channel_providers(sandboxes: ProviderSandboxes) -> dict[str, Any]:
@@ -81,13 +96,23 @@ def channel_providers(sandboxes: ProviderSandboxes) -> dict[str, Any]:
 
     return {
         "twilio": spec("twilio", "SMS", 10, twilio={"messagingServiceSid": credentials.TWILIO_MESSAGING_SERVICE_SID}),
-        "vonage": spec("vonage", "SMS", 20, vonage={"from": credentials.VONAGE_FROM_NUMBER}),
-        "whatsapp": spec("whatsapp", "WHATSAPP", 10, whatsapp={"phoneNumberId": credentials.WHATSAPP_PHONE_NUMBER_ID}),
+        "vonage": spec(
+            "vonage", "SMS", 20, vonage={"from": credentials.VONAGE_FROM_NUMBER, "signatureMethod": VONAGE_SIGNED_WITH}
+        ),
+        "whatsapp": spec(
+            "whatsapp",
+            "WHATSAPP",
+            10,
+            whatsapp={"phoneNumberId": credentials.WHATSAPP_PHONE_NUMBER_ID, "apiVersion": WHATSAPP_API_VERSION},
+            resources={"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": WORKER_MEMORY_LIMIT}},
+        ),
         "sendgrid": spec(
             "sendgrid",
             "EMAIL",
             10,
-            sendgrid={"fromEmail": credentials.SENDGRID_FROM_EMAIL},
+            sendgrid={"fromEmail": credentials.SENDGRID_FROM_EMAIL, "fromName": SENDGRID_FROM_NAME},
+            # The API key under a Secret key of the user's choosing.
+            credentialsSecretRef={"name": "sendgrid-credentials", "keys": {"apiKey": SENDGRID_KEY_NAME}},
             scaling={
                 "replicas": {"min": 1, "max": 3, "managedBy": "Operator"},
                 "targetQueueDepthPerReplica": 40,
@@ -115,6 +140,8 @@ def chart_values(images: Images, sandboxes: ProviderSandboxes, public_url: str) 
             "scaleDownCooldownSeconds": 5,
         },
         "migrations": placed,
+        # The client's callback receiver is on the node's host address, a private one.
+        "callbacks": {**placed, "allowPrivateAddresses": True},
         "monitoring": {
             "serviceMonitor": {"enabled": True},
             "prometheusRule": {"enabled": True},
@@ -140,7 +167,7 @@ def create_secrets(plane: ControlPlane, namespace: str, database_url: str, redis
             "signatureSecret": credentials.VONAGE_SIGNATURE_SECRET,
             CA_KEY: ca,
         },
-        "sendgrid-credentials": {"apiKey": credentials.SENDGRID_API_KEY, CA_KEY: ca},
+        "sendgrid-credentials": {SENDGRID_KEY_NAME: credentials.SENDGRID_API_KEY, CA_KEY: ca},
         "whatsapp-credentials": {
             "accessToken": credentials.WHATSAPP_ACCESS_TOKEN,
             "appSecret": credentials.WHATSAPP_APP_SECRET,
@@ -153,6 +180,7 @@ def create_secrets(plane: ControlPlane, namespace: str, database_url: str, redis
             "WHATSAPP_APP_SECRET": credentials.WHATSAPP_APP_SECRET,
             "WHATSAPP_VERIFY_TOKEN": credentials.WHATSAPP_VERIFY_TOKEN,
             "VONAGE_SIGNATURE_SECRET": credentials.VONAGE_SIGNATURE_SECRET,
+            "VONAGE_SIGNATURE_METHOD": VONAGE_SIGNED_WITH,
         },
     }
     items = [
@@ -199,9 +227,11 @@ class Run:
     dsn: str
     sandboxes: ProviderSandboxes
     ingress: Relay  # the public webhook URL's "load balancer" in front of the API's Service
+    callbacks: CallbackReceiver  # the API client's endpoint for delivery callbacks
     release: str = "outbound"
     api: str = ""
     key: str = ""
+    callback_secret: str = ""
     created: dict[int, int] = field(default_factory=dict)  # token number -> message id
     numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     figures: dict[str, str] = field(default_factory=dict)
@@ -357,18 +387,21 @@ def run(namespace: str, node: Node, images: Images, pod_urls: tuple[str, str, st
     imports = f"{time.monotonic() - started:.1f} s"
     certificate, key = issue_server_certificate(plane.pki, tmp_path / "tls", "provider-sandboxes", [HOST_ADDRESS])
     sandboxes = ProviderSandboxes(certificate, key).start()
+    sandboxes.configure("vonage", signature_method=VONAGE_SIGNED_WITH)
     # The public webhook URL: what an ingress in front of the API's Service would be (a relay on the
     # host, pointed at the Service's virtual IP once the chart has created it).
     ingress = Relay(HOST_ADDRESS, 8080).start()
+    callbacks = CallbackReceiver(HOST_ADDRESS).start()
     dsn, database_url, redis_url = pod_urls
     create_secrets(plane, namespace, database_url, redis_url)
     install_monitoring_stubs(plane)
-    current = Run(plane, namespace, dsn, sandboxes, ingress)
+    current = Run(plane, namespace, dsn, sandboxes, ingress, callbacks)
     current.figures["image imports into the node"] = imports
     try:
         yield current
     finally:
         ingress.stop()
+        callbacks.stop()
         sandboxes.stop()
         for name, value in current.figures.items():
             print(f"e2e {name}: {value}")
@@ -386,6 +419,7 @@ def test_a_user_installs_sends_fails_over_scales_upgrades_survives_the_leaders_l
     quota_holds_whatsapp_sends(run)
     the_standby_operator_takes_over(run, twilio_stopped_at)
     count_lost_and_duplicated(run)
+    callbacks_tell_the_client(run)
     uninstall_leaves_nothing(run)
 
 
@@ -399,6 +433,15 @@ def install(run: Run, values: dict[str, Any], tmp_path: Path) -> None:
     run.api = f"http://{cluster_ip}:8080"
     run.sandboxes.send_webhooks_to(f"http://{run.ingress.address}/webhooks")
     run.key = asyncio.run(_api_key(run.dsn))
+    # The client registers its callback URL before it sends anything (the API checks the address).
+    answer = httpx.post(
+        f"{run.api}/v1/callbacks",
+        json={"url": run.callbacks.url, "description": "e2e client"},
+        headers={"Authorization": f"Bearer {run.key}"},
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    run.callback_secret = answer.json()["secret"]
     for provider in ("twilio", "vonage", "sendgrid", "whatsapp"):
         wait_for(partial(run.available, f"{provider}-sender"), f"{provider}-sender available", 240)
     run.figures["helm install to every worker available"] = f"{time.monotonic() - started:.1f} s"
@@ -411,6 +454,37 @@ def send_and_deliver(run: Run) -> None:
     run.wait_delivered(first)
     by_provider = {name: len(recorded.accepted()) for name, recorded in run.sandboxes.recorded.items()}
     assert by_provider == {"twilio": 5, "sendgrid": 5, "whatsapp": 5, "vonage": 0}, by_provider
+    the_pods_send_as_their_channel_providers_say(run)
+
+
+def the_pods_send_as_their_channel_providers_say(run: Run) -> None:
+    """The ChannelProvider fields that configure a send, as the provider received it from a worker
+    pod: the credentials from the named Secret (the sandboxes refuse any other; SendGrid's under a
+    `keys` mapping), Twilio's messaging service, SendGrid's sender and display name, WhatsApp's
+    phone number and API version in the path; and the memory limit as the pod's cgroup has it."""
+    recorded = run.sandboxes.recorded
+    twilio = recorded["twilio"].accepted()
+    assert all(call.path == f"/2010-04-01/Accounts/{credentials.TWILIO_ACCOUNT_SID}/Messages.json" for call in twilio)
+    twilio_forms = [urllib.parse.parse_qs(call.body.decode()) for call in twilio]
+    assert all(form["MessagingServiceSid"] == [credentials.TWILIO_MESSAGING_SERVICE_SID] for form in twilio_forms)
+    sendgrid = [json.loads(call.body) for call in recorded["sendgrid"].accepted()]
+    assert all(
+        body["from"] == {"email": credentials.SENDGRID_FROM_EMAIL, "name": SENDGRID_FROM_NAME} for body in sendgrid
+    ), [body["from"] for body in sendgrid]
+    paths = {call.path for call in recorded["whatsapp"].accepted()}
+    assert paths == {f"/{WHATSAPP_API_VERSION}/{credentials.WHATSAPP_PHONE_NUMBER_ID}/messages"}, paths
+    [pod] = run.ready_pods(run.worker_pods("whatsapp"))
+    limit = run.plane.kubectl("exec", "-n", run.namespace, pod["metadata"]["name"], "--", *READ_MEMORY_LIMIT)
+    assert int(limit.stdout.strip()) == 300 * 1024 * 1024, limit.stdout
+
+
+# The container's memory limit as the kernel enforces it (cgroup v1 on this machine, v2 elsewhere).
+READ_MEMORY_LIMIT = (
+    "python3",
+    "-c",
+    "import pathlib; v1 = pathlib.Path('/sys/fs/cgroup/memory/memory.limit_in_bytes'); "
+    "print((v1 if v1.exists() else pathlib.Path('/sys/fs/cgroup/memory.max')).read_text())",
+)
 
 
 def force_open_fails_sms_over_to_vonage(run: Run) -> float:
@@ -425,6 +499,10 @@ def force_open_fails_sms_over_to_vonage(run: Run) -> float:
             "-p", '{"spec":{"circuitBreaker":{"mode":"ForceOpen"}}}',
         )  # fmt: skip
         wait_for(lambda: len(vonage.accepted(patched)) >= 10, "Vonage sending after ForceOpen", 180)
+    # The backup sends as its ChannelProvider says: its number, its account's key, signed requests.
+    forms = [urllib.parse.parse_qs(call.body.decode()) for call in vonage.accepted(patched)]
+    assert all(form["from"] == [credentials.VONAGE_FROM_NUMBER] for form in forms)
+    assert all(form["api_key"] == [credentials.VONAGE_API_KEY] and "sig" in form for form in forms)
     after = twilio.accepted(patched)
     stopped = max((call.at for call in after), default=patched) - patched
     run.figures["ForceOpen to the last Twilio send"] = f"{stopped:.2f} s ({len(after)} sends after the patch)"
@@ -543,6 +621,25 @@ def count_lost_and_duplicated(run: Run) -> None:
     )
     assert all(row["n"] == 1 for row in sent), [dict(row) for row in sent if row["n"] > 1]
     assert len(sent) == len(run.created) == sum(accepted.values())
+
+
+def callbacks_tell_the_client(run: Run) -> None:
+    """The chart's callback dispatcher pods told the client of every message: SENT, then DELIVERED
+    (or READ), each POST signed with the secret the registration returned (checked with the
+    documented recipe)."""
+    expected = set(run.created.values())
+
+    def told() -> bool:
+        events = run.callbacks.events_by_message()
+        return all("SENT" in events.get(m, ()) and events.get(m, set()) & {"DELIVERED", "READ"} for m in expected)
+
+    wait_for(told, "a SENT and a DELIVERED callback for every message", 180, 1.0)
+    received = run.callbacks.received()
+    unsigned = [r.event_id for r in received if not signed_by(r, run.callback_secret)]
+    assert not unsigned, unsigned
+    strangers = set(run.callbacks.events_by_message()) - expected
+    assert not strangers, strangers
+    run.figures["callbacks received / redelivered"] = f"{len(received)} / {run.callbacks.redeliveries()}"
 
 
 def uninstall_leaves_nothing(run: Run) -> None:

@@ -28,6 +28,8 @@ ALLOWED = [
     ("create", "poddisruptionbudgets.policy"),
     ("patch", "poddisruptionbudgets.policy"),
     ("create", "events"),
+    ("watch", "deployments.apps"),  # Ready follows the worker Deployment's available pods
+    ("list", "pods"),  # Ready quotes the scheduler for a worker pod it cannot place
 ]
 CUSTOM_RESOURCES = [rule for rule in ALLOWED if "messaging.outbound.dev" in rule[1] or rule[1] == "events"]
 WORKLOADS = [rule for rule in ALLOWED if rule not in CUSTOM_RESOURCES]
@@ -39,7 +41,9 @@ DENIED = [
     ("delete", "channelproviders.messaging.outbound.dev"),
     ("update", "channelproviders.messaging.outbound.dev"),
     ("create", "channelproviders.messaging.outbound.dev"),
-    ("list", "pods"),
+    ("get", "pods"),
+    ("delete", "pods"),
+    ("create", "pods/exec"),
     ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "serviceaccounts/token"),
 ]
