@@ -337,8 +337,10 @@ def test_cleanup_hook_deletes_the_releases_resources_before_uninstall() -> None:
     ]
 
 
-def _start_api_with(container: dict[str, Any], monkeypatch: pytest.MonkeyPatch, **secrets: str) -> None:
-    """`outbound api`'s start-up checks, on the rendered container's plain environment (+ ``secrets``)."""
+def _start_api_with(
+    container: dict[str, Any], monkeypatch: pytest.MonkeyPatch, command: str = "api", **secrets: str
+) -> None:
+    """`outbound <command>`'s start-up checks, on the rendered container's plain environment (+ ``secrets``)."""
     from outbound_sender import cli
     from outbound_sender.config import load_settings
 
@@ -349,7 +351,31 @@ def _start_api_with(container: dict[str, Any], monkeypatch: pytest.MonkeyPatch, 
             monkeypatch.setenv(item["name"], item["value"])
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
-    cli.preflight(load_settings(), "api")
+    cli.preflight(load_settings(), command)
+
+
+# The largest integers the schema lets through: helm prints numbers of a million and more as floats
+# ("3.6e+06") unless the template converts them, and the sender refuses those for its integers.
+LARGEST = {
+    "api": {"rateLimitBurst": 1_000_000, "rateLimitPerSecond": 1_000_000, "poolSize": 200},
+    "callbacks": {"maxAttempts": 100, "retryBaseMs": 3_600_000, "retryMaxMs": 86_400_000},
+}
+
+
+@pytest.mark.parametrize("values", [{}, LARGEST], ids=["defaults", "largest"])
+def test_the_sender_pods_environment_is_read_by_the_sender(
+    values: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API and callback dispatcher containers pass `outbound api` / `outbound callbacks`'s own
+    settings checks with the values as rendered. The default retryMaxMs (3,600,000) rendered as
+    "3.6e+06" once, and every dispatcher pod exited at start (found by the end-to-end run)."""
+    docs = render(values)
+    for name, command in ((API, "api"), (CALLBACKS, "callbacks")):
+        container = one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"] == [command]
+        with monkeypatch.context() as patched:
+            patched.setenv("DATABASE_URL", "postgresql://user:pass@db:5432/outbound")
+            _start_api_with(container, patched, command)
 
 
 def test_the_api_pods_start_in_live_mode_with_the_secrets_of_their_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
