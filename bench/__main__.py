@@ -162,64 +162,13 @@ def spreads(results: Results) -> dict[str, dict[str, Spread]]:
     return {key: {m: Spread(tuple(v)) for m, v in metrics.items()} for key, metrics in results.items()}
 
 
-def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
+Figures = dict[str, dict[str, Spread]]
+Rows = list[tuple[str, str]]
+
+
+def table(s: Figures, sizes: Sizes) -> str:
     """The Markdown table docs/performance.md holds: median (min-max) of each figure, ratios of medians."""
-    rows: list[tuple[str, str]] = []
-
-    def rate(key: str, label: str) -> None:
-        if key in s:
-            rows.append((label, s[key]["msgs_per_s"].text(unit=" msg/s")))
-
-    def ratio(label: str, top: tuple[str, str], bottom: tuple[str, str], target: str) -> None:
-        if top[1] in s.get(top[0], {}) and bottom[1] in s.get(bottom[0], {}):
-            value = s[top[0]][top[1]].median / s[bottom[0]][bottom[1]].median
-            rows.append((label, f"{value:.2f}  ({target})"))
-
-    rate("L_ref", f"L_ref reference lifecycle, pgbench, batch {BATCH}, {CLIENTS} clients")
-    rate("L", f"L     our claim_batch + complete_batch, pgbench, batch {BATCH}, {CLIENTS} clients")
-    for key in ("L_ref", "L"):
-        if key in s and "cpu_us_per_msg" in s[key]:
-            cost = s[key]
-            rows.append(
-                (
-                    f"      {key} per message: server CPU / WAL / buffers",
-                    f"{cost['cpu_us_per_msg'].text(unit=' µs')} / {cost['wal_bytes_per_msg'].text(unit=' B')} / "
-                    f"{cost['buffers_per_msg'].text()}",
-                )
-            )
-    rate("P", f"P     PGQueuer drain, {pgqueuer_bench.DEQUEUERS} dequeuers, batch {BATCH}")
-    rate("B1", f"B1    our worker, null provider, 1 process, batch {BATCH}")
-    rate("B2", "B2    our worker, HTTP sandbox at 100 ms, K=200")
-    if "B2" in s:
-        rows.append(("      B2 peak database connections (target <= 3)", s["B2"]["db_connections"].text()))
-    if "M" in s:
-        m = s["M"]
-        rows.append(("M     worker process at K=1,000, sandbox 100 ms: peak RSS", m["rss_mb"].text(unit=" MB")))
-        reached = "" if m["peak_in_flight"].median >= 0.9 * worker_bench.MEMORY_K else "  (K not reached)"
-        rows.append(
-            ("      M peak in flight / processes", f"{m['peak_in_flight'].text()}{reached} / {m['processes'].text()}")
-        )
-    for key, label in (
-        ("B3", "B3    enqueue -> provider call"),
-        ("P_lat", "      PGQueuer enqueue -> entrypoint"),
-        ("floor", "      raw LISTEN/NOTIFY floor"),
-    ):
-        if key in s:
-            lat = s[key]
-            rows.append((f"{label} p50 / p95 / max", " / ".join(lat[p].text(".1f", " ms") for p in _LAT)))
-    ratio("L / L_ref", ("L", "msgs_per_s"), ("L_ref", "msgs_per_s"), "target >= 0.85, goal 1.0")
-    ratio(
-        "L_ref / L in server CPU per message",
-        ("L_ref", "cpu_us_per_msg"),
-        ("L", "cpu_us_per_msg"),
-        "the same ratio, steadier on a busy machine",
-    )
-    ratio("B1 / P", ("B1", "msgs_per_s"), ("P", "msgs_per_s"), "target >= 1.0")
-    ratio("B1 / L", ("B1", "msgs_per_s"), ("L", "msgs_per_s"), "goal 0.5")
-    if "B2" in s:
-        rows.append(("B2 / (0.9 x K / 0.1 s)", f"{s['B2']['msgs_per_s'].median / B2_TARGET:.2f}  (target >= 1.0)"))
-    ratio("B3 p95 / PGQueuer p95", ("B3", "p95_ms"), ("P_lat", "p95_ms"), "target <= 1.0")
-    ratio("B3 p95 / floor p95", ("B3", "p95_ms"), ("floor", "p95_ms"), "goal <= 2.0")
+    rows = _throughput_rows(s) + _latency_rows(s) + _ratio_rows(s)
     if "api" in s:
         rows += _api_rows(s["api"])
     if "S" in s:
@@ -232,6 +181,76 @@ def table(s: dict[str, dict[str, Spread]], sizes: Sizes) -> str:
     ]
     lines += [f"| {label.strip()} | {value} |" for label, value in rows]
     return "\n".join(lines)
+
+
+def _rate(s: Figures, key: str, label: str) -> Rows:
+    return [(label, s[key]["msgs_per_s"].text(unit=" msg/s"))] if key in s else []
+
+
+def _throughput_rows(s: Figures) -> Rows:
+    rows = _rate(s, "L_ref", f"L_ref reference lifecycle, pgbench, batch {BATCH}, {CLIENTS} clients")
+    rows += _rate(s, "L", f"L     our claim_batch + complete_batch, pgbench, batch {BATCH}, {CLIENTS} clients")
+    for key in ("L_ref", "L"):
+        if key in s and "cpu_us_per_msg" in s[key]:
+            cost = s[key]
+            rows.append(
+                (
+                    f"      {key} per message: server CPU / WAL / buffers",
+                    f"{cost['cpu_us_per_msg'].text(unit=' µs')} / {cost['wal_bytes_per_msg'].text(unit=' B')} / "
+                    f"{cost['buffers_per_msg'].text()}",
+                )
+            )
+    rows += _rate(s, "P", f"P     PGQueuer drain, {pgqueuer_bench.DEQUEUERS} dequeuers, batch {BATCH}")
+    rows += _rate(s, "B1", f"B1    our worker, null provider, 1 process, batch {BATCH}")
+    rows += _rate(s, "B2", "B2    our worker, HTTP sandbox at 100 ms, K=200")
+    if "B2" in s:
+        rows.append(("      B2 peak database connections (target <= 3)", s["B2"]["db_connections"].text()))
+    if "M" in s:
+        m = s["M"]
+        rows.append(("M     worker process at K=1,000, sandbox 100 ms: peak RSS", m["rss_mb"].text(unit=" MB")))
+        reached = "" if m["peak_in_flight"].median >= 0.9 * worker_bench.MEMORY_K else "  (K not reached)"
+        rows.append(
+            ("      M peak in flight / processes", f"{m['peak_in_flight'].text()}{reached} / {m['processes'].text()}")
+        )
+    return rows
+
+
+def _latency_rows(s: Figures) -> Rows:
+    rows: Rows = []
+    for key, label in (
+        ("B3", "B3    enqueue -> provider call"),
+        ("P_lat", "      PGQueuer enqueue -> entrypoint"),
+        ("floor", "      raw LISTEN/NOTIFY floor"),
+    ):
+        if key in s:
+            lat = s[key]
+            rows.append((f"{label} p50 / p95 / max", " / ".join(lat[p].text(".1f", " ms") for p in _LAT)))
+    return rows
+
+
+def _ratio(s: Figures, label: str, top: tuple[str, str], bottom: tuple[str, str], target: str) -> Rows:
+    if top[1] in s.get(top[0], {}) and bottom[1] in s.get(bottom[0], {}):
+        value = s[top[0]][top[1]].median / s[bottom[0]][bottom[1]].median
+        return [(label, f"{value:.2f}  ({target})")]
+    return []
+
+
+def _ratio_rows(s: Figures) -> Rows:
+    rows = _ratio(s, "L / L_ref", ("L", "msgs_per_s"), ("L_ref", "msgs_per_s"), "target >= 0.85, goal 1.0")
+    rows += _ratio(
+        s,
+        "L_ref / L in server CPU per message",
+        ("L_ref", "cpu_us_per_msg"),
+        ("L", "cpu_us_per_msg"),
+        "the same ratio, steadier on a busy machine",
+    )
+    rows += _ratio(s, "B1 / P", ("B1", "msgs_per_s"), ("P", "msgs_per_s"), "target >= 1.0")
+    rows += _ratio(s, "B1 / L", ("B1", "msgs_per_s"), ("L", "msgs_per_s"), "goal 0.5")
+    if "B2" in s:
+        rows.append(("B2 / (0.9 x K / 0.1 s)", f"{s['B2']['msgs_per_s'].median / B2_TARGET:.2f}  (target >= 1.0)"))
+    rows += _ratio(s, "B3 p95 / PGQueuer p95", ("B3", "p95_ms"), ("P_lat", "p95_ms"), "target <= 1.0")
+    rows += _ratio(s, "B3 p95 / floor p95", ("B3", "p95_ms"), ("floor", "p95_ms"), "goal <= 2.0")
+    return rows
 
 
 _LAT = ("p50_ms", "p95_ms", "max_ms")

@@ -1,5 +1,5 @@
-"""Size limits that keep the code readable in one sitting: no function of the sender or the
-operator longer than 60 lines, no module of the worker's units longer than 150 lines."""
+"""Size limits that keep the code readable in one sitting: no function of the sender, the operator,
+the benchmarks or the build scripts longer than 60 lines, no module of the worker's units longer than 150 lines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = [ROOT / "sender" / "outbound_sender", ROOT / "operator" / "outbound_operator"]
+PACKAGES = [ROOT / "sender" / "outbound_sender", ROOT / "operator" / "outbound_operator", ROOT / "bench", ROOT / "hack"]
 WORKER = ROOT / "sender" / "outbound_sender" / "worker"
 MAX_FUNCTION_LINES = 60
 MAX_WORKER_MODULE_LINES = 150
