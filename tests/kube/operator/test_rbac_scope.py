@@ -41,7 +41,7 @@ async def test_cluster_wide_operator_runs_workers_only_where_its_role_is(
 
     await eventually(lambda: get(plane, namespace, "deployment", "here-sender"), timeout=60)
     await eventually(
-        lambda: condition(get(plane, namespace, "channelprovider", "here"), "Reconciled")["status"] == "True"
+        lambda: condition(get(plane, namespace, "channelprovider", "here"), "Reconciled").get("status") == "True"
     )
 
     def refused_there() -> dict[str, Any]:

@@ -80,9 +80,11 @@ async def test_force_open_stops_sends_within_the_bound_and_loses_nothing(
     final = await statuses(db)
     assert set(final) <= {"SENT", "QUEUED"}
     assert sum(final.values()) == 3000
-    cp = get(plane, namespace, "channelprovider", "primary")
-    assert condition(cp, "CircuitOpen")["status"] == "True"
-    assert condition(cp, "CircuitOpen")["reason"] == "ForcedOpen"
+    opened = await eventually(
+        lambda: condition(get(plane, namespace, "channelprovider", "primary"), "CircuitOpen").get("status") == "True"
+    )
+    assert opened
+    assert condition(get(plane, namespace, "channelprovider", "primary"), "CircuitOpen")["reason"] == "ForcedOpen"
     assert "ForcedOpen" in reasons(plane, namespace, "primary")
 
 
