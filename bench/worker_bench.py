@@ -14,15 +14,11 @@ import asyncpg
 import httpx
 
 from bench.common import Latencies, Stopwatch, count_status, load_messages, vacuum
-from outbound_sender.domain import Channel, NewMessage, OutboundMessage
 from outbound_sender.embedded import free_port
-from outbound_sender.providers.base import SendResult
 from outbound_sender.providers.null import NullProvider
 from outbound_sender.providers.sandbox import SandboxProvider
 from outbound_sender.providers.transport import provider_client
-from outbound_sender.store.db import connect
 from outbound_sender.store.gateway import APPLICATION
-from outbound_sender.store.messages import enqueue
 from outbound_sender.worker.dispatch import Dispatcher
 from outbound_sender.worker.service import OutboundJobWorker
 from outbound_sender.worker.settings import WorkerSettings
@@ -203,39 +199,6 @@ async def memory_at_k(
         "processes": float(len(peaks)),
         "peak_in_flight": peak_in_flight,
     }
-
-
-class _Timed(NullProvider):
-    """Measures from the enqueue time carried in the body (same process, same clock)."""
-
-    def __init__(self, observed: Latencies) -> None:
-        super().__init__()
-        self.observed = observed
-
-    async def send(self, message: OutboundMessage) -> SendResult:
-        self.observed.add(time.perf_counter() - float(message.body or "nan"))
-        return await super().send(message)
-
-
-async def b3_latency(dsn: str, rate: float, seconds: float) -> dict[str, float]:
-    """Enqueue (commit) -> provider call latency at `rate` msgs/s; NOTIFY wakes the worker."""
-    observed = Latencies()
-    worker = OutboundJobWorker(dsn, Dispatcher([_Timed(observed)]), settings=WorkerSettings())
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    await asyncio.sleep(1.0)
-    producer = await connect(dsn)
-    for _ in range(int(rate * seconds)):
-        stamp = repr(time.perf_counter())
-        await enqueue(
-            producer, NewMessage(org_id="bench", channel=Channel.SMS, to_recipient="+15550001111", body=stamp)
-        )
-        await asyncio.sleep(1 / rate)
-    await asyncio.sleep(1.0)
-    stop.set()
-    await task
-    await producer.close()
-    return observed.summary()
 
 
 async def notify_floor(dsn: str, rate: float, seconds: float) -> dict[str, float]:

@@ -3,9 +3,10 @@ messages really completed, and a queue that runs dry is reported, not a crash or
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 
-from bench import common, pgbench_limit, pgqueuer_bench, reference, soak
+from bench import common, pgbench_limit, pgqueuer_bench, pickup, reference, soak
 
 
 async def test_limit_counts_the_messages_it_completed(db_dsn: str) -> None:
@@ -92,3 +93,24 @@ async def test_the_soak_drains_its_queue_and_reports_both_ends_and_the_tables(db
 async def test_a_soak_whose_drain_is_not_part_of_its_table_is_refused(db_dsn: str) -> None:
     with pytest.raises(ValueError, match="must be part of the table"):
         await soak.prepare(db_dsn, 1_000, 1_000)
+
+
+async def test_pickup_parts_follow_every_message_from_enqueue_to_the_provider_call(db_dsn: str) -> None:
+    figures = await pickup.b3_latency(db_dsn, rate=20, seconds=1)
+
+    assert figures["messages"] == 20  # every message enqueued reached the provider
+    assert figures["early"] < 20, "no message was picked up through its NOTIFY"
+    for part in ("commit", "notify", "wake", "claim", "dispatch"):
+        assert 0 < figures[f"{part}_p50_ms"] <= figures[f"{part}_p95_ms"], part
+    assert figures["notify_p50_ms"] + figures["claim_p50_ms"] < figures["max_ms"]
+
+
+async def test_the_commit_floor_measures_committed_inserts(db_dsn: str) -> None:
+    figures = await pickup.commit_floor(db_dsn, rate=50, seconds=0.4)
+
+    assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["max_ms"]
+    conn = await asyncpg.connect(db_dsn)
+    try:  # the scratch table is gone again
+        assert await conn.fetchval("SELECT to_regclass('bench_commit_floor')") is None
+    finally:
+        await conn.close()

@@ -6,6 +6,7 @@ import pytest
 
 from bench.__main__ import QUICK, main, spreads, table
 from bench.common import Spread
+from bench.pickup import Marks, split
 
 
 def test_spread_gives_median_and_range() -> None:
@@ -25,6 +26,7 @@ def test_ratios_are_taken_between_medians() -> None:
 
     assert "| L / L_ref | 0.75  (target >= 0.85, goal 1.0) |" in text
     assert "| B3 p95 / PGQueuer p95 | 0.75  (target <= 1.0) |" in text
+    assert "| B3 p95 / PGQueuer p95, worst run | 2.25  (target <= 1.0 in every run) |" in text  # run 2: 9 / 4
     assert "3,000 msg/s (1,000-10,000)" in text
     assert "B1 / P" not in text  # a measure that did not run gives no ratio
     assert "L_ref / L in server CPU" not in text  # nor a figure that was not measured
@@ -46,3 +48,25 @@ def test_unknown_measure_and_bad_run_count_are_refused(capsys: pytest.CaptureFix
     with pytest.raises(SystemExit):
         main(["--runs", "0"])
     assert "--runs must be at least 1" in capsys.readouterr().err
+
+
+def test_pickup_latency_splits_into_consecutive_parts_and_counts_early_claims() -> None:
+    marks = Marks()
+    # Message at t=10: committed 10.002, NOTIFY 10.001, claim 10.0012-10.0022, provider 10.0023.
+    marks.committed["10.0"] = 10.002
+    marks.notified += [10.001, 20.004]
+    marks.claimed["10.0"] = (10.0012, 10.0022)
+    marks.called["10.0"] = 10.0023
+    # Message at t=20: a claim already under way (a poll) found it before its NOTIFY (20.004).
+    marks.committed["20.0"] = 20.003
+    marks.claimed["20.0"] = (20.002, 20.005)
+    marks.called["20.0"] = 20.006
+
+    figures = split(marks)
+
+    assert (figures["messages"], figures["early"]) == (2, 1)
+    assert figures["notify_p50_ms"] == pytest.approx(1.0)
+    assert figures["wake_p50_ms"] == pytest.approx(0.2)
+    assert figures["claim_p95_ms"] == pytest.approx(3.0)  # the slower of the two round trips
+    assert figures["dispatch_p50_ms"] == pytest.approx(0.1, abs=0.9)
+    assert figures["max_ms"] == pytest.approx(6.0)  # 20.0 -> 20.006

@@ -81,7 +81,7 @@ class OutboundJobWorker:
 
         If a unit ends on its own (an error it cannot survive), `stop` is set for the whole
         process, the worker drains, and WorkerFailed is raised."""
-        gateway = await PgWorkerGateway.open(self.dsn)
+        gateway = await self.open_gateway()
         self.dispatcher.bind_pool(gateway.pool)
         self.completer = Completer(gateway, self.signals, self.metrics, self.settings.id)
         gates, in_flight = self._gates(gateway), self.settings.max_in_flight
@@ -97,6 +97,10 @@ class OutboundJobWorker:
         log.info("OutboundJobWorker stopped", extra={"fields": {"completed": self.completed_total}})
         if failure is not None:
             raise WorkerFailed(failure)
+
+    async def open_gateway(self) -> PgWorkerGateway:
+        """The store gateway every unit uses (a subclass may observe it: bench/pickup.py)."""
+        return await PgWorkerGateway.open(self.dsn)
 
     def _gates(self, gateway: PgWorkerGateway) -> dict[Channel, ChannelGate]:
         """The channel gates (worker/gates.py): WhatsApp's quota and rate limits."""
