@@ -31,6 +31,7 @@ import yaml
 
 from outbound_operator.kube import headers, ssl_context
 from outbound_operator.kubeconfig import KubeconfigError, Target, load
+from outbound_operator.reconcile.spec import TIER_LIMITS
 from outbound_sender.domain import CircuitMode
 
 GROUP, VERSION = "messaging.outbound.dev", "v1alpha1"
@@ -248,13 +249,18 @@ QUOTA_WIDE = ["DAILY-LIMIT", "THROTTLED-UNTIL", "WARNING", "FALLBACK", "READY", 
 
 
 def quota_limit(qp: Mapping[str, Any]) -> str:
-    """The limit in force (a manual reduction included), else the declared one, else unlimited."""
+    """The limit in force (a manual reduction included), else the declared one: dailyLimit, else
+    the tier's."""
     effective = _dig(qp, "status", "effectiveLimit")
     if effective is not None:
         return str(effective)
-    if _dig(qp, "spec", "tier") == "Unlimited":
+    declared = _dig(qp, "spec", "dailyLimit")
+    if declared is not None:
+        return str(declared)
+    tier = _dig(qp, "spec", "tier")
+    if tier == "Unlimited":
         return "unlimited"
-    return _text(_dig(qp, "spec", "dailyLimit"))
+    return _text(TIER_LIMITS.get(tier) if isinstance(tier, str) else None)
 
 
 def quota_row(qp: Mapping[str, Any], now: dt.datetime, *, wide: bool) -> list[str]:

@@ -231,7 +231,7 @@ CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = 
 
 QUOTA_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("org-required", {"orgId": None}, "spec.orgId: Required value"),
-    ("daily-limit-required", {"dailyLimit": None}, "dailyLimit is required unless tier is Unlimited"),
+    ("limit-required", {"dailyLimit": None, "tier": None}, "give a tier or a dailyLimit"),
     (
         "daily-limit-within-tier",
         {"dailyLimit": 20000},
@@ -294,11 +294,12 @@ def test_sandbox_needs_no_secret_on_any_channel(plane: ControlPlane, namespace: 
     assert sorted(names) == sorted(f"channelprovider.messaging.outbound.dev/{o['metadata']['name']}" for o in objects)
 
 
-def test_unlimited_tier_needs_no_daily_limit(plane: ControlPlane, namespace: str) -> None:
-    plane.apply(quota_policy("big", {"orgId": "big", "tier": "Unlimited"}), namespace=namespace)
+@pytest.mark.parametrize("tier", ["Tier250", "Unlimited"])
+def test_a_tier_needs_no_daily_limit(plane: ControlPlane, namespace: str, tier: str) -> None:
+    plane.apply(quota_policy("big", {"orgId": "big", "tier": tier}), namespace=namespace)
     spec = plane.kubectl_json("get", "qp", "big", "-n", namespace)["spec"]
     assert "dailyLimit" not in spec
-    assert spec["tier"] == "Unlimited"
+    assert spec["tier"] == tier
 
 
 def test_image_may_be_a_reference_a_tag_or_a_digest(plane: ControlPlane, namespace: str) -> None:

@@ -91,10 +91,11 @@ class Recorded:
 
 
 class ProviderSandboxes:
-    """The four sandboxes on ``HOST_ADDRESS`` over https, until :meth:`stop`."""
+    """The four sandboxes on ``host`` over https, until :meth:`stop`: ``HOST_ADDRESS`` for pods of
+    the test node, loopback for workers run as host processes (tests/kube/operator/workers.py)."""
 
-    def __init__(self, certificate: Path, key: Path) -> None:
-        self.certificate, self.key = certificate, key
+    def __init__(self, certificate: Path, key: Path, host: str = HOST_ADDRESS) -> None:
+        self.certificate, self.key, self.host = certificate, key, host
         apps = registry.sandbox_apps(None)
         self.apps: dict[str, SandboxApp] = {name: apps[name] for name in PROVIDERS}
         self.recorded = {name: Recorded(app) for name, app in self.apps.items()}
@@ -109,7 +110,7 @@ class ProviderSandboxes:
         for name, app in self.recorded.items():
             listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((HOST_ADDRESS, 0))
+            listener.bind((self.host, 0))
             self.ports[name] = int(listener.getsockname()[1])
             config = uvicorn.Config(
                 app,
@@ -133,7 +134,7 @@ class ProviderSandboxes:
         return self
 
     def url(self, provider: str) -> str:
-        return f"https://{HOST_ADDRESS}:{self.ports[provider]}"
+        return f"https://{self.host}:{self.ports[provider]}"
 
     def send_webhooks_to(self, base: str) -> None:
         """The accounts' webhook settings (SendGrid, WhatsApp): our router's public URL plus each path."""

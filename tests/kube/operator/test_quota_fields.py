@@ -5,7 +5,9 @@ against the policy rows the operator wrote from each QuotaPolicy.
 - messagesPerSecond: the number's throughput paces the sends;
 - deferNonUrgentAbovePercent and urgentTemplates: above the threshold only urgent templates go out;
 - fallbackChannel: above it, messages with a body move to SMS instead of waiting;
-- resetPeriod: a message held at the limit goes out when the period rolls over.
+- resetPeriod: a message held at the limit goes out when the period rolls over;
+- tier: without dailyLimit the tier's limit is the one the worker enforces (Unlimited: none), and a
+  dailyLimit beside a tier takes its place.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+import yaml
 
 from tests.kube.manifests import channel_provider, quota_policy
 from tests.kube.plane import ControlPlane
@@ -28,6 +32,7 @@ from .workers import FAST_WORKER_ENV
 
 pytestmark = [pytest.mark.kube, pytest.mark.usefixtures("operator")]
 Workers = Callable[[str], AbstractContextManager[None]]
+QUOTA_CRD = Path(__file__).resolve().parents[3] / "crds" / "quotapolicies.messaging.outbound.dev.yaml"
 
 
 @pytest.fixture
@@ -156,3 +161,100 @@ async def test_the_reset_period_releases_messages_held_at_the_limit(
     waited = (second - first).total_seconds()
     print(f"the second message went {waited:.1f} s after the first (resetPeriod 1m)")
     assert 5 <= waited <= 140  # held until the minute rolled over (the default 24h would hold it for a day)
+
+
+# Meta's messaging-limit tiers (docs/quota.md), written out here rather than read from the operator.
+TIERS: dict[str, int | None] = {
+    "Tier250": 250,
+    "Tier1K": 1000,
+    "Tier10K": 10_000,
+    "Tier100K": 100_000,
+    "Unlimited": None,
+}
+ALLOWANCE = 2  # conversations left in the period when the messages arrive
+SENDS = 5  # messages to new recipients per organisation
+
+
+def _tier_enum() -> list[str]:
+    crd = yaml.safe_load(QUOTA_CRD.read_text())
+    [version] = crd["spec"]["versions"]
+    return list(version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["tier"]["enum"])
+
+
+def _org(name: str) -> str:
+    return name.lower().replace("tier", "tier-")
+
+
+async def _outcome(db: asyncpg.Connection, org: str) -> dict[str, int]:
+    rows = await db.fetch(
+        "SELECT status || coalesce('/' || error_code, '') AS state, count(*) AS n FROM outbound_message"
+        " WHERE org_id = $1 GROUP BY 1",
+        org,
+    )
+    return {row["state"]: row["n"] for row in rows}
+
+
+async def test_the_tier_is_the_limit_the_worker_enforces_unless_a_daily_limit_takes_its_place(
+    plane: ControlPlane, namespace: str, db: asyncpg.Connection, whatsapp_worker: str, rendered_workers: Workers
+) -> None:
+    """Every tier of the CRD, each for an organisation of its own, with no dailyLimit; and two
+    policies whose dailyLimit takes the place of the tier (below a named tier, and with Unlimited).
+
+    Each organisation has used all but ALLOWANCE conversations of its limit when SENDS messages to
+    new recipients arrive: exactly ALLOWANCE are sent and the others are held (QUEUED with the
+    runbook's QUOTA_EXCEEDED, no attempt burnt) until the period resets; with Unlimited all are sent.
+    Using 99,998 conversations through the product would take a day of sends, so the usage is
+    written into the ledger row itself, whatsapp_rate_limit.messages_sent_count in the current period:
+    the very state that many reservations leave behind (each send adds one to that column, nothing
+    else records it), and the only input of the worker's decision besides quota_limit, which the
+    operator wrote from the policy. Unlimited starts above the largest tier.
+    """
+    assert sorted(_tier_enum()) == sorted(TIERS), "a tier of the CRD this test does not know"
+    specs: dict[str, dict[str, Any]] = {_org(tier): {"tier": tier} for tier in TIERS}
+    specs["override-1k"] = {"tier": "Tier1K", "dailyLimit": 500}
+    specs["override-unlimited"] = {"tier": "Unlimited", "dailyLimit": 300}
+    limits: dict[str, int | None] = {_org(tier): limit for tier, limit in TIERS.items()}
+    limits |= {"override-1k": 500, "override-unlimited": 300}
+    await _policies(plane, namespace, db, specs)
+    rows = "SELECT count(*) FROM whatsapp_rate_limit WHERE org_id = ANY($1::text[])"
+    await eventually(lambda: _equals(db.fetchval(rows, list(specs)), len(specs)), timeout=30)
+    for i, (org, limit) in enumerate(limits.items()):
+        used = 100_000 if limit is None else limit - ALLOWANCE
+        await db.execute("UPDATE whatsapp_rate_limit SET messages_sent_count = $2 WHERE org_id = $1", org, used)
+        # Recipients of their own: the pair rate (per number and recipient) must not hold any.
+        await _send(db, org, [f"+1555129{i}{n:03d}" for n in range(SENDS)])
+
+    expected = {
+        org: {"SENT": SENDS} if limit is None else {"SENT": ALLOWANCE, "QUEUED/QUOTA_EXCEEDED": SENDS - ALLOWANCE}
+        for org, limit in limits.items()
+    }
+
+    async def settled() -> bool:
+        return all([await _outcome(db, org) == outcome for org, outcome in expected.items()])
+
+    with rendered_workers(whatsapp_worker):
+        try:
+            await eventually(settled, timeout=90)
+        except AssertionError:
+            assert {org: await _outcome(db, org) for org in expected} == expected
+        await asyncio.sleep(2)  # nothing more goes out while the worker keeps polling
+    assert {org: await _outcome(db, org) for org in expected} == expected
+
+    ledger = {
+        r["org_id"]: r for r in await db.fetch("SELECT * FROM whatsapp_rate_limit WHERE org_id = ANY($1)", list(specs))
+    }
+    for org, limit in limits.items():
+        if limit is not None:  # the period's quota exactly used, the held ones not counted
+            assert (ledger[org]["messages_sent_count"], ledger[org]["quota_limit"]) == (limit, limit), org
+    held = await db.fetch(
+        "SELECT org_id, error_message FROM outbound_message WHERE status = 'QUEUED' AND org_id = ANY($1)", list(specs)
+    )
+    assert all(f"quota {limits[r['org_id']]}/{limits[r['org_id']]} used" in r["error_message"] for r in held), held
+    # None lost, none sent twice: one SENT attempt per sent message, none for a held one.
+    attempts = await db.fetch(
+        "SELECT m.status, count(a.id) FILTER (WHERE a.outcome = 'SENT') AS sends FROM outbound_message m"
+        " LEFT JOIN outbound_attempt a ON a.outbound_message_id = m.id WHERE m.org_id = ANY($1) GROUP BY m.id",
+        list(specs),
+    )
+    assert len(attempts) == SENDS * len(specs)
+    assert all(r["sends"] == (1 if r["status"] == "SENT" else 0) for r in attempts), attempts

@@ -164,6 +164,8 @@ def test_quota_limit_is_the_one_in_force() -> None:
     assert plugin.quota_limit(base) == "1000"
     assert plugin.quota_limit({**base, "status": {"effectiveLimit": 500}}) == "500"  # a manual halving
     assert plugin.quota_limit({**base, "spec": {"orgId": "acme", "tier": "Unlimited"}}) == "unlimited"
+    assert plugin.quota_limit({**base, "spec": {"orgId": "acme", "tier": "Tier250"}}) == "250"  # the tier's
+    assert plugin.quota_limit({**base, "spec": {"orgId": "acme", "tier": "Unlimited", "dailyLimit": 300}}) == "300"
     row = plugin.quota_row({**base, "status": {"resetAt": "2026-11-29T15:00:00Z"}}, NOW, wide=False)
     assert row[1:] == ["org/acme", "Tier1K", "1000", "<none>", "<none>", "in 3h"]
 
