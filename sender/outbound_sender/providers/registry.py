@@ -32,7 +32,11 @@ from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http, sendgrid, ses, twilio, vonage, whatsapp
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.settings import AccountSettings, SendGridSettings, TwilioSettings, WhatsAppSettings
+from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes import vonage as vonage_sandbox
 from outbound_sender.sandboxes.base import SandboxApp
+from outbound_sender.webhooks import ses as ses_webhook
+from outbound_sender.webhooks import vonage as vonage_webhook
 from outbound_sender.webhooks.endpoints import Endpoints
 
 
@@ -182,8 +186,10 @@ _ENTRIES = (
         ),
         normalize=vonage.normalize,
         probe=Probe(vonage.credentials_probe, vonage.credentials_verdict),
-        sandbox=Sandbox(sandboxes.VonageSandbox, sandboxes.vonage_settings, 8094),
-        webhook=Webhook(vonage.DLR_PATH, {"GET": Endpoints.vonage, "POST": Endpoints.vonage}, ("signature_secret",)),
+        sandbox=Sandbox(vonage_sandbox.VonageSandbox, vonage_sandbox.account, 8094),
+        webhook=Webhook(
+            vonage.DLR_PATH, {"GET": vonage_webhook.receipt, "POST": vonage_webhook.receipt}, ("signature_secret",)
+        ),
         opt_in=True,
         render=Render(
             "live",
@@ -199,9 +205,9 @@ _ENTRIES = (
         client=lambda c, s, o: ses.SesProvider(c, s, ambiguous_retry=o.ambiguous_retry),
         normalize=ses.normalize,
         probe=Probe(ses.credentials_probe, ses.credentials_verdict),
-        sandbox=Sandbox(sandboxes.SesSandbox, sandboxes.ses_settings, 8095),
+        sandbox=Sandbox(ses_sandbox.SesSandbox, ses_sandbox.account, 8095),
         # No shared secret: SNS signs with its certificate; the accepted topics are configuration.
-        webhook=Webhook(ses.SNS_PATH, {"POST": Endpoints.ses}, ()),
+        webhook=Webhook(ses.SNS_PATH, {"POST": ses_webhook.notification}, ()),
         opt_in=True,
         render=Render(
             "live",

@@ -7,24 +7,18 @@ the apps with their delivery webhooks pointed at our endpoints.
 
 from __future__ import annotations
 
-from outbound_sender.providers.ses import SesSettings
 from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings
-from outbound_sender.providers.vonage import VonageSettings
 from outbound_sender.sandboxes import credentials
 from outbound_sender.sandboxes.base import SandboxApp, SandboxConfig
 from outbound_sender.sandboxes.sendgrid import SendGridSandbox
-from outbound_sender.sandboxes.ses import SesSandbox
 from outbound_sender.sandboxes.twilio import TwilioSandbox
-from outbound_sender.sandboxes.vonage import VonageSandbox
 from outbound_sender.sandboxes.whatsapp import WhatsAppSandbox
 
 __all__ = [
     "SandboxApp",
     "SandboxConfig",
     "SendGridSandbox",
-    "SesSandbox",
     "TwilioSandbox",
-    "VonageSandbox",
     "WhatsAppSandbox",
 ]
 
@@ -58,31 +52,3 @@ def whatsapp_settings(base_url: str, **overrides: object) -> WhatsAppSettings:
         "verify_token": credentials.WHATSAPP_VERIFY_TOKEN,
     }
     return WhatsAppSettings.model_validate({**values, **overrides})
-
-
-def vonage_settings(base_url: str, **overrides: object) -> VonageSettings:
-    values: dict[str, object] = {
-        "api_key": credentials.VONAGE_API_KEY,
-        "api_secret": credentials.VONAGE_API_SECRET,
-        "signature_secret": credentials.VONAGE_SIGNATURE_SECRET,
-        "from_number": credentials.VONAGE_FROM_NUMBER,
-        "base_url": base_url,
-    }
-    return VonageSettings.model_validate({**values, **overrides})
-
-
-def ses_settings(base_url: str, **overrides: object) -> SesSettings:
-    """The SES sandbox account: temporary credentials, its configuration set publishing to its SNS
-    topic, and its own server trusted for the SNS signing certificate."""
-    values: dict[str, object] = {
-        "access_key_id": credentials.SES_ACCESS_KEY_ID,
-        "secret_access_key": credentials.SES_SECRET_ACCESS_KEY,
-        "session_token": credentials.SES_SESSION_TOKEN,
-        "region": credentials.SES_REGION,
-        "from_email": credentials.SES_FROM_EMAIL,
-        "configuration_set_name": credentials.SES_CONFIGURATION_SET,
-        "base_url": base_url,
-        "sns_topic_arns": [credentials.SES_SNS_TOPIC_ARN],
-        "sns_certificate_url_prefixes": [base_url.rstrip("/") + "/"],
-    }
-    return SesSettings.model_validate({**values, **overrides})

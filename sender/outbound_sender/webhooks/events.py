@@ -9,13 +9,12 @@ failures, the normalized error code from the same tables the clients use.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from outbound_sender.domain import Channel, DeliveryStatus, ErrorCode
-from outbound_sender.providers import ses, twilio, vonage, whatsapp
+from outbound_sender.providers import twilio, whatsapp
 from outbound_sender.providers.sendgrid import OUR_ID
 
 
@@ -62,7 +61,7 @@ BIGINT_MAX = 2**63 - 1
 LATEST_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
-def _int(value: object) -> int | None:
+def integer(value: object) -> int | None:
     """A lenient integer (error codes): None when it is not one."""
     try:
         return int(str(value))
@@ -70,7 +69,7 @@ def _int(value: object) -> int | None:
         return None
 
 
-def _id(value: object, name: str, *, required: bool = False) -> str | None:
+def identifier(value: object, name: str, *, required: bool = False) -> str | None:
     """An identifier or status: a printable string (or integer) of at most MAX_ID characters."""
     if value is None or value == "":
         if required:
@@ -84,9 +83,9 @@ def _id(value: object, name: str, *, required: bool = False) -> str | None:
     return text
 
 
-def _our_id(value: object) -> int | None:
+def our_id(value: object) -> int | None:
     """Our message id as carried in the send: absent, or a positive bigint."""
-    text = _id(value, "outbound_id")
+    text = identifier(value, "outbound_id")
     if text is None:
         return None
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= BIGINT_MAX:
@@ -94,7 +93,7 @@ def _our_id(value: object) -> int | None:
     return int(text)
 
 
-def _text(value: object, limit: int = MAX_TEXT) -> str | None:
+def free_text(value: object, limit: int = MAX_TEXT) -> str | None:
     """Free text from the provider, made storable: no NUL, no lone surrogate, at most `limit`."""
     if value is None or value == "":
         return None
@@ -102,7 +101,7 @@ def _text(value: object, limit: int = MAX_TEXT) -> str | None:
     return text[:limit]
 
 
-def _epoch(value: object) -> dt.datetime:
+def epoch(value: object) -> dt.datetime:
     """Seconds since the epoch (a whole number, as a string, an integer or a float); absent: now."""
     if value is None or value == "":
         return dt.datetime.now(dt.UTC)
@@ -116,7 +115,7 @@ def _epoch(value: object) -> dt.datetime:
     return dt.datetime.fromtimestamp(int(text), dt.UTC)
 
 
-def _iso_time(value: object) -> dt.datetime:
+def iso_time(value: object) -> dt.datetime:
     """An ISO 8601 instant with its offset (2026-11-29T12:00:00.123Z); absent: now."""
     if value is None or value == "":
         return dt.datetime.now(dt.UTC)
@@ -131,8 +130,8 @@ def _iso_time(value: object) -> dt.datetime:
     return moment
 
 
-def _status(value: object) -> str:
-    return _id(value, "status") or ""
+def status_name(value: object) -> str:
+    return identifier(value, "status") or ""
 
 
 # ---- Twilio ----------------------------------------------------------------------------------
@@ -147,9 +146,9 @@ TWILIO_STATUS = {
 
 def twilio_event(params: Mapping[str, str], outbound_id: str | None, provider: str = "twilio") -> DeliveryEvent:
     """One status callback; MalformedEvent when it cannot be read."""
-    sid = _id(params.get("MessageSid") or params.get("SmsSid"), "MessageSid", required=True)
-    raw = _status(params.get("MessageStatus") or params.get("SmsStatus"))
-    code = _int(params.get("ErrorCode"))
+    sid = identifier(params.get("MessageSid") or params.get("SmsSid"), "MessageSid", required=True)
+    raw = status_name(params.get("MessageStatus") or params.get("SmsStatus"))
+    code = integer(params.get("ErrorCode"))
     error = twilio.classify(code, None)[0] if code else None
     return DeliveryEvent(
         provider=provider,
@@ -158,44 +157,11 @@ def twilio_event(params: Mapping[str, str], outbound_id: str | None, provider: s
         raw_status=raw,
         status=TWILIO_STATUS.get(raw),
         provider_message_id=sid,
-        outbound_id=_our_id(outbound_id),
+        outbound_id=our_id(outbound_id),
         occurred_at=dt.datetime.now(dt.UTC),
         error_code=error,
-        provider_code=_text(code, MAX_CODE) if code else None,
-        account=_id(params.get("AccountSid"), "AccountSid"),
-    )
-
-
-# ---- Vonage ----------------------------------------------------------------------------------
-VONAGE_STATUS = {
-    "accepted": DeliveryStatus.SENT,
-    "buffered": DeliveryStatus.SENT,
-    "delivered": DeliveryStatus.DELIVERED,
-    "expired": DeliveryStatus.UNDELIVERED,
-    "failed": DeliveryStatus.UNDELIVERED,
-    "rejected": DeliveryStatus.UNDELIVERED,
-}
-
-
-def vonage_event(params: Mapping[str, object], provider: str = "vonage") -> DeliveryEvent:
-    """One delivery receipt (each part of a long message has its own); MalformedEvent when it
-    cannot be read. Our id is its `client-ref`; `unknown` and other statuses are recorded only."""
-    message_id = _id(params.get("messageId"), "messageId", required=True)
-    raw = _status(params.get("status"))
-    code = _int(params.get("err-code"))
-    failed = VONAGE_STATUS.get(raw) is DeliveryStatus.UNDELIVERED
-    return DeliveryEvent(
-        provider=provider,
-        channel=Channel.SMS,
-        event_id=f"{message_id}:{raw}",
-        raw_status=raw,
-        status=VONAGE_STATUS.get(raw),
-        provider_message_id=message_id,
-        outbound_id=_our_id(params.get("client-ref")),
-        occurred_at=_epoch(params.get("timestamp")),
-        error_code=vonage.dlr_error(code or 0) if failed else None,
-        provider_code=_text(code, MAX_CODE) if code else None,
-        account=_id(params.get("api-key"), "api-key"),
+        provider_code=free_text(code, MAX_CODE) if code else None,
+        account=identifier(params.get("AccountSid"), "AccountSid"),
     )
 
 
@@ -247,9 +213,11 @@ def _sendgrid_event(item: object, provider: str) -> DeliveryEvent:
     if not isinstance(item, Mapping):
         raise MalformedEvent("event is not an object")
     status, error = _sendgrid_status(item)
-    sg_message_id = _id(item.get("sg_message_id"), "sg_message_id") or ""
-    raw = _status(item.get("event"))
-    event_id = _id(item.get("sg_event_id"), "sg_event_id") or (f"{sg_message_id}:{raw}" if sg_message_id else None)
+    sg_message_id = identifier(item.get("sg_message_id"), "sg_message_id") or ""
+    raw = status_name(item.get("event"))
+    event_id = identifier(item.get("sg_event_id"), "sg_event_id") or (
+        f"{sg_message_id}:{raw}" if sg_message_id else None
+    )
     if event_id is None:
         raise MalformedEvent("sg_event_id missing")
     return DeliveryEvent(
@@ -259,11 +227,11 @@ def _sendgrid_event(item: object, provider: str) -> DeliveryEvent:
         raw_status=raw,
         status=status,
         provider_message_id=sg_message_id.split(".", 1)[0] or None,
-        outbound_id=_our_id(_sendgrid_custom_arg(item)),
-        occurred_at=_epoch(item.get("timestamp")),
+        outbound_id=our_id(_sendgrid_custom_arg(item)),
+        occurred_at=epoch(item.get("timestamp")),
         error_code=error,
-        provider_code=_text(item.get("status"), MAX_CODE),
-        error_message=_text(item.get("reason") or item.get("response")),
+        provider_code=free_text(item.get("status"), MAX_CODE),
+        error_message=free_text(item.get("reason") or item.get("response")),
     )
 
 
@@ -306,17 +274,17 @@ def _whatsapp_error(status: Mapping[str, Any]) -> tuple[ErrorCode | None, str | 
     first = errors[0] if isinstance(errors, list) else None
     if not isinstance(first, Mapping):
         raise MalformedEvent("errors is not a list of objects")
-    code = _int(first.get("code"))
+    code = integer(first.get("code"))
     data = first.get("error_data")
     details = str(data.get("details") or "") if isinstance(data, Mapping) else ""
     normalized = whatsapp.classify(code, None, details)[0]
-    text = _text(first.get("message") or first.get("title"))
-    return normalized, _text(code, MAX_CODE) if code is not None else None, text
+    text = free_text(first.get("message") or first.get("title"))
+    return normalized, free_text(code, MAX_CODE) if code is not None else None, text
 
 
 def _whatsapp_event(status: Mapping[str, Any], account: str | None, provider: str) -> DeliveryEvent:
-    wamid = _id(status.get("id"), "id", required=True)
-    raw = _status(status.get("status"))
+    wamid = identifier(status.get("id"), "id", required=True)
+    raw = status_name(status.get("status"))
     error, code, text = _whatsapp_error(status)
     return DeliveryEvent(
         provider=provider,
@@ -325,8 +293,8 @@ def _whatsapp_event(status: Mapping[str, Any], account: str | None, provider: st
         raw_status=raw,
         status=WHATSAPP_STATUS.get(raw),
         provider_message_id=wamid,
-        outbound_id=_our_id(status.get("biz_opaque_callback_data")),
-        occurred_at=_epoch(status.get("timestamp")),
+        outbound_id=our_id(status.get("biz_opaque_callback_data")),
+        occurred_at=epoch(status.get("timestamp")),
         error_code=error,
         provider_code=code,
         error_message=text,
@@ -349,92 +317,10 @@ def whatsapp_events(payload: Mapping[str, Any], provider: str = "whatsapp") -> P
             metadata = value.get("metadata")
             try:
                 number = metadata.get("phone_number_id") if isinstance(metadata, Mapping) else None
-                account = _id(number, "phone_number_id")
+                account = identifier(number, "phone_number_id")
             except MalformedEvent as error:
                 parsed.malformed.append(str(error))
                 continue
             for status in _objects(value, "statuses", parsed):
                 parsed.add(_whatsapp_event, status, account, provider)
     return parsed
-
-
-# ---- Amazon SES (its events, published to an SNS topic) ---------------------------------------
-SES_STATUS = {
-    "Send": (DeliveryStatus.SENT, None),
-    "Delivery": (DeliveryStatus.DELIVERED, None),
-    "Open": (DeliveryStatus.READ, None),
-    "Click": (DeliveryStatus.READ, None),
-    "DeliveryDelay": (DeliveryStatus.DEFERRED, ErrorCode.TEMPORARY_ERROR),
-    "Reject": (DeliveryStatus.UNDELIVERED, ErrorCode.PERMANENT_ERROR),  # SES would not send it (virus)
-    "Rendering Failure": (DeliveryStatus.UNDELIVERED, ErrorCode.PERMANENT_ERROR),  # template data
-    "Complaint": (None, ErrorCode.RECIPIENT_UNSUBSCRIBED),  # after delivery: recorded, not a failure
-}
-SUPPRESSED = ("Suppressed", "OnAccountSuppressionList")
-
-
-def _ses_bounce(detail: Mapping[str, Any]) -> tuple[DeliveryStatus, ErrorCode, str | None, str | None]:
-    kind = str(detail.get("bounceType") or "Undetermined")
-    sub = str(detail.get("bounceSubType") or "")
-    if kind == "Permanent":
-        error = ErrorCode.RECIPIENT_UNSUBSCRIBED if sub in SUPPRESSED else ErrorCode.INVALID_EMAIL
-    else:  # Transient: SES gave up on a mailbox that may take mail later; Undetermined
-        error = ErrorCode.TEMPORARY_ERROR if kind == "Transient" else ErrorCode.PERMANENT_ERROR
-    recipients = detail.get("bouncedRecipients")
-    first = recipients[0] if isinstance(recipients, list) and recipients else {}
-    text = first.get("diagnosticCode") or first.get("status") if isinstance(first, Mapping) else None
-    return DeliveryStatus.BOUNCED, error, _text(f"{kind}/{sub}" if sub else kind, MAX_CODE), _text(text)
-
-
-def _ses_object(event: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    """The event's own object: `bounce` for Bounce, `deliveryDelay` for DeliveryDelay, `failure`
-    for Rendering Failure; empty when absent."""
-    key = "failure" if name == "Rendering Failure" else name[:1].lower() + name[1:]
-    detail = event.get(key)
-    return detail if isinstance(detail, Mapping) else {}
-
-
-def _ses_detail(
-    name: str, detail: Mapping[str, Any]
-) -> tuple[DeliveryStatus | None, ErrorCode | None, str | None, str | None]:
-    """(status, error, provider code, text) of one SES event; unknown types are recorded only."""
-    if name == "Bounce":
-        return _ses_bounce(detail)
-    status, error = SES_STATUS.get(name, (None, None))
-    code = detail.get("delayType") or detail.get("complaintFeedbackType")
-    text = detail.get("reason") or detail.get("errorMessage")
-    return status, error, _text(code, MAX_CODE), _text(text)
-
-
-def ses_notification(envelope: Mapping[str, Any], provider: str = "ses") -> DeliveryEvent:
-    """One SNS Notification holding an SES event (event publishing's `eventType`, or an identity
-    notification's `notificationType`); MalformedEvent when it cannot be read. Our id is the
-    message tag outbound_id, the provider's message id `mail.messageId`."""
-    sns_id = _id(envelope.get("MessageId"), "MessageId", required=True) or ""
-    raw_message = envelope.get("Message")
-    try:
-        event = json.loads(raw_message) if isinstance(raw_message, str) else None
-    except (ValueError, RecursionError):
-        event = None
-    if not isinstance(event, Mapping):
-        raise MalformedEvent("Message is not an SES event")
-    mail = event.get("mail")
-    if not isinstance(mail, Mapping):
-        raise MalformedEvent("mail is not an object")
-    name = _status(event.get("eventType") or event.get("notificationType"))
-    detail = _ses_object(event, name)
-    status, error, code, text = _ses_detail(name, detail)
-    tags = mail.get("tags")
-    ours = tags.get(ses.OUR_ID) if isinstance(tags, Mapping) else None
-    return DeliveryEvent(
-        provider=provider,
-        channel=Channel.EMAIL,
-        event_id=sns_id,
-        raw_status=name,
-        status=status,
-        provider_message_id=_id(mail.get("messageId"), "messageId", required=True),
-        outbound_id=_our_id(ours[0] if isinstance(ours, list) and ours else None),
-        occurred_at=_iso_time(detail.get("timestamp") or mail.get("timestamp")),
-        error_code=error,
-        provider_code=code,
-        error_message=text,
-    )

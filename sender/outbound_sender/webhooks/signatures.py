@@ -1,4 +1,5 @@
 """Webhook signature schemes as pure functions: sign (sandboxes, tests) and verify (endpoints).
+A provider whose scheme is its own keeps it in its webhooks/<provider>.py.
 
 * Twilio `X-Twilio-Signature`: base64(HMAC-SHA1(auth token, URL + Σ sorted(name + value))) over the
   form parameters; a JSON body is covered by `bodySHA256=<hex sha256>` in the URL instead. Twilio
@@ -7,10 +8,6 @@
 * SendGrid `X-Twilio-Email-Event-Webhook-Signature`: base64 DER ECDSA P-256/SHA-256 over
   timestamp + raw body, verified with the account's verification key (base64 DER SPKI).
 * Meta `X-Hub-Signature-256`: "sha256=" + hex HMAC-SHA256(app secret, raw body).
-* Vonage `sig` (a field of the receipt itself, next to `timestamp` and `nonce`): the account's
-  signature method over every other field (providers/vonage.py, `signature`), hex in either case,
-  and a `timestamp` within VONAGE_MAX_SKEW seconds of now, so a captured receipt cannot be replayed
-  later.
 
 Every verify function returns False, never raises, on malformed input: callers fail closed. A
 signature is ASCII by construction (base64 or hex); headers reach us as latin-1 text, so anything
@@ -23,15 +20,12 @@ import base64
 import binascii
 import hashlib
 import hmac
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from outbound_sender.providers.vonage import SignatureMethod, signature
 
 Params = Iterable[tuple[str, str]]
 DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -150,20 +144,3 @@ def verify_meta(app_secret: str, body: bytes, header: str | None) -> bool:
     if not app_secret or not header or not header.startswith("sha256="):
         return False
     return same(meta_signature(app_secret, body), header)
-
-
-# ---- Vonage ----------------------------------------------------------------------------------
-VONAGE_MAX_SKEW = 300.0
-
-
-def verify_vonage(
-    secret_value: str, params: Mapping[str, str], method: SignatureMethod, now: float | None = None
-) -> bool:
-    """Check a signed receipt: its `sig` over the other fields, its `timestamp` recent."""
-    given = params.get("sig", "")
-    stamp = params.get("timestamp", "")
-    if not secret_value or not given or not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
-        return False
-    if abs((time.time() if now is None else now) - int(stamp)) > VONAGE_MAX_SKEW:
-        return False
-    return same(signature(secret_value, params, method), given.lower())

@@ -23,11 +23,13 @@ from outbound_sender.domain import Channel
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.sendgrid import SendGridProvider
-from outbound_sender.providers.ses import SesProvider
+from outbound_sender.providers.ses import SesProvider, SesSettings
 from outbound_sender.providers.twilio import TwilioProvider
-from outbound_sender.providers.vonage import VonageProvider
+from outbound_sender.providers.vonage import VonageProvider, VonageSettings
 from outbound_sender.providers.whatsapp import WhatsAppProvider
 from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes import vonage as vonage_sandbox
 from outbound_sender.sandboxes.base import SandboxApp
 from outbound_sender.store.db import create_pool
 from outbound_sender.webhooks import signatures
@@ -77,9 +79,9 @@ class Case:
         if self.name == "sendgrid":
             return SendGridProvider(client, sandboxes.sendgrid_settings(base_url), ambiguous_retry=retry)
         if self.name == "ses":
-            return SesProvider(client, sandboxes.ses_settings(base_url), ambiguous_retry=retry)
+            return SesProvider(client, ses_sandbox.account(base_url), ambiguous_retry=retry)
         if self.name == "vonage":
-            account = sandboxes.vonage_settings(base_url)
+            account = vonage_sandbox.account(base_url)
             return VonageProvider(client, account, callback_base=webhooks, ambiguous_retry=retry)
         return WhatsAppProvider(client, sandboxes.whatsapp_settings(base_url), ambiguous_retry=retry)
 
@@ -88,8 +90,8 @@ CASES = [
     Case("twilio", Channel.SMS, sandboxes.TwilioSandbox, "+15557654321", "SM", "DELIVERED"),
     Case("sendgrid", Channel.EMAIL, sandboxes.SendGridSandbox, "ann@example.com", "", "DELIVERED"),
     Case("whatsapp", Channel.WHATSAPP, sandboxes.WhatsAppSandbox, "+15557654321", "wamid.", "READ"),
-    Case("vonage", Channel.SMS, sandboxes.VonageSandbox, "+15557654321", "", "DELIVERED"),
-    Case("ses", Channel.EMAIL, sandboxes.SesSandbox, "ann@example.com", "0100", "DELIVERED"),
+    Case("vonage", Channel.SMS, vonage_sandbox.VonageSandbox, "+15557654321", "", "DELIVERED"),
+    Case("ses", Channel.EMAIL, ses_sandbox.SesSandbox, "ann@example.com", "0100", "DELIVERED"),
 ]
 
 
@@ -114,9 +116,11 @@ def webhook_config(url: str | None = None) -> WebhookConfig:
         sendgrid_public_key=credentials.sendgrid_verification_key(),
         whatsapp_app_secret=credentials.WHATSAPP_APP_SECRET,
         whatsapp_verify_token=credentials.WHATSAPP_VERIFY_TOKEN,
-        vonage_signature_secret=credentials.VONAGE_SIGNATURE_SECRET,
-        ses_topic_arns=(credentials.SES_SNS_TOPIC_ARN,),
-        ses_certificate_url_prefixes=(LOOPBACK,),  # the SES sandbox serves its SNS certificate
+        accounts={
+            "vonage": VonageSettings(signature_secret=vonage_sandbox.SIGNATURE_SECRET),
+            # the SES sandbox serves its SNS certificate
+            "ses": SesSettings(sns_topic_arns=[ses_sandbox.SNS_TOPIC_ARN], sns_certificate_url_prefixes=[LOOPBACK]),
+        },
         public_url=url,
     )
 
@@ -148,7 +152,7 @@ def point_webhooks(app: SandboxApp, url: str) -> None:
         app.config.event_webhook_url = f"{url}/sendgrid/events"
     if isinstance(app, sandboxes.WhatsAppSandbox):
         app.config.webhook_url = f"{url}/whatsapp"
-    if isinstance(app, sandboxes.SesSandbox):
+    if isinstance(app, ses_sandbox.SesSandbox):
         app.config.endpoint_url = f"{url}/ses/sns"
 
 

@@ -29,6 +29,8 @@ from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.embedded import free_port
 from outbound_sender.providers.vonage import signature
 from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes import vonage as vonage_sandbox
 from outbound_sender.store import messages
 from outbound_sender.store.db import connect
 from outbound_sender.webhooks import sns
@@ -202,10 +204,10 @@ def _vonage(fuzz: Fuzz, case: tuple[dict[str, str], bool]) -> None:
             "messageId": message_id,
             "status": "delivered",
             "client-ref": str(fuzz.message_id),
-            "api-key": credentials.VONAGE_API_KEY,
+            "api-key": vonage_sandbox.API_KEY,
         }
     fields = {k: v for k, v in fields.items() if k != "sig"} | {"timestamp": str(int(time.time()))}
-    fields["sig"] = signature(credentials.VONAGE_SIGNATURE_SECRET, fields, "md5hash")
+    fields["sig"] = signature(vonage_sandbox.SIGNATURE_SECRET, fields, "md5hash")
     headers = {"content-type": "application/x-www-form-urlencoded"}
     fuzz.post("/vonage/dlr", urlencode(fields).encode(), headers)
     if good:
@@ -223,13 +225,13 @@ def _ses(fuzz: Fuzz, case: tuple[Any, bool], certificate_url: str) -> None:
     message = {
         "Type": "Notification",
         "MessageId": sns_id,
-        "TopicArn": credentials.SES_SNS_TOPIC_ARN,
+        "TopicArn": ses_sandbox.SNS_TOPIC_ARN,
         "Message": json.dumps(event),
         "Timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "SignatureVersion": "1",
         "SigningCertURL": certificate_url,
     }
-    message["Signature"] = sns.sign(message, credentials.sns_signing_key())
+    message["Signature"] = sns.sign(message, ses_sandbox.sns_signing_key())
     headers = {"content-type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "Notification"}
     fuzz.post("/ses/sns", json.dumps(message).encode(), headers)
     if good:
@@ -239,7 +241,7 @@ def _ses(fuzz: Fuzz, case: tuple[Any, bool], certificate_url: str) -> None:
 @pytest.fixture
 def sns_certificate() -> Iterator[str]:
     """The URL of the certificate this process signs SNS messages with (what SigningCertURL names)."""
-    pem = credentials.sns_certificate_pem()
+    pem = ses_sandbox.sns_certificate_pem()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -279,8 +281,8 @@ def api_process(db_dsn: str, sns_certificate: str) -> Iterator[str]:
         "WHATSAPP_APP_SECRET": credentials.WHATSAPP_APP_SECRET,
         "WHATSAPP_VERIFY_TOKEN": credentials.WHATSAPP_VERIFY_TOKEN,
         "WHATSAPP_PHONE_NUMBER_ID": credentials.WHATSAPP_PHONE_NUMBER_ID,
-        "VONAGE_SIGNATURE_SECRET": credentials.VONAGE_SIGNATURE_SECRET,
-        "SES_SNS_TOPIC_ARNS": credentials.SES_SNS_TOPIC_ARN,
+        "VONAGE_SIGNATURE_SECRET": vonage_sandbox.SIGNATURE_SECRET,
+        "SES_SNS_TOPIC_ARNS": ses_sandbox.SNS_TOPIC_ARN,
         "SES_SNS_CERTIFICATE_URL_PREFIXES": sns_certificate.rsplit("/", 1)[0] + "/",
     }
     process = outbound("api", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

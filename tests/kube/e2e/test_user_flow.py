@@ -38,6 +38,7 @@ import pytest
 from outbound_sender.api.auth import create_key
 from outbound_sender.embedded import EmbeddedRedis
 from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import vonage as vonage_sandbox
 from tests.images.containers import Images
 from tests.integration.callbacks.receiver import signed_by
 from tests.kube.helm.support import helm, install_monitoring_stubs, values_file
@@ -97,7 +98,7 @@ def channel_providers(sandboxes: ProviderSandboxes) -> dict[str, Any]:
     return {
         "twilio": spec("twilio", "SMS", 10, twilio={"messagingServiceSid": credentials.TWILIO_MESSAGING_SERVICE_SID}),
         "vonage": spec(
-            "vonage", "SMS", 20, vonage={"from": credentials.VONAGE_FROM_NUMBER, "signatureMethod": VONAGE_SIGNED_WITH}
+            "vonage", "SMS", 20, vonage={"from": vonage_sandbox.FROM_NUMBER, "signatureMethod": VONAGE_SIGNED_WITH}
         ),
         "whatsapp": spec(
             "whatsapp",
@@ -162,9 +163,9 @@ def create_secrets(plane: ControlPlane, namespace: str, database_url: str, redis
             CA_KEY: ca,
         },
         "vonage-credentials": {
-            "apiKey": credentials.VONAGE_API_KEY,
-            "apiSecret": credentials.VONAGE_API_SECRET,
-            "signatureSecret": credentials.VONAGE_SIGNATURE_SECRET,
+            "apiKey": vonage_sandbox.API_KEY,
+            "apiSecret": vonage_sandbox.API_SECRET,
+            "signatureSecret": vonage_sandbox.SIGNATURE_SECRET,
             CA_KEY: ca,
         },
         "sendgrid-credentials": {SENDGRID_KEY_NAME: credentials.SENDGRID_API_KEY, CA_KEY: ca},
@@ -179,7 +180,7 @@ def create_secrets(plane: ControlPlane, namespace: str, database_url: str, redis
             "SENDGRID_WEBHOOK_PUBLIC_KEY": credentials.sendgrid_verification_key(),
             "WHATSAPP_APP_SECRET": credentials.WHATSAPP_APP_SECRET,
             "WHATSAPP_VERIFY_TOKEN": credentials.WHATSAPP_VERIFY_TOKEN,
-            "VONAGE_SIGNATURE_SECRET": credentials.VONAGE_SIGNATURE_SECRET,
+            "VONAGE_SIGNATURE_SECRET": vonage_sandbox.SIGNATURE_SECRET,
             "VONAGE_SIGNATURE_METHOD": VONAGE_SIGNED_WITH,
         },
     }
@@ -501,8 +502,8 @@ def force_open_fails_sms_over_to_vonage(run: Run) -> float:
         wait_for(lambda: len(vonage.accepted(patched)) >= 10, "Vonage sending after ForceOpen", 180)
     # The backup sends as its ChannelProvider says: its number, its account's key, signed requests.
     forms = [urllib.parse.parse_qs(call.body.decode()) for call in vonage.accepted(patched)]
-    assert all(form["from"] == [credentials.VONAGE_FROM_NUMBER] for form in forms)
-    assert all(form["api_key"] == [credentials.VONAGE_API_KEY] and "sig" in form for form in forms)
+    assert all(form["from"] == [vonage_sandbox.FROM_NUMBER] for form in forms)
+    assert all(form["api_key"] == [vonage_sandbox.API_KEY] and "sig" in form for form in forms)
     after = twilio.accepted(patched)
     stopped = max((call.at for call in after), default=patched) - patched
     run.figures["ForceOpen to the last Twilio send"] = f"{stopped:.2f} s ({len(after)} sends after the patch)"
