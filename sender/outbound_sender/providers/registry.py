@@ -26,17 +26,22 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel
 from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http, sendgrid, ses, twilio, vonage, whatsapp
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.settings import AccountSettings, SendGridSettings, TwilioSettings, WhatsAppSettings
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
 from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes import twilio as twilio_sandbox
 from outbound_sender.sandboxes import vonage as vonage_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.sandboxes.base import SandboxApp
+from outbound_sender.webhooks import sendgrid as sendgrid_webhook
 from outbound_sender.webhooks import ses as ses_webhook
+from outbound_sender.webhooks import twilio as twilio_webhook
 from outbound_sender.webhooks import vonage as vonage_webhook
+from outbound_sender.webhooks import whatsapp as whatsapp_webhook
 from outbound_sender.webhooks.endpoints import Endpoints
 
 
@@ -132,8 +137,8 @@ _ENTRIES = (
         ),
         normalize=twilio.normalize,
         probe=Probe(twilio.credentials_probe, twilio.credentials_verdict),
-        sandbox=Sandbox(sandboxes.TwilioSandbox, sandboxes.twilio_settings, 8091),
-        webhook=Webhook(twilio.STATUS_CALLBACK_PATH, {"POST": Endpoints.twilio}, ("auth_token",)),
+        sandbox=Sandbox(twilio_sandbox.TwilioSandbox, twilio_sandbox.account, 8091),
+        webhook=Webhook(twilio.STATUS_CALLBACK_PATH, {"POST": twilio_webhook.status_callback}, ("auth_token",)),
         render=Render(
             "live",
             "TWILIO_BASE_URL",
@@ -148,8 +153,10 @@ _ENTRIES = (
         client=lambda c, s, o: sendgrid.SendGridProvider(c, s, ambiguous_retry=o.ambiguous_retry),
         normalize=sendgrid.normalize,
         probe=Probe(sendgrid.credentials_probe, sendgrid.credentials_verdict),
-        sandbox=Sandbox(sandboxes.SendGridSandbox, sandboxes.sendgrid_settings, 8092),
-        webhook=Webhook("/sendgrid/events", {"POST": Endpoints.sendgrid}, ("webhook_public_key",)),
+        sandbox=Sandbox(sendgrid_sandbox.SendGridSandbox, sendgrid_sandbox.account, 8092),
+        webhook=Webhook(
+            sendgrid_webhook.EVENTS_PATH, {"POST": sendgrid_webhook.event_webhook}, ("webhook_public_key",)
+        ),
         render=Render(
             "live",
             "SENDGRID_BASE_URL",
@@ -164,10 +171,10 @@ _ENTRIES = (
         client=lambda c, s, o: whatsapp.WhatsAppProvider(c, s, ambiguous_retry=o.ambiguous_retry),
         normalize=whatsapp.normalize,
         probe=Probe(whatsapp.credentials_probe, whatsapp.credentials_verdict),
-        sandbox=Sandbox(sandboxes.WhatsAppSandbox, sandboxes.whatsapp_settings, 8093),
+        sandbox=Sandbox(whatsapp_sandbox.WhatsAppSandbox, whatsapp_sandbox.account, 8093),
         webhook=Webhook(
-            "/whatsapp",
-            {"GET": Endpoints.whatsapp_verify, "POST": Endpoints.whatsapp},
+            whatsapp_webhook.WEBHOOK_PATH,
+            {"GET": whatsapp_webhook.verification, "POST": whatsapp_webhook.statuses},
             ("app_secret", "verify_token"),
         ),
         render=Render(

@@ -3,7 +3,7 @@
 Fail closed: a missing secret, a missing, wrong or not well-formed signature -> 403 and nothing is
 recorded. A signed body that is not JSON of the expected shape -> 400. Otherwise each event is read
 on its own: the good ones are recorded, the malformed ones and those naming another account
-(Twilio AccountSid, WhatsApp phone_number_id, when configured) are counted, logged and dropped, and
+(where the provider names one and an account is configured) are counted, logged and dropped, and
 the request is acknowledged with 200 (duplicates included: the provider must stop retrying).
 Database trouble -> 503 (the provider retries later). No other status is reachable by design.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,26 +25,17 @@ from starlette.responses import Response
 from outbound_sender import tracing
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.settings import AccountSettings
-from outbound_sender.providers.twilio import STATUS_CALLBACK_PATH
-from outbound_sender.webhooks import events, signatures, sns, store
+from outbound_sender.webhooks import events, sns, store
 from outbound_sender.webhooks.events import DeliveryEvent
 
 log = logging.getLogger("webhooks")
 A = TypeVar("A", bound=AccountSettings)
 PoolSource = asyncpg.Pool | Callable[[], asyncpg.Pool]
-MAX_FORM_FIELDS = 200  # a Twilio status callback has a few dozen
-CHALLENGE = re.compile(r"[0-9]{1,64}")
+MAX_FORM_FIELDS = 200  # a form-encoded receipt has a few dozen
 
 
 @dataclass(frozen=True)
 class WebhookConfig:
-    twilio_auth_token: str = ""
-    sendgrid_public_key: str = ""
-    whatsapp_app_secret: str = ""
-    whatsapp_verify_token: str = ""
-    # The accounts receipts must come from, where the provider names one ("": not checked).
-    twilio_account_sid: str = ""
-    whatsapp_phone_number_id: str = ""
     # Each provider's account, by provider name: its handler reads its secrets and account there
     # (none: every receipt of that provider is refused).
     accounts: Mapping[str, AccountSettings] = field(default_factory=dict)
@@ -63,8 +53,8 @@ def forbidden(provider: str, reason: str, metrics: Metrics | None) -> Response:
 
 class Endpoints:
     """What every provider's webhook handler shares: the body under its limit, the account check,
-    recording in the database and the counters. The providers' own handlers are its methods below;
-    providers/registry.py says which routes each provider mounts."""
+    recording in the database and the counters. The handlers are the providers' own
+    (webhooks/<provider>.py), each called with this object; providers/registry.py mounts them."""
 
     def __init__(self, config: WebhookConfig, pool: PoolSource, metrics: Metrics | None) -> None:
         self.config = config
@@ -143,76 +133,6 @@ class Endpoints:
         if tracing.enabled() and stats.receipts:
             await store.trace_receipts(self.pool(), provider, batch[0].channel.value, stats, started_ns)
         return Response(status_code=200, content="")
-
-    # ---- Twilio ------------------------------------------------------------------------------
-    async def twilio(self, request: Request) -> Response:
-        raw = await self.body(request)
-        if isinstance(raw, Response):
-            return raw
-        is_json = request.headers.get("content-type", "").startswith("application/json")
-        params = [] if is_json else form_pairs(raw)
-        if params is None:
-            return Response(status_code=400, content=f"more than {MAX_FORM_FIELDS} form fields")
-        url = self.signed_url(request, STATUS_CALLBACK_PATH)
-        algorithm = signatures.twilio_algorithm(request.headers.get("x-twilio-webhooks-signature-settings"))
-        ok = signatures.verify_twilio(
-            self.config.twilio_auth_token,
-            url,
-            params,
-            request.headers.get("x-twilio-signature"),
-            algorithm=algorithm,
-            json_body=raw if is_json else None,
-        )
-        if not ok:
-            return forbidden("twilio", "X-Twilio-Signature", self.metrics)
-        fields = json_object(raw) if is_json else dict(params)
-        parsed = events.Parsed()
-        parsed.add(
-            events.twilio_event,
-            {k: str(v) for k, v in fields.items()},
-            request.query_params.get("outbound_id"),
-        )
-        return await self.record("twilio", parsed, self.config.twilio_account_sid)
-
-    # ---- SendGrid ----------------------------------------------------------------------------
-    async def sendgrid(self, request: Request) -> Response:
-        raw = await self.body(request)
-        if isinstance(raw, Response):
-            return raw
-        ok = signatures.verify_sendgrid(
-            self.config.sendgrid_public_key,
-            raw,
-            request.headers.get("x-twilio-email-event-webhook-signature"),
-            request.headers.get("x-twilio-email-event-webhook-timestamp"),
-        )
-        if not ok:
-            return forbidden("sendgrid", "X-Twilio-Email-Event-Webhook-Signature", self.metrics)
-        batch = json_body(raw)
-        if not isinstance(batch, list):
-            return Response(status_code=400, content="expected a JSON array of events")
-        return await self.record("sendgrid", events.sendgrid_events(batch))
-
-    # ---- WhatsApp ----------------------------------------------------------------------------
-    async def whatsapp_verify(self, request: Request) -> Response:
-        q = request.query_params
-        token = self.config.whatsapp_verify_token
-        if q.get("hub.mode") != "subscribe" or not token or not signatures.same(token, q.get("hub.verify_token", "")):
-            return forbidden("whatsapp", "hub.verify_token", self.metrics)
-        challenge = q.get("hub.challenge", "")
-        if not CHALLENGE.fullmatch(challenge):  # Meta sends a number: echo nothing else back
-            return Response(status_code=400, content="hub.challenge must be a number")
-        return Response(content=challenge, media_type="text/plain")
-
-    async def whatsapp(self, request: Request) -> Response:
-        raw = await self.body(request)
-        if isinstance(raw, Response):
-            return raw
-        if not signatures.verify_meta(self.config.whatsapp_app_secret, raw, request.headers.get("x-hub-signature-256")):
-            return forbidden("whatsapp", "X-Hub-Signature-256", self.metrics)
-        payload = json_body(raw)
-        if not isinstance(payload, dict):
-            return Response(status_code=400, content="expected a JSON object")
-        return await self.record("whatsapp", events.whatsapp_events(payload), self.config.whatsapp_phone_number_id)
 
 
 def form_pairs(raw: bytes) -> list[tuple[str, str]] | None:

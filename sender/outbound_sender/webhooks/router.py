@@ -4,8 +4,8 @@
 
 Each provider's entry in providers/registry.py says where its receipts arrive (a path under the
 prefix), which handler answers each HTTP method there, and which settings fields verify them;
-docs/providers.md lists the routes. The handlers are the providers' own (webhooks/<provider>.py, or
-webhooks/endpoints.py for the first three), sharing Endpoints.
+docs/providers.md lists the routes. The handlers are the providers' own (webhooks/<provider>.py),
+sharing Endpoints.
 
 `prefix` is config.path_prefix (default /webhooks). `pool` is an asyncpg pool, or a zero-argument
 callable returning one (resolved per request, so the app can create its pool at start-up).
@@ -21,7 +21,6 @@ from fastapi import APIRouter
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers import registry
 from outbound_sender.providers.accounts import AllProviderSettings
-from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings, secret
 from outbound_sender.webhooks.endpoints import Endpoints, PoolSource, WebhookConfig
 
 __all__ = ["PoolSource", "WebhookConfig", "router", "webhook_config"]
@@ -43,16 +42,9 @@ def router(config: WebhookConfig, pool: PoolSource, *, metrics: Metrics | None =
 
 
 def webhook_config(settings: AllProviderSettings) -> WebhookConfig:
-    """The webhooks' secrets and accounts, read from the providers' settings (each handler reads its
-    own provider's account in `accounts`)."""
-    sms, chat = settings.account(TwilioSettings), settings.account(WhatsAppSettings)
+    """The webhooks' configuration: every provider's account (each handler reads its own secrets and
+    account there) and the router's own settings."""
     return WebhookConfig(
-        twilio_auth_token=secret(sms.auth_token),
-        sendgrid_public_key=secret(settings.account(SendGridSettings).webhook_public_key),
-        whatsapp_app_secret=secret(chat.app_secret),
-        whatsapp_verify_token=secret(chat.verify_token),
-        twilio_account_sid=sms.account_sid or "",
-        whatsapp_phone_number_id=chat.phone_number_id or "",
         accounts=dict(settings.accounts),
         public_url=settings.webhook.public_url,
         path_prefix=settings.webhook.path_prefix,

@@ -95,8 +95,8 @@ async def receipt(endpoints: Endpoints, request: Request) -> Response:
         return Response(status_code=400, content=f"more than {MAX_FORM_FIELDS} fields")
     params = dict(pairs)
     account = endpoints.account(NAME, VonageSettings)
-    secret_value = secret(account.signature_secret) if account else ""
-    if not verify(secret_value, params, account.signature_method if account else "md5hash"):
+    method = account.signature_method if account else "md5hash"
+    if not verify(secret(account.signature_secret) if account else "", params, method):
         return forbidden(NAME, "sig", endpoints.metrics)
     parsed = Parsed()
     parsed.add(event, params)

@@ -28,9 +28,11 @@ from hypothesis import strategies as st
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.embedded import free_port
 from outbound_sender.providers.vonage import signature
-from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
 from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes import twilio as twilio_sandbox
 from outbound_sender.sandboxes import vonage as vonage_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.store import messages
 from outbound_sender.store.db import connect
 from outbound_sender.webhooks import sns
@@ -72,7 +74,7 @@ WHATSAPP_STATUS = _object(
     errors=st.lists(_object(code=EDGE, title=EDGE, message=EDGE, error_data=_object(details=EDGE)), max_size=2) | JSON,
 )
 WHATSAPP_VALUE = _object(
-    metadata=_object(phone_number_id=EDGE | st.just(credentials.WHATSAPP_PHONE_NUMBER_ID)),
+    metadata=_object(phone_number_id=EDGE | st.just(whatsapp_sandbox.PHONE_NUMBER_ID)),
     statuses=st.lists(WHATSAPP_STATUS, max_size=4) | JSON,
 )
 WHATSAPP_ENTRY = _object(id=EDGE, changes=st.lists(_object(field=EDGE, value=WHATSAPP_VALUE), max_size=3) | JSON)
@@ -163,7 +165,7 @@ def _whatsapp(fuzz: Fuzz, case: tuple[list[Any], int]) -> None:
         "timestamp": "1750000000",
         "biz_opaque_callback_data": str(fuzz.message_id),
     }
-    value = {"metadata": {"phone_number_id": credentials.WHATSAPP_PHONE_NUMBER_ID}, "statuses": [good]}
+    value = {"metadata": {"phone_number_id": whatsapp_sandbox.PHONE_NUMBER_ID}, "statuses": [good]}
     entries.insert(where % (len(entries) + 1), {"id": "W", "changes": [{"field": "messages", "value": value}]})
     raw = json.dumps({"object": "whatsapp_business_account", "entry": entries}).encode()
     fuzz.post("/whatsapp", raw, whatsapp_headers(raw))
@@ -185,7 +187,7 @@ def _twilio(fuzz: Fuzz, case: tuple[dict[str, str], str | None, bool]) -> None:
     fields, outbound_id, good = case
     if good:
         sid = "SM" + fuzz.good_id()
-        fields |= {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": credentials.TWILIO_ACCOUNT_SID}
+        fields |= {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": twilio_sandbox.ACCOUNT_SID}
         outbound_id = str(fuzz.message_id)
     query = "" if outbound_id is None else "?" + urlencode({"outbound_id": outbound_id})
     url = f"{fuzz.url}/twilio/status{query}"
@@ -275,12 +277,12 @@ def api_process(db_dsn: str, sns_certificate: str) -> Iterator[str]:
         "OUTBOUND_API_RATE_LIMIT_PER_SECOND": "0",
         "OUTBOUND_API_ACCESS_LOG": "false",
         "OUTBOUND_LOG_LEVEL": "ERROR",
-        "TWILIO_AUTH_TOKEN": credentials.TWILIO_AUTH_TOKEN,
-        "TWILIO_ACCOUNT_SID": credentials.TWILIO_ACCOUNT_SID,
-        "SENDGRID_WEBHOOK_PUBLIC_KEY": credentials.sendgrid_verification_key(),
-        "WHATSAPP_APP_SECRET": credentials.WHATSAPP_APP_SECRET,
-        "WHATSAPP_VERIFY_TOKEN": credentials.WHATSAPP_VERIFY_TOKEN,
-        "WHATSAPP_PHONE_NUMBER_ID": credentials.WHATSAPP_PHONE_NUMBER_ID,
+        "TWILIO_AUTH_TOKEN": twilio_sandbox.AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": twilio_sandbox.ACCOUNT_SID,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": sendgrid_sandbox.verification_key(),
+        "WHATSAPP_APP_SECRET": whatsapp_sandbox.APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": whatsapp_sandbox.VERIFY_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": whatsapp_sandbox.PHONE_NUMBER_ID,
         "VONAGE_SIGNATURE_SECRET": vonage_sandbox.SIGNATURE_SECRET,
         "SES_SNS_TOPIC_ARNS": ses_sandbox.SNS_TOPIC_ARN,
         "SES_SNS_CERTIFICATE_URL_PREFIXES": sns_certificate.rsplit("/", 1)[0] + "/",

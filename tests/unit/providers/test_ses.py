@@ -28,7 +28,6 @@ from outbound_sender.providers import ses
 from outbound_sender.providers.http import ErrorKind
 from outbound_sender.providers.ses import SesProvider, SesSettings, SigV4
 from outbound_sender.sandboxes import ses as sandbox
-from outbound_sender.sandboxes import ses as ses_sandbox
 from outbound_sender.sandboxes.base import Request
 from outbound_sender.webhooks import events, sns
 from outbound_sender.webhooks import ses as ses_webhook
@@ -45,7 +44,7 @@ def _message(**fields: Any) -> OutboundMessage:
 
 
 def _settings(**overrides: object) -> SesSettings:
-    return ses_sandbox.account(BASE, **overrides)
+    return sandbox.account(BASE, **overrides)
 
 
 # ---- the wire format, against the service model -----------------------------------------------
@@ -73,9 +72,9 @@ def test_the_body_is_a_valid_send_email_input(message: OutboundMessage) -> None:
     validate_parameters(body, SEND.input_shape)  # unknown members, types, required members
     assert body["Destination"] == {"ToAddresses": ["ann@example.com"]}
     assert body["EmailTags"] == [{"Name": "outbound_id", "Value": "42"}]
-    assert body["ConfigurationSetName"] == ses_sandbox.CONFIGURATION_SET
+    assert body["ConfigurationSetName"] == sandbox.CONFIGURATION_SET
     assert body["ReplyToAddresses"] == ["help@example.com"]
-    assert body["FromEmailAddress"] == f"=?utf-8?q?Zo=C3=AB_Ltd?= <{ses_sandbox.FROM_EMAIL}>"
+    assert body["FromEmailAddress"] == f"=?utf-8?q?Zo=C3=AB_Ltd?= <{sandbox.FROM_EMAIL}>"
 
 
 def test_plain_and_template_content() -> None:
@@ -210,7 +209,7 @@ def test_every_request_is_signed_and_the_sandbox_checks_it() -> None:
     settings = _settings()
     config = sandbox.SesConfig()
     request = _signed(settings)
-    assert request.headers["x-amz-security-token"] == ses_sandbox.SESSION_TOKEN
+    assert request.headers["x-amz-security-token"] == sandbox.SESSION_TOKEN
     assert "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token" in request.headers["authorization"]
     assert sandbox.verify_sigv4(_sandbox_request(request), config) is None
     tampered = _sandbox_request(request)
@@ -245,7 +244,7 @@ def test_long_term_keys_sign_without_a_token() -> None:
 
 
 # ---- SNS signatures -----------------------------------------------------------------------------
-TOPIC = ses_sandbox.SNS_TOPIC_ARN
+TOPIC = sandbox.SNS_TOPIC_ARN
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem"
 
 
@@ -259,12 +258,12 @@ def _sns(version: str = "1", **fields: str) -> dict[str, str]:
         "SignatureVersion": version,
         "SigningCertURL": CERT_URL,
     } | fields
-    message["Signature"] = sns.sign(message, ses_sandbox.sns_signing_key(), version)
+    message["Signature"] = sns.sign(message, sandbox.sns_signing_key(), version)
     return message
 
 
 def _certificate() -> x509.Certificate:
-    return x509.load_pem_x509_certificate(ses_sandbox.sns_certificate_pem())
+    return x509.load_pem_x509_certificate(sandbox.sns_certificate_pem())
 
 
 def test_the_canonical_string_is_the_documented_one() -> None:
@@ -397,7 +396,7 @@ def test_the_sandbox_publishes_what_the_parser_reads() -> None:
 
 
 def test_the_sandbox_certificate_is_what_verify_loads() -> None:
-    pem = ses_sandbox.sns_certificate_pem()
+    pem = sandbox.sns_certificate_pem()
     assert base64.b64decode(b"".join(pem.splitlines()[1:-1]))  # a PEM block
     assert sns.verify(_sns(), _certificate())
 

@@ -51,7 +51,10 @@ def test_the_webhooks_check_the_accounts_the_settings_name(monkeypatch: pytest.M
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "1" * 32)
     monkeypatch.setenv("WHATSAPP_PHONE_NUMBER_ID", "123")
     config = webhook_config(load_provider_settings())
-    assert (config.twilio_account_sid, config.whatsapp_phone_number_id) == ("AC" + "1" * 32, "123")
+    sms, chat = config.accounts["twilio"], config.accounts["whatsapp"]
+    assert isinstance(sms, TwilioSettings)
+    assert isinstance(chat, WhatsAppSettings)
+    assert (sms.account_sid, chat.phone_number_id) == ("AC" + "1" * 32, "123")
 
 
 def test_an_opt_in_backup_is_used_only_where_named_or_in_sandbox_mode(monkeypatch: pytest.MonkeyPatch) -> None:
