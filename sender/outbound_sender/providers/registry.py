@@ -30,7 +30,7 @@ from outbound_sender.domain import Channel
 from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http, sendgrid, ses, twilio, vonage, whatsapp
 from outbound_sender.providers.base import Provider
-from outbound_sender.providers.settings import AccountSettings, SendGridSettings, TwilioSettings, WhatsAppSettings
+from outbound_sender.providers.settings import AccountSettings
 from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
 from outbound_sender.sandboxes import ses as ses_sandbox
 from outbound_sender.sandboxes import twilio as twilio_sandbox
@@ -131,7 +131,7 @@ _ENTRIES = (
     ProviderEntry(
         name="twilio",
         channels=frozenset({Channel.SMS}),
-        settings=TwilioSettings,
+        settings=twilio.TwilioSettings,
         client=lambda c, s, o: twilio.TwilioProvider(
             c, s, callback_base=o.callback_base, ambiguous_retry=o.ambiguous_retry
         ),
@@ -149,7 +149,7 @@ _ENTRIES = (
     ProviderEntry(
         name="sendgrid",
         channels=frozenset({Channel.EMAIL}),
-        settings=SendGridSettings,
+        settings=sendgrid.SendGridSettings,
         client=lambda c, s, o: sendgrid.SendGridProvider(c, s, ambiguous_retry=o.ambiguous_retry),
         normalize=sendgrid.normalize,
         probe=Probe(sendgrid.credentials_probe, sendgrid.credentials_verdict),
@@ -167,7 +167,7 @@ _ENTRIES = (
     ProviderEntry(
         name="whatsapp",
         channels=frozenset({Channel.WHATSAPP}),
-        settings=WhatsAppSettings,
+        settings=whatsapp.WhatsAppSettings,
         client=lambda c, s, o: whatsapp.WhatsAppProvider(c, s, ambiguous_retry=o.ambiguous_retry),
         normalize=whatsapp.normalize,
         probe=Probe(whatsapp.credentials_probe, whatsapp.credentials_verdict),

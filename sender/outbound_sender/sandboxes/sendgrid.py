@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from outbound_sender.providers.settings import SendGridSettings
+from outbound_sender.providers.sendgrid import SendGridSettings
 from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
 from outbound_sender.webhooks.sendgrid import public_key_b64, sign
 

@@ -22,7 +22,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from outbound_sender.providers.settings import TwilioSettings
+from outbound_sender.providers.twilio import TwilioSettings
 from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
 from outbound_sender.webhooks.twilio import sign
 

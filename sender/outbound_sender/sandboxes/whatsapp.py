@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from outbound_sender.providers.settings import WhatsAppSettings
+from outbound_sender.providers.whatsapp import WhatsAppSettings
 from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
 from outbound_sender.webhooks.whatsapp import sign
 

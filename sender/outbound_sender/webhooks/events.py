@@ -30,7 +30,7 @@ class DeliveryEvent:
     error_code: ErrorCode | None = None
     provider_code: str | None = None
     error_message: str | None = None
-    account: str | None = None  # Twilio AccountSid, WhatsApp phone_number_id (None: not said)
+    account: str | None = None  # the account the receipt names: an account SID, a number id (None: not said)
 
 
 class MalformedEvent(ValueError):

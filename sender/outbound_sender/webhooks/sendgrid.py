@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outbound_sender.domain import Channel, DeliveryStatus, ErrorCode
-from outbound_sender.providers.sendgrid import OUR_ID
-from outbound_sender.providers.settings import SendGridSettings, secret
+from outbound_sender.providers.sendgrid import OUR_ID, SendGridSettings
+from outbound_sender.providers.settings import secret
 from outbound_sender.webhooks.endpoints import Endpoints, forbidden, json_body
 from outbound_sender.webhooks.events import (
     MAX_CODE,

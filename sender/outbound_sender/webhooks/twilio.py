@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from outbound_sender.domain import Channel, DeliveryStatus
-from outbound_sender.providers.settings import TwilioSettings, secret
-from outbound_sender.providers.twilio import STATUS_CALLBACK_PATH, classify
+from outbound_sender.providers.settings import secret
+from outbound_sender.providers.twilio import STATUS_CALLBACK_PATH, TwilioSettings, classify
 from outbound_sender.webhooks.endpoints import MAX_FORM_FIELDS, Endpoints, forbidden, form_pairs, json_object
 from outbound_sender.webhooks.events import (
     MAX_CODE,

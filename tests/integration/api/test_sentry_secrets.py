@@ -16,7 +16,8 @@ import pytest
 import sentry_sdk
 
 from outbound_sender.observability.sentry import SentrySettings, setup_sentry
-from outbound_sender.providers.settings import TwilioSettings, WhatsAppSettings
+from outbound_sender.providers.twilio import TwilioSettings
+from outbound_sender.providers.whatsapp import WhatsAppSettings
 from outbound_sender.store import message_api
 from outbound_sender.webhooks import whatsapp as whatsapp_webhook
 from outbound_sender.webhooks.router import WebhookConfig, router

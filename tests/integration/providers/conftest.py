@@ -21,12 +21,11 @@ from fastapi import FastAPI
 from outbound_sender.domain import Channel
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
-from outbound_sender.providers.sendgrid import SendGridProvider
+from outbound_sender.providers.sendgrid import SendGridProvider, SendGridSettings
 from outbound_sender.providers.ses import SesProvider, SesSettings
-from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings
-from outbound_sender.providers.twilio import TwilioProvider
+from outbound_sender.providers.twilio import TwilioProvider, TwilioSettings
 from outbound_sender.providers.vonage import VonageProvider, VonageSettings
-from outbound_sender.providers.whatsapp import WhatsAppProvider
+from outbound_sender.providers.whatsapp import WhatsAppProvider, WhatsAppSettings
 from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
 from outbound_sender.sandboxes import ses as ses_sandbox
 from outbound_sender.sandboxes import twilio as twilio_sandbox

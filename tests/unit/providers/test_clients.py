@@ -186,7 +186,7 @@ def test_retry_after_forms() -> None:
 
 
 def test_missing_credentials_are_refused_at_construction() -> None:
-    from outbound_sender.providers.settings import TwilioSettings
+    from outbound_sender.providers.twilio import TwilioSettings
 
     with pytest.raises(ValueError, match="TWILIO_ACCOUNT_SID"):
         TwilioProvider(client(lambda _r: httpx.Response(201)), TwilioSettings.model_validate({}))

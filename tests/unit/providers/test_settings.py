@@ -8,7 +8,9 @@ import pytest
 
 from outbound_sender.errors import ConfigError
 from outbound_sender.providers.accounts import load_provider_settings
-from outbound_sender.providers.settings import ProvidersSettings, TwilioSettings, WhatsAppSettings
+from outbound_sender.providers.settings import ProvidersSettings
+from outbound_sender.providers.twilio import TwilioSettings
+from outbound_sender.providers.whatsapp import WhatsAppSettings
 
 
 def test_secret_file_wins_and_is_stripped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
