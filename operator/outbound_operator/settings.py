@@ -93,8 +93,8 @@ class OperatorSettings(BaseSettings):
         "",
         pattern=r"^(https?://[^\s]+)?$",
         description="Public base URL of the webhook router (the API's OUTBOUND_WEBHOOK_PUBLIC_URL): the "
-        "workers ask providers to report each message's status there (Twilio's StatusCallback, Vonage's "
-        "callback). Empty: they ask for none, and such providers send no receipts.",
+        "workers ask the providers that take a callback URL with each message to report its status there. "
+        "Empty: they ask for none, and such providers send no receipts.",
     )
     provider_connect_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Workers' provider connect timeout.")
     provider_read_timeout_seconds: float = Field(20.0, gt=0, le=300, description="Workers' provider read timeout.")

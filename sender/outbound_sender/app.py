@@ -20,8 +20,9 @@ from outbound_sender.providers.accounts import AllProviderSettings, load_provide
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.null import NullProvider
 from outbound_sender.providers.sandbox import SandboxProvider
-from outbound_sender.providers.settings import WhatsAppSettings, secret
+from outbound_sender.providers.settings import secret
 from outbound_sender.providers.transport import provider_client
+from outbound_sender.providers.whatsapp import WhatsAppSettings
 from outbound_sender.sandboxes.base import SandboxApp
 from outbound_sender.sandboxes.generic import GenericSandbox
 from outbound_sender.webhooks.store import ReceiptCheck

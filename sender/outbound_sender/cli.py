@@ -151,8 +151,8 @@ def check_provider_command(
         ),
     ] = None,
     body: Annotated[str, typer.Option()] = "Test message from outbound check-provider",
-    subject: Annotated[str, typer.Option(help="e-mail subject (sendgrid)")] = "Test message",
-    template: Annotated[str | None, typer.Option(help="template name (whatsapp) / template_id (sendgrid)")] = None,
+    subject: Annotated[str, typer.Option(help="e-mail subject (EMAIL providers)")] = "Test message",
+    template: Annotated[str | None, typer.Option(help="template name (WHATSAPP) / template id (EMAIL)")] = None,
     language: Annotated[str | None, typer.Option(help="template language (whatsapp)")] = None,
     timeout: Annotated[float, typer.Option(help="read timeout in seconds")] = 15.0,
 ) -> None:
@@ -201,7 +201,7 @@ def enqueue_command(
     body: Annotated[str | None, typer.Option()] = None,
     subject: Annotated[str | None, typer.Option()] = None,
     template: Annotated[
-        str | None, typer.Option(help="template code: WhatsApp template name, SendGrid template id")
+        str | None, typer.Option(help="template code: WhatsApp template name, e-mail template id")
     ] = None,
     language: Annotated[
         str | None, typer.Option(help="WhatsApp template language (en_US, fr, pt_BR); required with a template")
@@ -658,15 +658,16 @@ async def _demo(dsn: str, channels: list[Channel]) -> None:
 
 
 def _print_howto() -> None:
+    sms = next(name for name in registry.checkable() if Channel.SMS in registry.entry(name).channels)
     print(
         "\nReady. In another terminal:\n"
         "  .venv/bin/outbound enqueue --channel SMS --to +14155552671 --body 'hi' --wait\n"
         "  .venv/bin/outbound enqueue --channel SMS --to +14155550001 --body 'bad number' --wait"
-        "   # permanent failure (Twilio 21211)\n"
+        "   # permanent failure (invalid number)\n"
         "  .venv/bin/outbound enqueue --channel EMAIL --to a@example.com --subject hi --body 'hi' --wait\n"
         "  .venv/bin/outbound enqueue --channel WHATSAPP --to +14155552671 --template appointment_reminder"
         " --language en_US --param body+=Tuesday --param body+=10:30 --wait\n"
-        "  OUTBOUND_PROVIDER_KIND=sandbox .venv/bin/outbound check-provider twilio --send-to +14155552671\n"
+        f"  OUTBOUND_PROVIDER_KIND=sandbox .venv/bin/outbound check-provider {sms} --send-to +14155552671\n"
         "  .venv/bin/outbound status\n"
         "Ctrl-C stops everything (in-flight sends finish first).",
         flush=True,

@@ -63,7 +63,7 @@ class ProviderSettings(BaseSettings):
 
     kind: ProviderKind | None = Field(
         None,
-        description="sandbox: Twilio/SendGrid/WhatsApp clients on the local sandboxes, with the sandbox "
+        description="sandbox: every provider's client on its local sandbox, with the sandbox "
         "accounts' public secrets; live: on the configured (real) APIs, every webhook verified with its "
         "provider's secret; generic: the generic sandbox; null: in-process no-op (benchmarks). No default: "
         "only `outbound run` falls back to sandbox, every other entry point refuses to start without it.",

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from outbound_sender.embedded import free_port
-from outbound_sender.sandboxes import credentials
-from outbound_sender.webhooks import signatures
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
+from outbound_sender.webhooks import whatsapp as whatsapp_webhook
 from tests.processes import outbound, stop, wait_http
 
 # What the sender image's environment holds when it is started with only DATABASE_URL.
@@ -77,13 +77,13 @@ def test_live_api_refuses_the_sandbox_secrets_and_accepts_its_own(db_dsn: str) -
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
         raw = _whatsapp_receipt()
-        sandbox_signed = {"x-hub-signature-256": signatures.meta_signature(credentials.WHATSAPP_APP_SECRET, raw)}
-        own_signed = {"x-hub-signature-256": signatures.meta_signature("our-app-secret", raw)}
+        sandbox_signed = {"x-hub-signature-256": whatsapp_webhook.sign(whatsapp_sandbox.APP_SECRET, raw)}
+        own_signed = {"x-hub-signature-256": whatsapp_webhook.sign("our-app-secret", raw)}
         headers = {"content-type": "application/json"}
         assert httpx.post(base, content=raw, headers=headers | sandbox_signed).status_code == 403
         assert httpx.post(base, content=raw, headers=headers | own_signed).status_code == 200
         hello = {"hub.mode": "subscribe", "hub.challenge": "42"}
-        sandbox_token = httpx.get(base, params=hello | {"hub.verify_token": credentials.WHATSAPP_VERIFY_TOKEN})
+        sandbox_token = httpx.get(base, params=hello | {"hub.verify_token": whatsapp_sandbox.VERIFY_TOKEN})
         assert sandbox_token.status_code == 403
         own_token = httpx.get(base, params=hello | {"hub.verify_token": "our-verify-token"})
         assert (own_token.status_code, own_token.text) == (200, "42")

@@ -11,12 +11,12 @@ from importlib import metadata
 import httpx
 import pytest
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, OutboundMessage
 from outbound_sender.embedded import free_port
 from outbound_sender.errors import ProviderError
 from outbound_sender.providers.transport import provider_client, user_agent
 from outbound_sender.providers.whatsapp import WhatsAppProvider
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -105,7 +105,7 @@ async def test_whatsapp_requests_carry_a_user_agent_metas_description_accepts() 
         heads.append(await reader.readuntil(b"\r\n\r\n"))
         await _answer(reader, writer)
 
-    settings = sandboxes.whatsapp_settings("http://placeholder")
+    settings = whatsapp_sandbox.account("http://placeholder")
     async for url in _serve(record):
         settings = settings.model_copy(update={"base_url": url.removesuffix("/v1/messages")})
         provider = WhatsAppProvider(client(), settings)

@@ -132,7 +132,7 @@ class ChannelProviderSpec(_Spec):
     @model_validator(mode="before")
     @classmethod
     def _sender_settings(cls, data: Any) -> Any:
-        """The block named after the provider (spec.twilio for provider twilio) is its sender settings."""
+        """The block named after the provider (spec.<provider>) is its sender settings."""
         if isinstance(data, dict) and isinstance(data.get("provider"), str) and "sender" not in data:
             return {**data, "sender": data.get(data["provider"])}
         return data

@@ -82,7 +82,7 @@ def static_config(provider: str, spec: ChannelProviderSpec, settings: OperatorSe
     render = spec.entry.render
     if render.mode == "live":
         data["OUTBOUND_PROVIDERS_ENABLED"] = spec.provider  # this Deployment sends through its provider only
-        if settings.worker_webhook_public_url:  # per-message callbacks (Twilio, Vonage) point there
+        if settings.worker_webhook_public_url:  # the providers that take a callback URL per message
             data["OUTBOUND_WEBHOOK_PUBLIC_URL"] = settings.worker_webhook_public_url
     if spec.log_level:
         data["OUTBOUND_LOG_LEVEL"] = spec.log_level

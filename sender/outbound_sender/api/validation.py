@@ -15,8 +15,8 @@ from typing import Protocol
 from outbound_sender.domain import Channel
 from outbound_sender.recipients import normalize_recipient
 
-# Body limits per channel, in characters: Twilio's Body (1600), WhatsApp's text.body (4096); e-mail
-# is bounded by what we keep in a queue row, far below SendGrid's 30 MB.
+# Body limits per channel, in characters: a concatenated SMS's body at the providers (1600), WhatsApp's
+# text.body (4096); e-mail is bounded by what we keep in a queue row, far below the providers' limits.
 BODY_LIMITS: Mapping[Channel, int] = {Channel.SMS: 1600, Channel.WHATSAPP: 4096, Channel.EMAIL: 256_000}
 BODY_MAX = max(BODY_LIMITS.values())
 SUBJECT_MAX = 998  # RFC 5322 line length

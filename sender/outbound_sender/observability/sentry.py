@@ -212,7 +212,7 @@ def setup_sentry(
         before_send=lambda event, hint: before_send(event, hint, scrubber),
         before_breadcrumb=lambda crumb, hint: before_breadcrumb(crumb, hint, scrubber),
         integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
-        trace_propagation_targets=[],  # no sentry-trace headers to Twilio, SendGrid or Meta
+        trace_propagation_targets=[],  # no sentry-trace headers to the providers
         transport=transport,
     )
     sentry_sdk.set_tag("worker_type", worker_type)

@@ -1,10 +1,8 @@
 """`outbound check-provider`: the runbook's curl health checks as one command.
 
 Step 1 (always) checks credentials and reachability with the read-only call the provider's entry
-in providers/registry.py names (its `credentials_probe`), e.g.:
-    twilio    GET /2010-04-01/Accounts/{sid}.json       account must be `active`
-    sendgrid  GET /v3/scopes                            key must hold `mail.send`
-    whatsapp  GET /{version}/{phone-number-id}          the number must be readable
+in providers/registry.py names (its `credentials_probe`: the account must be active, the key must
+hold the scope to send, the sender number must be readable; docs/providers.md lists them).
 Step 2 (with --send-to) sends one real message through the same client the worker uses.
 Each step prints one line: the request's outcome and the normalized result. Exit status 0 when
 every step passed, 1 otherwise. Works against any base URL: the real API, a sandbox or a mock.

@@ -126,7 +126,7 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
 
 
 def rate_limit_reset(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds until X-RateLimit-Reset (a Unix time, SendGrid), at least 1 s once exhausted."""
+    """Seconds until X-RateLimit-Reset (a Unix time, as some providers send it), at least 1 s once exhausted."""
     value = headers.get("x-ratelimit-reset")
     if not value:
         return None
@@ -145,7 +145,7 @@ def json_body(response: httpx.Response) -> Any:
 
 
 def log_error(logger: logging.Logger, label: str, error: ProviderError, message_id: int | None) -> None:
-    """The runbook greps `(Twilio|SendGrid|WhatsApp)` and `ERROR`: both are in this line."""
+    """The runbook greps the provider's label and `ERROR`: both are in this line."""
     fields: dict[str, object] = {"provider": label, "errorCode": error.code.value}
     if message_id is not None:
         fields["messageId"] = message_id

@@ -26,13 +26,22 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel
 from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http, sendgrid, ses, twilio, vonage, whatsapp
 from outbound_sender.providers.base import Provider
-from outbound_sender.providers.settings import AccountSettings, SendGridSettings, TwilioSettings, WhatsAppSettings
+from outbound_sender.providers.settings import AccountSettings
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
+from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes import twilio as twilio_sandbox
+from outbound_sender.sandboxes import vonage as vonage_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.sandboxes.base import SandboxApp
+from outbound_sender.webhooks import sendgrid as sendgrid_webhook
+from outbound_sender.webhooks import ses as ses_webhook
+from outbound_sender.webhooks import twilio as twilio_webhook
+from outbound_sender.webhooks import vonage as vonage_webhook
+from outbound_sender.webhooks import whatsapp as whatsapp_webhook
 from outbound_sender.webhooks.endpoints import Endpoints
 
 
@@ -122,14 +131,14 @@ _ENTRIES = (
     ProviderEntry(
         name="twilio",
         channels=frozenset({Channel.SMS}),
-        settings=TwilioSettings,
+        settings=twilio.TwilioSettings,
         client=lambda c, s, o: twilio.TwilioProvider(
             c, s, callback_base=o.callback_base, ambiguous_retry=o.ambiguous_retry
         ),
         normalize=twilio.normalize,
         probe=Probe(twilio.credentials_probe, twilio.credentials_verdict),
-        sandbox=Sandbox(sandboxes.TwilioSandbox, sandboxes.twilio_settings, 8091),
-        webhook=Webhook(twilio.STATUS_CALLBACK_PATH, {"POST": Endpoints.twilio}, ("auth_token",)),
+        sandbox=Sandbox(twilio_sandbox.TwilioSandbox, twilio_sandbox.account, 8091),
+        webhook=Webhook(twilio.STATUS_CALLBACK_PATH, {"POST": twilio_webhook.status_callback}, ("auth_token",)),
         render=Render(
             "live",
             "TWILIO_BASE_URL",
@@ -140,12 +149,14 @@ _ENTRIES = (
     ProviderEntry(
         name="sendgrid",
         channels=frozenset({Channel.EMAIL}),
-        settings=SendGridSettings,
+        settings=sendgrid.SendGridSettings,
         client=lambda c, s, o: sendgrid.SendGridProvider(c, s, ambiguous_retry=o.ambiguous_retry),
         normalize=sendgrid.normalize,
         probe=Probe(sendgrid.credentials_probe, sendgrid.credentials_verdict),
-        sandbox=Sandbox(sandboxes.SendGridSandbox, sandboxes.sendgrid_settings, 8092),
-        webhook=Webhook("/sendgrid/events", {"POST": Endpoints.sendgrid}, ("webhook_public_key",)),
+        sandbox=Sandbox(sendgrid_sandbox.SendGridSandbox, sendgrid_sandbox.account, 8092),
+        webhook=Webhook(
+            sendgrid_webhook.EVENTS_PATH, {"POST": sendgrid_webhook.event_webhook}, ("webhook_public_key",)
+        ),
         render=Render(
             "live",
             "SENDGRID_BASE_URL",
@@ -156,14 +167,14 @@ _ENTRIES = (
     ProviderEntry(
         name="whatsapp",
         channels=frozenset({Channel.WHATSAPP}),
-        settings=WhatsAppSettings,
+        settings=whatsapp.WhatsAppSettings,
         client=lambda c, s, o: whatsapp.WhatsAppProvider(c, s, ambiguous_retry=o.ambiguous_retry),
         normalize=whatsapp.normalize,
         probe=Probe(whatsapp.credentials_probe, whatsapp.credentials_verdict),
-        sandbox=Sandbox(sandboxes.WhatsAppSandbox, sandboxes.whatsapp_settings, 8093),
+        sandbox=Sandbox(whatsapp_sandbox.WhatsAppSandbox, whatsapp_sandbox.account, 8093),
         webhook=Webhook(
-            "/whatsapp",
-            {"GET": Endpoints.whatsapp_verify, "POST": Endpoints.whatsapp},
+            whatsapp_webhook.WEBHOOK_PATH,
+            {"GET": whatsapp_webhook.verification, "POST": whatsapp_webhook.statuses},
             ("app_secret", "verify_token"),
         ),
         render=Render(
@@ -182,8 +193,10 @@ _ENTRIES = (
         ),
         normalize=vonage.normalize,
         probe=Probe(vonage.credentials_probe, vonage.credentials_verdict),
-        sandbox=Sandbox(sandboxes.VonageSandbox, sandboxes.vonage_settings, 8094),
-        webhook=Webhook(vonage.DLR_PATH, {"GET": Endpoints.vonage, "POST": Endpoints.vonage}, ("signature_secret",)),
+        sandbox=Sandbox(vonage_sandbox.VonageSandbox, vonage_sandbox.account, 8094),
+        webhook=Webhook(
+            vonage.DLR_PATH, {"GET": vonage_webhook.receipt, "POST": vonage_webhook.receipt}, ("signature_secret",)
+        ),
         opt_in=True,
         render=Render(
             "live",
@@ -199,9 +212,9 @@ _ENTRIES = (
         client=lambda c, s, o: ses.SesProvider(c, s, ambiguous_retry=o.ambiguous_retry),
         normalize=ses.normalize,
         probe=Probe(ses.credentials_probe, ses.credentials_verdict),
-        sandbox=Sandbox(sandboxes.SesSandbox, sandboxes.ses_settings, 8095),
+        sandbox=Sandbox(ses_sandbox.SesSandbox, ses_sandbox.account, 8095),
         # No shared secret: SNS signs with its certificate; the accepted topics are configuration.
-        webhook=Webhook(ses.SNS_PATH, {"POST": Endpoints.ses}, ()),
+        webhook=Webhook(ses.SNS_PATH, {"POST": ses_webhook.notification}, ()),
         opt_in=True,
         render=Render(
             "live",

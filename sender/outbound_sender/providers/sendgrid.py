@@ -11,22 +11,46 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
 from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
 from outbound_sender.providers.http import P, R, T
-from outbound_sender.providers.settings import SendGridSettings, secret
+from outbound_sender.providers.settings import AccountSettings, read_secret_files, secret
 
 LABEL = "SendGrid"
 log = logging.getLogger(f"provider.{LABEL}")
 TEMPLATE_ID = re.compile(r"^d-[0-9a-fA-F]{32}$")
 SUSPENDED = re.compile(r"\b(disabled|suspended|banned|deactivated)\b", re.IGNORECASE)
 OUR_ID = "outbound_id"
+
+
+class SendGridSettings(AccountSettings):
+    """SendGrid v3 Mail Send (e-mail)."""
+
+    model_config = SettingsConfigDict(env_prefix="SENDGRID_", extra="ignore")
+
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    from_email: str | None = Field(None, description="A verified Sender Identity of the account.")
+    from_name: str | None = None
+    base_url: str = Field("https://api.sendgrid.com", description="EU subusers: https://api.eu.sendgrid.com")
+    webhook_public_key: SecretStr | None = Field(
+        None, description="Signed Event Webhook verification key (base64 DER); unset: events are refused."
+    )
+    webhook_public_key_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return read_secret_files(data, ("api_key", "webhook_public_key"))
 
 
 def _first_error(body: object, fallback: str) -> tuple[str, str | None]:

@@ -1,10 +1,12 @@
 """Settings of the provider accounts, the webhooks, the circuit breaker and failover.
 
-Credentials come from the environment (TWILIO_AUTH_TOKEN) or from a mounted secret file named by
-the *_FILE variable (TWILIO_AUTH_TOKEN_FILE=/var/run/secrets/twilio/auth-token); the file wins when
-both are set, since a mounted Secret is the Kubernetes way. They are pydantic SecretStr: their repr
-is '**********', so they never reach a log line. Base URLs default to the real APIs;
-`outbound run` (OUTBOUND_PROVIDER_KIND=sandbox) points them at the local sandboxes instead.
+Each provider's account model (its module in providers/, named by its registry entry) derives from
+AccountSettings. Credentials come from the environment (<PREFIX>_API_KEY) or from a mounted secret
+file named by the *_FILE variable (<PREFIX>_API_KEY_FILE=/var/run/secrets/<provider>/api-key,
+read_secret_files); the file wins when both are set, since a mounted Secret is the Kubernetes way.
+They are pydantic SecretStr: their repr is '**********', so they never reach a log line. Base URLs
+default to the real APIs; `outbound run` (OUTBOUND_PROVIDER_KIND=sandbox) points them at the local
+sandboxes instead.
 """
 
 from __future__ import annotations
@@ -47,71 +49,6 @@ class AccountSettings(BaseSettings):
     base_url: str = Field(description="Real API, a sandbox or a mock.")
 
 
-class TwilioSettings(AccountSettings):
-    """Twilio Programmable Messaging (SMS)."""
-
-    model_config = SettingsConfigDict(env_prefix="TWILIO_", extra="ignore")
-
-    account_sid: str | None = Field(None, pattern=r"^AC[0-9a-fA-F]{32}$")
-    account_sid_file: Path | None = Field(None, description="Mounted secret holding the account SID.")
-    auth_token: SecretStr | None = None
-    auth_token_file: Path | None = Field(None, description="Mounted secret holding the auth token.")
-    messaging_service_sid: str | None = Field(
-        None, pattern=r"^MG[0-9a-fA-F]{32}$", description="Preferred over From: Twilio picks the sender."
-    )
-    from_number: str | None = Field(None, description="E.164 sender when no Messaging Service is used.")
-    base_url: str = Field("https://api.twilio.com", description="Real API, a sandbox or a mock.")
-    status_callback: bool = Field(True, description="Ask Twilio for delivery callbacks (StatusCallback).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _files(cls, data: Any) -> Any:
-        return read_secret_files(data, ("account_sid", "auth_token"))
-
-
-class SendGridSettings(AccountSettings):
-    """SendGrid v3 Mail Send (e-mail)."""
-
-    model_config = SettingsConfigDict(env_prefix="SENDGRID_", extra="ignore")
-
-    api_key: SecretStr | None = None
-    api_key_file: Path | None = None
-    from_email: str | None = Field(None, description="A verified Sender Identity of the account.")
-    from_name: str | None = None
-    base_url: str = Field("https://api.sendgrid.com", description="EU subusers: https://api.eu.sendgrid.com")
-    webhook_public_key: SecretStr | None = Field(
-        None, description="Signed Event Webhook verification key (base64 DER); unset: events are refused."
-    )
-    webhook_public_key_file: Path | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _files(cls, data: Any) -> Any:
-        return read_secret_files(data, ("api_key", "webhook_public_key"))
-
-
-class WhatsAppSettings(AccountSettings):
-    """WhatsApp Cloud API (Graph API)."""
-
-    model_config = SettingsConfigDict(env_prefix="WHATSAPP_", extra="ignore")
-
-    access_token: SecretStr | None = None
-    access_token_file: Path | None = None
-    phone_number_id: str | None = Field(None, pattern=r"^\d+$")
-    api_version: str = Field("v23.0", pattern=r"^v\d+\.\d+$", description="Graph API version in the path.")
-    base_url: str = "https://graph.facebook.com"
-    default_language: str = Field("en_US", description="Template language when the message has none.")
-    app_secret: SecretStr | None = Field(None, description="Signs webhooks (X-Hub-Signature-256).")
-    app_secret_file: Path | None = None
-    verify_token: SecretStr | None = Field(None, description="Echoed in the GET verification handshake.")
-    verify_token_file: Path | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _files(cls, data: Any) -> Any:
-        return read_secret_files(data, ("access_token", "app_secret", "verify_token"))
-
-
 class WebhookSettings(BaseSettings):
     """Where providers reach our delivery webhooks."""
 
@@ -120,8 +57,8 @@ class WebhookSettings(BaseSettings):
     public_url: str | None = Field(
         None,
         description="Public base URL of the webhook endpoints as the provider calls them "
-        "(https://api.example.com behind a proxy). Twilio signs this exact URL. Unset: no StatusCallback "
-        "is requested and signatures are checked against the URL the server sees.",
+        "(https://api.example.com behind a proxy). Providers that sign the URL sign this exact one. Unset: "
+        "no per-message callback URL is sent and signatures are checked against the URL the server sees.",
     )
     path_prefix: str = Field("/webhooks", description="Where webhooks.router() is mounted.")
     max_body_bytes: int = Field(5_000_000, ge=1024, description="Larger webhook bodies are refused (413).")
@@ -148,8 +85,8 @@ class ProvidersSettings(BaseSettings):
 
     enabled: Annotated[list[str] | None, NoDecode] = Field(
         None,
-        description="Comma-separated provider names (unset: every provider with an account: twilio, sendgrid, "
-        "whatsapp), and optionally 'sandbox' (the generic sandbox, every channel: a backup for demos). "
+        description="Comma-separated provider names (unset: every provider with an account but the opt-in "
+        "backups), and optionally 'sandbox' (the generic sandbox, every channel: a backup for demos). "
         "Each provider's own *_ENABLED must also be true; an unknown name is refused.",
     )
     ambiguous_retry_seconds: float = Field(

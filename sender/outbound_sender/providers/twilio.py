@@ -12,17 +12,20 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
 from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
 from outbound_sender.providers.http import P, R, T
-from outbound_sender.providers.settings import TwilioSettings, secret
+from outbound_sender.providers.settings import AccountSettings, read_secret_files, secret
 
 LABEL = "Twilio"
 log = logging.getLogger(f"provider.{LABEL}")
@@ -58,6 +61,28 @@ CODES: dict[int, http.Classified] = {
 
 # Answers about one recipient (invalid, unreachable, unsubscribed), not about Twilio's health.
 RECIPIENT_CODES = frozenset({21211, 21614, 21610, 30003, 30005, 30006})
+
+
+class TwilioSettings(AccountSettings):
+    """Twilio Programmable Messaging (SMS)."""
+
+    model_config = SettingsConfigDict(env_prefix="TWILIO_", extra="ignore")
+
+    account_sid: str | None = Field(None, pattern=r"^AC[0-9a-fA-F]{32}$")
+    account_sid_file: Path | None = Field(None, description="Mounted secret holding the account SID.")
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = Field(None, description="Mounted secret holding the auth token.")
+    messaging_service_sid: str | None = Field(
+        None, pattern=r"^MG[0-9a-fA-F]{32}$", description="Preferred over From: Twilio picks the sender."
+    )
+    from_number: str | None = Field(None, description="E.164 sender when no Messaging Service is used.")
+    base_url: str = Field("https://api.twilio.com", description="Real API, a sandbox or a mock.")
+    status_callback: bool = Field(True, description="Ask Twilio for delivery callbacks (StatusCallback).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return read_secret_files(data, ("account_sid", "auth_token"))
 
 
 def classify(code: int | None, http_status: int | None) -> http.Classified:

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
 from outbound_sender.errors import ProviderError
 from outbound_sender.providers import http
 from outbound_sender.providers.base import SendResult
 from outbound_sender.providers.http import P, R, T
-from outbound_sender.providers.settings import WhatsAppSettings, secret
+from outbound_sender.providers.settings import AccountSettings, read_secret_files, secret
 
 LABEL = "WhatsApp"
 log = logging.getLogger(f"provider.{LABEL}")
@@ -55,6 +58,28 @@ CODES: dict[int, http.Classified] = {
     **dict.fromkeys(TEMPLATE_CODES, (ErrorCode.TEMPLATE_NOT_APPROVED, P, None)),
     **dict.fromkeys(AUTH_CODES, (ErrorCode.AUTH_FAILED, P, None)),
 }
+
+
+class WhatsAppSettings(AccountSettings):
+    """WhatsApp Cloud API (Graph API)."""
+
+    model_config = SettingsConfigDict(env_prefix="WHATSAPP_", extra="ignore")
+
+    access_token: SecretStr | None = None
+    access_token_file: Path | None = None
+    phone_number_id: str | None = Field(None, pattern=r"^\d+$")
+    api_version: str = Field("v23.0", pattern=r"^v\d+\.\d+$", description="Graph API version in the path.")
+    base_url: str = "https://graph.facebook.com"
+    default_language: str = Field("en_US", description="Template language when the message has none.")
+    app_secret: SecretStr | None = Field(None, description="Signs webhooks (X-Hub-Signature-256).")
+    app_secret_file: Path | None = None
+    verify_token: SecretStr | None = Field(None, description="Echoed in the GET verification handshake.")
+    verify_token_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _files(cls, data: Any) -> Any:
+        return read_secret_files(data, ("access_token", "app_secret", "verify_token"))
 
 
 def _names_recipient(details: str) -> bool:

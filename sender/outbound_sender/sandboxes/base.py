@@ -266,7 +266,7 @@ class SandboxApp:
 
     def send_webhooks_to(self, url: str | None) -> None:
         """Where the account's delivery webhooks go (the full URL of our endpoint); providers that
-        take the callback URL with each message (Twilio) have nothing to set."""
+        take the callback URL with each message have nothing to set."""
 
     async def handle(self, request: Request) -> Reply:
         raise NotImplementedError

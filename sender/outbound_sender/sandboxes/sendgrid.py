@@ -15,17 +15,27 @@ from address must be a verified Sender Identity (403). Accepted mail produces Ev
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import re
 import secrets
 import time
+from functools import cache
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from outbound_sender.sandboxes import credentials
+from outbound_sender.providers.sendgrid import SendGridSettings
 from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
-from outbound_sender.webhooks.signatures import sendgrid_signature
+from outbound_sender.webhooks.sendgrid import public_key_b64, sign
+
+# The sandbox account: public test values in the real formats, valid only against this sandbox.
+API_KEY = "SG.sandbox-key-0000000000.sandbox-secret-00000000000000000000000000000"
+FROM_EMAIL = "noreply@sandbox.example.com"
+# The Event Webhook signing key derives from a fixed seed, so the sandbox (which signs) and the
+# webhook endpoint (which verifies with the public half) agree without sharing a file.
+_SEED = b"outbound-messaging sendgrid sandbox event webhook key"
 
 EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
@@ -77,8 +87,8 @@ def default_rules() -> list[Rule]:
 
 
 class SendGridConfig(WebhookSandboxConfig):
-    api_key: str = credentials.SENDGRID_API_KEY
-    verified_senders: list[str] = [credentials.SENDGRID_FROM_EMAIL]
+    api_key: str = API_KEY
+    verified_senders: list[str] = [FROM_EMAIL]
     templates: list[str] = ["d-" + "5a" * 16]
     rate_limit: int = 10_000  # requests per rate_window_seconds, reported in X-RateLimit-* headers
     rate_window_seconds: int = 1
@@ -282,9 +292,7 @@ class SendGridSandbox(SandboxApp):
         timestamp = str(int(time.time()))
         headers = {
             "content-type": "application/json",
-            "x-twilio-email-event-webhook-signature": sendgrid_signature(
-                credentials.sendgrid_signing_key(), raw, timestamp
-            ),
+            "x-twilio-email-event-webhook-signature": sign(signing_key(), raw, timestamp),
             "x-twilio-email-event-webhook-timestamp": timestamp,
             "user-agent": "SendGrid Event API",
         }
@@ -305,3 +313,25 @@ def event(body: dict[str, Any], message_id: str, kind: dict[str, str]) -> dict[s
         **kind,
     }
     return item
+
+
+@cache
+def signing_key() -> ec.EllipticCurvePrivateKey:
+    secret = int.from_bytes(hashlib.sha256(_SEED).digest(), "big")
+    return ec.derive_private_key(secret, ec.SECP256R1())
+
+
+def verification_key() -> str:
+    """What SendGrid's settings page would show: base64 DER of the public key."""
+    return public_key_b64(signing_key())
+
+
+def account(base_url: str, **overrides: object) -> SendGridSettings:
+    """The settings of the sandbox account, its API at `base_url`."""
+    values: dict[str, object] = {
+        "api_key": API_KEY,
+        "from_email": FROM_EMAIL,
+        "base_url": base_url,
+        "webhook_public_key": verification_key(),
+    }
+    return SendGridSettings.model_validate({**values, **overrides})

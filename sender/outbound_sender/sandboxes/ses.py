@@ -40,10 +40,24 @@ from botocore.exceptions import ParamValidationError
 from botocore.loaders import Loader
 from botocore.model import OperationModel, ServiceModel
 from botocore.validate import validate_parameters
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
-from outbound_sender.sandboxes import credentials
+from outbound_sender.providers.ses import SesSettings
 from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
 from outbound_sender.webhooks import sns
+
+# The sandbox account: public test values in the real formats, valid only against this sandbox.
+ACCESS_KEY_ID = "ASIA" + "5A5A" * 4  # temporary credentials: the session token is required
+SECRET_ACCESS_KEY = "sandbox/Secret/AccessKey/5a5a5a5a5a5a5a5"
+SESSION_TOKEN = "sandbox-session-token-" + "5a" * 24
+REGION = "us-east-1"
+FROM_EMAIL = "noreply@sandbox.example.com"
+CONFIGURATION_SET = "outbound-sandbox"
+ACCOUNT_ID = "123456789012"
+SNS_TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:outbound-ses-events"
 
 EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
@@ -105,16 +119,16 @@ def default_rules() -> list[Rule]:
 
 
 class SesConfig(WebhookSandboxConfig):
-    access_key_id: str = credentials.SES_ACCESS_KEY_ID
-    secret_access_key: str = credentials.SES_SECRET_ACCESS_KEY
-    session_token: str | None = credentials.SES_SESSION_TOKEN  # None: long-term keys, no token
-    region: str = credentials.SES_REGION
-    account_id: str = credentials.SES_ACCOUNT_ID
-    verified_identities: list[str] = [credentials.SES_FROM_EMAIL]
+    access_key_id: str = ACCESS_KEY_ID
+    secret_access_key: str = SECRET_ACCESS_KEY
+    session_token: str | None = SESSION_TOKEN  # None: long-term keys, no token
+    region: str = REGION
+    account_id: str = ACCOUNT_ID
+    verified_identities: list[str] = [FROM_EMAIL]
     production_access: bool = True  # False: SES's own sandbox, verified recipients only
     sending_enabled: bool = True
     # configuration set -> the SNS topic its event destination publishes to (None: no events)
-    configuration_sets: dict[str, str | None] = {credentials.SES_CONFIGURATION_SET: credentials.SES_SNS_TOPIC_ARN}
+    configuration_sets: dict[str, str | None] = {CONFIGURATION_SET: SNS_TOPIC_ARN}
     templates: list[str] = ["welcome"]
     max_24_hour_send: int = 1_000_000
     signature_version: Literal["1", "2"] = "1"
@@ -290,7 +304,7 @@ class SesSandbox(SandboxApp):
     async def handle(self, request: Request) -> Reply:
         self.public_url = f"{request.scheme}://{request.host}"
         if request.method == "GET" and request.path == CERT_PATH:
-            return Reply(200, credentials.sns_certificate_pem(), {"content-type": "application/x-pem-file"})
+            return Reply(200, sns_certificate_pem(), {"content-type": "application/x-pem-file"})
         if request.method == "GET" and request.path == "/" and "Action=" in request.query:
             return self.confirm(request.query_params())
         denied = verify_sigv4(request, self.config)
@@ -374,7 +388,7 @@ class SesSandbox(SandboxApp):
     def _signed(self, message: dict[str, str]) -> dict[str, str]:
         message["SignatureVersion"] = self.config.signature_version
         message["SigningCertURL"] = self.public_url + CERT_PATH
-        message["Signature"] = sns.sign(message, credentials.sns_signing_key(), self.config.signature_version)
+        message["Signature"] = sns.sign(message, sns_signing_key(), self.config.signature_version)
         return message
 
     def _headers(self, message: dict[str, str]) -> dict[str, str]:
@@ -474,3 +488,45 @@ def ses_event(
     else:
         event["failure"] = {"templateName": "welcome", **detail}
     return event
+
+
+@cache
+def sns_signing_key() -> rsa.RSAPrivateKey:
+    """The sandbox SNS's signing key, made once per process: its certificate is served by the
+    sandbox itself (SigningCertURL), so nothing needs to agree on it in advance."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@cache
+def sns_certificate_pem() -> bytes:
+    key = sns_signing_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.sandbox.invalid")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def account(base_url: str, **overrides: object) -> SesSettings:
+    """The settings of the sandbox account: temporary credentials, its configuration set publishing
+    to its SNS topic, and its own server trusted for the SNS signing certificate."""
+    values: dict[str, object] = {
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "session_token": SESSION_TOKEN,
+        "region": REGION,
+        "from_email": FROM_EMAIL,
+        "configuration_set_name": CONFIGURATION_SET,
+        "base_url": base_url,
+        "sns_topic_arns": [SNS_TOPIC_ARN],
+        "sns_certificate_url_prefixes": [base_url.rstrip("/") + "/"],
+    }
+    return SesSettings.model_validate({**values, **overrides})

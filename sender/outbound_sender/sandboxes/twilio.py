@@ -22,9 +22,15 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from outbound_sender.sandboxes import credentials
+from outbound_sender.providers.twilio import TwilioSettings
 from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
-from outbound_sender.webhooks.signatures import twilio_signature
+from outbound_sender.webhooks.twilio import sign
+
+# The sandbox account: public test values in the real formats, valid only against this sandbox.
+ACCOUNT_SID = "AC" + "5a" * 16
+AUTH_TOKEN = "5a" * 16
+MESSAGING_SERVICE_SID = "MG" + "5a" * 16
+FROM_NUMBER = "+15005550006"
 
 MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
 ACCOUNT = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)\.json$")
@@ -75,8 +81,8 @@ def default_rules() -> list[Rule]:
 
 
 class TwilioConfig(WebhookSandboxConfig):
-    account_sid: str = credentials.TWILIO_ACCOUNT_SID
-    auth_token: str = credentials.TWILIO_AUTH_TOKEN
+    account_sid: str = ACCOUNT_SID
+    auth_token: str = AUTH_TOKEN
     account_status: str = "active"
 
 
@@ -265,8 +271,19 @@ class TwilioSandbox(SandboxApp):
                 params[key] = value
         headers = {
             "content-type": "application/x-www-form-urlencoded",
-            "x-twilio-signature": twilio_signature(self.config.auth_token, url, params.items()),
+            "x-twilio-signature": sign(self.config.auth_token, url, params.items()),
             "i-twilio-idempotency-token": str(uuid.uuid4()),
             "user-agent": "TwilioProxy/1.1",
         }
         return url, urlencode(params).encode(), headers
+
+
+def account(base_url: str, **overrides: object) -> TwilioSettings:
+    """The settings of the sandbox account, its API at `base_url`."""
+    values: dict[str, object] = {
+        "account_sid": ACCOUNT_SID,
+        "auth_token": AUTH_TOKEN,
+        "messaging_service_sid": MESSAGING_SERVICE_SID,
+        "base_url": base_url,
+    }
+    return TwilioSettings.model_validate({**values, **overrides})

@@ -26,9 +26,14 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from outbound_sender.providers.vonage import SignatureMethod, signature
-from outbound_sender.sandboxes import credentials
+from outbound_sender.providers.vonage import SignatureMethod, VonageSettings, signature
 from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
+
+# The sandbox account: public test values in the real formats, valid only against this sandbox.
+API_KEY = "5a5a5a5a"
+API_SECRET = "sandbox-secret-5a5a"
+SIGNATURE_SECRET = "sandbox-signature-secret-5a5a5a5a5a5a5a5a"
+FROM_NUMBER = "15005550006"
 
 TO = re.compile(r"\d{7,15}")  # the description's pattern: searched, as JSON Schema does
 TYPES = frozenset({"text", "binary", "wappush", "unicode", "vcal", "vcard"})
@@ -69,9 +74,9 @@ def default_rules() -> list[Rule]:
 
 
 class VonageConfig(WebhookSandboxConfig):
-    api_key: str = credentials.VONAGE_API_KEY
-    api_secret: str = credentials.VONAGE_API_SECRET
-    signature_secret: str = credentials.VONAGE_SIGNATURE_SECRET
+    api_key: str = API_KEY
+    api_secret: str = API_SECRET
+    signature_secret: str = SIGNATURE_SECRET
     signature_method: SignatureMethod = "md5hash"
     signed_webhooks: bool = True
     webhook_method: Literal["POST", "POST-JSON"] = "POST-JSON"
@@ -258,3 +263,15 @@ class VonageSandbox(SandboxApp):
         if config.webhook_method == "POST-JSON":
             return url, orjson.dumps(receipt), {"content-type": "application/json"}
         return url, urlencode(receipt).encode(), {"content-type": "application/x-www-form-urlencoded"}
+
+
+def account(base_url: str, **overrides: object) -> VonageSettings:
+    """The settings of the sandbox account, its API at `base_url`."""
+    values: dict[str, object] = {
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "signature_secret": SIGNATURE_SECRET,
+        "from_number": FROM_NUMBER,
+        "base_url": base_url,
+    }
+    return VonageSettings.model_validate({**values, **overrides})

@@ -24,9 +24,16 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from outbound_sender.sandboxes import credentials
+from outbound_sender.providers.whatsapp import WhatsAppSettings
 from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
-from outbound_sender.webhooks.signatures import meta_signature
+from outbound_sender.webhooks.whatsapp import sign
+
+# The sandbox account: public test values in the real formats, valid only against this sandbox.
+ACCESS_TOKEN = "EAAsandbox0000000000000000000000000000000000"
+PHONE_NUMBER_ID = "106540352242922"
+DISPLAY_NUMBER = "15550783881"
+APP_SECRET = "sandbox-app-secret-0000000000000000"
+VERIFY_TOKEN = "sandbox-verify-token"
 
 PATH = re.compile(r"^/(?P<version>[^/]+)/(?P<phone>[^/]+)(?P<messages>/messages)?$")
 VERSION = re.compile(r"^v\d+\.\d+$")
@@ -117,9 +124,9 @@ def default_rules() -> list[Rule]:
 
 
 class WhatsAppConfig(WebhookSandboxConfig):
-    access_token: str = credentials.WHATSAPP_ACCESS_TOKEN
-    phone_number_id: str = credentials.WHATSAPP_PHONE_NUMBER_ID
-    app_secret: str = credentials.WHATSAPP_APP_SECRET
+    access_token: str = ACCESS_TOKEN
+    phone_number_id: str = PHONE_NUMBER_ID
+    app_secret: str = APP_SECRET
     webhook_url: str | None = None
     pair_interval_seconds: float = 0.0  # Meta: ~6 s between messages to one recipient; 0 = off
     templates: list[Template] = []
@@ -234,7 +241,7 @@ class WhatsAppSandbox(SandboxApp):
     def phone_number(self) -> dict[str, Any]:
         return {
             "verified_name": "Sandbox Business",
-            "display_phone_number": credentials.WHATSAPP_DISPLAY_NUMBER,
+            "display_phone_number": DISPLAY_NUMBER,
             "id": self.config.phone_number_id,
             "quality_rating": "GREEN",
             "code_verification_status": "VERIFIED",
@@ -335,7 +342,7 @@ class WhatsAppSandbox(SandboxApp):
         value = {
             "messaging_product": "whatsapp",
             "metadata": {
-                "display_phone_number": credentials.WHATSAPP_DISPLAY_NUMBER,
+                "display_phone_number": DISPLAY_NUMBER,
                 "phone_number_id": self.config.phone_number_id,
             },
             "statuses": [item],
@@ -349,7 +356,19 @@ class WhatsAppSandbox(SandboxApp):
         raw = orjson.dumps(payload)
         headers = {
             "content-type": "application/json",
-            "x-hub-signature-256": meta_signature(self.config.app_secret, raw),
+            "x-hub-signature-256": sign(self.config.app_secret, raw),
             "user-agent": "facebookexternalua",
         }
         return url, raw, headers
+
+
+def account(base_url: str, **overrides: object) -> WhatsAppSettings:
+    """The settings of the sandbox account, its API at `base_url`."""
+    values: dict[str, object] = {
+        "access_token": ACCESS_TOKEN,
+        "phone_number_id": PHONE_NUMBER_ID,
+        "base_url": base_url,
+        "app_secret": APP_SECRET,
+        "verify_token": VERIFY_TOKEN,
+    }
+    return WhatsAppSettings.model_validate({**values, **overrides})

@@ -1,4 +1,5 @@
-"""Provider delivery webhooks -> DeliveryEvent: pure parsing, one function per provider.
+"""The DeliveryEvent every provider's webhook module (webhooks/<provider>.py) reads its receipts
+into, and the helpers that read a provider's values safely (identifiers, our id, times, free text).
 
 Each event carries a de-duplication key unique per provider (`event_id`), the normalized delivery
 status (None: recorded but does not move the message, e.g. an unsubscribe after delivery), both
@@ -9,14 +10,11 @@ failures, the normalized error code from the same tables the clients use.
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from outbound_sender.domain import Channel, DeliveryStatus, ErrorCode
-from outbound_sender.providers import ses, twilio, vonage, whatsapp
-from outbound_sender.providers.sendgrid import OUR_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +30,7 @@ class DeliveryEvent:
     error_code: ErrorCode | None = None
     provider_code: str | None = None
     error_message: str | None = None
-    account: str | None = None  # Twilio AccountSid, WhatsApp phone_number_id (None: not said)
+    account: str | None = None  # the account the receipt names: an account SID, a number id (None: not said)
 
 
 class MalformedEvent(ValueError):
@@ -62,7 +60,7 @@ BIGINT_MAX = 2**63 - 1
 LATEST_EPOCH = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
-def _int(value: object) -> int | None:
+def integer(value: object) -> int | None:
     """A lenient integer (error codes): None when it is not one."""
     try:
         return int(str(value))
@@ -70,7 +68,7 @@ def _int(value: object) -> int | None:
         return None
 
 
-def _id(value: object, name: str, *, required: bool = False) -> str | None:
+def identifier(value: object, name: str, *, required: bool = False) -> str | None:
     """An identifier or status: a printable string (or integer) of at most MAX_ID characters."""
     if value is None or value == "":
         if required:
@@ -84,9 +82,9 @@ def _id(value: object, name: str, *, required: bool = False) -> str | None:
     return text
 
 
-def _our_id(value: object) -> int | None:
+def our_id(value: object) -> int | None:
     """Our message id as carried in the send: absent, or a positive bigint."""
-    text = _id(value, "outbound_id")
+    text = identifier(value, "outbound_id")
     if text is None:
         return None
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= BIGINT_MAX:
@@ -94,7 +92,7 @@ def _our_id(value: object) -> int | None:
     return int(text)
 
 
-def _text(value: object, limit: int = MAX_TEXT) -> str | None:
+def free_text(value: object, limit: int = MAX_TEXT) -> str | None:
     """Free text from the provider, made storable: no NUL, no lone surrogate, at most `limit`."""
     if value is None or value == "":
         return None
@@ -102,7 +100,7 @@ def _text(value: object, limit: int = MAX_TEXT) -> str | None:
     return text[:limit]
 
 
-def _epoch(value: object) -> dt.datetime:
+def epoch(value: object) -> dt.datetime:
     """Seconds since the epoch (a whole number, as a string, an integer or a float); absent: now."""
     if value is None or value == "":
         return dt.datetime.now(dt.UTC)
@@ -116,7 +114,7 @@ def _epoch(value: object) -> dt.datetime:
     return dt.datetime.fromtimestamp(int(text), dt.UTC)
 
 
-def _iso_time(value: object) -> dt.datetime:
+def iso_time(value: object) -> dt.datetime:
     """An ISO 8601 instant with its offset (2026-11-29T12:00:00.123Z); absent: now."""
     if value is None or value == "":
         return dt.datetime.now(dt.UTC)
@@ -131,310 +129,5 @@ def _iso_time(value: object) -> dt.datetime:
     return moment
 
 
-def _status(value: object) -> str:
-    return _id(value, "status") or ""
-
-
-# ---- Twilio ----------------------------------------------------------------------------------
-TWILIO_STATUS = {
-    "sent": DeliveryStatus.SENT,
-    "delivered": DeliveryStatus.DELIVERED,
-    "undelivered": DeliveryStatus.UNDELIVERED,
-    "failed": DeliveryStatus.UNDELIVERED,
-    "read": DeliveryStatus.READ,
-}
-
-
-def twilio_event(params: Mapping[str, str], outbound_id: str | None, provider: str = "twilio") -> DeliveryEvent:
-    """One status callback; MalformedEvent when it cannot be read."""
-    sid = _id(params.get("MessageSid") or params.get("SmsSid"), "MessageSid", required=True)
-    raw = _status(params.get("MessageStatus") or params.get("SmsStatus"))
-    code = _int(params.get("ErrorCode"))
-    error = twilio.classify(code, None)[0] if code else None
-    return DeliveryEvent(
-        provider=provider,
-        channel=Channel.SMS,
-        event_id=f"{sid}:{raw}",
-        raw_status=raw,
-        status=TWILIO_STATUS.get(raw),
-        provider_message_id=sid,
-        outbound_id=_our_id(outbound_id),
-        occurred_at=dt.datetime.now(dt.UTC),
-        error_code=error,
-        provider_code=_text(code, MAX_CODE) if code else None,
-        account=_id(params.get("AccountSid"), "AccountSid"),
-    )
-
-
-# ---- Vonage ----------------------------------------------------------------------------------
-VONAGE_STATUS = {
-    "accepted": DeliveryStatus.SENT,
-    "buffered": DeliveryStatus.SENT,
-    "delivered": DeliveryStatus.DELIVERED,
-    "expired": DeliveryStatus.UNDELIVERED,
-    "failed": DeliveryStatus.UNDELIVERED,
-    "rejected": DeliveryStatus.UNDELIVERED,
-}
-
-
-def vonage_event(params: Mapping[str, object], provider: str = "vonage") -> DeliveryEvent:
-    """One delivery receipt (each part of a long message has its own); MalformedEvent when it
-    cannot be read. Our id is its `client-ref`; `unknown` and other statuses are recorded only."""
-    message_id = _id(params.get("messageId"), "messageId", required=True)
-    raw = _status(params.get("status"))
-    code = _int(params.get("err-code"))
-    failed = VONAGE_STATUS.get(raw) is DeliveryStatus.UNDELIVERED
-    return DeliveryEvent(
-        provider=provider,
-        channel=Channel.SMS,
-        event_id=f"{message_id}:{raw}",
-        raw_status=raw,
-        status=VONAGE_STATUS.get(raw),
-        provider_message_id=message_id,
-        outbound_id=_our_id(params.get("client-ref")),
-        occurred_at=_epoch(params.get("timestamp")),
-        error_code=vonage.dlr_error(code or 0) if failed else None,
-        provider_code=_text(code, MAX_CODE) if code else None,
-        account=_id(params.get("api-key"), "api-key"),
-    )
-
-
-# ---- SendGrid --------------------------------------------------------------------------------
-OPTED_OUT = ("spamreport", "unsubscribe", "group_unsubscribe")
-
-
-def _sendgrid_drop(reason: str) -> ErrorCode:
-    lowered = reason.lower()
-    if "unsubscribe" in lowered or "spam" in lowered:
-        return ErrorCode.RECIPIENT_UNSUBSCRIBED
-    if "bounce" in lowered or "invalid" in lowered:
-        return ErrorCode.INVALID_EMAIL
-    return ErrorCode.PERMANENT_ERROR
-
-
-def _sendgrid_status(event: Mapping[str, Any]) -> tuple[DeliveryStatus | None, ErrorCode | None]:
-    name = str(event.get("event", ""))
-    simple = {
-        "processed": DeliveryStatus.SENT,
-        "delivered": DeliveryStatus.DELIVERED,
-        "open": DeliveryStatus.READ,
-        "click": DeliveryStatus.READ,
-    }
-    if name in simple:
-        return simple[name], None
-    if name == "deferred" or (name == "bounce" and event.get("type") == "blocked"):
-        return DeliveryStatus.DEFERRED, ErrorCode.TEMPORARY_ERROR
-    if name == "bounce":
-        return DeliveryStatus.BOUNCED, ErrorCode.INVALID_EMAIL
-    if name == "dropped":
-        return DeliveryStatus.BOUNCED, _sendgrid_drop(str(event.get("reason", "")))
-    if name in OPTED_OUT:
-        return None, ErrorCode.RECIPIENT_UNSUBSCRIBED
-    return None, None
-
-
-def _sendgrid_custom_arg(event: Mapping[str, Any]) -> object:
-    """The outbound_id custom argument the send carried, as the event holds it: a top-level key, or
-    inside its `unique_args` / `custom_args` object. It finds the message when the 202 had no
-    X-Message-Id."""
-    for carrier in (event, event.get("unique_args"), event.get("custom_args")):
-        if isinstance(carrier, Mapping) and carrier.get(OUR_ID) is not None:
-            return carrier.get(OUR_ID)
-    return None
-
-
-def _sendgrid_event(item: object, provider: str) -> DeliveryEvent:
-    if not isinstance(item, Mapping):
-        raise MalformedEvent("event is not an object")
-    status, error = _sendgrid_status(item)
-    sg_message_id = _id(item.get("sg_message_id"), "sg_message_id") or ""
-    raw = _status(item.get("event"))
-    event_id = _id(item.get("sg_event_id"), "sg_event_id") or (f"{sg_message_id}:{raw}" if sg_message_id else None)
-    if event_id is None:
-        raise MalformedEvent("sg_event_id missing")
-    return DeliveryEvent(
-        provider=provider,
-        channel=Channel.EMAIL,
-        event_id=event_id[:MAX_ID],
-        raw_status=raw,
-        status=status,
-        provider_message_id=sg_message_id.split(".", 1)[0] or None,
-        outbound_id=_our_id(_sendgrid_custom_arg(item)),
-        occurred_at=_epoch(item.get("timestamp")),
-        error_code=error,
-        provider_code=_text(item.get("status"), MAX_CODE),
-        error_message=_text(item.get("reason") or item.get("response")),
-    )
-
-
-def sendgrid_events(batch: Iterable[object], provider: str = "sendgrid") -> Parsed:
-    """The events of one Event Webhook POST (a JSON array), each read on its own."""
-    parsed = Parsed()
-    for item in batch:
-        parsed.add(_sendgrid_event, item, provider)
-    return parsed
-
-
-# ---- WhatsApp --------------------------------------------------------------------------------
-WHATSAPP_STATUS = {
-    "sent": DeliveryStatus.SENT,
-    "delivered": DeliveryStatus.DELIVERED,
-    "read": DeliveryStatus.READ,
-    "failed": DeliveryStatus.UNDELIVERED,
-}
-
-
-def _objects(container: Mapping[str, Any], key: str, parsed: Parsed) -> Iterator[Mapping[str, Any]]:
-    """The objects in container[key] (absent: none); anything else there is counted as malformed."""
-    items = container.get(key)
-    if items is None:
-        return
-    if not isinstance(items, list):
-        parsed.malformed.append(f"{key} is not a list")
-        return
-    for item in items:
-        if isinstance(item, Mapping):
-            yield item
-        else:
-            parsed.malformed.append(f"{key} item is not an object")
-
-
-def _whatsapp_error(status: Mapping[str, Any]) -> tuple[ErrorCode | None, str | None, str | None]:
-    errors = status.get("errors")
-    if not errors:
-        return None, None, None
-    first = errors[0] if isinstance(errors, list) else None
-    if not isinstance(first, Mapping):
-        raise MalformedEvent("errors is not a list of objects")
-    code = _int(first.get("code"))
-    data = first.get("error_data")
-    details = str(data.get("details") or "") if isinstance(data, Mapping) else ""
-    normalized = whatsapp.classify(code, None, details)[0]
-    text = _text(first.get("message") or first.get("title"))
-    return normalized, _text(code, MAX_CODE) if code is not None else None, text
-
-
-def _whatsapp_event(status: Mapping[str, Any], account: str | None, provider: str) -> DeliveryEvent:
-    wamid = _id(status.get("id"), "id", required=True)
-    raw = _status(status.get("status"))
-    error, code, text = _whatsapp_error(status)
-    return DeliveryEvent(
-        provider=provider,
-        channel=Channel.WHATSAPP,
-        event_id=f"{wamid}:{raw}",
-        raw_status=raw,
-        status=WHATSAPP_STATUS.get(raw),
-        provider_message_id=wamid,
-        outbound_id=_our_id(status.get("biz_opaque_callback_data")),
-        occurred_at=_epoch(status.get("timestamp")),
-        error_code=error,
-        provider_code=code,
-        error_message=text,
-        account=account,
-    )
-
-
-def whatsapp_events(payload: Mapping[str, Any], provider: str = "whatsapp") -> Parsed:
-    """The statuses of one webhook POST (entry[].changes[].value.statuses[]), each read on its own.
-    The account is the value's metadata.phone_number_id."""
-    parsed = Parsed()
-    for entry in _objects(payload, "entry", parsed):
-        for change in _objects(entry, "changes", parsed):
-            value = change.get("value")
-            if change.get("field", "messages") != "messages" or value is None:
-                continue
-            if not isinstance(value, Mapping):
-                parsed.malformed.append("value is not an object")
-                continue
-            metadata = value.get("metadata")
-            try:
-                number = metadata.get("phone_number_id") if isinstance(metadata, Mapping) else None
-                account = _id(number, "phone_number_id")
-            except MalformedEvent as error:
-                parsed.malformed.append(str(error))
-                continue
-            for status in _objects(value, "statuses", parsed):
-                parsed.add(_whatsapp_event, status, account, provider)
-    return parsed
-
-
-# ---- Amazon SES (its events, published to an SNS topic) ---------------------------------------
-SES_STATUS = {
-    "Send": (DeliveryStatus.SENT, None),
-    "Delivery": (DeliveryStatus.DELIVERED, None),
-    "Open": (DeliveryStatus.READ, None),
-    "Click": (DeliveryStatus.READ, None),
-    "DeliveryDelay": (DeliveryStatus.DEFERRED, ErrorCode.TEMPORARY_ERROR),
-    "Reject": (DeliveryStatus.UNDELIVERED, ErrorCode.PERMANENT_ERROR),  # SES would not send it (virus)
-    "Rendering Failure": (DeliveryStatus.UNDELIVERED, ErrorCode.PERMANENT_ERROR),  # template data
-    "Complaint": (None, ErrorCode.RECIPIENT_UNSUBSCRIBED),  # after delivery: recorded, not a failure
-}
-SUPPRESSED = ("Suppressed", "OnAccountSuppressionList")
-
-
-def _ses_bounce(detail: Mapping[str, Any]) -> tuple[DeliveryStatus, ErrorCode, str | None, str | None]:
-    kind = str(detail.get("bounceType") or "Undetermined")
-    sub = str(detail.get("bounceSubType") or "")
-    if kind == "Permanent":
-        error = ErrorCode.RECIPIENT_UNSUBSCRIBED if sub in SUPPRESSED else ErrorCode.INVALID_EMAIL
-    else:  # Transient: SES gave up on a mailbox that may take mail later; Undetermined
-        error = ErrorCode.TEMPORARY_ERROR if kind == "Transient" else ErrorCode.PERMANENT_ERROR
-    recipients = detail.get("bouncedRecipients")
-    first = recipients[0] if isinstance(recipients, list) and recipients else {}
-    text = first.get("diagnosticCode") or first.get("status") if isinstance(first, Mapping) else None
-    return DeliveryStatus.BOUNCED, error, _text(f"{kind}/{sub}" if sub else kind, MAX_CODE), _text(text)
-
-
-def _ses_object(event: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    """The event's own object: `bounce` for Bounce, `deliveryDelay` for DeliveryDelay, `failure`
-    for Rendering Failure; empty when absent."""
-    key = "failure" if name == "Rendering Failure" else name[:1].lower() + name[1:]
-    detail = event.get(key)
-    return detail if isinstance(detail, Mapping) else {}
-
-
-def _ses_detail(
-    name: str, detail: Mapping[str, Any]
-) -> tuple[DeliveryStatus | None, ErrorCode | None, str | None, str | None]:
-    """(status, error, provider code, text) of one SES event; unknown types are recorded only."""
-    if name == "Bounce":
-        return _ses_bounce(detail)
-    status, error = SES_STATUS.get(name, (None, None))
-    code = detail.get("delayType") or detail.get("complaintFeedbackType")
-    text = detail.get("reason") or detail.get("errorMessage")
-    return status, error, _text(code, MAX_CODE), _text(text)
-
-
-def ses_notification(envelope: Mapping[str, Any], provider: str = "ses") -> DeliveryEvent:
-    """One SNS Notification holding an SES event (event publishing's `eventType`, or an identity
-    notification's `notificationType`); MalformedEvent when it cannot be read. Our id is the
-    message tag outbound_id, the provider's message id `mail.messageId`."""
-    sns_id = _id(envelope.get("MessageId"), "MessageId", required=True) or ""
-    raw_message = envelope.get("Message")
-    try:
-        event = json.loads(raw_message) if isinstance(raw_message, str) else None
-    except (ValueError, RecursionError):
-        event = None
-    if not isinstance(event, Mapping):
-        raise MalformedEvent("Message is not an SES event")
-    mail = event.get("mail")
-    if not isinstance(mail, Mapping):
-        raise MalformedEvent("mail is not an object")
-    name = _status(event.get("eventType") or event.get("notificationType"))
-    detail = _ses_object(event, name)
-    status, error, code, text = _ses_detail(name, detail)
-    tags = mail.get("tags")
-    ours = tags.get(ses.OUR_ID) if isinstance(tags, Mapping) else None
-    return DeliveryEvent(
-        provider=provider,
-        channel=Channel.EMAIL,
-        event_id=sns_id,
-        raw_status=name,
-        status=status,
-        provider_message_id=_id(mail.get("messageId"), "messageId", required=True),
-        outbound_id=_our_id(ours[0] if isinstance(ours, list) and ours else None),
-        occurred_at=_iso_time(detail.get("timestamp") or mail.get("timestamp")),
-        error_code=error,
-        provider_code=code,
-        error_message=text,
-    )
+def status_name(value: object) -> str:
+    return identifier(value, "status") or ""

@@ -2,15 +2,10 @@
 
     router(config: WebhookConfig, pool: PoolSource, *, metrics: Metrics | None = None) -> APIRouter
 
-Each provider's entry in providers/registry.py says where its receipts arrive and which handler
-(webhooks/endpoints.py) answers each method there; today:
-
-    POST {prefix}/twilio/status      Twilio status callback (form), X-Twilio-Signature
-    POST {prefix}/sendgrid/events    SendGrid Event Webhook (JSON array), ECDSA signature
-    GET  {prefix}/whatsapp           Meta verification handshake (hub.mode/verify_token/challenge)
-    POST {prefix}/whatsapp           WhatsApp status webhook, X-Hub-Signature-256
-    GET|POST {prefix}/vonage/dlr     Vonage delivery receipts, signed `sig`
-    POST {prefix}/ses/sns            Amazon SES events through SNS (signed by SNS's certificate)
+Each provider's entry in providers/registry.py says where its receipts arrive (a path under the
+prefix), which handler answers each HTTP method there, and which settings fields verify them;
+docs/providers.md lists the routes. The handlers are the providers' own (webhooks/<provider>.py),
+sharing Endpoints.
 
 `prefix` is config.path_prefix (default /webhooks). `pool` is an asyncpg pool, or a zero-argument
 callable returning one (resolved per request, so the app can create its pool at start-up).
@@ -26,9 +21,6 @@ from fastapi import APIRouter
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers import registry
 from outbound_sender.providers.accounts import AllProviderSettings
-from outbound_sender.providers.ses import SesSettings
-from outbound_sender.providers.settings import SendGridSettings, TwilioSettings, WhatsAppSettings, secret
-from outbound_sender.providers.vonage import VonageSettings
 from outbound_sender.webhooks.endpoints import Endpoints, PoolSource, WebhookConfig
 
 __all__ = ["PoolSource", "WebhookConfig", "router", "webhook_config"]
@@ -50,21 +42,10 @@ def router(config: WebhookConfig, pool: PoolSource, *, metrics: Metrics | None =
 
 
 def webhook_config(settings: AllProviderSettings) -> WebhookConfig:
-    """The webhooks' secrets and accounts, read from the providers' settings."""
-    sms, chat = settings.account(TwilioSettings), settings.account(WhatsAppSettings)
-    backup, mail = settings.account(VonageSettings), settings.account(SesSettings)
+    """The webhooks' configuration: every provider's account (each handler reads its own secrets and
+    account there) and the router's own settings."""
     return WebhookConfig(
-        twilio_auth_token=secret(sms.auth_token),
-        sendgrid_public_key=secret(settings.account(SendGridSettings).webhook_public_key),
-        whatsapp_app_secret=secret(chat.app_secret),
-        whatsapp_verify_token=secret(chat.verify_token),
-        twilio_account_sid=sms.account_sid or "",
-        whatsapp_phone_number_id=chat.phone_number_id or "",
-        vonage_signature_secret=secret(backup.signature_secret),
-        vonage_signature_method=backup.signature_method,
-        vonage_api_key=backup.api_key or "",
-        ses_topic_arns=tuple(mail.sns_topic_arns),
-        ses_certificate_url_prefixes=tuple(mail.sns_certificate_url_prefixes),
+        accounts=dict(settings.accounts),
         public_url=settings.webhook.public_url,
         path_prefix=settings.webhook.path_prefix,
         max_body_bytes=settings.webhook.max_body_bytes,

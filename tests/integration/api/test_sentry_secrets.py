@@ -16,8 +16,10 @@ import pytest
 import sentry_sdk
 
 from outbound_sender.observability.sentry import SentrySettings, setup_sentry
+from outbound_sender.providers.twilio import TwilioSettings
+from outbound_sender.providers.whatsapp import WhatsAppSettings
 from outbound_sender.store import message_api
-from outbound_sender.webhooks import signatures
+from outbound_sender.webhooks import whatsapp as whatsapp_webhook
 from outbound_sender.webhooks.router import WebhookConfig, router
 from tests.integration.api.conftest import EMAIL, SMS, Api, api_settings, serving
 from tests.unit.observability.test_sentry import DSN, CaptureTransport
@@ -85,18 +87,21 @@ async def test_a_500_under_v1_sends_no_api_key_and_no_recipient(
 async def test_a_webhook_error_sends_no_provider_secret(
     db_dsn: str, transport: CaptureTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    verify = signatures.verify_meta
+    verify = whatsapp_webhook.verify
 
     def failing_verify(app_secret: str, body: bytes, header: str | None) -> bool:
         verify(app_secret, body, header)  # the secret is a local of this frame, as in hmac's own error
         raise TypeError("comparing strings with non-ASCII characters is not supported")
 
-    monkeypatch.setattr(signatures, "verify_meta", failing_verify)
+    monkeypatch.setattr(whatsapp_webhook, "verify", failing_verify)
     config = WebhookConfig(
-        twilio_auth_token=TWILIO_TOKEN, whatsapp_app_secret=APP_SECRET, whatsapp_verify_token=VERIFY_TOKEN
+        accounts={
+            "twilio": TwilioSettings(auth_token=TWILIO_TOKEN),
+            "whatsapp": WhatsAppSettings(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN),
+        }
     )
     body = b'{"object": "whatsapp_business_account", "entry": []}'
-    signature = signatures.meta_signature(APP_SECRET, body)
+    signature = whatsapp_webhook.sign(APP_SECRET, body)
     served: list[Api] = []
     webhooks = router(config, lambda: served[0].app.state.api.pool)
     async with serving(db_dsn, api_settings(), extra_routers=[webhooks]) as api:

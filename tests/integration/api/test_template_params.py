@@ -8,9 +8,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from outbound_sender import sandboxes
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers import whatsapp
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.store import messages
 from outbound_sender.worker.dispatch import Dispatcher
 from tests.integration.api.conftest import EMAIL
@@ -39,7 +39,7 @@ async def test_positional_whatsapp_parameters_reach_the_provider(
         {"type": "body", "parameters": [{"type": "text", "text": "Tuesday"}, {"type": "text", "text": "10:30"}]},
     ]
     case = next(c for c in CASES if c.name == "whatsapp")
-    async with serve(sandboxes.WhatsAppSandbox()) as url:
+    async with serve(whatsapp_sandbox.WhatsAppSandbox()) as url:
         metrics = Metrics()
         async with worker(db_dsn, Dispatcher([case.provider(url)], metrics=metrics), metrics):
             row = await messages.wait_final(db, message_id, timeout=30)

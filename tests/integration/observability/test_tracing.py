@@ -19,13 +19,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
-from outbound_sender import cli, sandboxes, tracing
+from outbound_sender import cli, tracing
 from outbound_sender.config import load_settings
 from outbound_sender.embedded import free_port
 from outbound_sender.errors import ConfigError
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.transport import provider_client
 from outbound_sender.providers.twilio import TwilioProvider
+from outbound_sender.sandboxes import twilio as twilio_sandbox
 from outbound_sender.sandboxes.base import Rule
 from outbound_sender.webhooks.router import router as webhook_router
 from outbound_sender.worker.dispatch import Dispatcher
@@ -69,7 +70,7 @@ async def api_with_webhooks(db_dsn: str) -> AsyncIterator[Api]:
 async def twilio_worker(db_dsn: str, sandbox_url: str, webhooks_url: str) -> AsyncIterator[None]:
     """A worker sending SMS through the Twilio client on the production transport."""
     client = provider_client(4, connect_timeout=2.0, read_timeout=5.0)
-    provider = TwilioProvider(client, sandboxes.twilio_settings(sandbox_url), callback_base=webhooks_url)
+    provider = TwilioProvider(client, twilio_sandbox.account(sandbox_url), callback_base=webhooks_url)
     settings = WorkerSettings(poll_interval_ms=50, recovery_interval_ms=500, lease_seconds=30)
     worker = OutboundJobWorker(db_dsn, Dispatcher([provider]), settings=settings, retry=FAST_RETRY, metrics=Metrics())
     stop = asyncio.Event()
@@ -116,7 +117,7 @@ def no_recipient_in(spans: Sequence[ReadableSpan]) -> None:
 async def test_one_trace_from_the_api_request_to_the_provider_call_and_the_receipts(
     spans: InMemorySpanExporter, db_dsn: str, db: asyncpg.Connection
 ) -> None:
-    sandbox = sandboxes.TwilioSandbox()
+    sandbox = twilio_sandbox.TwilioSandbox()
     sandbox.config.rules = []
     async with serve(sandbox) as sandbox_url, api_with_webhooks(db_dsn) as api:
         async with api.client() as client:
@@ -180,7 +181,7 @@ async def test_one_trace_from_the_api_request_to_the_provider_call_and_the_recei
 async def test_each_attempt_is_a_send_span_of_the_same_trace_and_failures_are_errors(
     spans: InMemorySpanExporter, db_dsn: str, db: asyncpg.Connection
 ) -> None:
-    sandbox = sandboxes.TwilioSandbox()
+    sandbox = twilio_sandbox.TwilioSandbox()
     sandbox.config.rules = [Rule(pattern=".", action="http:503")]
     async with serve(sandbox) as sandbox_url, api_with_webhooks(db_dsn) as api:
         async with api.client() as client:

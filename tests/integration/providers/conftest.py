@@ -18,19 +18,24 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
-from outbound_sender.providers.sendgrid import SendGridProvider
-from outbound_sender.providers.ses import SesProvider
-from outbound_sender.providers.twilio import TwilioProvider
-from outbound_sender.providers.vonage import VonageProvider
-from outbound_sender.providers.whatsapp import WhatsAppProvider
-from outbound_sender.sandboxes import credentials
+from outbound_sender.providers.sendgrid import SendGridProvider, SendGridSettings
+from outbound_sender.providers.ses import SesProvider, SesSettings
+from outbound_sender.providers.twilio import TwilioProvider, TwilioSettings
+from outbound_sender.providers.vonage import VonageProvider, VonageSettings
+from outbound_sender.providers.whatsapp import WhatsAppProvider, WhatsAppSettings
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
+from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes import twilio as twilio_sandbox
+from outbound_sender.sandboxes import vonage as vonage_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.sandboxes.base import SandboxApp
 from outbound_sender.store.db import create_pool
-from outbound_sender.webhooks import signatures
+from outbound_sender.webhooks import sendgrid as sendgrid_webhook
+from outbound_sender.webhooks import twilio as twilio_webhook
+from outbound_sender.webhooks import whatsapp as whatsapp_webhook
 from outbound_sender.webhooks.router import WebhookConfig, router
 
 
@@ -72,24 +77,24 @@ class Case:
         client = http_client(read_timeout)
         retry = ambiguous_retry
         if self.name == "twilio":
-            settings = sandboxes.twilio_settings(base_url)
+            settings = twilio_sandbox.account(base_url)
             return TwilioProvider(client, settings, callback_base=webhooks, ambiguous_retry=retry)
         if self.name == "sendgrid":
-            return SendGridProvider(client, sandboxes.sendgrid_settings(base_url), ambiguous_retry=retry)
+            return SendGridProvider(client, sendgrid_sandbox.account(base_url), ambiguous_retry=retry)
         if self.name == "ses":
-            return SesProvider(client, sandboxes.ses_settings(base_url), ambiguous_retry=retry)
+            return SesProvider(client, ses_sandbox.account(base_url), ambiguous_retry=retry)
         if self.name == "vonage":
-            account = sandboxes.vonage_settings(base_url)
+            account = vonage_sandbox.account(base_url)
             return VonageProvider(client, account, callback_base=webhooks, ambiguous_retry=retry)
-        return WhatsAppProvider(client, sandboxes.whatsapp_settings(base_url), ambiguous_retry=retry)
+        return WhatsAppProvider(client, whatsapp_sandbox.account(base_url), ambiguous_retry=retry)
 
 
 CASES = [
-    Case("twilio", Channel.SMS, sandboxes.TwilioSandbox, "+15557654321", "SM", "DELIVERED"),
-    Case("sendgrid", Channel.EMAIL, sandboxes.SendGridSandbox, "ann@example.com", "", "DELIVERED"),
-    Case("whatsapp", Channel.WHATSAPP, sandboxes.WhatsAppSandbox, "+15557654321", "wamid.", "READ"),
-    Case("vonage", Channel.SMS, sandboxes.VonageSandbox, "+15557654321", "", "DELIVERED"),
-    Case("ses", Channel.EMAIL, sandboxes.SesSandbox, "ann@example.com", "0100", "DELIVERED"),
+    Case("twilio", Channel.SMS, twilio_sandbox.TwilioSandbox, "+15557654321", "SM", "DELIVERED"),
+    Case("sendgrid", Channel.EMAIL, sendgrid_sandbox.SendGridSandbox, "ann@example.com", "", "DELIVERED"),
+    Case("whatsapp", Channel.WHATSAPP, whatsapp_sandbox.WhatsAppSandbox, "+15557654321", "wamid.", "READ"),
+    Case("vonage", Channel.SMS, vonage_sandbox.VonageSandbox, "+15557654321", "", "DELIVERED"),
+    Case("ses", Channel.EMAIL, ses_sandbox.SesSandbox, "ann@example.com", "0100", "DELIVERED"),
 ]
 
 
@@ -110,13 +115,16 @@ LOOPBACK = "http://127.0.0.1:"
 
 def webhook_config(url: str | None = None) -> WebhookConfig:
     return WebhookConfig(
-        twilio_auth_token=credentials.TWILIO_AUTH_TOKEN,
-        sendgrid_public_key=credentials.sendgrid_verification_key(),
-        whatsapp_app_secret=credentials.WHATSAPP_APP_SECRET,
-        whatsapp_verify_token=credentials.WHATSAPP_VERIFY_TOKEN,
-        vonage_signature_secret=credentials.VONAGE_SIGNATURE_SECRET,
-        ses_topic_arns=(credentials.SES_SNS_TOPIC_ARN,),
-        ses_certificate_url_prefixes=(LOOPBACK,),  # the SES sandbox serves its SNS certificate
+        accounts={
+            "twilio": TwilioSettings(auth_token=twilio_sandbox.AUTH_TOKEN),
+            "sendgrid": SendGridSettings(webhook_public_key=sendgrid_sandbox.verification_key()),
+            "whatsapp": WhatsAppSettings(
+                app_secret=whatsapp_sandbox.APP_SECRET, verify_token=whatsapp_sandbox.VERIFY_TOKEN
+            ),
+            "vonage": VonageSettings(signature_secret=vonage_sandbox.SIGNATURE_SECRET),
+            # the SES sandbox serves its SNS certificate
+            "ses": SesSettings(sns_topic_arns=[ses_sandbox.SNS_TOPIC_ARN], sns_certificate_url_prefixes=[LOOPBACK]),
+        },
         public_url=url,
     )
 
@@ -144,23 +152,23 @@ async def webhooks(db_dsn: str) -> AsyncIterator[Webhooks]:
 def point_webhooks(app: SandboxApp, url: str) -> None:
     """SendGrid, WhatsApp and SES (its SNS subscription) have account-level webhook URLs; Twilio's
     and Vonage's travel with each message."""
-    if isinstance(app, sandboxes.SendGridSandbox):
+    if isinstance(app, sendgrid_sandbox.SendGridSandbox):
         app.config.event_webhook_url = f"{url}/sendgrid/events"
-    if isinstance(app, sandboxes.WhatsAppSandbox):
+    if isinstance(app, whatsapp_sandbox.WhatsAppSandbox):
         app.config.webhook_url = f"{url}/whatsapp"
-    if isinstance(app, sandboxes.SesSandbox):
+    if isinstance(app, ses_sandbox.SesSandbox):
         app.config.endpoint_url = f"{url}/ses/sns"
 
 
 def twilio_headers(url: str, params: dict[str, str]) -> dict[str, str]:
     """Form-encoded Twilio status callback headers, signed for `url` with the sandbox token."""
-    signature = signatures.twilio_signature(credentials.TWILIO_AUTH_TOKEN, url, params.items())
+    signature = twilio_webhook.sign(twilio_sandbox.AUTH_TOKEN, url, params.items())
     return {"content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature}
 
 
 def sendgrid_headers(raw: bytes) -> dict[str, str]:
     stamp = str(int(time.time()))
-    signature = signatures.sendgrid_signature(credentials.sendgrid_signing_key(), raw, stamp)
+    signature = sendgrid_webhook.sign(sendgrid_sandbox.signing_key(), raw, stamp)
     return {
         "content-type": "application/json",
         "x-twilio-email-event-webhook-signature": signature,
@@ -169,7 +177,7 @@ def sendgrid_headers(raw: bytes) -> dict[str, str]:
 
 
 def whatsapp_headers(raw: bytes) -> dict[str, str]:
-    signature = signatures.meta_signature(credentials.WHATSAPP_APP_SECRET, raw)
+    signature = whatsapp_webhook.sign(whatsapp_sandbox.APP_SECRET, raw)
     return {"content-type": "application/json", "x-hub-signature-256": signature}
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, CircuitState, NewMessage
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers.base import Provider
@@ -28,6 +27,10 @@ from outbound_sender.providers.sendgrid import SendGridProvider
 from outbound_sender.providers.ses import SesProvider
 from outbound_sender.providers.twilio import TwilioProvider
 from outbound_sender.providers.vonage import VonageProvider
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
+from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes import twilio as twilio_sandbox
+from outbound_sender.sandboxes import vonage as vonage_sandbox
 from outbound_sender.sandboxes.base import Rule, SandboxApp
 from outbound_sender.store import messages
 from outbound_sender.worker.circuit import BreakerConfig
@@ -56,18 +59,18 @@ class Pair:
 
     def apps(self) -> tuple[SandboxApp, SandboxApp]:
         if self.channel is Channel.SMS:
-            return sandboxes.TwilioSandbox(), sandboxes.VonageSandbox()
-        return sandboxes.SendGridSandbox(), sandboxes.SesSandbox()
+            return twilio_sandbox.TwilioSandbox(), vonage_sandbox.VonageSandbox()
+        return sendgrid_sandbox.SendGridSandbox(), ses_sandbox.SesSandbox()
 
     def providers(self, first_url: str, backup_url: str, webhooks: Webhooks) -> list[Provider]:
         if self.channel is Channel.SMS:
             return [
-                TwilioProvider(http_client(), sandboxes.twilio_settings(first_url), callback_base=webhooks.url),
-                VonageProvider(http_client(), sandboxes.vonage_settings(backup_url), callback_base=webhooks.url),
+                TwilioProvider(http_client(), twilio_sandbox.account(first_url), callback_base=webhooks.url),
+                VonageProvider(http_client(), vonage_sandbox.account(backup_url), callback_base=webhooks.url),
             ]
         return [
-            SendGridProvider(http_client(), sandboxes.sendgrid_settings(first_url)),
-            SesProvider(http_client(), sandboxes.ses_settings(backup_url)),
+            SendGridProvider(http_client(), sendgrid_sandbox.account(first_url)),
+            SesProvider(http_client(), ses_sandbox.account(backup_url)),
         ]
 
 

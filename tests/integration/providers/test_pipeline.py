@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, CircuitState, NewMessage
 from outbound_sender.metrics import Metrics
 from outbound_sender.providers import registry
 from outbound_sender.providers.base import Provider
 from outbound_sender.providers.twilio import TwilioProvider
+from outbound_sender.sandboxes import twilio as twilio_sandbox
 from outbound_sender.sandboxes.base import Rule
 from outbound_sender.store import messages
+from outbound_sender.webhooks import twilio as twilio_webhook
 from outbound_sender.webhooks.store import ReceiptCheck
 from outbound_sender.worker.circuit import BreakerConfig
 from outbound_sender.worker.dispatch import Dispatcher
@@ -77,13 +78,13 @@ async def test_all_three_providers_send_through_the_pipeline(
 async def test_failover_to_the_backup_provider_when_the_primary_circuit_opens(
     db_dsn: str, db: asyncpg.Connection
 ) -> None:
-    primary_app, backup_app = sandboxes.TwilioSandbox(), sandboxes.TwilioSandbox()
+    primary_app, backup_app = twilio_sandbox.TwilioSandbox(), twilio_sandbox.TwilioSandbox()
     primary_app.config.rules = [Rule(pattern=".", action="http:503")]
     backup_app.config.rules = []
     async with serve(primary_app) as primary_url, serve(backup_app) as backup_url:
         providers: list[Provider] = [
-            TwilioProvider(http_client(), sandboxes.twilio_settings(primary_url), name="twilio"),
-            TwilioProvider(http_client(), sandboxes.twilio_settings(backup_url), name="twilio-backup"),
+            TwilioProvider(http_client(), twilio_sandbox.account(primary_url), name="twilio"),
+            TwilioProvider(http_client(), twilio_sandbox.account(backup_url), name="twilio-backup"),
         ]
         metrics = Metrics()
         dispatcher = Dispatcher(
@@ -116,10 +117,10 @@ async def test_every_circuit_open_leaves_the_channel_alone_without_burning_attem
 ) -> None:
     """With every provider of its channel open, a worker claims nothing of that channel: the message
     stays QUEUED with the one attempt that opened the circuit, and no deferral row is written."""
-    app = sandboxes.TwilioSandbox()
+    app = twilio_sandbox.TwilioSandbox()
     app.config.rules = [Rule(pattern=".", action="http:503")]
     async with serve(app) as url:
-        provider = TwilioProvider(http_client(), sandboxes.twilio_settings(url))
+        provider = TwilioProvider(http_client(), twilio_sandbox.account(url))
         dispatcher = Dispatcher([provider], breaker=BreakerConfig(failure_threshold=1, open_seconds=60))
         message_id = await messages.enqueue(db, NewMessage("org", Channel.SMS, "+15557654321", body="x"))
         async with worker(db_dsn, dispatcher, Metrics()) as running:
@@ -181,8 +182,6 @@ async def test_a_receipt_arriving_after_an_ambiguous_send_settles_the_queued_mes
     """The other order: the send timed out, the retry waits, then the receipt comes."""
     import httpx
 
-    from outbound_sender.webhooks import signatures
-
     message_id = await messages.enqueue(db, NewMessage("org", Channel.SMS, "+15557654321", body="x"))
     await db.execute(
         "UPDATE outbound_message SET status = 'QUEUED', claim_count = 1, attempt_count = 1,"
@@ -197,8 +196,8 @@ async def test_a_receipt_arriving_after_an_ambiguous_send_settles_the_queued_mes
     )
     url = f"{webhooks.url}/twilio/status?outbound_id={message_id}"
     params = {"MessageSid": "SM" + "1" * 32, "MessageStatus": "sent"}
-    token = sandboxes.credentials.TWILIO_AUTH_TOKEN
-    headers = {"x-twilio-signature": signatures.twilio_signature(token, url, params.items())}
+    token = twilio_sandbox.AUTH_TOKEN
+    headers = {"x-twilio-signature": twilio_webhook.sign(token, url, params.items())}
     async with httpx.AsyncClient() as client:
         assert (await client.post(url, data=params, headers=headers)).status_code == 200
     row = await messages.get_message(db, message_id)

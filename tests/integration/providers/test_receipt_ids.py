@@ -12,12 +12,11 @@ import asyncpg
 import httpx
 import pytest
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.metrics import Metrics
-from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
 from outbound_sender.store import messages
-from outbound_sender.webhooks import signatures as sig
+from outbound_sender.webhooks import sendgrid as sendgrid_webhook
 from outbound_sender.worker.dispatch import Dispatcher
 from tests.integration.providers.conftest import CASES, Webhooks, point_webhooks, serve
 from tests.integration.providers.test_pipeline import worker
@@ -53,7 +52,7 @@ async def _email(db: asyncpg.Connection) -> int:
 async def test_a_202_without_x_message_id_is_settled_by_the_receipt_through_the_pipeline(
     db_dsn: str, db: asyncpg.Connection, webhooks: Webhooks
 ) -> None:
-    app = sandboxes.SendGridSandbox()
+    app = sendgrid_sandbox.SendGridSandbox()
     point_webhooks(app, webhooks.url)
     app.config.webhook_delay_ms = 1000  # the send's result is recorded first
     case = next(c for c in CASES if c.name == "sendgrid")
@@ -90,9 +89,7 @@ async def test_a_receipt_carrying_our_id_in_an_arguments_object_finds_its_messag
     stamp = str(int(time.time()))
     headers = {
         "content-type": "application/json",
-        "x-twilio-email-event-webhook-signature": sig.sendgrid_signature(
-            credentials.sendgrid_signing_key(), raw, stamp
-        ),
+        "x-twilio-email-event-webhook-signature": sendgrid_webhook.sign(sendgrid_sandbox.signing_key(), raw, stamp),
         "x-twilio-email-event-webhook-timestamp": stamp,
     }
     async with httpx.AsyncClient() as client:

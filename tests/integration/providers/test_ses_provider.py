@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,14 @@ import orjson
 import pytest
 
 from outbound_sender.domain import Channel, NewMessage
-from outbound_sender.providers.ses import SesProvider
+from outbound_sender.providers.ses import SesProvider, SesSettings
 from outbound_sender.providers.transport import provider_client
-from outbound_sender.sandboxes import SesSandbox, credentials, ses_settings
 from outbound_sender.sandboxes import ses as sandbox
 from outbound_sender.store import messages
 from outbound_sender.webhooks import sns
 from tests.integration.providers.conftest import (
     CASES,
+    LOOPBACK,
     Webhooks,
     check_provider,
     http_client,
@@ -38,14 +39,14 @@ from tests.integration.providers.test_conformance import outbound
 from tests.integration.test_run import API_HOWTO, outbound_run
 from tests.processes import read_until
 
-TOPIC = credentials.SES_SNS_TOPIC_ARN
+TOPIC = sandbox.SNS_TOPIC_ARN
 SES = next(c for c in CASES if c.name == "ses")
 
 
 @pytest.fixture
 async def sandbox_url() -> AsyncIterator[str]:
     """The SES sandbox, serving its SNS certificate and SubscribeURLs."""
-    app = SesSandbox()
+    app = sandbox.SesSandbox()
     async with serve(app) as url:
         yield url
 
@@ -56,7 +57,7 @@ def _now() -> str:
 
 def _signed(message: dict[str, str], cert_base: str, version: str = "1") -> dict[str, str]:
     message = message | {"SignatureVersion": version, "SigningCertURL": cert_base + sandbox.CERT_PATH}
-    return message | {"Signature": sns.sign(message, credentials.sns_signing_key(), version)}
+    return message | {"Signature": sns.sign(message, sandbox.sns_signing_key(), version)}
 
 
 def _notification(
@@ -127,13 +128,13 @@ async def test_forged_tampered_unsigned_replayed_and_foreign_notifications_get_4
 
 
 async def test_an_unreachable_certificate_is_a_503_for_sns_to_retry(db: asyncpg.Connection, webhooks: Webhooks) -> None:
-    async with serve(SesSandbox()) as gone:
+    async with serve(sandbox.SesSandbox()) as gone:
         pass  # the port is closed again
     assert await _post(webhooks.url, _notification(gone, await _message(db))) == 503
 
 
 async def test_the_subscription_is_confirmed_for_our_topic_only(db_dsn: str) -> None:
-    app = SesSandbox()
+    app = sandbox.SesSandbox()
     async with serve(app) as url, webhook_server(db_dsn, webhook_config()) as server:
         endpoint = f"{server.url}/ses/sns"
         app.public_url = url  # learnt from the first API call otherwise
@@ -159,7 +160,7 @@ async def test_without_a_configured_topic_every_message_is_refused(
     db_dsn: str, db: asyncpg.Connection, sandbox_url: str
 ) -> None:
     config = webhook_config()
-    config = type(config)(**{**config.__dict__, "ses_topic_arns": ()})
+    config = replace(config, accounts={**config.accounts, "ses": SesSettings(sns_certificate_url_prefixes=[LOOPBACK])})
     async with webhook_server(db_dsn, config) as server:
         assert await _post(server.url, _notification(sandbox_url, await _message(db))) == 403
 
@@ -168,7 +169,7 @@ async def test_check_provider_reads_the_account_and_sends_a_test_message() -> No
     """Passes with the account's credentials (a signed GetAccount, then a real send); says
     AUTH_FAILED with another secret key and ACCOUNT_SUSPENDED when sending is paused. The printed
     lines never carry a credential."""
-    app = SesSandbox()
+    app = sandbox.SesSandbox()
     app.config.rules = []
     async with serve(app) as url:
         ok = await check_provider("ses", "--base-url", url, "--send-to", "ann@example.com", env={})
@@ -185,16 +186,16 @@ async def test_check_provider_reads_the_account_and_sends_a_test_message() -> No
     assert (wrong[0], "http=403" in wrong[1][0], "result=AUTH_FAILED" in wrong[1][0]) == (1, True, True)
     assert (paused[0], "result=ACCOUNT_SUSPENDED" in paused[1][0]) == (1, True)
     for line in ok[1] + wrong[1] + paused[1]:
-        assert credentials.SES_SECRET_ACCESS_KEY not in line
-        assert credentials.SES_SESSION_TOKEN not in line
+        assert sandbox.SECRET_ACCESS_KEY not in line
+        assert sandbox.SESSION_TOKEN not in line
 
 
 async def test_the_workers_pooled_client_sends_requests_the_sandbox_accepts_as_signed() -> None:
     """The worker's transport (aiohttp under httpx) keeps every header SigV4 signed as signed."""
-    app = SesSandbox()
+    app = sandbox.SesSandbox()
     app.config.rules = []
     async with serve(app) as url:
-        provider = SesProvider(provider_client(4, connect_timeout=2, read_timeout=5), ses_settings(url))
+        provider = SesProvider(provider_client(4, connect_timeout=2, read_timeout=5), sandbox.account(url))
         try:
             results = [await provider.send(outbound(SES, message_id=n, body="héllo ✓")) for n in range(1, 4)]
         finally:
@@ -222,13 +223,13 @@ async def test_make_run_with_sendgrid_off_sends_email_through_ses_and_records_it
 
 
 async def test_events_signed_with_signature_version_2_are_recorded(webhooks: Webhooks, db: asyncpg.Connection) -> None:
-    app = SesSandbox()
+    app = sandbox.SesSandbox()
     app.config.rules = []
     app.config.signature_version = "2"  # SHA256withRSA, a topic's choice
     app.config.endpoint_url = f"{webhooks.url}/ses/sns"
     message_id = await _message(db)
     async with serve(app) as url:
-        provider = SesProvider(http_client(), ses_settings(url))
+        provider = SesProvider(http_client(), sandbox.account(url))
         try:
             await provider.send(outbound(SES, message_id=message_id))
         finally:

@@ -12,14 +12,14 @@ import httpx
 import pytest
 
 from outbound_sender.domain import Channel, NewMessage
-from outbound_sender.providers.vonage import signature
-from outbound_sender.sandboxes import VonageSandbox, credentials
+from outbound_sender.providers.vonage import VonageSettings, signature
+from outbound_sender.sandboxes import vonage as vonage_sandbox
 from outbound_sender.store import messages
 from outbound_sender.webhooks.router import WebhookConfig
 from tests.integration.providers.conftest import CASES, Webhooks, check_provider, serve, webhook_server
 from tests.integration.providers.test_conformance import outbound
 
-SECRET = credentials.VONAGE_SIGNATURE_SECRET
+SECRET = vonage_sandbox.SIGNATURE_SECRET
 VONAGE = next(c for c in CASES if c.name == "vonage")
 
 
@@ -30,11 +30,11 @@ async def _message(db: asyncpg.Connection) -> int:
 def _receipt(message_id: int, status: str = "delivered", **extra: str) -> dict[str, str]:
     fields = {
         "msisdn": "15551234567",
-        "to": credentials.VONAGE_FROM_NUMBER,
+        "to": vonage_sandbox.FROM_NUMBER,
         "messageId": "0A0000001234567B",
         "status": status,
         "err-code": "0",
-        "api-key": credentials.VONAGE_API_KEY,
+        "api-key": vonage_sandbox.API_KEY,
         "client-ref": str(message_id),
         "message-timestamp": "2026-01-01 12:00:00",
         "timestamp": str(int(time.time())),
@@ -99,7 +99,7 @@ async def test_without_a_signature_secret_every_receipt_is_refused(db_dsn: str, 
 
 async def test_a_receipt_of_another_account_is_dropped(db_dsn: str, db: asyncpg.Connection) -> None:
     message_id = await _message(db)
-    config = WebhookConfig(vonage_signature_secret=SECRET, vonage_api_key=credentials.VONAGE_API_KEY)
+    config = WebhookConfig(accounts={"vonage": VonageSettings(signature_secret=SECRET, api_key=vonage_sandbox.API_KEY)})
     async with webhook_server(db_dsn, config) as server, httpx.AsyncClient() as client:
         foreign = await client.post(f"{server.url}/vonage/dlr", json=_receipt(message_id, **{"api-key": "other123"}))
         ours = await client.post(f"{server.url}/vonage/dlr", json=_receipt(message_id, "accepted"))
@@ -115,7 +115,7 @@ async def test_a_long_message_is_sent_in_parts_and_each_part_reports(
 ) -> None:
     """The sandbox splits 400 GSM characters into three parts; their six receipts (accepted and
     delivered each) all find the message through client-ref."""
-    app = VonageSandbox()
+    app = vonage_sandbox.VonageSandbox()
     app.config.rules = []
     app.config.webhook_method = method  # type: ignore[assignment]
     message_id = await messages.enqueue(db, NewMessage("org", Channel.SMS, VONAGE.recipient, body="y" * 400))
@@ -140,7 +140,7 @@ async def test_check_provider_reads_the_balance_and_sends_a_test_message() -> No
     """Passes with the account's credentials (a signed balance read, then a real send); says
     AUTH_FAILED with another signature secret and QUOTA_EXCEEDED at zero credit. The printed URL
     never carries a credential."""
-    app = VonageSandbox()
+    app = vonage_sandbox.VonageSandbox()
     app.config.rules = []
     async with serve(app) as url:
         ok = await check_provider("vonage", "--base-url", url, "--send-to", "+14155552671", env={})
@@ -162,4 +162,4 @@ async def test_check_provider_reads_the_balance_and_sends_a_test_message() -> No
     for line in ok[1] + broke[1] + wrong[1]:
         assert "sig=" not in line
         assert "api_secret" not in line
-        assert credentials.VONAGE_SIGNATURE_SECRET not in line
+        assert vonage_sandbox.SIGNATURE_SECRET not in line

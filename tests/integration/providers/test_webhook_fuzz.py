@@ -28,7 +28,11 @@ from hypothesis import strategies as st
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.embedded import free_port
 from outbound_sender.providers.vonage import signature
-from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
+from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes import twilio as twilio_sandbox
+from outbound_sender.sandboxes import vonage as vonage_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.store import messages
 from outbound_sender.store.db import connect
 from outbound_sender.webhooks import sns
@@ -70,7 +74,7 @@ WHATSAPP_STATUS = _object(
     errors=st.lists(_object(code=EDGE, title=EDGE, message=EDGE, error_data=_object(details=EDGE)), max_size=2) | JSON,
 )
 WHATSAPP_VALUE = _object(
-    metadata=_object(phone_number_id=EDGE | st.just(credentials.WHATSAPP_PHONE_NUMBER_ID)),
+    metadata=_object(phone_number_id=EDGE | st.just(whatsapp_sandbox.PHONE_NUMBER_ID)),
     statuses=st.lists(WHATSAPP_STATUS, max_size=4) | JSON,
 )
 WHATSAPP_ENTRY = _object(id=EDGE, changes=st.lists(_object(field=EDGE, value=WHATSAPP_VALUE), max_size=3) | JSON)
@@ -161,7 +165,7 @@ def _whatsapp(fuzz: Fuzz, case: tuple[list[Any], int]) -> None:
         "timestamp": "1750000000",
         "biz_opaque_callback_data": str(fuzz.message_id),
     }
-    value = {"metadata": {"phone_number_id": credentials.WHATSAPP_PHONE_NUMBER_ID}, "statuses": [good]}
+    value = {"metadata": {"phone_number_id": whatsapp_sandbox.PHONE_NUMBER_ID}, "statuses": [good]}
     entries.insert(where % (len(entries) + 1), {"id": "W", "changes": [{"field": "messages", "value": value}]})
     raw = json.dumps({"object": "whatsapp_business_account", "entry": entries}).encode()
     fuzz.post("/whatsapp", raw, whatsapp_headers(raw))
@@ -183,7 +187,7 @@ def _twilio(fuzz: Fuzz, case: tuple[dict[str, str], str | None, bool]) -> None:
     fields, outbound_id, good = case
     if good:
         sid = "SM" + fuzz.good_id()
-        fields |= {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": credentials.TWILIO_ACCOUNT_SID}
+        fields |= {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": twilio_sandbox.ACCOUNT_SID}
         outbound_id = str(fuzz.message_id)
     query = "" if outbound_id is None else "?" + urlencode({"outbound_id": outbound_id})
     url = f"{fuzz.url}/twilio/status{query}"
@@ -202,10 +206,10 @@ def _vonage(fuzz: Fuzz, case: tuple[dict[str, str], bool]) -> None:
             "messageId": message_id,
             "status": "delivered",
             "client-ref": str(fuzz.message_id),
-            "api-key": credentials.VONAGE_API_KEY,
+            "api-key": vonage_sandbox.API_KEY,
         }
     fields = {k: v for k, v in fields.items() if k != "sig"} | {"timestamp": str(int(time.time()))}
-    fields["sig"] = signature(credentials.VONAGE_SIGNATURE_SECRET, fields, "md5hash")
+    fields["sig"] = signature(vonage_sandbox.SIGNATURE_SECRET, fields, "md5hash")
     headers = {"content-type": "application/x-www-form-urlencoded"}
     fuzz.post("/vonage/dlr", urlencode(fields).encode(), headers)
     if good:
@@ -223,13 +227,13 @@ def _ses(fuzz: Fuzz, case: tuple[Any, bool], certificate_url: str) -> None:
     message = {
         "Type": "Notification",
         "MessageId": sns_id,
-        "TopicArn": credentials.SES_SNS_TOPIC_ARN,
+        "TopicArn": ses_sandbox.SNS_TOPIC_ARN,
         "Message": json.dumps(event),
         "Timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "SignatureVersion": "1",
         "SigningCertURL": certificate_url,
     }
-    message["Signature"] = sns.sign(message, credentials.sns_signing_key())
+    message["Signature"] = sns.sign(message, ses_sandbox.sns_signing_key())
     headers = {"content-type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "Notification"}
     fuzz.post("/ses/sns", json.dumps(message).encode(), headers)
     if good:
@@ -239,7 +243,7 @@ def _ses(fuzz: Fuzz, case: tuple[Any, bool], certificate_url: str) -> None:
 @pytest.fixture
 def sns_certificate() -> Iterator[str]:
     """The URL of the certificate this process signs SNS messages with (what SigningCertURL names)."""
-    pem = credentials.sns_certificate_pem()
+    pem = ses_sandbox.sns_certificate_pem()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -273,14 +277,14 @@ def api_process(db_dsn: str, sns_certificate: str) -> Iterator[str]:
         "OUTBOUND_API_RATE_LIMIT_PER_SECOND": "0",
         "OUTBOUND_API_ACCESS_LOG": "false",
         "OUTBOUND_LOG_LEVEL": "ERROR",
-        "TWILIO_AUTH_TOKEN": credentials.TWILIO_AUTH_TOKEN,
-        "TWILIO_ACCOUNT_SID": credentials.TWILIO_ACCOUNT_SID,
-        "SENDGRID_WEBHOOK_PUBLIC_KEY": credentials.sendgrid_verification_key(),
-        "WHATSAPP_APP_SECRET": credentials.WHATSAPP_APP_SECRET,
-        "WHATSAPP_VERIFY_TOKEN": credentials.WHATSAPP_VERIFY_TOKEN,
-        "WHATSAPP_PHONE_NUMBER_ID": credentials.WHATSAPP_PHONE_NUMBER_ID,
-        "VONAGE_SIGNATURE_SECRET": credentials.VONAGE_SIGNATURE_SECRET,
-        "SES_SNS_TOPIC_ARNS": credentials.SES_SNS_TOPIC_ARN,
+        "TWILIO_AUTH_TOKEN": twilio_sandbox.AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": twilio_sandbox.ACCOUNT_SID,
+        "SENDGRID_WEBHOOK_PUBLIC_KEY": sendgrid_sandbox.verification_key(),
+        "WHATSAPP_APP_SECRET": whatsapp_sandbox.APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": whatsapp_sandbox.VERIFY_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": whatsapp_sandbox.PHONE_NUMBER_ID,
+        "VONAGE_SIGNATURE_SECRET": vonage_sandbox.SIGNATURE_SECRET,
+        "SES_SNS_TOPIC_ARNS": ses_sandbox.SNS_TOPIC_ARN,
         "SES_SNS_CERTIFICATE_URL_PREFIXES": sns_certificate.rsplit("/", 1)[0] + "/",
     }
     process = outbound("api", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from outbound_sender.domain import Channel, NewMessage
-from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.store import messages
 from outbound_sender.webhooks import store
 from outbound_sender.webhooks.events import DeliveryEvent
@@ -194,7 +194,7 @@ async def test_a_client_gone_mid_body_is_not_a_server_error() -> None:
 
 
 async def test_the_verification_handshake_echoes_only_a_plain_challenge(webhooks: Webhooks) -> None:
-    params = {"hub.mode": "subscribe", "hub.verify_token": credentials.WHATSAPP_VERIFY_TOKEN}
+    params = {"hub.mode": "subscribe", "hub.verify_token": whatsapp_sandbox.VERIFY_TOKEN}
     async with httpx.AsyncClient() as client:
         script = await client.get(f"{webhooks.url}/whatsapp", params={**params, "hub.challenge": "<script>x</script>"})
         ok = await client.get(f"{webhooks.url}/whatsapp", params={**params, "hub.challenge": "1158201444"})

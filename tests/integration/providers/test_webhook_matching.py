@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from outbound_sender.domain import Channel, NewMessage
-from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import twilio as twilio_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.store import messages
 from outbound_sender.webhooks.store import ReceiptCheck
 from tests.integration.providers.conftest import (
@@ -31,11 +32,13 @@ OTHER_ACCOUNT = "AC" + "0" * 32
 @pytest.fixture
 async def accounts(db_dsn: str) -> AsyncIterator[Webhooks]:
     """The webhook router knowing our Twilio AccountSid and WhatsApp phone_number_id."""
-    config = dataclasses.replace(
-        webhook_config(),
-        twilio_account_sid=credentials.TWILIO_ACCOUNT_SID,
-        whatsapp_phone_number_id=credentials.WHATSAPP_PHONE_NUMBER_ID,
-    )
+    config = webhook_config()
+    sms, chat = config.accounts["twilio"], config.accounts["whatsapp"]
+    ours = {
+        "twilio": sms.model_copy(update={"account_sid": twilio_sandbox.ACCOUNT_SID}),
+        "whatsapp": chat.model_copy(update={"phone_number_id": whatsapp_sandbox.PHONE_NUMBER_ID}),
+    }
+    config = dataclasses.replace(config, accounts={**config.accounts, **ours})
     async with webhook_server(db_dsn, config) as server:
         yield server
 
@@ -72,7 +75,7 @@ def _whatsapp_body(status: str, wamid: str, our_id: int | None, phone_number_id:
 
 
 async def _post_whatsapp(
-    hooks: Webhooks, status: str, wamid: str, our_id: int | None, phone: str = credentials.WHATSAPP_PHONE_NUMBER_ID
+    hooks: Webhooks, status: str, wamid: str, our_id: int | None, phone: str = whatsapp_sandbox.PHONE_NUMBER_ID
 ) -> None:
     raw = _whatsapp_body(status, wamid, our_id, phone)
     async with httpx.AsyncClient() as client:
@@ -81,7 +84,7 @@ async def _post_whatsapp(
 
 
 async def _post_twilio(
-    hooks: Webhooks, status: str, sid: str, our_id: int | None, account: str = credentials.TWILIO_ACCOUNT_SID
+    hooks: Webhooks, status: str, sid: str, our_id: int | None, account: str = twilio_sandbox.ACCOUNT_SID
 ) -> None:
     url = f"{hooks.url}/twilio/status" + (f"?outbound_id={our_id}" if our_id is not None else "")
     params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": account}

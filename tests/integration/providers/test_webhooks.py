@@ -12,9 +12,13 @@ import httpx
 import pytest
 
 from outbound_sender.domain import Channel, NewMessage
-from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
+from outbound_sender.sandboxes import twilio as twilio_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.store import messages
-from outbound_sender.webhooks import signatures as sig
+from outbound_sender.webhooks import sendgrid as sendgrid_webhook
+from outbound_sender.webhooks import twilio as twilio_webhook
+from outbound_sender.webhooks import whatsapp as whatsapp_webhook
 from tests.integration.providers.conftest import Webhooks
 
 
@@ -25,7 +29,7 @@ async def _message(db: asyncpg.Connection, channel: Channel = Channel.SMS) -> in
 def _twilio_request(url: str, params: dict[str, str]) -> tuple[bytes, dict[str, str]]:
     headers = {
         "content-type": "application/x-www-form-urlencoded",
-        "x-twilio-signature": sig.twilio_signature(credentials.TWILIO_AUTH_TOKEN, url, params.items()),
+        "x-twilio-signature": twilio_webhook.sign(twilio_sandbox.AUTH_TOKEN, url, params.items()),
     }
     return urlencode(params).encode(), headers
 
@@ -33,7 +37,7 @@ def _twilio_request(url: str, params: dict[str, str]) -> tuple[bytes, dict[str, 
 def _sendgrid_request(batch: list[dict[str, object]], timestamp: str | None = None) -> tuple[bytes, dict[str, str]]:
     raw = json.dumps(batch).encode()
     stamp = timestamp or str(int(time.time()))
-    signature = sig.sendgrid_signature(credentials.sendgrid_signing_key(), raw, stamp)
+    signature = sendgrid_webhook.sign(sendgrid_sandbox.signing_key(), raw, stamp)
     headers = {
         "content-type": "application/json",
         "x-twilio-email-event-webhook-signature": signature,
@@ -57,7 +61,7 @@ def _whatsapp_request(message_id: int, status: str, wamid: str = "wamid.A") -> t
     raw = json.dumps(payload).encode()
     return raw, {
         "content-type": "application/json",
-        "x-hub-signature-256": sig.meta_signature(credentials.WHATSAPP_APP_SECRET, raw),
+        "x-hub-signature-256": whatsapp_webhook.sign(whatsapp_sandbox.APP_SECRET, raw),
     }
 
 
@@ -131,7 +135,7 @@ async def test_unconfigured_secrets_fail_closed(db_dsn: str, db: asyncpg.Connect
             unsigned = await client.post(
                 f"{base}/webhooks/whatsapp",
                 content=wa_body,
-                headers={"x-hub-signature-256": sig.meta_signature("", wa_body)},
+                headers={"x-hub-signature-256": whatsapp_webhook.sign("", wa_body)},
             )
             verify = await client.get(
                 f"{base}/webhooks/whatsapp",
@@ -146,7 +150,7 @@ async def test_unconfigured_secrets_fail_closed(db_dsn: str, db: asyncpg.Connect
 async def test_whatsapp_verification_handshake(webhooks: Webhooks) -> None:
     params = {
         "hub.mode": "subscribe",
-        "hub.verify_token": credentials.WHATSAPP_VERIFY_TOKEN,
+        "hub.verify_token": whatsapp_sandbox.VERIFY_TOKEN,
         "hub.challenge": "1158201444",
     }
     async with httpx.AsyncClient() as client:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from outbound_sender.domain import Channel, NewMessage
 from outbound_sender.embedded import EmbeddedRedis
 from outbound_sender.quota.policy import QuotaPolicy
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from outbound_sender.store.db import create_pool
 from outbound_sender.store.messages import enqueue, enqueue_many
 from outbound_sender.store.quota import QuotaLedger, Reservation
@@ -150,18 +151,17 @@ async def test_above_the_threshold_messages_fall_back_to_sms(db: asyncpg.Connect
 async def test_throttle_codes_from_the_sandbox_hold_messages_without_burning_attempts(
     db: asyncpg.Connection, db_dsn: str
 ) -> None:
-    from outbound_sender import sandboxes
     from outbound_sender.providers.transport import provider_client
     from outbound_sender.providers.whatsapp import WhatsAppProvider
     from outbound_sender.sandboxes.base import Rule
     from tests.integration.providers.conftest import serve
 
-    app = sandboxes.WhatsAppSandbox()
+    app = whatsapp_sandbox.WhatsAppSandbox()
     app.config.rules = [Rule(pattern="0001$", action="error:80007"), Rule(pattern="0002$", action="error:130429")]
     app.config.webhooks = False
     async with serve(app) as url:
         client = provider_client(4, connect_timeout=1, read_timeout=5)
-        provider = WhatsAppProvider(client, sandboxes.whatsapp_settings(url), ambiguous_retry=1)
+        provider = WhatsAppProvider(client, whatsapp_sandbox.account(url), ambiguous_retry=1)
         waba_limited = await enqueue(db, whatsapp(1, org="waba", body="x"))
         number_limited = await enqueue(db, whatsapp(2, org="num", body="x"))
         async with running_worker(db_dsn, ScriptedProvider(), providers=[provider]):

@@ -37,7 +37,10 @@ import pytest
 
 from outbound_sender.api.auth import create_key
 from outbound_sender.embedded import EmbeddedRedis
-from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
+from outbound_sender.sandboxes import twilio as twilio_sandbox
+from outbound_sender.sandboxes import vonage as vonage_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 from tests.images.containers import Images
 from tests.integration.callbacks.receiver import signed_by
 from tests.kube.helm.support import helm, install_monitoring_stubs, values_file
@@ -95,22 +98,22 @@ def channel_providers(sandboxes: ProviderSandboxes) -> dict[str, Any]:
         }
 
     return {
-        "twilio": spec("twilio", "SMS", 10, twilio={"messagingServiceSid": credentials.TWILIO_MESSAGING_SERVICE_SID}),
+        "twilio": spec("twilio", "SMS", 10, twilio={"messagingServiceSid": twilio_sandbox.MESSAGING_SERVICE_SID}),
         "vonage": spec(
-            "vonage", "SMS", 20, vonage={"from": credentials.VONAGE_FROM_NUMBER, "signatureMethod": VONAGE_SIGNED_WITH}
+            "vonage", "SMS", 20, vonage={"from": vonage_sandbox.FROM_NUMBER, "signatureMethod": VONAGE_SIGNED_WITH}
         ),
         "whatsapp": spec(
             "whatsapp",
             "WHATSAPP",
             10,
-            whatsapp={"phoneNumberId": credentials.WHATSAPP_PHONE_NUMBER_ID, "apiVersion": WHATSAPP_API_VERSION},
+            whatsapp={"phoneNumberId": whatsapp_sandbox.PHONE_NUMBER_ID, "apiVersion": WHATSAPP_API_VERSION},
             resources={"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": WORKER_MEMORY_LIMIT}},
         ),
         "sendgrid": spec(
             "sendgrid",
             "EMAIL",
             10,
-            sendgrid={"fromEmail": credentials.SENDGRID_FROM_EMAIL, "fromName": SENDGRID_FROM_NAME},
+            sendgrid={"fromEmail": sendgrid_sandbox.FROM_EMAIL, "fromName": SENDGRID_FROM_NAME},
             # The API key under a Secret key of the user's choosing.
             credentialsSecretRef={"name": "sendgrid-credentials", "keys": {"apiKey": SENDGRID_KEY_NAME}},
             scaling={
@@ -157,29 +160,29 @@ def create_secrets(plane: ControlPlane, namespace: str, database_url: str, redis
         "outbound-database": {"url": database_url},
         "outbound-redis": {"url": redis_url},
         "twilio-credentials": {
-            "accountSid": credentials.TWILIO_ACCOUNT_SID,
-            "authToken": credentials.TWILIO_AUTH_TOKEN,
+            "accountSid": twilio_sandbox.ACCOUNT_SID,
+            "authToken": twilio_sandbox.AUTH_TOKEN,
             CA_KEY: ca,
         },
         "vonage-credentials": {
-            "apiKey": credentials.VONAGE_API_KEY,
-            "apiSecret": credentials.VONAGE_API_SECRET,
-            "signatureSecret": credentials.VONAGE_SIGNATURE_SECRET,
+            "apiKey": vonage_sandbox.API_KEY,
+            "apiSecret": vonage_sandbox.API_SECRET,
+            "signatureSecret": vonage_sandbox.SIGNATURE_SECRET,
             CA_KEY: ca,
         },
-        "sendgrid-credentials": {SENDGRID_KEY_NAME: credentials.SENDGRID_API_KEY, CA_KEY: ca},
+        "sendgrid-credentials": {SENDGRID_KEY_NAME: sendgrid_sandbox.API_KEY, CA_KEY: ca},
         "whatsapp-credentials": {
-            "accessToken": credentials.WHATSAPP_ACCESS_TOKEN,
-            "appSecret": credentials.WHATSAPP_APP_SECRET,
+            "accessToken": whatsapp_sandbox.ACCESS_TOKEN,
+            "appSecret": whatsapp_sandbox.APP_SECRET,
             CA_KEY: ca,
         },
         # What the API pods verify the providers' webhooks with (api.envFromSecret).
         "outbound-webhooks": {
-            "TWILIO_AUTH_TOKEN": credentials.TWILIO_AUTH_TOKEN,
-            "SENDGRID_WEBHOOK_PUBLIC_KEY": credentials.sendgrid_verification_key(),
-            "WHATSAPP_APP_SECRET": credentials.WHATSAPP_APP_SECRET,
-            "WHATSAPP_VERIFY_TOKEN": credentials.WHATSAPP_VERIFY_TOKEN,
-            "VONAGE_SIGNATURE_SECRET": credentials.VONAGE_SIGNATURE_SECRET,
+            "TWILIO_AUTH_TOKEN": twilio_sandbox.AUTH_TOKEN,
+            "SENDGRID_WEBHOOK_PUBLIC_KEY": sendgrid_sandbox.verification_key(),
+            "WHATSAPP_APP_SECRET": whatsapp_sandbox.APP_SECRET,
+            "WHATSAPP_VERIFY_TOKEN": whatsapp_sandbox.VERIFY_TOKEN,
+            "VONAGE_SIGNATURE_SECRET": vonage_sandbox.SIGNATURE_SECRET,
             "VONAGE_SIGNATURE_METHOD": VONAGE_SIGNED_WITH,
         },
     }
@@ -464,15 +467,15 @@ def the_pods_send_as_their_channel_providers_say(run: Run) -> None:
     phone number and API version in the path; and the memory limit as the pod's cgroup has it."""
     recorded = run.sandboxes.recorded
     twilio = recorded["twilio"].accepted()
-    assert all(call.path == f"/2010-04-01/Accounts/{credentials.TWILIO_ACCOUNT_SID}/Messages.json" for call in twilio)
+    assert all(call.path == f"/2010-04-01/Accounts/{twilio_sandbox.ACCOUNT_SID}/Messages.json" for call in twilio)
     twilio_forms = [urllib.parse.parse_qs(call.body.decode()) for call in twilio]
-    assert all(form["MessagingServiceSid"] == [credentials.TWILIO_MESSAGING_SERVICE_SID] for form in twilio_forms)
+    assert all(form["MessagingServiceSid"] == [twilio_sandbox.MESSAGING_SERVICE_SID] for form in twilio_forms)
     sendgrid = [json.loads(call.body) for call in recorded["sendgrid"].accepted()]
     assert all(
-        body["from"] == {"email": credentials.SENDGRID_FROM_EMAIL, "name": SENDGRID_FROM_NAME} for body in sendgrid
+        body["from"] == {"email": sendgrid_sandbox.FROM_EMAIL, "name": SENDGRID_FROM_NAME} for body in sendgrid
     ), [body["from"] for body in sendgrid]
     paths = {call.path for call in recorded["whatsapp"].accepted()}
-    assert paths == {f"/{WHATSAPP_API_VERSION}/{credentials.WHATSAPP_PHONE_NUMBER_ID}/messages"}, paths
+    assert paths == {f"/{WHATSAPP_API_VERSION}/{whatsapp_sandbox.PHONE_NUMBER_ID}/messages"}, paths
     [pod] = run.ready_pods(run.worker_pods("whatsapp"))
     limit = run.plane.kubectl("exec", "-n", run.namespace, pod["metadata"]["name"], "--", *READ_MEMORY_LIMIT)
     assert int(limit.stdout.strip()) == 300 * 1024 * 1024, limit.stdout
@@ -501,8 +504,8 @@ def force_open_fails_sms_over_to_vonage(run: Run) -> float:
         wait_for(lambda: len(vonage.accepted(patched)) >= 10, "Vonage sending after ForceOpen", 180)
     # The backup sends as its ChannelProvider says: its number, its account's key, signed requests.
     forms = [urllib.parse.parse_qs(call.body.decode()) for call in vonage.accepted(patched)]
-    assert all(form["from"] == [credentials.VONAGE_FROM_NUMBER] for form in forms)
-    assert all(form["api_key"] == [credentials.VONAGE_API_KEY] and "sig" in form for form in forms)
+    assert all(form["from"] == [vonage_sandbox.FROM_NUMBER] for form in forms)
+    assert all(form["api_key"] == [vonage_sandbox.API_KEY] and "sig" in form for form in forms)
     after = twilio.accepted(patched)
     stopped = max((call.at for call in after), default=patched) - patched
     run.figures["ForceOpen to the last Twilio send"] = f"{stopped:.2f} s ({len(after)} sends after the patch)"

@@ -13,7 +13,6 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, ErrorCode, OutboundMessage
 from outbound_sender.errors import AmbiguousSendError, ProviderError, TemporaryError
 from outbound_sender.providers import http
@@ -21,7 +20,9 @@ from outbound_sender.providers.base import Provider
 from outbound_sender.providers.sendgrid import SendGridProvider
 from outbound_sender.providers.twilio import TwilioProvider
 from outbound_sender.providers.whatsapp import WhatsAppProvider, components
-from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
+from outbound_sender.sandboxes import twilio as twilio_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -35,7 +36,7 @@ def client(handler: Handler) -> httpx.AsyncClient:
 
 
 def twilio(handler: Handler) -> TwilioProvider:
-    settings = sandboxes.twilio_settings("https://api.twilio.test")
+    settings = twilio_sandbox.account("https://api.twilio.test")
     return TwilioProvider(client(handler), settings, callback_base="https://hooks.example.com/webhooks")
 
 
@@ -48,14 +49,14 @@ async def test_twilio_request_is_form_encoded_with_basic_auth_and_callback() -> 
 
     result = await twilio(handler).send(msg(Channel.SMS, "+15551234567", body="hello"))
     request = seen[0]
-    assert request.url.path == f"/2010-04-01/Accounts/{credentials.TWILIO_ACCOUNT_SID}/Messages.json"
+    assert request.url.path == f"/2010-04-01/Accounts/{twilio_sandbox.ACCOUNT_SID}/Messages.json"
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-    user_pass = f"{credentials.TWILIO_ACCOUNT_SID}:{credentials.TWILIO_AUTH_TOKEN}".encode()
+    user_pass = f"{twilio_sandbox.ACCOUNT_SID}:{twilio_sandbox.AUTH_TOKEN}".encode()
     assert request.headers["authorization"] == "Basic " + base64.b64encode(user_pass).decode()
     form = parse_qs(request.content.decode())
     assert form == {
         "To": ["+15551234567"],
-        "MessagingServiceSid": [credentials.TWILIO_MESSAGING_SERVICE_SID],
+        "MessagingServiceSid": [twilio_sandbox.MESSAGING_SERVICE_SID],
         "Body": ["hello"],
         "StatusCallback": ["https://hooks.example.com/webhooks/twilio/status?outbound_id=77"],
     }
@@ -69,11 +70,11 @@ async def test_sendgrid_request_is_json_with_bearer_and_our_id() -> None:
         seen.append(request)
         return httpx.Response(202, headers={"X-Message-Id": "abc123"})
 
-    provider = SendGridProvider(client(handler), sandboxes.sendgrid_settings("https://api.sendgrid.test"))
+    provider = SendGridProvider(client(handler), sendgrid_sandbox.account("https://api.sendgrid.test"))
     template = msg(Channel.EMAIL, "a@example.com", template_code="d-" + "1" * 32, template_params={"n": 1})
     result = await provider.send(template)
     body = json.loads(seen[0].content)
-    assert seen[0].headers["authorization"] == f"Bearer {credentials.SENDGRID_API_KEY}"
+    assert seen[0].headers["authorization"] == f"Bearer {sendgrid_sandbox.API_KEY}"
     assert body["personalizations"] == [
         {
             "to": [{"email": "a@example.com"}],
@@ -96,7 +97,7 @@ async def test_whatsapp_template_request() -> None:
         seen.append(request)
         return httpx.Response(200, json={"messaging_product": "whatsapp", "messages": [{"id": "wamid.A"}]})
 
-    provider = WhatsAppProvider(client(handler), sandboxes.whatsapp_settings("https://graph.test"))
+    provider = WhatsAppProvider(client(handler), whatsapp_sandbox.account("https://graph.test"))
     message = msg(
         Channel.WHATSAPP,
         "+15551234567",
@@ -105,8 +106,8 @@ async def test_whatsapp_template_request() -> None:
         template_params={"body": ["Ann", "10:00"]},
     )
     result = await provider.send(message)
-    assert seen[0].url.path == f"/v23.0/{credentials.WHATSAPP_PHONE_NUMBER_ID}/messages"
-    assert seen[0].headers["authorization"] == f"Bearer {credentials.WHATSAPP_ACCESS_TOKEN}"
+    assert seen[0].url.path == f"/v23.0/{whatsapp_sandbox.PHONE_NUMBER_ID}/messages"
+    assert seen[0].headers["authorization"] == f"Bearer {whatsapp_sandbox.ACCESS_TOKEN}"
     body = json.loads(seen[0].content)
     assert body["biz_opaque_callback_data"] == "77"
     assert body["template"] == {
@@ -163,7 +164,7 @@ async def test_provider_errors_are_logged_at_error_with_the_provider_name(
 ) -> None:
     body = {"error": {"message": "(#131026) Message undeliverable", "code": 131026}}
     provider: Provider = WhatsAppProvider(
-        client(lambda _r: httpx.Response(400, json=body)), sandboxes.whatsapp_settings("https://graph.test")
+        client(lambda _r: httpx.Response(400, json=body)), whatsapp_sandbox.account("https://graph.test")
     )
     with caplog.at_level(logging.ERROR), pytest.raises(ProviderError):
         await provider.send(msg(Channel.WHATSAPP, "+15551234567", body="x"))
@@ -185,7 +186,7 @@ def test_retry_after_forms() -> None:
 
 
 def test_missing_credentials_are_refused_at_construction() -> None:
-    from outbound_sender.providers.settings import TwilioSettings
+    from outbound_sender.providers.twilio import TwilioSettings
 
     with pytest.raises(ValueError, match="TWILIO_ACCOUNT_SID"):
         TwilioProvider(client(lambda _r: httpx.Response(201)), TwilioSettings.model_validate({}))

@@ -8,19 +8,22 @@ from collections.abc import Mapping
 from outbound_sender.domain import DeliveryStatus as D
 from outbound_sender.domain import ErrorCode as E
 from outbound_sender.webhooks import events
+from outbound_sender.webhooks import sendgrid as sendgrid_webhook
+from outbound_sender.webhooks import twilio as twilio_webhook
+from outbound_sender.webhooks import whatsapp as whatsapp_webhook
 
 
 def test_twilio_undelivered_carries_the_normalized_error() -> None:
     params = {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "30003", "To": "+1555"}
-    event = events.twilio_event(params, "42")
+    event = twilio_webhook.event(params, "42")
     assert (event.event_id, event.status, event.outbound_id) == ("SM1:undelivered", D.UNDELIVERED, 42)
     assert (event.error_code, event.provider_code) == (E.TEMPORARY_ERROR, "30003")
 
 
 def test_twilio_intermediate_states_do_not_move_the_message() -> None:
     for raw in ("queued", "accepted", "sending", "canceled"):
-        assert events.twilio_event({"MessageSid": "SM1", "MessageStatus": raw}, None).status is None
-    assert events.twilio_event({"SmsSid": "SM1", "SmsStatus": "delivered"}, None).status is D.DELIVERED
+        assert twilio_webhook.event({"MessageSid": "SM1", "MessageStatus": raw}, None).status is None
+    assert twilio_webhook.event({"SmsSid": "SM1", "SmsStatus": "delivered"}, None).status is D.DELIVERED
 
 
 def test_sendgrid_events_map_and_strip_the_message_id_suffix() -> None:
@@ -41,7 +44,7 @@ def test_sendgrid_events_map_and_strip_the_message_id_suffix() -> None:
         {"event": "spamreport", "sg_event_id": "e8"},
         {"event": "open", "sg_event_id": "e9"},
     ]
-    got = events.sendgrid_events(batch).events
+    got = sendgrid_webhook.events(batch).events
     assert got[0].provider_message_id == "ABC"
     assert got[0].outbound_id == 7
     assert got[0].occurred_at.timestamp() == 1600000000
@@ -74,7 +77,7 @@ def test_whatsapp_statuses() -> None:
         "recipient_id": "1555",
         "biz_opaque_callback_data": "9",
     }
-    event = events.whatsapp_events(_whatsapp(read)).events[0]
+    event = whatsapp_webhook.events(_whatsapp(read)).events[0]
     assert (event.event_id, event.status, event.outbound_id) == ("wamid.X:read", D.READ, 9)
     assert event.occurred_at.timestamp() == 1750857384
 
@@ -87,7 +90,7 @@ def test_whatsapp_failed_status_is_normalized() -> None:
         "recipient_id": "1",
         "errors": [{"code": 131050, "title": "stopped marketing", "error_data": {"details": "x"}}],
     }
-    event = events.whatsapp_events(_whatsapp(failed)).events[0]
+    event = whatsapp_webhook.events(_whatsapp(failed)).events[0]
     assert (event.status, event.error_code, event.provider_code) == (
         D.UNDELIVERED,
         E.RECIPIENT_UNSUBSCRIBED,
@@ -98,7 +101,7 @@ def test_whatsapp_failed_status_is_normalized() -> None:
 def test_whatsapp_incoming_messages_are_not_statuses() -> None:
     value = {"messages": [{"from": "1", "id": "wamid.Z", "type": "text"}]}
     payload = {"entry": [{"changes": [{"field": "messages", "value": value}]}]}
-    assert events.whatsapp_events(payload) == events.Parsed()
+    assert whatsapp_webhook.events(payload) == events.Parsed()
 
 
 def test_delivery_rank_orders_states() -> None:
@@ -114,7 +117,7 @@ def test_each_event_is_read_on_its_own() -> None:
         {"event": "delivered", "sg_event_id": "nul\x00"},
         "text",
     ]
-    parsed = events.sendgrid_events(batch)
+    parsed = sendgrid_webhook.events(batch)
     assert [e.event_id for e in parsed.events] == ["ok"]
     assert parsed.events[0].occurred_at.timestamp() == 1600000000
     assert parsed.malformed == [
@@ -130,6 +133,6 @@ def test_whatsapp_statuses_carry_the_account_and_bad_shapes_are_counted() -> Non
     entries = payload["entry"]
     assert isinstance(entries, list)
     payload["entry"] = [*entries, "abc", {"changes": {"not": "a list"}}]
-    parsed = events.whatsapp_events(payload)
+    parsed = whatsapp_webhook.events(payload)
     assert [(e.event_id, e.account) for e in parsed.events] == [("wamid.A:sent", "1")]
     assert parsed.malformed == ["entry item is not an object", "changes is not a list"]

@@ -22,16 +22,15 @@ from botocore.model import ServiceModel
 from botocore.validate import validate_parameters
 from cryptography import x509
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, DeliveryStatus, ErrorCode, OutboundMessage
 from outbound_sender.errors import PermanentError, ProviderError, RateLimitedError, TemporaryError
 from outbound_sender.providers import ses
 from outbound_sender.providers.http import ErrorKind
 from outbound_sender.providers.ses import SesProvider, SesSettings, SigV4
-from outbound_sender.sandboxes import credentials
 from outbound_sender.sandboxes import ses as sandbox
 from outbound_sender.sandboxes.base import Request
 from outbound_sender.webhooks import events, sns
+from outbound_sender.webhooks import ses as ses_webhook
 from outbound_sender.worker.circuit import is_provider_failure
 
 MODEL = ServiceModel(Loader().load_service_model("sesv2", "service-2"), "sesv2")
@@ -45,7 +44,7 @@ def _message(**fields: Any) -> OutboundMessage:
 
 
 def _settings(**overrides: object) -> SesSettings:
-    return sandboxes.ses_settings(BASE, **overrides)
+    return sandbox.account(BASE, **overrides)
 
 
 # ---- the wire format, against the service model -----------------------------------------------
@@ -73,9 +72,9 @@ def test_the_body_is_a_valid_send_email_input(message: OutboundMessage) -> None:
     validate_parameters(body, SEND.input_shape)  # unknown members, types, required members
     assert body["Destination"] == {"ToAddresses": ["ann@example.com"]}
     assert body["EmailTags"] == [{"Name": "outbound_id", "Value": "42"}]
-    assert body["ConfigurationSetName"] == credentials.SES_CONFIGURATION_SET
+    assert body["ConfigurationSetName"] == sandbox.CONFIGURATION_SET
     assert body["ReplyToAddresses"] == ["help@example.com"]
-    assert body["FromEmailAddress"] == f"=?utf-8?q?Zo=C3=AB_Ltd?= <{credentials.SES_FROM_EMAIL}>"
+    assert body["FromEmailAddress"] == f"=?utf-8?q?Zo=C3=AB_Ltd?= <{sandbox.FROM_EMAIL}>"
 
 
 def test_plain_and_template_content() -> None:
@@ -210,7 +209,7 @@ def test_every_request_is_signed_and_the_sandbox_checks_it() -> None:
     settings = _settings()
     config = sandbox.SesConfig()
     request = _signed(settings)
-    assert request.headers["x-amz-security-token"] == credentials.SES_SESSION_TOKEN
+    assert request.headers["x-amz-security-token"] == sandbox.SESSION_TOKEN
     assert "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token" in request.headers["authorization"]
     assert sandbox.verify_sigv4(_sandbox_request(request), config) is None
     tampered = _sandbox_request(request)
@@ -245,7 +244,7 @@ def test_long_term_keys_sign_without_a_token() -> None:
 
 
 # ---- SNS signatures -----------------------------------------------------------------------------
-TOPIC = credentials.SES_SNS_TOPIC_ARN
+TOPIC = sandbox.SNS_TOPIC_ARN
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem"
 
 
@@ -259,12 +258,12 @@ def _sns(version: str = "1", **fields: str) -> dict[str, str]:
         "SignatureVersion": version,
         "SigningCertURL": CERT_URL,
     } | fields
-    message["Signature"] = sns.sign(message, credentials.sns_signing_key(), version)
+    message["Signature"] = sns.sign(message, sandbox.sns_signing_key(), version)
     return message
 
 
 def _certificate() -> x509.Certificate:
-    return x509.load_pem_x509_certificate(credentials.sns_certificate_pem())
+    return x509.load_pem_x509_certificate(sandbox.sns_certificate_pem())
 
 
 def test_the_canonical_string_is_the_documented_one() -> None:
@@ -357,7 +356,7 @@ EVENTS = [
 def test_each_ses_event_type(
     name: str, detail: dict[str, Any], status: DeliveryStatus | None, error: ErrorCode | None, code: str | None
 ) -> None:
-    event = events.ses_notification(_event(name, detail))
+    event = ses_webhook.event(_event(name, detail))
     assert (event.raw_status, event.status, event.error_code, event.provider_code) == (name, status, error, code)
     assert (event.provider_message_id, event.outbound_id, event.event_id) == ("0100-m", 42, f"sns-{name}")
     assert event.channel is Channel.EMAIL
@@ -367,7 +366,7 @@ def test_an_identity_notification_reads_like_an_event() -> None:
     envelope = _event("Delivery", {})
     message = json.loads(envelope["Message"])
     message["notificationType"] = message.pop("eventType")
-    event = events.ses_notification(envelope | {"Message": json.dumps(message)})
+    event = ses_webhook.event(envelope | {"Message": json.dumps(message)})
     assert event.status is DeliveryStatus.DELIVERED
 
 
@@ -384,20 +383,20 @@ def test_an_identity_notification_reads_like_an_event() -> None:
 )
 def test_unreadable_notifications_are_malformed(envelope: dict[str, str]) -> None:
     with pytest.raises(events.MalformedEvent):
-        events.ses_notification(envelope)
+        ses_webhook.event(envelope)
 
 
 def test_the_sandbox_publishes_what_the_parser_reads() -> None:
     body = ses.payload(_settings(), _message())
     for name, (event_type, detail) in sandbox.ASYNC_EVENTS.items():
         published = sandbox.ses_event(copy.deepcopy(body), "0100-m", event_type, detail, sandbox.SesConfig())
-        read = events.ses_notification({"MessageId": name, "Message": json.dumps(published)})
+        read = ses_webhook.event({"MessageId": name, "Message": json.dumps(published)})
         assert (read.outbound_id, read.provider_message_id, read.raw_status) == (42, "0100-m", event_type), name
         assert read.error_code is not None, name
 
 
 def test_the_sandbox_certificate_is_what_verify_loads() -> None:
-    pem = credentials.sns_certificate_pem()
+    pem = sandbox.sns_certificate_pem()
     assert base64.b64decode(b"".join(pem.splitlines()[1:-1]))  # a PEM block
     assert sns.verify(_sns(), _certificate())
 

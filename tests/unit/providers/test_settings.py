@@ -8,7 +8,9 @@ import pytest
 
 from outbound_sender.errors import ConfigError
 from outbound_sender.providers.accounts import load_provider_settings
-from outbound_sender.providers.settings import ProvidersSettings, TwilioSettings, WhatsAppSettings
+from outbound_sender.providers.settings import ProvidersSettings
+from outbound_sender.providers.twilio import TwilioSettings
+from outbound_sender.providers.whatsapp import WhatsAppSettings
 
 
 def test_secret_file_wins_and_is_stripped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +53,10 @@ def test_the_webhooks_check_the_accounts_the_settings_name(monkeypatch: pytest.M
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "1" * 32)
     monkeypatch.setenv("WHATSAPP_PHONE_NUMBER_ID", "123")
     config = webhook_config(load_provider_settings())
-    assert (config.twilio_account_sid, config.whatsapp_phone_number_id) == ("AC" + "1" * 32, "123")
+    sms, chat = config.accounts["twilio"], config.accounts["whatsapp"]
+    assert isinstance(sms, TwilioSettings)
+    assert isinstance(chat, WhatsAppSettings)
+    assert (sms.account_sid, chat.phone_number_id) == ("AC" + "1" * 32, "123")
 
 
 def test_an_opt_in_backup_is_used_only_where_named_or_in_sandbox_mode(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outbound_sender.sandboxes import credentials
-from outbound_sender.webhooks import signatures as sig
+from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
+from outbound_sender.sandboxes import whatsapp as whatsapp_sandbox
+from outbound_sender.webhooks import sendgrid as sendgrid_webhook
+from outbound_sender.webhooks import twilio as twilio_webhook
+from outbound_sender.webhooks import whatsapp as whatsapp_webhook
 
 TWILIO_TOKEN = "12345"
 TWILIO_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
@@ -25,13 +28,13 @@ TWILIO_PARAMS = [
 
 
 def test_twilio_known_answer() -> None:
-    assert sig.twilio_signature(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
-    assert sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert twilio_webhook.sign(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    assert twilio_webhook.verify(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
 
 
 def test_twilio_known_answer_with_repeated_parameters() -> None:
     params = [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]
-    assert sig.twilio_signature(TWILIO_TOKEN, TWILIO_URL, params) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+    assert twilio_webhook.sign(TWILIO_TOKEN, TWILIO_URL, params) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
 
 
 @pytest.mark.parametrize(
@@ -43,32 +46,32 @@ def test_twilio_known_answer_with_repeated_parameters() -> None:
     ],
 )
 def test_twilio_port_variants(url: str, signature: str) -> None:
-    assert sig.verify_twilio(TWILIO_TOKEN, url, TWILIO_PARAMS, signature)
+    assert twilio_webhook.verify(TWILIO_TOKEN, url, TWILIO_PARAMS, signature)
 
 
 def test_twilio_json_body_known_answer() -> None:
     body = b'{"property": "value", "boolean": true}'
-    assert sig.twilio_body_hash(body) == "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
-    url = TWILIO_URL + "&bodySHA256=" + sig.twilio_body_hash(body)
-    assert sig.verify_twilio(TWILIO_TOKEN, url, [], "a9nBmqA0ju/hNViExpshrM61xv4=", json_body=body)
-    assert not sig.verify_twilio(TWILIO_TOKEN, url, [], "a9nBmqA0ju/hNViExpshrM61xv4=", json_body=body + b" ")
+    assert twilio_webhook.body_hash(body) == "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+    url = TWILIO_URL + "&bodySHA256=" + twilio_webhook.body_hash(body)
+    assert twilio_webhook.verify(TWILIO_TOKEN, url, [], "a9nBmqA0ju/hNViExpshrM61xv4=", json_body=body)
+    assert not twilio_webhook.verify(TWILIO_TOKEN, url, [], "a9nBmqA0ju/hNViExpshrM61xv4=", json_body=body + b" ")
 
 
 def test_twilio_tampering_fails() -> None:
     good = "RSOYDt4T1cUTdK1PDd93/VVr8B8="
-    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, [*TWILIO_PARAMS[:-1], ("Caller", "+1")], good)
-    assert not sig.verify_twilio("54321", TWILIO_URL, TWILIO_PARAMS, good)
-    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL + "&x=1", TWILIO_PARAMS, good)
-    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, None)
-    assert not sig.verify_twilio("", TWILIO_URL, TWILIO_PARAMS, good)
+    assert not twilio_webhook.verify(TWILIO_TOKEN, TWILIO_URL, [*TWILIO_PARAMS[:-1], ("Caller", "+1")], good)
+    assert not twilio_webhook.verify("54321", TWILIO_URL, TWILIO_PARAMS, good)
+    assert not twilio_webhook.verify(TWILIO_TOKEN, TWILIO_URL + "&x=1", TWILIO_PARAMS, good)
+    assert not twilio_webhook.verify(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, None)
+    assert not twilio_webhook.verify("", TWILIO_URL, TWILIO_PARAMS, good)
 
 
 def test_twilio_sha256_setting() -> None:
-    assert sig.twilio_algorithm("key=abc, algorithm=HMAC_SHA256") == "sha256"
-    assert sig.twilio_algorithm(None) == "sha1"
-    signed = sig.twilio_signature("k", TWILIO_URL, TWILIO_PARAMS, "sha256")
-    assert sig.verify_twilio("k", TWILIO_URL, TWILIO_PARAMS, signed, algorithm="sha256")
-    assert not sig.verify_twilio("k", TWILIO_URL, TWILIO_PARAMS, signed)
+    assert twilio_webhook.hash_algorithm("key=abc, algorithm=HMAC_SHA256") == "sha256"
+    assert twilio_webhook.hash_algorithm(None) == "sha1"
+    signed = twilio_webhook.sign("k", TWILIO_URL, TWILIO_PARAMS, "sha256")
+    assert twilio_webhook.verify("k", TWILIO_URL, TWILIO_PARAMS, signed, algorithm="sha256")
+    assert not twilio_webhook.verify("k", TWILIO_URL, TWILIO_PARAMS, signed)
 
 
 SENDGRID_KEY = (
@@ -98,18 +101,18 @@ SENDGRID_BODY = (
 
 
 def test_sendgrid_known_answer() -> None:
-    assert sig.verify_sendgrid(SENDGRID_KEY, SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP)
+    assert sendgrid_webhook.verify(SENDGRID_KEY, SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP)
 
 
 def test_sendgrid_pem_key_is_accepted() -> None:
     pem = f"-----BEGIN PUBLIC KEY-----\n{SENDGRID_KEY}\n-----END PUBLIC KEY-----\n"
-    assert sig.verify_sendgrid(pem, SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP)
+    assert sendgrid_webhook.verify(pem, SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP)
 
 
 @pytest.mark.parametrize(
     ("key", "body", "signature", "timestamp"),
     [
-        (credentials.sendgrid_verification_key(), SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP),
+        (sendgrid_sandbox.verification_key(), SENDGRID_BODY, SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP),
         (SENDGRID_KEY, b"payload", SENDGRID_SIGNATURE, SENDGRID_TIMESTAMP),
         (SENDGRID_KEY, SENDGRID_BODY, SENDGRID_SIGNATURE, "1600112503"),
         (SENDGRID_KEY, SENDGRID_BODY, "bm90IGEgc2lnbmF0dXJl", SENDGRID_TIMESTAMP),
@@ -120,31 +123,31 @@ def test_sendgrid_pem_key_is_accepted() -> None:
     ],
 )
 def test_sendgrid_rejects(key: str, body: bytes, signature: str | None, timestamp: str) -> None:
-    assert not sig.verify_sendgrid(key, body, signature, timestamp)
+    assert not sendgrid_webhook.verify(key, body, signature, timestamp)
 
 
 @given(st.binary(max_size=512), st.integers(min_value=0, max_value=2**40))
 def test_sendgrid_sandbox_key_round_trip(body: bytes, timestamp: int) -> None:
-    signature = sig.sendgrid_signature(credentials.sendgrid_signing_key(), body, str(timestamp))
-    public = credentials.sendgrid_verification_key()
-    assert sig.verify_sendgrid(public, body, signature, str(timestamp))
-    assert not sig.verify_sendgrid(public, body + b"x", signature, str(timestamp))
+    signature = sendgrid_webhook.sign(sendgrid_sandbox.signing_key(), body, str(timestamp))
+    public = sendgrid_sandbox.verification_key()
+    assert sendgrid_webhook.verify(public, body, signature, str(timestamp))
+    assert not sendgrid_webhook.verify(public, body + b"x", signature, str(timestamp))
 
 
 def test_meta_known_answer_rfc4231_case_2() -> None:
     expected = "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-    assert sig.meta_signature("Jefe", b"what do ya want for nothing?") == expected
-    assert sig.verify_meta("Jefe", b"what do ya want for nothing?", expected)
+    assert whatsapp_webhook.sign("Jefe", b"what do ya want for nothing?") == expected
+    assert whatsapp_webhook.verify("Jefe", b"what do ya want for nothing?", expected)
 
 
 @given(st.binary(max_size=512), st.binary(min_size=1, max_size=8))
 def test_meta_any_change_fails(body: bytes, extra: bytes) -> None:
-    header = sig.meta_signature("secret", body)
-    assert sig.verify_meta("secret", body, header)
-    assert not sig.verify_meta("secret", body + extra, header)
-    assert not sig.verify_meta("other", body, header)
-    assert not sig.verify_meta("secret", body, header.removeprefix("sha256="))
-    assert not sig.verify_meta("", body, header)
+    header = whatsapp_webhook.sign("secret", body)
+    assert whatsapp_webhook.verify("secret", body, header)
+    assert not whatsapp_webhook.verify("secret", body + extra, header)
+    assert not whatsapp_webhook.verify("other", body, header)
+    assert not whatsapp_webhook.verify("secret", body, header.removeprefix("sha256="))
+    assert not whatsapp_webhook.verify("", body, header)
 
 
 # Headers reach us as latin-1 text: a byte above 0x7f is a non-ASCII character, which
@@ -155,18 +158,18 @@ NOT_ASCII = ["é", "sha256=é", "sha256=" + "é" * 64, "Ã©", "\x00", "\udcff",
 @pytest.mark.parametrize("header", NOT_ASCII)
 def test_a_signature_that_is_not_well_formed_is_refused_not_raised(header: str) -> None:
     body = b'{"entry": []}'
-    assert not sig.verify_meta(credentials.WHATSAPP_APP_SECRET, body, header)
-    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, header)
-    assert not sig.verify_twilio(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, header, algorithm="sha256")
+    assert not whatsapp_webhook.verify(whatsapp_sandbox.APP_SECRET, body, header)
+    assert not twilio_webhook.verify(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, header)
+    assert not twilio_webhook.verify(TWILIO_TOKEN, TWILIO_URL, TWILIO_PARAMS, header, algorithm="sha256")
     json_url = f"{TWILIO_URL}&bodySHA256={header}"
-    assert not sig.verify_twilio(TWILIO_TOKEN, json_url, [], "a9nBmqA0ju/hNViExpshrM61xv4=", json_body=body)
-    key = credentials.sendgrid_verification_key()
-    assert not sig.verify_sendgrid(key, body, header, SENDGRID_TIMESTAMP)
-    assert not sig.verify_sendgrid(key, body, SENDGRID_SIGNATURE, header)
+    assert not twilio_webhook.verify(TWILIO_TOKEN, json_url, [], "a9nBmqA0ju/hNViExpshrM61xv4=", json_body=body)
+    key = sendgrid_sandbox.verification_key()
+    assert not sendgrid_webhook.verify(key, body, header, SENDGRID_TIMESTAMP)
+    assert not sendgrid_webhook.verify(key, body, SENDGRID_SIGNATURE, header)
 
 
 @given(header=st.text(max_size=80))
 def test_any_header_text_gives_a_verdict(header: str) -> None:
-    assert sig.verify_meta("secret", b"{}", header) in (True, False)
-    assert sig.verify_twilio("token", "https://h/p", [("a", header)], header) in (True, False)
-    assert sig.verify_sendgrid(credentials.sendgrid_verification_key(), b"[]", header, header) in (True, False)
+    assert whatsapp_webhook.verify("secret", b"{}", header) in (True, False)
+    assert twilio_webhook.verify("token", "https://h/p", [("a", header)], header) in (True, False)
+    assert sendgrid_webhook.verify(sendgrid_sandbox.verification_key(), b"[]", header, header) in (True, False)

@@ -10,14 +10,13 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, OutboundMessage
 from outbound_sender.domain import DeliveryStatus as D
 from outbound_sender.domain import ErrorCode as E
 from outbound_sender.errors import PermanentError, ProviderError, RateLimitedError, TemporaryError
 from outbound_sender.providers import vonage
-from outbound_sender.webhooks import events
-from outbound_sender.webhooks import signatures as sig
+from outbound_sender.sandboxes import vonage as vonage_sandbox
+from outbound_sender.webhooks import vonage as vonage_webhook
 from outbound_sender.webhooks.events import MalformedEvent
 
 PERM, TEMP, RATE = PermanentError, TemporaryError, RateLimitedError
@@ -131,7 +130,7 @@ def test_the_receipt_table_is_the_tested_one() -> None:
 @pytest.mark.parametrize(("code", "normalized"), DLR)
 def test_a_failed_receipt_carries_the_normalized_error(code: int, normalized: E) -> None:
     receipt = {"messageId": "0A00", "status": "failed", "err-code": str(code), "client-ref": "42"}
-    event = events.vonage_event(receipt)
+    event = vonage_webhook.event(receipt)
     assert (event.status, event.error_code, event.provider_code, event.outbound_id) == (
         D.UNDELIVERED,
         normalized,
@@ -181,12 +180,12 @@ def test_a_signed_receipt_verifies_in_either_case_and_only_while_recent(method: 
         expected = hmac.new(b"secret", RECEIPT_STRING, method).hexdigest()
     now = 1582650446 + 10
     for given in (expected, expected.upper()):
-        assert sig.verify_vonage("secret", {**RECEIPT, "sig": given}, method, now=now)
-    assert not sig.verify_vonage("secret", {**RECEIPT, "sig": expected}, method, now=now + sig.VONAGE_MAX_SKEW)
-    assert not sig.verify_vonage("other", {**RECEIPT, "sig": expected}, method, now=now)
-    assert not sig.verify_vonage("", {**RECEIPT, "sig": expected}, method, now=now)
+        assert vonage_webhook.verify("secret", {**RECEIPT, "sig": given}, method, now=now)
+    assert not vonage_webhook.verify("secret", {**RECEIPT, "sig": expected}, method, now=now + vonage_webhook.MAX_SKEW)
+    assert not vonage_webhook.verify("other", {**RECEIPT, "sig": expected}, method, now=now)
+    assert not vonage_webhook.verify("", {**RECEIPT, "sig": expected}, method, now=now)
     tampered = {**RECEIPT, "status": "failed", "sig": expected}
-    assert not sig.verify_vonage("secret", tampered, method, now=now)
+    assert not vonage_webhook.verify("secret", tampered, method, now=now)
 
 
 @pytest.mark.parametrize(
@@ -200,7 +199,7 @@ def test_a_signed_receipt_verifies_in_either_case_and_only_while_recent(method: 
 )
 def test_a_receipt_without_a_readable_signature_is_refused(receipt: dict[str, str]) -> None:
     given = {**receipt, "sig": "é" * 32} if receipt is not RECEIPT else receipt
-    assert not sig.verify_vonage("secret", given, "md5hash", now=1582650446)
+    assert not vonage_webhook.verify("secret", given, "md5hash", now=1582650446)
 
 
 # ---- the request ------------------------------------------------------------------------------
@@ -209,7 +208,7 @@ def _message(body: str = "hello", to: str = "+15557654321") -> OutboundMessage:
 
 
 def test_the_form_with_an_api_secret() -> None:
-    settings = sandboxes.vonage_settings("http://x", signature_secret=None)
+    settings = vonage_sandbox.account("http://x", signature_secret=None)
     fields = vonage.form(settings, _message(), "https://hooks.example.com/webhooks/")
     assert fields == {
         "api_key": settings.api_key,
@@ -224,7 +223,7 @@ def test_the_form_with_an_api_secret() -> None:
 
 
 def test_a_signed_form_carries_no_api_secret() -> None:
-    settings = sandboxes.vonage_settings("http://x", signature_method="sha256")
+    settings = vonage_sandbox.account("http://x", signature_method="sha256")
     fields = vonage.form(settings, _message(), None, now=1700000000)
     assert "api_secret" not in fields
     assert "callback" not in fields
@@ -243,7 +242,7 @@ def test_text_outside_the_gsm_alphabet_is_sent_as_unicode(text: str, kind: str) 
 
 
 def test_the_probe_carries_the_credentials_as_query_parameters_not_in_its_url() -> None:
-    settings = sandboxes.vonage_settings("http://x", signature_secret=None)
+    settings = vonage_sandbox.account("http://x", signature_secret=None)
     probe = vonage.credentials_probe(settings)
     assert probe.url == "http://x/account/get-balance"
     assert probe.params == {"api_key": settings.api_key, "api_secret": "sandbox-secret-5a5a"}
@@ -252,9 +251,9 @@ def test_the_probe_carries_the_credentials_as_query_parameters_not_in_its_url() 
 async def test_the_client_needs_credentials_and_a_sender() -> None:
     async with httpx.AsyncClient() as client:
         with pytest.raises(ValueError, match="VONAGE_API_SECRET or VONAGE_SIGNATURE_SECRET"):
-            vonage.VonageProvider(client, sandboxes.vonage_settings("http://x", api_secret=None, signature_secret=None))
+            vonage.VonageProvider(client, vonage_sandbox.account("http://x", api_secret=None, signature_secret=None))
         with pytest.raises(ValueError, match="VONAGE_FROM_NUMBER"):
-            vonage.VonageProvider(client, sandboxes.vonage_settings("http://x", from_number=None))
+            vonage.VonageProvider(client, vonage_sandbox.account("http://x", from_number=None))
 
 
 async def test_the_client_sends_the_form_and_reads_the_first_parts_id() -> None:
@@ -266,7 +265,7 @@ async def test_the_client_sends_the_form_and_reads_the_first_parts_id() -> None:
         return httpx.Response(200, json={"message-count": "2", "messages": parts})
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    provider = vonage.VonageProvider(client, sandboxes.vonage_settings("http://vonage.test"))
+    provider = vonage.VonageProvider(client, vonage_sandbox.account("http://vonage.test"))
     try:
         result = await provider.send(_message("x" * 200))
     finally:
@@ -290,7 +289,7 @@ async def test_the_client_sends_the_form_and_reads_the_first_parts_id() -> None:
     ],
 )
 def test_receipt_statuses(raw: str, status: D | None) -> None:
-    event = events.vonage_event({"messageId": "0A00", "status": raw, "err-code": "0", "api-key": "abcd1234"})
+    event = vonage_webhook.event({"messageId": "0A00", "status": raw, "err-code": "0", "api-key": "abcd1234"})
     assert (event.status, event.event_id, event.account, event.outbound_id) == (status, f"0A00:{raw}", "abcd1234", None)
     assert event.error_code is None or raw in ("expired", "failed", "rejected")
 
@@ -305,7 +304,7 @@ def test_receipt_statuses(raw: str, status: D | None) -> None:
 )
 def test_an_unreadable_receipt_is_malformed(receipt: dict[str, str], reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):
-        events.vonage_event(receipt)
+        vonage_webhook.event(receipt)
 
 
 def test_vonage_backs_twilio_up_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -328,7 +327,7 @@ async def test_a_200_without_a_message_status_is_an_ambiguous_send(body: bytes) 
     from outbound_sender.errors import AmbiguousSendError
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200, content=body)))
-    provider = vonage.VonageProvider(client, sandboxes.vonage_settings("http://vonage.test"), ambiguous_retry=30.0)
+    provider = vonage.VonageProvider(client, vonage_sandbox.account("http://vonage.test"), ambiguous_retry=30.0)
     try:
         with pytest.raises(AmbiguousSendError) as raised:
             await provider.send(_message())

@@ -16,11 +16,11 @@ import orjson
 import pytest
 import yaml
 
-from outbound_sender import sandboxes
 from outbound_sender.domain import Channel, OutboundMessage
 from outbound_sender.providers import vonage
 from outbound_sender.providers.vonage import SignatureMethod, VonageProvider
-from outbound_sender.webhooks import events
+from outbound_sender.sandboxes import vonage as vonage_sandbox
+from outbound_sender.webhooks import vonage as vonage_webhook
 
 METHODS: list[SignatureMethod] = ["md5hash", "md5", "sha1", "sha256", "sha512"]
 
@@ -46,7 +46,7 @@ def _schema(spec: dict[str, Any], name: str) -> dict[str, Any]:
     return schema
 
 
-def _transport(app: sandboxes.VonageSandbox) -> httpx.ASGITransport:
+def _transport(app: vonage_sandbox.VonageSandbox) -> httpx.ASGITransport:
     """The sandbox in-process (its ASGI signature says dict where httpx says MutableMapping)."""
     return httpx.ASGITransport(app=app)  # type: ignore[arg-type]
 
@@ -69,9 +69,9 @@ def _check_field(name: str, value: str, rules: dict[str, Any]) -> None:
 def test_the_form_is_a_new_message_of_the_description(spec: dict[str, Any], method: SignatureMethod | None) -> None:
     schema = _schema(spec, "NewMessage")
     if method is None:
-        settings = sandboxes.vonage_settings("http://x", signature_secret=None)
+        settings = vonage_sandbox.account("http://x", signature_secret=None)
     else:
-        settings = sandboxes.vonage_settings("http://x", signature_method=method)
+        settings = vonage_sandbox.account("http://x", signature_method=method)
     fields = vonage.form(settings, _message("hello é"), "https://hooks.example.com/webhooks")
     assert set(schema["required"]) <= set(fields)
     # `timestamp` is the signing scheme's (developer.vonage.com, signing messages), not in the schema.
@@ -94,11 +94,11 @@ def test_a_sha256_or_sha512_signature_is_longer_than_the_description_allows(spec
 
 @pytest.mark.parametrize("method", METHODS)
 async def test_the_sandbox_takes_a_request_signed_with_each_method(method: SignatureMethod) -> None:
-    app = sandboxes.VonageSandbox()
+    app = vonage_sandbox.VonageSandbox()
     app.config.signature_method = method
     app.config.rules = []
     transport = _transport(app)
-    settings = sandboxes.vonage_settings("http://vonage.test", signature_method=method)
+    settings = vonage_sandbox.account("http://vonage.test", signature_method=method)
     provider = VonageProvider(httpx.AsyncClient(transport=transport), settings)
     try:
         result = await provider.send(_message())
@@ -112,7 +112,7 @@ def test_the_status_table_is_the_descriptions_error_list(spec: dict[str, Any]) -
     assert set(vonage.STATUS) == {int(code) for code in spec["x-errors"]}
 
 
-def _sandbox_answer(app: sandboxes.VonageSandbox, fields: dict[str, str]) -> tuple[int, Any]:
+def _sandbox_answer(app: vonage_sandbox.VonageSandbox, fields: dict[str, str]) -> tuple[int, Any]:
     async def call() -> httpx.Response:
         transport = _transport(app)
         async with httpx.AsyncClient(transport=transport, base_url="http://vonage.test") as client:
@@ -137,9 +137,9 @@ def _sandbox_answer(app: sandboxes.VonageSandbox, fields: dict[str, str]) -> tup
 def test_sandbox_answers_are_sms_or_error_objects_of_the_description(
     spec: dict[str, Any], change: dict[str, str], status: str
 ) -> None:
-    app = sandboxes.VonageSandbox()
+    app = vonage_sandbox.VonageSandbox()
     app.config.rules = []
-    settings = sandboxes.vonage_settings("http://x", signature_secret=None)
+    settings = vonage_sandbox.account("http://x", signature_secret=None)
     fields = {**vonage.form(settings, _message(), "https://hooks.example.com/webhooks"), **change}
     http_status, body = _sandbox_answer(app, fields)
     assert http_status == 200
@@ -155,8 +155,8 @@ def test_sandbox_answers_are_sms_or_error_objects_of_the_description(
 def test_sandbox_receipts_are_delivery_receipts_of_the_description(spec: dict[str, Any]) -> None:
     schema = _schema(spec, "DeliveryReceipt")
     statuses = set(schema["properties"]["status"]["x-possible-values"])
-    assert set(events.VONAGE_STATUS) | {"unknown"} == statuses
-    app = sandboxes.VonageSandbox()
+    assert set(vonage_webhook.STATUS) | {"unknown"} == statuses
+    app = vonage_sandbox.VonageSandbox()
     fields = {"to": "15557654321", "from": "AcmeInc", "client-ref": "42"}
     part = app.part(fields)
     for status, code in (("accepted", "0"), ("delivered", "0"), ("failed", "2")):
