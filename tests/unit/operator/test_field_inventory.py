@@ -110,7 +110,6 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "ses.fromEmail": (MANIFEST, BACKUP),
         "ses.fromName": (MANIFEST, BACKUP),
         "ses.configurationSetName": (MANIFEST, BACKUP),
-        "ses.snsTopicArn": (MANIFEST, BACKUP),
         "resources.requests": (WORKER, ON_NODE),  # 64 CPUs: the scheduler finds no node with room
         "resources.limits": (WORKER, E2E),
         "imagePullSecrets": (MANIFEST, PLACED),
@@ -138,7 +137,6 @@ OPEN_GAPS = {
         "ses.fromEmail",
         "ses.fromName",
         "ses.configurationSetName",
-        "ses.snsTopicArn",
         "imagePullSecrets",
     },
     "QuotaPolicy": {
