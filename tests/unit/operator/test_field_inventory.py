@@ -62,7 +62,11 @@ PACED = f"{QUOTA_FIELDS}::test_pair_rate_and_throughput_of_the_policy_pace_the_w
 DEFERRED = f"{QUOTA_FIELDS}::test_above_the_deferral_threshold_only_urgent_templates_are_sent"
 FALLBACK = f"{QUOTA_FIELDS}::test_above_the_deferral_threshold_a_fallback_channel_takes_the_messages"
 RESET = f"{QUOTA_FIELDS}::test_the_reset_period_releases_messages_held_at_the_limit"
-BACKUP = f"{WORKLOAD}::test_a_backup_channel_provider_renders_a_worker_that_sends_through_it"
+# SendGrid fails over to SES; SES's recorded requests show its sender settings.
+BACKUP_EMAIL = (
+    "tests/kube/operator/test_backup_email.py::"
+    "test_force_open_on_sendgrid_hands_email_to_ses_which_sends_as_its_channel_provider_says"
+)
 # The user's install on the test node: live worker pods, what each provider received from them.
 E2E = (
     "tests/kube/e2e/test_user_flow.py::"
@@ -106,10 +110,10 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "whatsapp.apiVersion": (WORKER, E2E),
         "vonage.from": (WORKER, E2E),
         "vonage.signatureMethod": (WORKER, E2E),
-        "ses.region": (MANIFEST, BACKUP),
-        "ses.fromEmail": (MANIFEST, BACKUP),
-        "ses.fromName": (MANIFEST, BACKUP),
-        "ses.configurationSetName": (MANIFEST, BACKUP),
+        "ses.region": (WORKER, BACKUP_EMAIL),  # the SigV4 credential scope of every SendEmail
+        "ses.fromEmail": (WORKER, BACKUP_EMAIL),  # FromEmailAddress "fromName <fromEmail>"
+        "ses.fromName": (WORKER, BACKUP_EMAIL),
+        "ses.configurationSetName": (WORKER, BACKUP_EMAIL),  # ConfigurationSetName of every SendEmail
         "resources.requests": (WORKER, ON_NODE),  # 64 CPUs: the scheduler finds no node with room
         "resources.limits": (WORKER, E2E),
         "imagePullSecrets": (MANIFEST, PLACED),
@@ -133,10 +137,6 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
 OPEN_GAPS = {
     "ChannelProvider": {
         "twilio.from",
-        "ses.region",
-        "ses.fromEmail",
-        "ses.fromName",
-        "ses.configurationSetName",
         "imagePullSecrets",
     },
     "QuotaPolicy": {
