@@ -127,16 +127,16 @@ CHANNEL_PROVIDER_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = 
         {"channel": "EMAIL", "provider": "ses", "credentialsSecretRef": {"name": "s"}, "ses": SES | {"region": "EU"}},
         "spec.ses.region: Invalid value",
     ),
-    (
-        "ses-topic-arn",
+    (  # the topics are the API's setting (SES_SNS_TOPIC_ARNS): the worker receives no SES events
+        "ses-topic-is-not-the-workers",
         SANDBOX_SPEC,
         {
             "channel": "EMAIL",
             "provider": "ses",
             "credentialsSecretRef": {"name": "s"},
-            "ses": SES | {"snsTopicArn": "https://sns.example/topic"},
+            "ses": SES | {"snsTopicArn": "arn:aws:sns:eu-west-1:123456789012:outbound-ses-events"},
         },
-        "spec.ses.snsTopicArn: Invalid value",
+        'unknown field "spec.ses.snsTopicArn"',
     ),
     (
         "secret-keys-known",
@@ -330,7 +330,7 @@ def test_an_ses_email_backup_is_accepted(plane: ControlPlane, namespace: str) ->
         "provider": "ses",
         "priority": 200,
         "credentialsSecretRef": {"name": "ses", "keys": {"accessKeyId": "id", "secretAccessKey": "key"}},
-        "ses": SES | {"snsTopicArn": "arn:aws:sns:eu-west-1:123456789012:outbound-ses-events"},
+        "ses": SES | {"fromName": "Example", "configurationSetName": "outbound"},
     }
     plane.apply(channel_provider("ses", spec), namespace=namespace)
     stored = plane.kubectl_json("get", "cp", "ses", "-n", namespace)["spec"]

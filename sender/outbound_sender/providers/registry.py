@@ -229,7 +229,6 @@ _ENTRIES = (
                 "fromEmail": "SES_FROM_EMAIL",
                 "fromName": "SES_FROM_NAME",
                 "configurationSetName": "SES_CONFIGURATION_SET_NAME",
-                "snsTopicArn": "SES_SNS_TOPIC_ARNS",
             },
         ),
     ),

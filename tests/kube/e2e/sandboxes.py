@@ -1,10 +1,11 @@
 """The provider sandboxes as an external service the pods reach: Twilio, SendGrid, WhatsApp and
 Vonage (sender/outbound_sender/sandboxes, their real wire formats) served over https on the node's
-HOST_ADDRESS with a certificate of the plane's CA, from one thread of the test process.
+HOST_ADDRESS with a certificate of the plane's CA, from one thread of the test process. The operator
+tests serve some of them (SendGrid and SES) on loopback to the workers they run on the host.
 
-Every provider API call is recorded with its time, answer status and body, so the test counts what
-each provider accepted, message by message (each test message carries a unique token in its text),
-and when the last one came.
+Every provider API call is recorded with its time, answer status, headers and body, so the test
+counts what each provider accepted, message by message (each test message carries a unique token in
+its text), when the last one came, and how it was signed.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class Call:
     status: int
     tokens: tuple[int, ...]
     body: bytes = b""  # the request as sent (the test reads the sender's identity from it)
+    headers: tuple[tuple[str, str], ...] = ()  # as sent, names in lower case
+
+    def header(self, name: str) -> str | None:
+        return next((value for key, value in self.headers if key == name.lower()), None)
 
     @property
     def accepted(self) -> bool:
@@ -83,7 +88,8 @@ class Recorded:
 
         await self.app(scope, keep, see)  # type: ignore[arg-type]
         tokens = tuple(int(found) for found in TOKEN.findall(bytes(body)))
-        call = Call(time.time(), str(scope["method"]), str(scope["path"]), status, tokens, bytes(body[:8192]))
+        headers = tuple((key.decode("latin-1").lower(), value.decode("latin-1")) for key, value in scope["headers"])
+        call = Call(time.time(), str(scope["method"]), str(scope["path"]), status, tokens, bytes(body[:8192]), headers)
         self.calls.append(call)
 
     def accepted(self, since: float = 0.0) -> list[Call]:
@@ -91,13 +97,15 @@ class Recorded:
 
 
 class ProviderSandboxes:
-    """The four sandboxes on ``host`` over https, until :meth:`stop`: ``HOST_ADDRESS`` for pods of
-    the test node, loopback for workers run as host processes (tests/kube/operator/workers.py)."""
+    """The sandboxes of ``providers`` on ``host`` over https, until :meth:`stop`: ``HOST_ADDRESS``
+    for pods of the test node, loopback for workers run as host processes (tests/kube/operator/workers.py)."""
 
-    def __init__(self, certificate: Path, key: Path, host: str = HOST_ADDRESS) -> None:
+    def __init__(
+        self, certificate: Path, key: Path, host: str = HOST_ADDRESS, providers: tuple[str, ...] = PROVIDERS
+    ) -> None:
         self.certificate, self.key, self.host = certificate, key, host
         apps = registry.sandbox_apps(None)
-        self.apps: dict[str, SandboxApp] = {name: apps[name] for name in PROVIDERS}
+        self.apps: dict[str, SandboxApp] = {name: apps[name] for name in providers}
         self.recorded = {name: Recorded(app) for name, app in self.apps.items()}
         self.ports: dict[str, int] = {}
         self._loop = asyncio.new_event_loop()

@@ -11,10 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import yaml
 
 from tests.kube.plane import REPO_ROOT, ControlPlane
@@ -183,3 +184,24 @@ def events(plane: ControlPlane, namespace: str, name: str) -> list[dict[str, Any
 
 def reasons(plane: ControlPlane, namespace: str, name: str) -> list[str]:
     return [str(e["reason"]) for e in events(plane, namespace, name)]
+
+
+async def controlled(plane: ControlPlane, namespace: str, db: asyncpg.Connection, *names: str) -> None:
+    """Control rows written and each worker Deployment applied (the control row comes first)."""
+    query = "SELECT count(*) FROM provider_control WHERE provider = ANY($1::text[])"
+    await eventually(lambda: equals(db.fetchval(query, list(names)), len(names)))
+    deployments = [f"{name}-sender" for name in names]
+    await eventually(lambda: all(get(plane, namespace, "deployment", d) for d in deployments), timeout=30)
+
+
+async def equals(value: Awaitable[Any], expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def at_least(value: Awaitable[Any], expected: int) -> bool:
+    return bool(await value >= expected)
+
+
+def patch_spec(plane: ControlPlane, namespace: str, name: str, body: str) -> None:
+    """`kubectl patch channelprovider NAME --type merge -p BODY`, as the runbook does it."""
+    plane.kubectl("patch", "channelprovider", name, "-n", namespace, "--type", "merge", "-p", body)

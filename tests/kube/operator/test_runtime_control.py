@@ -20,7 +20,7 @@ from tests.kube.manifests import channel_provider
 from tests.kube.plane import ControlPlane
 from tests.processes import sandbox_process
 
-from .support import condition, eventually, get, reasons
+from .support import at_least, condition, controlled, equals, eventually, get, patch_spec, reasons
 from .workers import FAST_WORKER_ENV, calls_by, enqueue_many, sandbox_config, statuses
 
 pytestmark = [pytest.mark.kube]
@@ -37,22 +37,6 @@ def sms_provider(name: str, priority: int, url: str, **more: Any) -> dict[str, A
     return channel_provider(name, {**spec, **more})
 
 
-async def _controlled(plane: ControlPlane, namespace: str, db: asyncpg.Connection, *names: str) -> None:
-    """Control rows written and each worker Deployment applied (the control row comes first)."""
-    query = "SELECT count(*) FROM provider_control WHERE provider = ANY($1::text[])"
-    await eventually(lambda: _equals(db.fetchval(query, list(names)), len(names)))
-    deployments = [f"{name}-sender" for name in names]
-    await eventually(lambda: all(get(plane, namespace, "deployment", d) for d in deployments), timeout=30)
-
-
-async def _equals(value: Any, expected: Any) -> bool:
-    return bool(await value == expected)
-
-
-def _patch(plane: ControlPlane, namespace: str, name: str, body: str) -> None:
-    plane.kubectl("patch", "channelprovider", name, "-n", namespace, "--type", "merge", "-p", body)
-
-
 @pytest.mark.usefixtures("operator")
 async def test_force_open_stops_sends_within_the_bound_and_loses_nothing(
     plane: ControlPlane,
@@ -62,12 +46,12 @@ async def test_force_open_stops_sends_within_the_bound_and_loses_nothing(
     rendered_workers: Callable[[str], AbstractContextManager[None]],
 ) -> None:
     plane.apply(sms_provider("primary", 10, sandbox), namespace=namespace)
-    await _controlled(plane, namespace, db, "primary")
+    await controlled(plane, namespace, db, "primary")
     await enqueue_many(db, 3000)
     with rendered_workers("primary"):
-        await eventually(lambda: _at_least(calls_by(db, "primary"), 200), timeout=30)
+        await eventually(lambda: at_least(calls_by(db, "primary"), 200), timeout=30)
         patched_at: dt.datetime = await db.fetchval("SELECT clock_timestamp()")
-        _patch(plane, namespace, "primary", '{"spec":{"circuitBreaker":{"mode":"ForceOpen"}}}')
+        patch_spec(plane, namespace, "primary", '{"spec":{"circuitBreaker":{"mode":"ForceOpen"}}}')
         await asyncio.sleep(6)
         last_call: dt.datetime = await db.fetchval(
             "SELECT max(started_at) FROM outbound_attempt WHERE provider = 'primary'"
@@ -88,10 +72,6 @@ async def test_force_open_stops_sends_within_the_bound_and_loses_nothing(
     assert "ForcedOpen" in reasons(plane, namespace, "primary")
 
 
-async def _at_least(value: Any, expected: int) -> bool:
-    return bool(await value >= expected)
-
-
 @pytest.mark.usefixtures("operator")
 async def test_disable_leaves_messages_queued_and_enable_sends_them(
     plane: ControlPlane,
@@ -101,14 +81,14 @@ async def test_disable_leaves_messages_queued_and_enable_sends_them(
     rendered_workers: Callable[[str], AbstractContextManager[None]],
 ) -> None:
     plane.apply(sms_provider("primary", 10, sandbox, enabled=False), namespace=namespace)
-    await _controlled(plane, namespace, db, "primary")
+    await controlled(plane, namespace, db, "primary")
     await enqueue_many(db, 50)
     with rendered_workers("primary"):
         await asyncio.sleep(3)
         assert await statuses(db) == {"QUEUED": 50}
         assert await calls_by(db, "primary") == 0
-        _patch(plane, namespace, "primary", '{"spec":{"enabled":true}}')
-        await eventually(lambda: _equals(statuses(db), {"SENT": 50}), timeout=30)
+        patch_spec(plane, namespace, "primary", '{"spec":{"enabled":true}}')
+        await eventually(lambda: equals(statuses(db), {"SENT": 50}), timeout=30)
 
 
 @pytest.mark.usefixtures("operator")
@@ -120,17 +100,17 @@ async def test_failover_to_the_backup_provider_by_priority(
     rendered_workers: Callable[[str], AbstractContextManager[None]],
 ) -> None:
     plane.apply([sms_provider("primary", 10, sandbox), sms_provider("backup", 20, sandbox)], namespace=namespace)
-    await _controlled(plane, namespace, db, "primary", "backup")
+    await controlled(plane, namespace, db, "primary", "backup")
     with rendered_workers("primary"), rendered_workers("backup"):
         await enqueue_many(db, 100)
-        await eventually(lambda: _equals(statuses(db), {"SENT": 100}), timeout=30)
+        await eventually(lambda: equals(statuses(db), {"SENT": 100}), timeout=30)
         assert await calls_by(db, "backup") == 0  # the backup stands by while the primary is usable
-        _patch(plane, namespace, "primary", '{"spec":{"circuitBreaker":{"mode":"ForceOpen"}}}')
+        patch_spec(plane, namespace, "primary", '{"spec":{"circuitBreaker":{"mode":"ForceOpen"}}}')
         await eventually(lambda: condition(get(plane, namespace, "channelprovider", "primary"), "CircuitOpen"))
         await asyncio.sleep(1)
         primary_calls = await calls_by(db, "primary")
         await enqueue_many(db, 100)
-        await eventually(lambda: _equals(statuses(db), {"SENT": 200}), timeout=30)
+        await eventually(lambda: equals(statuses(db), {"SENT": 200}), timeout=30)
         assert await calls_by(db, "primary") == primary_calls
         assert await calls_by(db, "backup") == 100
 
@@ -145,7 +125,7 @@ async def test_auto_circuit_trips_on_failures_and_recovers_through_half_open(
 ) -> None:
     breaker = {"window": "30s", "minimumRequests": 10, "coolDown": "3s", "halfOpenProbesPerMinute": 60}
     plane.apply(sms_provider("primary", 10, sandbox, circuitBreaker=breaker), namespace=namespace)
-    await _controlled(plane, namespace, db, "primary")
+    await controlled(plane, namespace, db, "primary")
     sandbox_config(sandbox, failure_rate=0.8, latency_ms=20)
     await enqueue_many(db, 200)
     with rendered_workers("primary"):
@@ -153,7 +133,7 @@ async def test_auto_circuit_trips_on_failures_and_recovers_through_half_open(
         sandbox_config(sandbox, failure_rate=0.0)
         await eventually(lambda: _state(plane, namespace) == "HalfOpen", timeout=15)
         await eventually(lambda: _state(plane, namespace) == "Closed", timeout=30)
-        await eventually(lambda: _equals(statuses(db), {"SENT": 200}), timeout=60)
+        await eventually(lambda: equals(statuses(db), {"SENT": 200}), timeout=60)
     seen = reasons(plane, namespace, "primary")
     assert {"FailureRateAboveThreshold", "CoolDownElapsed", "ProbesSucceeded"} <= set(seen)
     cp = get(plane, namespace, "channelprovider", "primary")

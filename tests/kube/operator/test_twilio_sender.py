@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from outbound_sender.sandboxes import credentials
+from outbound_sender.sandboxes import twilio as twilio_sandbox
 from tests.kube.e2e.sandboxes import ProviderSandboxes, token
 from tests.kube.manifests import channel_provider
 from tests.kube.pki import issue_server_certificate
@@ -50,8 +50,8 @@ def twilio_credentials(plane: ControlPlane, namespace: str) -> None:
         "kind": "Secret",
         "metadata": {"name": "twilio-credentials"},
         "stringData": {
-            "accountSid": credentials.TWILIO_ACCOUNT_SID,
-            "authToken": credentials.TWILIO_AUTH_TOKEN,
+            "accountSid": twilio_sandbox.ACCOUNT_SID,
+            "authToken": twilio_sandbox.AUTH_TOKEN,
             CA_KEY: plane.pki.ca_cert.read_text(),
         },
     }
@@ -76,7 +76,7 @@ async def test_twilio_from_is_the_number_the_rendered_worker_sends_from(
         "provider": "twilio",
         "endpoint": sandboxes.url("twilio"),
         "credentialsSecretRef": {"name": "twilio-credentials"},
-        "twilio": {"from": credentials.TWILIO_FROM_NUMBER},
+        "twilio": {"from": twilio_sandbox.FROM_NUMBER},
         "env": [*FAST_WORKER_ENV, {"name": "SSL_CERT_FILE", "value": CA_FILE}],
     }
     plane.apply(channel_provider("twilio", spec), namespace=namespace)
@@ -92,11 +92,11 @@ async def test_twilio_from_is_the_number_the_rendered_worker_sends_from(
     # Each message reached Twilio exactly once: none lost, none sent twice.
     assert sorted(n for call in accepted for n in call.tokens) == list(range(MESSAGES))
     forms = [urllib.parse.parse_qs(call.body.decode()) for call in accepted]
-    assert all(form["From"] == [credentials.TWILIO_FROM_NUMBER] for form in forms), forms
+    assert all(form["From"] == [twilio_sandbox.FROM_NUMBER] for form in forms), forms
     assert not any("MessagingServiceSid" in form for form in forms), forms
 
     # A Messaging Service beside the number is refused by the API server, and the spec stays as it was.
-    patch = f'{{"spec":{{"twilio":{{"messagingServiceSid":"{credentials.TWILIO_MESSAGING_SERVICE_SID}"}}}}}}'
+    patch = f'{{"spec":{{"twilio":{{"messagingServiceSid":"{twilio_sandbox.MESSAGING_SERVICE_SID}"}}}}}}'
     refused = plane.kubectl(
         "patch", "channelprovider", "twilio", "-n", namespace, "--type", "merge", "-p", patch, check=False
     )
@@ -104,7 +104,7 @@ async def test_twilio_from_is_the_number_the_rendered_worker_sends_from(
     assert "twilio needs exactly one of messagingServiceSid or from" in refused.stderr
     provider = get(plane, namespace, "channelprovider", "twilio")
     assert provider is not None
-    assert provider["spec"]["twilio"] == {"from": credentials.TWILIO_FROM_NUMBER}
+    assert provider["spec"]["twilio"] == {"from": twilio_sandbox.FROM_NUMBER}
 
 
 async def _sent_is(db: asyncpg.Connection, expected: int) -> bool:

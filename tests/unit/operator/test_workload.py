@@ -184,7 +184,6 @@ BACKUP_SAMPLES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
             "SES_REGION": "eu-west-1",
             "SES_FROM_EMAIL": "noreply@example.com",
             "SES_CONFIGURATION_SET_NAME": "outbound",
-            "SES_SNS_TOPIC_ARNS": "arn:aws:sns:eu-west-1:123456789012:outbound-ses-events",
         },
     ),
 }
