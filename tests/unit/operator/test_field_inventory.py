@@ -49,12 +49,15 @@ SCALE = f"{SCALING}::test_replicas_and_batch_follow_queue_depth_without_flapping
 EXTERNAL = f"{SCALING}::test_external_replicas_are_left_alone"
 QUOTA = f"{SCALING}::test_quota_policy_is_enforced_by_a_running_worker"
 CREATE = f"{LIFECYCLE}::test_create_makes_deployment_configmap_and_control_row"
-PLACED = f"{PODS}::test_placement_pull_secrets_env_and_log_level_reach_the_worker_deployment_with_its_budget"
 READY_SCALE = f"{READY}::test_ready_follows_available_worker_pods_through_scale_up_and_down"
 ON_NODE = (
     "tests/kube/operator/test_ready_on_node.py::test_the_rendered_worker_pod_becomes_available_and_ready_follows_it"
 )
 FOREIGN_IMAGE = f"{ADMISSION}::test_a_foreign_image_gets_no_deployment"
+PULL_SECRETS = (
+    "tests/kube/operator/test_pull_secrets_on_node.py::"
+    "test_a_private_image_is_pulled_only_with_the_channel_providers_pull_secret"
+)
 SENDER_SETTINGS = f"{WORKLOAD}::test_every_worker_pod_names_its_provider_mode_and_passes_the_senders_start_up_checks"
 UNLIMITED = "tests/kube/test_validation.py::test_unlimited_tier_needs_no_daily_limit"
 QUOTA_FIELDS = "tests/kube/operator/test_quota_fields.py"
@@ -113,7 +116,8 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "ses.snsTopicArn": (MANIFEST, BACKUP),
         "resources.requests": (WORKER, ON_NODE),  # 64 CPUs: the scheduler finds no node with room
         "resources.limits": (WORKER, E2E),
-        "imagePullSecrets": (MANIFEST, PLACED),
+        # The kubelet pulls from a private registry with the named Secret's login, and only with it.
+        "imagePullSecrets": (WORKER, PULL_SECRETS),
     },
     "QuotaPolicy": {
         "orgId": (WORKER, QUOTA),
@@ -139,7 +143,6 @@ OPEN_GAPS = {
         "ses.fromName",
         "ses.configurationSetName",
         "ses.snsTopicArn",
-        "imagePullSecrets",
     },
     "QuotaPolicy": {
         "tier",
