@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.images.containers import Images
 from tests.kube.manifests import channel_provider
-from tests.kube.node import TOLERATION, Node
+from tests.kube.node import TOLERATION
 from tests.kube.plane import ControlPlane
-from tests.processes import sandbox_process
 
 from .support import OperatorProcess, condition, eventually, get
-from .workers import FAST_WORKER_ENV, database_secret, enqueue_many, statuses
+from .workers import FAST_WORKER_ENV, enqueue_many, statuses
 
 pytestmark = [pytest.mark.kube, pytest.mark.images, pytest.mark.timeout(900)]
 AFFINITY_NOWHERE = {
@@ -33,16 +30,6 @@ AFFINITY_NOWHERE = {
         }
     }
 }
-
-
-@pytest.fixture
-def on_node(plane: ControlPlane, namespace: str, node: Node, images: Images, db_dsn: str) -> Iterator[tuple[str, str]]:
-    """(worker image, sandbox URL) for pods on the node: the sender image imported into the node, the
-    database Secret naming this test's database as pods reach it, the generic sandbox on the host."""
-    node.import_image(images.sender)
-    database_secret(plane, namespace, node.expose_url(db_dsn)[1])
-    with sandbox_process(latency_ms=20) as url:
-        yield images.sender, node.expose_url(url)[1]
 
 
 def _ready(plane: ControlPlane, namespace: str) -> dict[str, Any]:
