@@ -65,6 +65,7 @@ class OutboundJobWorker:
         self.control = RuntimeControl(dispatcher.provider_names)
         self.choice = ChannelChoice(settings, switches or ChannelSwitches(), self.control, dispatcher)
         self.signals = Signals()
+        self.started = asyncio.Event()  # every unit runs: set once, when "OutboundJobWorker started" is logged
         self.sender: Sender | None = None  # the units that count, once `run` built them
         self.completer: Completer | None = None
 
@@ -125,6 +126,7 @@ class OutboundJobWorker:
             housekeeping = [asyncio.create_task(loop, name=name) for name, loop in loops.items()]
             claiming = asyncio.create_task(claimer.run(stop), name="claimer")
             log.info("OutboundJobWorker started", extra={"fields": self._describe()})
+            self.started.set()
             failure = await supervise(claiming, [completing, *housekeeping], stop)
             await finish(claiming)
             await sender.drain(s.shutdown_grace_seconds)
