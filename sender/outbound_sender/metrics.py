@@ -39,7 +39,7 @@ REFRESH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 class DatabaseMetrics:
     """The database-derived gauges and the health of their refresh (observability/refresher.py): one
-    refresher per pod. A pod of several worker processes (supervisor.py) exports these from its
+    refresher per pod. A pod of several worker processes (worker_pod.py) exports these from its
     supervisor, beside its children's process metrics."""
 
     NAMES = (
@@ -74,7 +74,7 @@ class Metrics(DatabaseMetrics):
     """All metrics of a sender process, on one registry (tests create their own).
 
     Each gauge names how a pod of several worker processes (prometheus_client's multiprocess mode,
-    supervisor.py) combines its processes' values into the pod's one series: in-flight calls add up,
+    worker_pod.py) combines its processes' values into the pod's one series: in-flight calls add up,
     the heartbeat is the stalest live process's, a circuit or fallback shows its worst live state."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

@@ -222,4 +222,5 @@ async def _stop_children(children: list[Child], deadline_seconds: float) -> list
     for child in children:
         await asyncio.gather(*child.tasks, return_exceptions=True)
         child.end.close()
-    return [child.process.returncode or 0 for child in children]
+    # A child the SIGTERM reached before its handlers were set (still starting) had nothing to drain.
+    return [0 if child.process.returncode == -signal.SIGTERM else child.process.returncode or 0 for child in children]

@@ -72,12 +72,10 @@ def create_app(
     readiness: Readiness | None = None,
 ) -> FastAPI:
     """The app; its lifespan opens the pool from `dsn` (unless `pool` is given) and the rate limiter
-    (Redis-backed with `redis_url`, else in process; unless `limiter` is given). `readiness` adds a
-    condition to /readyz (the worker processes of a pod, supervisor.py)."""
+    (Redis-backed with `redis_url`, else in process; unless `limiter` is given); `readiness`: ops.py."""
     if dsn is None and pool is None:
         raise ValueError("create_app needs a dsn or a pool")
-    settings = settings or ApiSettings()
-    callback_settings = callbacks or CallbackSettings()
+    settings, callback_settings = settings or ApiSettings(), callbacks or CallbackSettings()
     registry = (metrics or Metrics()).registry
     api_metrics = ApiMetrics(registry)
 

@@ -41,8 +41,8 @@ async def database_ready(pool: asyncpg.Pool) -> str | None:
     return None if current else "database migrations are not current (run: outbound migrate)"
 
 
-# More of the process that must be ready: None when it is, else why not (supervisor.py: every worker
-# process of the pod has started and none has ended).
+# More of the process that must be ready for /readyz: None when it is, else why not (worker_pod.py:
+# every worker process of the pod has started and none has ended).
 Readiness = Callable[[], str | None]
 
 

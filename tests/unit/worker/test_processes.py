@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +92,7 @@ class FakeProcess:
 
 
 def child(index: int, *, ready: bool, returncode: int | None = None) -> Any:
-    return worker_pod.Child(index, FakeProcess(returncode), asyncio.StreamReader(), None, ready=ready)  # type: ignore[arg-type]
+    return worker_pod.Child(index, FakeProcess(returncode), None, None, ready=ready)  # type: ignore[arg-type]
 
 
 def test_the_pod_is_ready_only_when_every_process_started_and_none_ended() -> None:
