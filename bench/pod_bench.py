@@ -1,8 +1,8 @@
 """B1N and B2': one worker pod of N processes (`outbound worker`, OUTBOUND_WORKER_PROCESSES=N), as
 Kubernetes runs it, and what held it back.
 
-The messages are loaded not yet due; once the pod is ready (every process started), one statement
-makes them all due, and the rate is counted on the database's clock from that moment to the last
+The messages are loaded scheduled for tomorrow (send_at); once the pod is ready (every process
+started), one statement makes them all due, and the rate is counted on the database's clock from that moment to the last
 `sent_at`, so start-up costs nothing. Meanwhile the CPU time of every process involved is read from
 /proc: the pod's worker processes (each), its supervisor, the sandbox provider and the PostgreSQL
 server. "What the cores allow" is the rate at which that CPU cost per message would fill every CPU
@@ -109,7 +109,7 @@ async def _release_and_wait(dsn: str, count: int, watch: CpuWatch, timeout: floa
     conn = await asyncpg.connect(dsn)
     try:
         watch.sample(baseline=True)
-        started = await conn.fetchval("WITH due AS (UPDATE outbound_message SET due_at = now()) SELECT now()")
+        started = await conn.fetchval("WITH due AS (UPDATE outbound_message SET send_at = now()) SELECT now()")
         deadline = time.monotonic() + timeout
         while await conn.fetchval("SELECT count(*) FROM outbound_message WHERE status = 'SENT'") < count:
             if time.monotonic() > deadline:
@@ -161,7 +161,7 @@ async def pod_drain(
     await load_messages(dsn, count)
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("UPDATE outbound_message SET due_at = now() + interval '1 day'")
+        await conn.execute("UPDATE outbound_message SET send_at = now() + interval '1 day'")
     finally:
         await conn.close()
     await vacuum(dsn)
@@ -176,7 +176,7 @@ async def pod_drain(
         "OUTBOUND_WORKER_POLL_INTERVAL_MS": "100",
         "OUTBOUND_HTTP_HOST": "127.0.0.1",
         "OUTBOUND_HTTP_PORT": str(port),
-        "OUTBOUND_LOG_LEVEL": "WARNING",
+        "OUTBOUND_LOG_LEVEL": "ERROR",  # not the "not ready" of every probe while the processes start
     }
     sandbox = _start_sandbox(LATENCY_MS) if kind == "generic" else None
     try:
