@@ -460,7 +460,7 @@ async def _worker(settings: AllSettings) -> int:
             await stop.wait()
             return 0
         count = settings.worker.process_count()
-        if count == 1:
+        if count == 1 or worker_pod.is_child():
             return await worker_pod.one_worker(dsn, settings, stop)
         print(f"OutboundJobWorker: {count} processes (OUTBOUND_WORKER_PROCESSES)", flush=True)
         return await worker_pod.supervise(dsn, settings, count, stop)

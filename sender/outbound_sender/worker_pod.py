@@ -6,7 +6,8 @@ the container's CPU limit, worker/cpus.py) decides how many run:
 - 1: this process is the worker, with /healthz, /readyz and /metrics on OUTBOUND_HTTP_PORT.
 - N > 1: this process is the supervisor. It starts N children (`outbound worker` again, each an
   OutboundJobWorker with its own claim loop and at most 3 database connections, lease owner
-  `<OUTBOUND_WORKER_ID>-<i>`) and serves the pod's port itself:
+  `<OUTBOUND_WORKER_ID>-<i>`; without Redis, each keeps 1/N of a WhatsApp number's rate in
+  process) and serves the pod's port itself:
   - /metrics: the children count in prometheus_client's multiprocess mode, in a folder made for this
     run (PROMETHEUS_MULTIPROC_DIR, under the temp dir); the supervisor exports their sum (each gauge
     combined by its mode, metrics.py) and the database-derived gauges, which it alone refreshes;
@@ -64,11 +65,16 @@ async def worker_failed(run: Coroutine[Any, Any, None]) -> bool:
     return False
 
 
+def is_child() -> bool:
+    """This process is one of a supervisor's worker processes."""
+    return SUPERVISOR_FD in os.environ
+
+
 async def one_worker(dsn: str, settings: AllSettings, stop: asyncio.Event) -> int:
     """This process is the worker, serving its port (a supervisor's child: no port, see `_child_link`)."""
     metrics = Metrics()
     worker = app.build_worker(dsn, settings, metrics)
-    if SUPERVISOR_FD in os.environ:
+    if is_child():
         async with _child_link(int(os.environ[SUPERVISOR_FD]), worker.started, stop):
             return 1 if await worker_failed(worker.run(stop)) else 0
     settings.api = settings.api.model_copy(update={"enabled": False})  # /healthz, /readyz, metrics
@@ -147,7 +153,7 @@ async def supervise(dsn: str, settings: AllSettings, count: int, stop: asyncio.E
         async with api_commands.api_running(dsn, settings, stop, metrics, readiness=ready):
             observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))
             for index in range(count):
-                children.append(await _start_child(index, dsn, settings, folder))
+                children.append(await _start_child(index, count, dsn, settings, folder))
             crashed = await _until_stop_or_exit(children, stop, folder)
             grace = settings.worker.shutdown_grace_seconds + STOP_MARGIN_SECONDS
             codes = await _stop_children(children, grace)
@@ -167,13 +173,13 @@ def readiness(children: list[Child], count: int) -> str | None:
     return None if not waiting else f"worker processes not running: {', '.join(map(str, waiting))} of {count}"
 
 
-async def _start_child(index: int, dsn: str, settings: AllSettings, folder: Path) -> Child:
+async def _start_child(index: int, count: int, dsn: str, settings: AllSettings, folder: Path) -> Child:
     mine, theirs = socket.socketpair()
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
         "PROMETHEUS_MULTIPROC_DIR": str(folder),
-        "OUTBOUND_WORKER_PROCESSES": "1",
+        "OUTBOUND_WORKER_PROCESSES": str(count),  # the pod's: the share of in-process WhatsApp limits
         "OUTBOUND_WORKER_ID": f"{settings.worker.id}-{index}",
         SUPERVISOR_FD: str(theirs.fileno()),
     }

@@ -101,9 +101,9 @@ class OutboundJobWorker:
 
     def _gates(self, gateway: PgWorkerGateway) -> dict[Channel, ChannelGate]:
         """The channel gates (worker/gates.py): WhatsApp's quota and rate limits."""
-        number, redis, worker = self.whatsapp_number, self.redis_url, self.settings.id
+        number, redis, worker, share = self.whatsapp_number, self.redis_url, self.settings.id, self.settings.processes
         whatsapp = WhatsAppQuotaGate.build(
-            gateway, self.metrics, self.policies, number=number, redis=redis, worker=worker
+            gateway, self.metrics, self.policies, number=number, redis=redis, worker=worker, processes=share or 1
         )
         return {Channel.WHATSAPP: whatsapp}
 

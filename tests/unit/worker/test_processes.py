@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from outbound_sender import cli, worker_pod
+from outbound_sender.quota.ratelimit import Limits, LocalGcra, WhatsAppRateLimiter
 from outbound_sender.worker import cpus
 from outbound_sender.worker.settings import WorkerSettings
 
@@ -102,3 +103,20 @@ def test_the_pod_is_ready_only_when_every_process_started_and_none_ended() -> No
     assert worker_pod.readiness([ready[0], child(1, ready=False)], 2) == "worker processes not running: 1 of 2"
     ended = [child(0, ready=True, returncode=-9), ready[1]]
     assert worker_pod.readiness(ended, 2) == "worker processes not running: 0 of 2"
+
+
+async def admitted_at_once(processes: int) -> int:
+    """Sends one worker process admits to one WhatsApp number at one instant (frozen clock)."""
+    limiter = WhatsAppRateLimiter(None, processes=processes)
+    limiter.local = LocalGcra(clock=lambda: 100.0)
+    limits = Limits(messages_per_second=40, pair_interval_seconds=0.001, burst_seconds=1.0)
+    verdicts = [await limiter.check("PN1", f"+1555000{n:04d}", limits) for n in range(200)]
+    return sum(v.allowed for v in verdicts)
+
+
+async def test_without_redis_each_process_of_a_pod_takes_its_share_of_a_numbers_rate() -> None:
+    """The pod's processes keep the limits in process: together they stay within the number's rate."""
+    alone, pod_of_two, pod_of_four = [await admitted_at_once(n) for n in (1, 2, 4)]
+    assert alone == 41  # 1 s of burst at 40/s, and the first
+    assert pod_of_two == 21
+    assert pod_of_four == 11
