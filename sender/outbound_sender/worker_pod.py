@@ -200,10 +200,10 @@ async def _until_stop_or_exit(children: list[Child], stop: asyncio.Event, folder
     done, _ = await asyncio.wait([stopping, *exits], return_when=asyncio.FIRST_COMPLETED)
     for task in [stopping, *exits]:
         task.cancel()
-    ended = [child for task, child in exits.items() if task in done]
-    if stop.is_set() and not ended:
+    if stop.is_set():  # stopping (a child that already ended counts by its exit code)
         return False
-    for child in ended or [c for c in children if c.process.returncode is not None]:
+    ended = [child for task, child in exits.items() if task in done]
+    for child in ended:
         fields = {"index": child.index, "pid": child.process.pid, "exitCode": child.process.returncode}
         log.error("OutboundJobWorker process ended: stopping the pod's other workers", extra={"fields": fields})
         mark_process_dead(child.process.pid, str(folder))  # type: ignore[no-untyped-call]  # its in-flight and heartbeat leave the pod's gauges
