@@ -65,6 +65,7 @@ class OutboundJobWorker:
         self.control = RuntimeControl(dispatcher.provider_names)
         self.choice = ChannelChoice(settings, switches or ChannelSwitches(), self.control, dispatcher)
         self.signals = Signals()
+        self.started = asyncio.Event()  # every unit runs: set once, when "OutboundJobWorker started" is logged
         self.sender: Sender | None = None  # the units that count, once `run` built them
         self.completer: Completer | None = None
 
@@ -104,9 +105,9 @@ class OutboundJobWorker:
 
     def _gates(self, gateway: PgWorkerGateway) -> dict[Channel, ChannelGate]:
         """The channel gates (worker/gates.py): WhatsApp's quota and rate limits."""
-        number, redis, worker = self.whatsapp_number, self.redis_url, self.settings.id
+        number, redis, worker, share = self.whatsapp_number, self.redis_url, self.settings.id, self.settings.processes
         whatsapp = WhatsAppQuotaGate.build(
-            gateway, self.metrics, self.policies, number=number, redis=redis, worker=worker
+            gateway, self.metrics, self.policies, number=number, redis=redis, worker=worker, processes=share or 1
         )
         return {Channel.WHATSAPP: whatsapp}
 
@@ -129,6 +130,7 @@ class OutboundJobWorker:
             housekeeping = [asyncio.create_task(loop, name=name) for name, loop in loops.items()]
             claiming = asyncio.create_task(claimer.run(stop), name="claimer")
             log.info("OutboundJobWorker started", extra={"fields": self._describe()})
+            self.started.set()
             failure = await supervise(claiming, [completing, *housekeeping], stop)
             await finish(claiming)
             await sender.drain(s.shutdown_grace_seconds)
