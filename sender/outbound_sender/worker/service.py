@@ -42,6 +42,8 @@ log = logging.getLogger("OutboundJobWorker")
 
 
 class OutboundJobWorker:
+    gateway_type: type[PgWorkerGateway] = PgWorkerGateway  # the store every unit uses (bench/pickup.py observes it)
+
     def __init__(
         self,
         dsn: str,
@@ -82,7 +84,7 @@ class OutboundJobWorker:
 
         If a unit ends on its own (an error it cannot survive), `stop` is set for the whole
         process, the worker drains, and WorkerFailed is raised."""
-        gateway = await self.open_gateway()
+        gateway = await self.gateway_type.open(self.dsn)
         self.dispatcher.bind_pool(gateway.pool)
         self.completer = Completer(gateway, self.signals, self.metrics, self.settings.id)
         gates, in_flight = self._gates(gateway), self.settings.max_in_flight
@@ -98,10 +100,6 @@ class OutboundJobWorker:
         log.info("OutboundJobWorker stopped", extra={"fields": {"completed": self.completed_total}})
         if failure is not None:
             raise WorkerFailed(failure)
-
-    async def open_gateway(self) -> PgWorkerGateway:
-        """The store gateway every unit uses (a subclass may observe it: bench/pickup.py)."""
-        return await PgWorkerGateway.open(self.dsn)
 
     def _gates(self, gateway: PgWorkerGateway) -> dict[Channel, ChannelGate]:
         """The channel gates (worker/gates.py): WhatsApp's quota and rate limits."""
