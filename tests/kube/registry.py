@@ -118,6 +118,38 @@ class Registry:
         except OSError:
             return None
 
+    def distinct(self, image: str, podman_env: dict[str, str]) -> str:
+        """``image`` with one label more: the same layers under a configuration of its own, so its
+        image ID differs from ``image``'s.
+
+        The node imports ``image`` itself for other tests. Pulled under the same ID, the pulled copy
+        would take over containerd's ``sha256:<ID>`` name of the imported one, and forgetting the
+        pulled copy afterwards left the kubelet without the imported image (its pods then tried to
+        pull it from ``localhost``). ``--timestamp 0`` keeps the ID the same build after build."""
+        derived = f"localhost/outbound-sender-private:{image.rsplit(':', 1)[1]}"
+        context = self.workdir / "private-image"  # an empty build context but for the Containerfile
+        context.mkdir(exist_ok=True)
+        (context / "Containerfile").write_text(f"FROM {image}\nLABEL dev.outbound.test=private-registry\n")
+        subprocess.run(
+            ["podman", "build", "--quiet", "--pull=never", "--timestamp", "0", "-t", derived, str(context)],
+            env=podman_env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=PUSH_TIMEOUT,
+        )
+        listed = subprocess.run(
+            ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", derived.rsplit(":", 1)[0]],
+            env=podman_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        older = [name for name in listed if name != derived]  # one derived build is kept, like the registry's
+        if older:
+            subprocess.run(["podman", "rmi", *older], env=podman_env, capture_output=True, check=False)
+        return derived
+
     def push(self, image: str, repository: str, tag: str, podman_env: dict[str, str]) -> str:
         """Push ``image`` from podman's store as ``<address>/<repository>:<tag>``; returns that reference."""
         image_id = subprocess.run(

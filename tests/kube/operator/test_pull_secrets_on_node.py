@@ -59,7 +59,8 @@ def private_image(plane: ControlPlane, node: Node, images: Images, tmp_path: Pat
     try:
         up = time.monotonic()
         node.trust_registry(registry.address, plane.pki.ca_cert)
-        reference = registry.push(images.sender, REPOSITORY, images.sender.rsplit(":", 1)[1], images.env)
+        private = registry.distinct(images.sender, images.env)
+        reference = registry.push(private, REPOSITORY, private.rsplit(":", 1)[1], images.env)
         pushed = time.monotonic()
         node.remove_images(repository)
         print(f"registry {registry.address}: started in {up - started:.1f} s, push {pushed - up:.1f} s")
