@@ -1,0 +1,385 @@
+"""Every environment variable the product reads names the test that shows its effect.
+
+The variables are found in the settings models themselves: every pydantic-settings model of the
+`outbound_sender` and `outbound_operator` packages (found by importing every module and walking the
+subclasses of BaseSettings), each field under its environment prefix. A model that only serves as
+the base of models with their own prefix (AccountSettings) is not read under its own names.
+
+Each variable names one test (by node id) and how far that test follows it:
+
+- PROCESS: a running process (`outbound api|worker|callbacks|run|sandbox`, the operator, or the
+  worker Deployment the operator rendered) behaves differently because of the variable;
+- UNIT: the unit that reads the setting (the worker's loops, the app served by uvicorn or reached
+  through httpx's ASGI transport, a provider client, the dispatcher) behaves differently because of
+  the field's value.
+
+A test that only checks the value was parsed, validated or rendered into a manifest is not evidence:
+such variables are listed in OPEN_GAPS with the reason, so that the list can only shrink on purpose.
+A new setting fails this test until it names a test or a gap; a renamed or removed test fails it too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from pydantic_settings import BaseSettings
+
+import outbound_operator
+import outbound_sender
+from tests.unit.operator.test_field_inventory import functions_in
+
+ROOT = Path(__file__).resolve().parents[2]
+PROCESS, UNIT = "process", "unit"
+
+CLI = "tests/integration/test_cli.py"
+ENTRY = "tests/integration/test_entry_points.py"
+OPS = "tests/integration/api/test_ops.py"
+HTTP_LIMITS = "tests/integration/api/test_http_limits.py"
+AUTH = "tests/integration/api/test_auth_throttle.py"
+CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
+UNITS = "tests/unit/worker/test_units.py"
+EFFECT = "tests/unit/worker/test_settings_effect.py"  # the worker built from the environment, on the fake gateway
+SWITCHES = f"{EFFECT}::test_each_channel_switch_from_the_environment_keeps_its_channel_queued"
+RETRY = f"{EFFECT}::test_the_retry_delay_follows_the_retry_settings_from_the_environment"
+SENTRY = "tests/unit/observability/test_sentry.py"
+K_RUNTIME = "tests/kube/operator/test_runtime_control.py"
+K_PODS = "tests/kube/operator/test_worker_pods.py"
+
+RUN = f"{CLI}::test_outbound_run_sends_a_demo_message_and_enqueue_waits_for_sent"
+CLAIMER = f"{UNITS}::test_the_claimer_claims_due_messages_of_its_channels_and_hands_them_to_the_sender"
+# The rendered worker talks to the sandbox at spec.endpoint (OUTBOUND_PROVIDER_SANDBOX_URL).
+K_DISABLE = f"{K_RUNTIME}::test_disable_leaves_messages_queued_and_enable_sends_them"
+K_IMAGE = "tests/kube/operator/test_image.py::test_operator_image_logs_in_and_creates_the_worker_deployment"
+E2E = (
+    "tests/kube/e2e/test_user_flow.py::"
+    "test_a_user_installs_sends_fails_over_scales_upgrades_survives_the_leaders_loss_and_uninstalls"
+)
+BACKUP_EMAIL = (
+    "tests/kube/operator/test_backup_email.py::"
+    "test_force_open_on_sendgrid_hands_email_to_ses_which_sends_as_its_channel_provider_says"
+)
+RATE = "tests/integration/api/test_rate_limit.py::test_over_the_rate_the_api_answers_429_with_retry_after"
+SENTRY_OPTIONS = f"{SENTRY}::test_environment_release_and_sample_rate_from_the_environment_reach_the_events"
+SES_SIGNED = "tests/unit/providers/test_ses.py::test_every_request_is_signed_and_the_sandbox_checks_it"
+
+INVENTORY: dict[str, tuple[str, str]] = {
+    # outbound_sender.config.Settings
+    "DATABASE_URL": (PROCESS, RUN),
+    "REDIS_URL": (
+        UNIT,
+        "tests/integration/quota/test_whatsapp_quota.py::test_redis_killed_mid_run_keeps_the_daily_quota",
+    ),
+    "OUTBOUND_STATE_DIR": (
+        PROCESS,
+        f"{CLI}::test_without_database_url_an_embedded_server_is_started_in_the_state_folder",
+    ),
+    "OUTBOUND_HTTP_HOST": (UNIT, f"{OPS}::test_metrics_are_on_their_own_port_not_on_the_api_port"),
+    "OUTBOUND_HTTP_PORT": (PROCESS, f"{CLI}::test_a_worker_process_serves_health_readiness_and_metrics"),
+    "OUTBOUND_LOG_LEVEL": (PROCESS, f"{K_PODS}::test_log_level_decides_what_the_rendered_worker_logs"),
+    # WorkerSettings
+    "OUTBOUND_WORKER_ENABLED": (PROCESS, f"{CLI}::test_worker_disabled_by_the_runbook_switch_claims_nothing"),
+    "OUTBOUND_WORKER_BATCH_SIZE": (
+        UNIT,
+        f"{EFFECT}::test_the_batch_size_from_the_environment_is_what_each_claim_asks_for",
+    ),
+    "OUTBOUND_WORKER_POLL_INTERVAL_MS": (
+        UNIT,
+        f"{EFFECT}::test_messages_that_arrive_without_a_notify_are_claimed_at_the_poll_interval",
+    ),
+    "OUTBOUND_WORKER_RECOVERY_INTERVAL_MS": (
+        UNIT,
+        f"{EFFECT}::test_expired_leases_are_recovered_at_the_recovery_interval",
+    ),
+    "OUTBOUND_WORKER_CONTROL_INTERVAL_MS": (
+        UNIT,
+        f"{EFFECT}::test_control_rows_changed_without_a_notify_are_read_at_the_control_interval",
+    ),
+    "OUTBOUND_WORKER_MAX_IN_FLIGHT": (UNIT, f"{UNITS}::test_the_sender_keeps_at_most_max_in_flight_calls"),
+    "OUTBOUND_WORKER_LEASE_SECONDS": (
+        UNIT,
+        "tests/integration/test_leases.py::test_an_expired_lease_is_recovered_and_the_message_sent",
+    ),
+    "OUTBOUND_WORKER_SHUTDOWN_GRACE_SECONDS": (
+        UNIT,
+        "tests/integration/test_worker.py::test_a_send_cut_short_by_shutdown_goes_back_to_the_queue",
+    ),
+    "OUTBOUND_WORKER_CHANNELS": (UNIT, CLAIMER),  # the EMAIL rows stay queued
+    "OUTBOUND_WORKER_ID": (UNIT, CLAIMER),  # the lease owner written on the claimed rows
+    # ChannelSwitches (the runbook's switches)
+    "SMS_PROVIDER_ENABLED": (UNIT, SWITCHES),
+    "EMAIL_PROVIDER_ENABLED": (UNIT, SWITCHES),
+    "WHATSAPP_PROVIDER_ENABLED": (UNIT, SWITCHES),
+    # RetrySettings
+    "OUTBOUND_RETRY_BASE_MS": (UNIT, RETRY),
+    "OUTBOUND_RETRY_MAX_MS": (UNIT, RETRY),
+    "OUTBOUND_RETRY_MAX_HINT_SECONDS": (UNIT, RETRY),
+    # MetricsSettings
+    "OUTBOUND_METRICS_PORT": (UNIT, f"{OPS}::test_metrics_are_on_their_own_port_not_on_the_api_port"),
+    # ProviderSettings
+    "OUTBOUND_PROVIDER_KIND": (PROCESS, f"{ENTRY}::test_live_api_refuses_the_sandbox_secrets_and_accepts_its_own"),
+    "OUTBOUND_PROVIDER_SANDBOX_URL": (PROCESS, K_DISABLE),
+    "OUTBOUND_PROVIDER_NAME": (PROCESS, K_DISABLE),  # the control row of the ChannelProvider stops its worker
+    # ApiSettings
+    "OUTBOUND_API_ENABLED": (UNIT, f"{OPS}::test_with_the_api_disabled_only_operations_are_served"),
+    "OUTBOUND_API_RATE_LIMIT_PER_SECOND": (UNIT, RATE),
+    "OUTBOUND_API_RATE_LIMIT_BURST": (UNIT, RATE),
+    "OUTBOUND_API_NEGATIVE_CACHE_SECONDS": (
+        UNIT,
+        f"{AUTH}::test_an_unknown_key_id_is_looked_up_once_per_negative_cache_period",
+    ),
+    "OUTBOUND_API_AUTH_FAILURES_MAX": (
+        UNIT,
+        f"{AUTH}::test_guesses_from_one_address_are_throttled_without_database_lookups",
+    ),
+    "OUTBOUND_API_AUTH_FAILURE_WINDOW_SECONDS": (UNIT, f"{AUTH}::test_the_address_may_try_again_after_the_window"),
+    "OUTBOUND_API_MAX_HEADER_BYTES": (
+        UNIT,
+        f"{HTTP_LIMITS}::test_a_head_over_the_limit_gets_431_with_the_api_error_body",
+    ),
+    "OUTBOUND_API_REQUEST_TIMEOUT_SECONDS": (
+        UNIT,
+        f"{HTTP_LIMITS}::test_half_sent_requests_are_closed_by_the_deadline",
+    ),
+    "OUTBOUND_API_MAX_CONNECTIONS": (
+        UNIT,
+        f"{HTTP_LIMITS}::test_the_connection_cap_answers_503_and_frees_with_the_connections",
+    ),
+    "OUTBOUND_API_ACCESS_LOG": (UNIT, f"{OPS}::test_correlation_id_is_returned_stored_and_logged"),
+    # CallbackSettings
+    "OUTBOUND_CALLBACKS_ALLOW_PRIVATE": (
+        UNIT,
+        "tests/integration/callbacks/test_ssrf.py::test_public_names_are_accepted_and_the_operator_setting_lets_private_ones_in",
+    ),
+    "OUTBOUND_CALLBACKS_TIMEOUT_SECONDS": (UNIT, f"{CALLBACKS}::test_a_receiver_slower_than_the_timeout_is_retried"),
+    "OUTBOUND_CALLBACKS_MAX_ATTEMPTS": (
+        UNIT,
+        f"{CALLBACKS}::test_a_receiver_that_never_recovers_is_given_up_after_the_last_attempt",
+    ),
+    # TracingSettings
+    "OUTBOUND_TRACING_ENABLED": (
+        PROCESS,
+        "tests/integration/observability/test_tracing.py::test_otlp_export_follows_the_standard_variables",
+    ),
+    # SentrySettings
+    "SENTRY_DSN": (UNIT, f"{SENTRY}::test_error_log_becomes_a_tagged_event"),
+    "SENTRY_ENVIRONMENT": (UNIT, SENTRY_OPTIONS),
+    "SENTRY_RELEASE": (UNIT, SENTRY_OPTIONS),
+    "SENTRY_SAMPLE_RATE": (UNIT, SENTRY_OPTIONS),
+    # Provider accounts: what the live worker pods sent, as recorded by the sandboxes on the test node.
+    "TWILIO_ACCOUNT_SID_FILE": (PROCESS, E2E),
+    "TWILIO_AUTH_TOKEN_FILE": (PROCESS, E2E),
+    "TWILIO_MESSAGING_SERVICE_SID": (PROCESS, E2E),
+    "TWILIO_FROM_NUMBER": (
+        PROCESS,
+        "tests/kube/operator/test_twilio_sender.py::test_twilio_from_is_the_number_the_rendered_worker_sends_from",
+    ),
+    "SENDGRID_API_KEY_FILE": (PROCESS, E2E),
+    "SENDGRID_FROM_EMAIL": (PROCESS, E2E),
+    "SENDGRID_FROM_NAME": (PROCESS, E2E),
+    "WHATSAPP_ACCESS_TOKEN_FILE": (PROCESS, E2E),
+    "WHATSAPP_PHONE_NUMBER_ID": (PROCESS, E2E),
+    "WHATSAPP_API_VERSION": (PROCESS, E2E),
+    "VONAGE_FROM_NUMBER": (PROCESS, E2E),
+    "VONAGE_SIGNATURE_METHOD": (PROCESS, E2E),
+    "SES_REGION": (PROCESS, BACKUP_EMAIL),
+    "SES_FROM_EMAIL": (PROCESS, BACKUP_EMAIL),
+    "SES_FROM_NAME": (PROCESS, BACKUP_EMAIL),
+    "SES_CONFIGURATION_SET_NAME": (PROCESS, BACKUP_EMAIL),
+    "SES_ACCESS_KEY_ID": (UNIT, SES_SIGNED),
+    "SES_SECRET_ACCESS_KEY": (UNIT, SES_SIGNED),
+    "SES_SESSION_TOKEN": (UNIT, SES_SIGNED),
+    "SES_REPLY_TO": (UNIT, "tests/unit/providers/test_ses.py::test_the_body_is_a_valid_send_email_input"),
+    "VONAGE_API_KEY": (
+        UNIT,
+        "tests/integration/providers/test_vonage_provider.py::test_a_receipt_of_another_account_is_dropped",
+    ),
+    "VONAGE_API_SECRET": (UNIT, "tests/unit/providers/test_vonage.py::test_the_form_with_an_api_secret"),
+    "VONAGE_SIGNATURE_SECRET": (UNIT, "tests/unit/providers/test_vonage.py::test_a_signed_form_carries_no_api_secret"),
+    "VONAGE_PRIORITY": (UNIT, "tests/unit/providers/test_vonage.py::test_vonage_backs_twilio_up_by_default"),
+    "TWILIO_PRIORITY": (UNIT, "tests/unit/providers/test_vonage.py::test_vonage_backs_twilio_up_by_default"),
+    # The operator (its settings reach a running operator, or the workers it renders)
+    "OUTBOUND_OPERATOR_DATABASE_URL": (PROCESS, K_IMAGE),
+    "OUTBOUND_OPERATOR_HEALTH_PORT": (PROCESS, K_IMAGE),
+    "OUTBOUND_OPERATOR_METRICS_PORT": (PROCESS, K_IMAGE),
+    "OUTBOUND_OPERATOR_NAMESPACES": (
+        PROCESS,
+        "tests/kube/operator/test_rbac_scope.py::test_cluster_wide_operator_runs_workers_only_where_its_role_is",
+    ),
+    "OUTBOUND_OPERATOR_RECONCILE_INTERVAL_SECONDS": (
+        PROCESS,
+        "tests/kube/operator/test_ready.py::test_ready_follows_available_worker_pods_through_scale_up_and_down",
+    ),
+    "OUTBOUND_OPERATOR_WORKER_IMAGE_REPOSITORIES": (
+        PROCESS,
+        "tests/kube/operator/test_admission.py::test_a_foreign_image_gets_no_deployment",
+    ),
+    "OUTBOUND_OPERATOR_ALLOW_INSECURE_SANDBOX_ENDPOINT": (
+        PROCESS,
+        "tests/kube/operator/test_admission.py::test_an_http_endpoint_gets_no_deployment_unless_the_operator_allows_the_sandbox",
+    ),
+    "OUTBOUND_OPERATOR_WORKER_DATABASE_SECRET": (PROCESS, E2E),  # the workers reach their database through it
+}
+
+# Variables no test shows taking effect yet, each with the reason. Moving one into INVENTORY removes
+# it here; adding one here needs a reason in review.
+OPEN_GAPS: dict[str, str] = {
+    "OUTBOUND_LOG_FORMAT": "setup_logging's formats are tested, not that the variable picks one in a process",
+    "OUTBOUND_METRICS_UPDATE_INTERVAL_MS": "the refresh is tested at 100 ms; nothing shows the period follows it",
+    "OUTBOUND_PROVIDER_CONNECT_TIMEOUT_SECONDS": "provider_client's timeouts are tested directly, not the variable",
+    "OUTBOUND_PROVIDER_READ_TIMEOUT_SECONDS": "provider_client's timeouts are tested directly, not the variable",
+    "OUTBOUND_API_KEY_CACHE_SECONDS": "every API test runs with 0; no test shows a cached key outliving its row",
+    "OUTBOUND_API_POOL_SIZE": "only passed to the pool; no test shows the process holding that many connections",
+    "OUTBOUND_API_MAX_BODY_BYTES": "the 413 tests use the default limit, not a configured one",
+    "OUTBOUND_CALLBACKS_RETRY_BASE_MS": "delay_seconds is tested alone, not the dispatcher's wait",
+    "OUTBOUND_CALLBACKS_RETRY_MAX_MS": "delay_seconds is tested alone, not the dispatcher's wait",
+    "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": "tests set it short; none shows an idle dispatcher's period",
+    "OUTBOUND_WEBHOOK_PUBLIC_URL": "the operator's rendering is tested; no worker is shown asking for callbacks there",
+    "OUTBOUND_WEBHOOK_PATH_PREFIX": "no test mounts the router elsewhere",
+    "OUTBOUND_WEBHOOK_MAX_BODY_BYTES": "no test sends a webhook body over a configured limit",
+    "OUTBOUND_CIRCUIT_FAILURE_THRESHOLD": "the breaker is tested with BreakerConfig, not from the variable",
+    "OUTBOUND_CIRCUIT_OPEN_SECONDS": "the breaker is tested with BreakerConfig, not from the variable",
+    "OUTBOUND_CIRCUIT_HALF_OPEN_PROBES": "the breaker is tested with BreakerConfig, not from the variable",
+    "OUTBOUND_PROVIDERS_ENABLED": "only the parsing and the unknown-name error are tested",
+    "OUTBOUND_PROVIDERS_AMBIGUOUS_RETRY_SECONDS": "provider clients are tested with the argument, not the variable",
+    "OUTBOUND_SANDBOX_HOST": "no test serves the sandboxes on another address",
+    "OUTBOUND_SANDBOX_TWILIO_PORT": "tests set the ports; none shows a sandbox answering on the one given",
+    "OUTBOUND_SANDBOX_SENDGRID_PORT": "tests set the ports; none shows a sandbox answering on the one given",
+    "OUTBOUND_SANDBOX_WHATSAPP_PORT": "tests set the ports; none shows a sandbox answering on the one given",
+    "OUTBOUND_SANDBOX_VONAGE_PORT": "tests set the ports; none shows a sandbox answering on the one given",
+    "OUTBOUND_SANDBOX_SES_PORT": "tests set the ports; none shows a sandbox answering on the one given",
+    "TWILIO_ENABLED": "only the parsing is tested",
+    "TWILIO_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
+    "TWILIO_ACCOUNT_SID": "tested as parsed and validated; requests use the *_FILE form on the node",
+    "TWILIO_AUTH_TOKEN": "tested as parsed and scrubbed; requests use the *_FILE form on the node",
+    "TWILIO_STATUS_CALLBACK": "no test turns StatusCallback off",
+    "SENDGRID_ENABLED": "only the parsing is tested",
+    "SENDGRID_PRIORITY": "failover order is tested with Dispatcher priorities, not the variable",
+    "SENDGRID_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
+    "SENDGRID_API_KEY": "tested as scrubbed from Sentry only; requests use the *_FILE form on the node",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "tested as required in live mode; verification is tested with the key as argument",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY_FILE": "no test",
+    "WHATSAPP_ENABLED": "only the parsing is tested",
+    "WHATSAPP_PRIORITY": "failover order is tested with Dispatcher priorities, not the variable",
+    "WHATSAPP_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
+    "WHATSAPP_ACCESS_TOKEN": "tested as parsed; requests use the *_FILE form on the node",
+    "WHATSAPP_DEFAULT_LANGUAGE": "no test sends a template without a language under another default",
+    "WHATSAPP_APP_SECRET": "tested as required in live mode and scrubbed; verification takes it as argument",
+    "WHATSAPP_APP_SECRET_FILE": "only the operator's mount is tested",
+    "WHATSAPP_VERIFY_TOKEN": "tested as rendered and scrubbed; no handshake test reads it from the variable",
+    "WHATSAPP_VERIFY_TOKEN_FILE": "no test",
+    "VONAGE_ENABLED": "only the parsing is tested",
+    "VONAGE_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
+    "VONAGE_API_KEY_FILE": "no test",
+    "VONAGE_API_SECRET_FILE": "no test",
+    "VONAGE_SIGNATURE_SECRET_FILE": "no test",
+    "SES_ENABLED": "only the parsing is tested",
+    "SES_PRIORITY": "failover order is tested with Dispatcher priorities, not the variable",
+    "SES_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
+    "SES_ACCESS_KEY_ID_FILE": "only the parsing is tested",
+    "SES_SECRET_ACCESS_KEY_FILE": "only the parsing is tested",
+    "SES_SESSION_TOKEN_FILE": "only the parsing is tested",
+    "SES_SNS_TOPIC_ARNS": "only the parsing is tested",
+    "SES_SNS_CERTIFICATE_URL_PREFIXES": "set for the fuzzing API process; no test shows a prefix admitted or refused",
+    "OUTBOUND_OPERATOR_STANDALONE": "every kube test runs standalone; none shows peering on or off",
+    "OUTBOUND_OPERATOR_PEERING_NAME": "only the chart's rendering is tested",
+    "OUTBOUND_OPERATOR_PRIORITY": "only the chart's rendering is tested; no test shows the higher replica acting",
+    "OUTBOUND_OPERATOR_SCALE_DOWN_COOLDOWN_SECONDS": "the kube tests set it to 0; none shows a scale-down held back",
+    "OUTBOUND_OPERATOR_SCALE_TOLERANCE": "no test",
+    "OUTBOUND_OPERATOR_BATCH_TOLERANCE": "the scaling unit takes it as an argument; the variable's path is unshown",
+    "OUTBOUND_OPERATOR_HALF_OPEN_PROBES_TO_CLOSE": "breaker.decide is tested with it as an argument only",
+    "OUTBOUND_OPERATOR_WORKER_IMAGE": "only rendering and admission units are tested",
+    "OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS": "only the rendered Deployment is checked (as imagePullSecrets)",
+    "OUTBOUND_OPERATOR_WORKER_REDIS_SECRET": "only the chart's rendering is tested",
+    "OUTBOUND_OPERATOR_WORKER_SERVICE_ACCOUNT": "only the chart's rendering is tested",
+    "OUTBOUND_OPERATOR_WORKER_WEBHOOK_PUBLIC_URL": "only the rendered worker environment is checked",
+    "OUTBOUND_OPERATOR_PROVIDER_CONNECT_TIMEOUT_SECONDS": "only the rendered worker environment is checked",
+    "OUTBOUND_OPERATOR_PROVIDER_READ_TIMEOUT_SECONDS": "only the rendered worker environment is checked",
+    "OUTBOUND_OPERATOR_LOG_FORMAT": "no test",
+    "OUTBOUND_OPERATOR_LOG_LEVEL": "set to DEBUG for the kube tests; no test reads what it changes",
+}
+
+
+def _modules(package: ModuleType) -> Iterator[str]:
+    for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+        if not info.name.endswith("__main__"):  # running it would start the program
+            yield info.name
+
+
+def _subclasses(cls: type[BaseSettings]) -> Iterator[type[BaseSettings]]:
+    sub: type[BaseSettings]
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def settings_models() -> list[type[BaseSettings]]:
+    """Every BaseSettings model of the product, after importing each of its modules."""
+    for package in (outbound_sender, outbound_operator):
+        for name in _modules(package):
+            importlib.import_module(name)
+    return [
+        model
+        for model in set(_subclasses(BaseSettings))
+        if model.__module__.startswith(("outbound_sender.", "outbound_operator."))
+    ]
+
+
+def _prefix(model: type[BaseSettings]) -> str:
+    return str(model.model_config.get("env_prefix", ""))
+
+
+def _variables(model: type[BaseSettings]) -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+        names.add((_prefix(model) + (alias or name)).upper())
+    return names
+
+
+@cache
+def declared() -> frozenset[str]:
+    """The environment variables the product reads. A model whose subclasses all read under
+    another prefix (a base like AccountSettings) is not read under its own names."""
+    models = settings_models()
+    found: set[str] = set()
+    for model in models:
+        subs = [s for s in models if s is not model and issubclass(s, model)]
+        if subs and all(_prefix(s) != _prefix(model) for s in subs):
+            continue
+        found |= _variables(model)
+    return frozenset(found)
+
+
+def test_the_walk_finds_the_settings_of_every_command() -> None:
+    expected = {"DATABASE_URL", "OUTBOUND_WORKER_BATCH_SIZE", "OUTBOUND_API_ENABLED", "TWILIO_AUTH_TOKEN_FILE"}
+    expected |= {"SENTRY_DSN", "OUTBOUND_TRACING_ENABLED", "OUTBOUND_SANDBOX_SES_PORT", "OUTBOUND_OPERATOR_NAMESPACES"}
+    assert expected <= declared()
+    assert not {"ENABLED", "PRIORITY", "BASE_URL"} & declared(), (
+        "the accounts' base model is read only via its subclasses"
+    )
+
+
+def test_every_setting_names_the_test_of_its_effect_or_an_open_gap() -> None:
+    listed = set(INVENTORY) | set(OPEN_GAPS)
+    assert not set(INVENTORY) & set(OPEN_GAPS), f"both proven and open: {sorted(set(INVENTORY) & set(OPEN_GAPS))}"
+    assert not declared() - listed, f"settings with no test of their effect: {sorted(declared() - listed)}"
+    assert not listed - declared(), f"the inventory lists settings nothing reads: {sorted(listed - declared())}"
+
+
+@pytest.mark.parametrize("variable", sorted(INVENTORY))
+def test_each_named_test_exists(variable: str) -> None:
+    evidence, test = INVENTORY[variable]
+    assert evidence in (PROCESS, UNIT)
+    path, _, name = test.partition("::")
+    assert (ROOT / path).exists(), f"{variable}: no file {path}"
+    assert name in functions_in(path), f"{variable}: no test {name} in {path}"
+
+
+def test_every_open_gap_says_why() -> None:
+    assert all(len(reason) > 5 for reason in OPEN_GAPS.values())
