@@ -22,16 +22,24 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+import typer
+import yaml
 from pydantic_settings import BaseSettings
 
 import outbound_operator
 import outbound_sender
+from outbound_operator.reconcile.spec import ChannelProviderSpec
+from outbound_operator.reconcile.workload import operator_env_names
+from outbound_operator.settings import OperatorSettings
+from outbound_sender import cli
 from tests.unit.operator.test_field_inventory import functions_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,6 +211,11 @@ INVENTORY: dict[str, tuple[str, str]] = {
     "VONAGE_SIGNATURE_SECRET": (UNIT, "tests/unit/providers/test_vonage.py::test_a_signed_form_carries_no_api_secret"),
     "VONAGE_PRIORITY": (UNIT, "tests/unit/providers/test_vonage.py::test_vonage_backs_twilio_up_by_default"),
     "TWILIO_PRIORITY": (UNIT, "tests/unit/providers/test_vonage.py::test_vonage_backs_twilio_up_by_default"),
+    # `outbound` options read from the environment
+    "OUTBOUND_ACTOR": (
+        UNIT,
+        "tests/integration/test_ops_commands.py::test_without_actor_the_audit_names_outbound_actor_from_the_environment",
+    ),
     # The operator (its settings reach a running operator, or the workers it renders)
     "OUTBOUND_OPERATOR_DATABASE_URL": (PROCESS, K_IMAGE),
     "OUTBOUND_OPERATOR_HEALTH_PORT": (PROCESS, K_IMAGE),
@@ -342,12 +355,23 @@ def _variables(model: type[BaseSettings]) -> set[str]:
     return names
 
 
+def cli_variables(command: Any) -> Iterator[str]:
+    """Options of `outbound` (and its sub-commands) that may come from an environment variable
+    (typer's own copy of click: its commands are walked by their attributes)."""
+    for param in command.params:
+        envvar = getattr(param, "envvar", None)
+        yield from [envvar] if isinstance(envvar, str) else list(envvar or ())
+    for sub in getattr(command, "commands", {}).values():
+        yield from cli_variables(sub)
+
+
 @cache
 def declared() -> frozenset[str]:
-    """The environment variables the product reads. A model whose subclasses all read under
-    another prefix (a base like AccountSettings) is not read under its own names."""
+    """The environment variables the product reads: the settings models' fields and the `outbound`
+    options with an envvar. A model whose subclasses all read under another prefix (a base like
+    AccountSettings) is not read under its own names."""
     models = settings_models()
-    found: set[str] = set()
+    found: set[str] = set(cli_variables(typer.main.get_command(cli.cli)))
     for model in models:
         subs = [s for s in models if s is not model and issubclass(s, model)]
         if subs and all(_prefix(s) != _prefix(model) for s in subs):
@@ -359,6 +383,7 @@ def declared() -> frozenset[str]:
 def test_the_walk_finds_the_settings_of_every_command() -> None:
     expected = {"DATABASE_URL", "OUTBOUND_WORKER_BATCH_SIZE", "OUTBOUND_API_ENABLED", "TWILIO_AUTH_TOKEN_FILE"}
     expected |= {"SENTRY_DSN", "OUTBOUND_TRACING_ENABLED", "OUTBOUND_SANDBOX_SES_PORT", "OUTBOUND_OPERATOR_NAMESPACES"}
+    expected |= {"OUTBOUND_ACTOR"}  # an `outbound` option (the runbook's ops commands)
     assert expected <= declared()
     assert not {"ENABLED", "PRIORITY", "BASE_URL"} & declared(), (
         "the accounts' base model is read only via its subclasses"
@@ -383,3 +408,51 @@ def test_each_named_test_exists(variable: str) -> None:
 
 def test_every_open_gap_says_why() -> None:
     assert all(len(reason) > 5 for reason in OPEN_GAPS.values())
+
+
+# Named in the docs or the chart but read by other programs: the build and test tooling (hack/),
+# the user's own shell (the API key the quick start exports) and the example provider of
+# docs/providers.md's "adding a provider".
+NOT_SETTINGS = {
+    "OUTBOUND_TOOLS_DIR",
+    "OUTBOUND_IMAGES_DIR",
+    "OUTBOUND_IMAGES_KEEP",
+    "OUTBOUND_API_KEY",
+    "OUTBOUND_SANDBOX_ACME_PORT",
+}
+VARIABLE = re.compile(
+    r"(?<![A-Za-z0-9_$])((?:OUTBOUND|TWILIO|SENDGRID|WHATSAPP|VONAGE|SES|SENTRY|SMS|EMAIL)_[A-Z0-9_]*[A-Z0-9])\b"
+)
+
+
+def named_in_docs_and_chart() -> dict[str, set[str]]:
+    """Our variables named anywhere in README, docs/, charts/ and deploy/, with where."""
+    found: dict[str, set[str]] = {}
+    for root in ("README.md", "docs", "charts", "deploy"):
+        top = ROOT / root
+        for path in [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file()):
+            for match in VARIABLE.finditer(path.read_text(errors="replace")):
+                found.setdefault(match[1], set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_variable_the_docs_and_the_chart_name_is_read_by_the_product() -> None:
+    named = named_in_docs_and_chart()
+    assert {"OUTBOUND_WORKER_BATCH_SIZE", "WHATSAPP_PROVIDER_ENABLED", "OUTBOUND_OPERATOR_DATABASE_URL"} <= set(named)
+    unread = {name: sorted(where) for name, where in named.items() if name not in declared() | NOT_SETTINGS}
+    assert not unread, f"set or documented, but read by nothing: {unread}"
+
+
+@pytest.mark.parametrize(
+    "sample", sorted((ROOT / "crds" / "samples").glob("channelprovider-*.yaml")), ids=lambda p: p.stem
+)
+def test_every_variable_the_operator_gives_a_worker_is_read_by_the_sender(sample: Path) -> None:
+    spec = ChannelProviderSpec.of(yaml.safe_load(sample.read_text())["spec"])
+    settings = OperatorSettings(
+        database_url="postgresql://x",
+        worker_redis_secret="outbound-redis",
+        worker_webhook_public_url="https://api.example.com",
+    )
+    rendered = operator_env_names(sample.stem, spec, settings)
+    assert "OUTBOUND_PROVIDER_KIND" in rendered
+    assert not rendered - declared(), f"rendered, but read by nothing: {sorted(rendered - declared())}"
