@@ -127,6 +127,19 @@ INVENTORY: dict[str, tuple[str, str]] = {
     "OUTBOUND_RETRY_BASE_MS": (UNIT, RETRY),
     "OUTBOUND_RETRY_MAX_MS": (UNIT, RETRY),
     "OUTBOUND_RETRY_MAX_HINT_SECONDS": (UNIT, RETRY),
+    # FailoverSettings: the worker's own circuit breaker
+    "OUTBOUND_CIRCUIT_FAILURE_THRESHOLD": (
+        UNIT,
+        f"{EFFECT}::test_the_circuit_opens_after_the_failure_threshold_from_the_environment",
+    ),
+    "OUTBOUND_CIRCUIT_OPEN_SECONDS": (
+        UNIT,
+        f"{EFFECT}::test_the_circuit_probes_again_after_its_open_seconds_from_the_environment",
+    ),
+    "OUTBOUND_CIRCUIT_HALF_OPEN_PROBES": (
+        UNIT,
+        f"{EFFECT}::test_a_half_open_circuit_claims_as_many_as_its_probes_from_the_environment",
+    ),
     # MetricsSettings
     "OUTBOUND_METRICS_PORT": (UNIT, f"{OPS}::test_metrics_are_on_their_own_port_not_on_the_api_port"),
     # ProviderSettings
@@ -255,9 +268,6 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_WEBHOOK_PUBLIC_URL": "the operator's rendering is tested; no worker is shown asking for callbacks there",
     "OUTBOUND_WEBHOOK_PATH_PREFIX": "no test mounts the router elsewhere",
     "OUTBOUND_WEBHOOK_MAX_BODY_BYTES": "no test sends a webhook body over a configured limit",
-    "OUTBOUND_CIRCUIT_FAILURE_THRESHOLD": "the breaker is tested with BreakerConfig, not from the variable",
-    "OUTBOUND_CIRCUIT_OPEN_SECONDS": "the breaker is tested with BreakerConfig, not from the variable",
-    "OUTBOUND_CIRCUIT_HALF_OPEN_PROBES": "the breaker is tested with BreakerConfig, not from the variable",
     "OUTBOUND_PROVIDERS_ENABLED": "only the parsing and the unknown-name error are tested",
     "OUTBOUND_PROVIDERS_AMBIGUOUS_RETRY_SECONDS": "provider clients are tested with the argument, not the variable",
     "OUTBOUND_SANDBOX_HOST": "no test serves the sandboxes on another address",

@@ -188,3 +188,78 @@ async def test_the_retry_delay_follows_the_retry_settings_from_the_environment(
     attempt = row.attempts[0]
     assert attempt.retry_delay_ms is not None
     assert low_ms <= attempt.retry_delay_ms <= high_ms
+
+
+class FailingCalls:
+    """The null provider answering every call with a provider-side failure; counts the calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+
+        async def send(_provider: NullProvider, _message: OutboundMessage) -> SendResult:
+            self.calls += 1
+            raise TemporaryError(ErrorCode.TEMPORARY_ERROR, "the provider is down")
+
+        monkeypatch.setattr(NullProvider, "send", send)
+
+
+def failing_queue(monkeypatch: pytest.MonkeyPatch, messages: int) -> tuple[FailingCalls, RecordingGateway]:
+    fake = RecordingGateway()
+    fake.add(messages)
+    return FailingCalls(monkeypatch), fake
+
+
+# One message at a time, and a failed message does not come back during the test.
+ONE_BY_ONE = {
+    "OUTBOUND_WORKER_BATCH_SIZE": "1",
+    "OUTBOUND_WORKER_MAX_IN_FLIGHT": "1",
+    "OUTBOUND_RETRY_BASE_MS": "60000",
+    "OUTBOUND_RETRY_MAX_MS": "60000",
+}
+
+
+@pytest.mark.parametrize("threshold", [2, 4])
+async def test_the_circuit_opens_after_the_failure_threshold_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    provider, fake = failing_queue(monkeypatch, 10)
+    env = ONE_BY_ONE | {"OUTBOUND_CIRCUIT_FAILURE_THRESHOLD": str(threshold), "OUTBOUND_CIRCUIT_OPEN_SECONDS": "60"}
+    async with worker_from_environment(monkeypatch, fake, **env):
+        await until(lambda: provider.calls >= threshold)
+        await asyncio.sleep(QUIET_SECONDS)  # open: the worker leaves the rest of the channel alone
+    assert provider.calls == threshold
+    assert fake.statuses() == {"QUEUED": 10}
+
+
+@pytest.mark.parametrize("open_seconds", ["0.2", "60"])
+async def test_the_circuit_probes_again_after_its_open_seconds_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, open_seconds: str
+) -> None:
+    provider, fake = failing_queue(monkeypatch, 10)
+    env = ONE_BY_ONE | {"OUTBOUND_CIRCUIT_FAILURE_THRESHOLD": "1", "OUTBOUND_CIRCUIT_OPEN_SECONDS": open_seconds}
+    async with worker_from_environment(monkeypatch, fake, **env):
+        await until(lambda: provider.calls >= 1)
+        if open_seconds == "60":
+            await asyncio.sleep(QUIET_SECONDS)
+            assert provider.calls == 1
+        else:
+            await until(lambda: provider.calls >= 3)  # a probe, which fails and opens it again, then another
+
+
+@pytest.mark.parametrize("probes", [2, 5])
+async def test_a_half_open_circuit_claims_as_many_as_its_probes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, probes: int
+) -> None:
+    provider, fake = failing_queue(monkeypatch, 100)
+    env = {
+        "OUTBOUND_RETRY_BASE_MS": "60000",
+        "OUTBOUND_CIRCUIT_FAILURE_THRESHOLD": "1",
+        "OUTBOUND_CIRCUIT_OPEN_SECONDS": "0.2",
+        "OUTBOUND_CIRCUIT_HALF_OPEN_PROBES": str(probes),
+    }
+    async with worker_from_environment(monkeypatch, fake, **env):
+        await until(lambda: provider.calls >= 12)  # several rounds of failing probes
+        recent = len(fake.limits)
+        await until(lambda: len(fake.limits) >= recent + 10)
+    assert fake.limits[0] == 10  # closed: a whole batch
+    assert max(fake.limits[recent:]) == probes  # half-open: no more than the probes at a time
