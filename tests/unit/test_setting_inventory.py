@@ -72,6 +72,10 @@ BACKUP_EMAIL = (
     "tests/kube/operator/test_backup_email.py::"
     "test_force_open_on_sendgrid_hands_email_to_ses_which_sends_as_its_channel_provider_says"
 )
+CHOICE = (
+    "tests/unit/providers/test_selection_from_environment.py::"
+    "test_priority_and_switches_from_the_environment_choose_the_provider"
+)
 RATE = "tests/integration/api/test_rate_limit.py::test_over_the_rate_the_api_answers_429_with_retry_after"
 SENTRY_OPTIONS = f"{SENTRY}::test_environment_release_and_sample_rate_from_the_environment_reach_the_events"
 SES_SIGNED = "tests/unit/providers/test_ses.py::test_every_request_is_signed_and_the_sandbox_checks_it"
@@ -140,6 +144,18 @@ INVENTORY: dict[str, tuple[str, str]] = {
         UNIT,
         f"{EFFECT}::test_a_half_open_circuit_claims_as_many_as_its_probes_from_the_environment",
     ),
+    # ProvidersSettings and the accounts' switches and failover order: the provider a message goes to
+    "OUTBOUND_PROVIDERS_ENABLED": (UNIT, CHOICE),
+    "TWILIO_ENABLED": (UNIT, CHOICE),
+    "TWILIO_PRIORITY": (UNIT, CHOICE),
+    "SENDGRID_ENABLED": (UNIT, CHOICE),
+    "SENDGRID_PRIORITY": (UNIT, CHOICE),
+    "WHATSAPP_ENABLED": (UNIT, CHOICE),
+    "WHATSAPP_PRIORITY": (UNIT, CHOICE),
+    "VONAGE_ENABLED": (UNIT, CHOICE),
+    "VONAGE_PRIORITY": (UNIT, CHOICE),
+    "SES_ENABLED": (UNIT, CHOICE),
+    "SES_PRIORITY": (UNIT, CHOICE),
     # MetricsSettings
     "OUTBOUND_METRICS_PORT": (UNIT, f"{OPS}::test_metrics_are_on_their_own_port_not_on_the_api_port"),
     # ProviderSettings
@@ -222,8 +238,6 @@ INVENTORY: dict[str, tuple[str, str]] = {
     ),
     "VONAGE_API_SECRET": (UNIT, "tests/unit/providers/test_vonage.py::test_the_form_with_an_api_secret"),
     "VONAGE_SIGNATURE_SECRET": (UNIT, "tests/unit/providers/test_vonage.py::test_a_signed_form_carries_no_api_secret"),
-    "VONAGE_PRIORITY": (UNIT, "tests/unit/providers/test_vonage.py::test_vonage_backs_twilio_up_by_default"),
-    "TWILIO_PRIORITY": (UNIT, "tests/unit/providers/test_vonage.py::test_vonage_backs_twilio_up_by_default"),
     # `outbound` options read from the environment
     "OUTBOUND_ACTOR": (
         UNIT,
@@ -268,7 +282,6 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_WEBHOOK_PUBLIC_URL": "the operator's rendering is tested; no worker is shown asking for callbacks there",
     "OUTBOUND_WEBHOOK_PATH_PREFIX": "no test mounts the router elsewhere",
     "OUTBOUND_WEBHOOK_MAX_BODY_BYTES": "no test sends a webhook body over a configured limit",
-    "OUTBOUND_PROVIDERS_ENABLED": "only the parsing and the unknown-name error are tested",
     "OUTBOUND_PROVIDERS_AMBIGUOUS_RETRY_SECONDS": "provider clients are tested with the argument, not the variable",
     "OUTBOUND_SANDBOX_HOST": "no test serves the sandboxes on another address",
     "OUTBOUND_SANDBOX_TWILIO_PORT": "tests set the ports; none shows a sandbox answering on the one given",
@@ -276,19 +289,14 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_SANDBOX_WHATSAPP_PORT": "tests set the ports; none shows a sandbox answering on the one given",
     "OUTBOUND_SANDBOX_VONAGE_PORT": "tests set the ports; none shows a sandbox answering on the one given",
     "OUTBOUND_SANDBOX_SES_PORT": "tests set the ports; none shows a sandbox answering on the one given",
-    "TWILIO_ENABLED": "only the parsing is tested",
     "TWILIO_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
     "TWILIO_ACCOUNT_SID": "tested as parsed and validated; requests use the *_FILE form on the node",
     "TWILIO_AUTH_TOKEN": "tested as parsed and scrubbed; requests use the *_FILE form on the node",
     "TWILIO_STATUS_CALLBACK": "no test turns StatusCallback off",
-    "SENDGRID_ENABLED": "only the parsing is tested",
-    "SENDGRID_PRIORITY": "failover order is tested with Dispatcher priorities, not the variable",
     "SENDGRID_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
     "SENDGRID_API_KEY": "tested as scrubbed from Sentry only; requests use the *_FILE form on the node",
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "tested as required in live mode; verification is tested with the key as argument",
     "SENDGRID_WEBHOOK_PUBLIC_KEY_FILE": "no test",
-    "WHATSAPP_ENABLED": "only the parsing is tested",
-    "WHATSAPP_PRIORITY": "failover order is tested with Dispatcher priorities, not the variable",
     "WHATSAPP_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
     "WHATSAPP_ACCESS_TOKEN": "tested as parsed; requests use the *_FILE form on the node",
     "WHATSAPP_DEFAULT_LANGUAGE": "no test sends a template without a language under another default",
@@ -296,13 +304,10 @@ OPEN_GAPS: dict[str, str] = {
     "WHATSAPP_APP_SECRET_FILE": "only the operator's mount is tested",
     "WHATSAPP_VERIFY_TOKEN": "tested as rendered and scrubbed; no handshake test reads it from the variable",
     "WHATSAPP_VERIFY_TOKEN_FILE": "no test",
-    "VONAGE_ENABLED": "only the parsing is tested",
     "VONAGE_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
     "VONAGE_API_KEY_FILE": "no test",
     "VONAGE_API_SECRET_FILE": "no test",
     "VONAGE_SIGNATURE_SECRET_FILE": "no test",
-    "SES_ENABLED": "only the parsing is tested",
-    "SES_PRIORITY": "failover order is tested with Dispatcher priorities, not the variable",
     "SES_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
     "SES_ACCESS_KEY_ID_FILE": "only the parsing is tested",
     "SES_SECRET_ACCESS_KEY_FILE": "only the parsing is tested",
