@@ -49,6 +49,7 @@ CLI = "tests/integration/test_cli.py"
 ENTRY = "tests/integration/test_entry_points.py"
 OPS = "tests/integration/api/test_ops.py"
 HTTP_LIMITS = "tests/integration/api/test_http_limits.py"
+API_ENV = "tests/integration/api/test_settings_from_environment.py"
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -187,6 +188,11 @@ INVENTORY: dict[str, tuple[str, str]] = {
         UNIT,
         f"{HTTP_LIMITS}::test_the_connection_cap_answers_503_and_frees_with_the_connections",
     ),
+    "OUTBOUND_API_MAX_BODY_BYTES": (UNIT, f"{API_ENV}::test_the_body_limit_comes_from_the_environment"),
+    "OUTBOUND_API_KEY_CACHE_SECONDS": (
+        UNIT,
+        f"{API_ENV}::test_a_revoked_key_works_until_the_key_cache_from_the_environment_expires",
+    ),
     "OUTBOUND_API_ACCESS_LOG": (UNIT, f"{OPS}::test_correlation_id_is_returned_stored_and_logged"),
     # CallbackSettings
     "OUTBOUND_CALLBACKS_ALLOW_PRIVATE": (
@@ -273,9 +279,7 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_METRICS_UPDATE_INTERVAL_MS": "the refresh is tested at 100 ms; nothing shows the period follows it",
     "OUTBOUND_PROVIDER_CONNECT_TIMEOUT_SECONDS": "provider_client's timeouts are tested directly, not the variable",
     "OUTBOUND_PROVIDER_READ_TIMEOUT_SECONDS": "provider_client's timeouts are tested directly, not the variable",
-    "OUTBOUND_API_KEY_CACHE_SECONDS": "every API test runs with 0; no test shows a cached key outliving its row",
     "OUTBOUND_API_POOL_SIZE": "only passed to the pool; no test shows the process holding that many connections",
-    "OUTBOUND_API_MAX_BODY_BYTES": "the 413 tests use the default limit, not a configured one",
     "OUTBOUND_CALLBACKS_RETRY_BASE_MS": "delay_seconds is tested alone, not the dispatcher's wait",
     "OUTBOUND_CALLBACKS_RETRY_MAX_MS": "delay_seconds is tested alone, not the dispatcher's wait",
     "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": "tests set it short; none shows an idle dispatcher's period",
