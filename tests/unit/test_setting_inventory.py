@@ -50,6 +50,9 @@ ENTRY = "tests/integration/test_entry_points.py"
 OPS = "tests/integration/api/test_ops.py"
 HTTP_LIMITS = "tests/integration/api/test_http_limits.py"
 API_ENV = "tests/integration/api/test_settings_from_environment.py"
+WEBHOOKS = "tests/unit/test_webhook_settings.py"
+PREFIX_AND_LIMIT = f"{WEBHOOKS}::test_the_path_prefix_and_body_limit_come_from_the_environment"
+HANDSHAKE = f"{WEBHOOKS}::test_whatsapps_verification_handshake_answers_the_verify_token_from_the_environment"
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -157,6 +160,11 @@ INVENTORY: dict[str, tuple[str, str]] = {
     "VONAGE_PRIORITY": (UNIT, CHOICE),
     "SES_ENABLED": (UNIT, CHOICE),
     "SES_PRIORITY": (UNIT, CHOICE),
+    # WebhookSettings and WhatsApp's handshake: the webhooks as `outbound api` mounts them
+    "OUTBOUND_WEBHOOK_PATH_PREFIX": (UNIT, PREFIX_AND_LIMIT),
+    "OUTBOUND_WEBHOOK_MAX_BODY_BYTES": (UNIT, PREFIX_AND_LIMIT),
+    "WHATSAPP_VERIFY_TOKEN": (UNIT, HANDSHAKE),
+    "WHATSAPP_VERIFY_TOKEN_FILE": (UNIT, HANDSHAKE),
     # MetricsSettings
     "OUTBOUND_METRICS_PORT": (UNIT, f"{OPS}::test_metrics_are_on_their_own_port_not_on_the_api_port"),
     # ProviderSettings
@@ -284,8 +292,6 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_CALLBACKS_RETRY_MAX_MS": "delay_seconds is tested alone, not the dispatcher's wait",
     "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": "tests set it short; none shows an idle dispatcher's period",
     "OUTBOUND_WEBHOOK_PUBLIC_URL": "the operator's rendering is tested; no worker is shown asking for callbacks there",
-    "OUTBOUND_WEBHOOK_PATH_PREFIX": "no test mounts the router elsewhere",
-    "OUTBOUND_WEBHOOK_MAX_BODY_BYTES": "no test sends a webhook body over a configured limit",
     "OUTBOUND_PROVIDERS_AMBIGUOUS_RETRY_SECONDS": "provider clients are tested with the argument, not the variable",
     "OUTBOUND_SANDBOX_HOST": "no test serves the sandboxes on another address",
     "OUTBOUND_SANDBOX_TWILIO_PORT": "tests set the ports; none shows a sandbox answering on the one given",
@@ -306,8 +312,6 @@ OPEN_GAPS: dict[str, str] = {
     "WHATSAPP_DEFAULT_LANGUAGE": "no test sends a template without a language under another default",
     "WHATSAPP_APP_SECRET": "tested as required in live mode and scrubbed; verification takes it as argument",
     "WHATSAPP_APP_SECRET_FILE": "only the operator's mount is tested",
-    "WHATSAPP_VERIFY_TOKEN": "tested as rendered and scrubbed; no handshake test reads it from the variable",
-    "WHATSAPP_VERIFY_TOKEN_FILE": "no test",
     "VONAGE_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
     "VONAGE_API_KEY_FILE": "no test",
     "VONAGE_API_SECRET_FILE": "no test",
