@@ -97,6 +97,11 @@ INVENTORY: dict[str, tuple[str, str]] = {
     ),
     "OUTBOUND_HTTP_HOST": (UNIT, f"{OPS}::test_metrics_are_on_their_own_port_not_on_the_api_port"),
     "OUTBOUND_HTTP_PORT": (PROCESS, f"{CLI}::test_a_worker_process_serves_health_readiness_and_metrics"),
+    "OUTBOUND_LOG_FORMAT": (
+        UNIT,
+        "tests/unit/observability/test_log_format.py::"
+        "test_a_commands_lines_take_the_format_and_level_from_the_environment",
+    ),
     "OUTBOUND_LOG_LEVEL": (PROCESS, f"{K_PODS}::test_log_level_decides_what_the_rendered_worker_logs"),
     # WorkerSettings
     "OUTBOUND_WORKER_ENABLED": (PROCESS, f"{CLI}::test_worker_disabled_by_the_runbook_switch_claims_nothing"),
@@ -283,7 +288,6 @@ INVENTORY: dict[str, tuple[str, str]] = {
 # Variables no test shows taking effect yet, each with the reason. Moving one into INVENTORY removes
 # it here; adding one here needs a reason in review.
 OPEN_GAPS: dict[str, str] = {
-    "OUTBOUND_LOG_FORMAT": "setup_logging's formats are tested, not that the variable picks one in a process",
     "OUTBOUND_METRICS_UPDATE_INTERVAL_MS": "the refresh is tested at 100 ms; nothing shows the period follows it",
     "OUTBOUND_PROVIDER_CONNECT_TIMEOUT_SECONDS": "provider_client's timeouts are tested directly, not the variable",
     "OUTBOUND_PROVIDER_READ_TIMEOUT_SECONDS": "provider_client's timeouts are tested directly, not the variable",
