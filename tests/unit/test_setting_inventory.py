@@ -53,6 +53,10 @@ API_ENV = "tests/integration/api/test_settings_from_environment.py"
 WEBHOOKS = "tests/unit/test_webhook_settings.py"
 PREFIX_AND_LIMIT = f"{WEBHOOKS}::test_the_path_prefix_and_body_limit_come_from_the_environment"
 HANDSHAKE = f"{WEBHOOKS}::test_whatsapps_verification_handshake_answers_the_verify_token_from_the_environment"
+SANDBOXES = (
+    "tests/integration/test_sandbox_settings.py::"
+    "test_each_provider_sandbox_listens_on_the_host_and_port_from_the_environment"
+)
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -170,6 +174,13 @@ INVENTORY: dict[str, tuple[str, str]] = {
     "OUTBOUND_WEBHOOK_MAX_BODY_BYTES": (UNIT, PREFIX_AND_LIMIT),
     "WHATSAPP_VERIFY_TOKEN": (UNIT, HANDSHAKE),
     "WHATSAPP_VERIFY_TOKEN_FILE": (UNIT, HANDSHAKE),
+    # SandboxServerSettings: `outbound sandbox --providers` (and `outbound run`)
+    "OUTBOUND_SANDBOX_HOST": (PROCESS, SANDBOXES),
+    "OUTBOUND_SANDBOX_TWILIO_PORT": (PROCESS, SANDBOXES),
+    "OUTBOUND_SANDBOX_SENDGRID_PORT": (PROCESS, SANDBOXES),
+    "OUTBOUND_SANDBOX_WHATSAPP_PORT": (PROCESS, SANDBOXES),
+    "OUTBOUND_SANDBOX_VONAGE_PORT": (PROCESS, SANDBOXES),
+    "OUTBOUND_SANDBOX_SES_PORT": (PROCESS, SANDBOXES),
     # MetricsSettings
     "OUTBOUND_METRICS_PORT": (UNIT, f"{OPS}::test_metrics_are_on_their_own_port_not_on_the_api_port"),
     # ProviderSettings
@@ -297,12 +308,6 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": "tests set it short; none shows an idle dispatcher's period",
     "OUTBOUND_WEBHOOK_PUBLIC_URL": "the operator's rendering is tested; no worker is shown asking for callbacks there",
     "OUTBOUND_PROVIDERS_AMBIGUOUS_RETRY_SECONDS": "provider clients are tested with the argument, not the variable",
-    "OUTBOUND_SANDBOX_HOST": "no test serves the sandboxes on another address",
-    "OUTBOUND_SANDBOX_TWILIO_PORT": "tests set the ports; none shows a sandbox answering on the one given",
-    "OUTBOUND_SANDBOX_SENDGRID_PORT": "tests set the ports; none shows a sandbox answering on the one given",
-    "OUTBOUND_SANDBOX_WHATSAPP_PORT": "tests set the ports; none shows a sandbox answering on the one given",
-    "OUTBOUND_SANDBOX_VONAGE_PORT": "tests set the ports; none shows a sandbox answering on the one given",
-    "OUTBOUND_SANDBOX_SES_PORT": "tests set the ports; none shows a sandbox answering on the one given",
     "TWILIO_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
     "TWILIO_ACCOUNT_SID": "tested as parsed and validated; requests use the *_FILE form on the node",
     "TWILIO_AUTH_TOKEN": "tested as parsed and scrubbed; requests use the *_FILE form on the node",
