@@ -57,6 +57,12 @@ SANDBOXES = (
     "tests/integration/test_sandbox_settings.py::"
     "test_each_provider_sandbox_listens_on_the_host_and_port_from_the_environment"
 )
+ACCOUNTS = "tests/unit/providers/test_accounts_from_environment.py"
+TWILIO_REQ = f"{ACCOUNTS}::test_twilio_sends_to_its_base_url_as_its_account_with_or_without_status_callbacks"
+SENDGRID_REQ = f"{ACCOUNTS}::test_sendgrid_sends_to_its_base_url_with_its_api_key"
+WHATSAPP_REQ = f"{ACCOUNTS}::test_whatsapp_sends_to_its_base_url_with_its_token_and_default_language"
+VONAGE_REQ = f"{ACCOUNTS}::test_vonage_sends_to_its_base_url_as_the_account_its_files_name"
+SES_REQ = f"{ACCOUNTS}::test_ses_sends_to_its_base_url_signed_with_the_keys_its_files_name"
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -268,6 +274,23 @@ INVENTORY: dict[str, tuple[str, str]] = {
     ),
     "VONAGE_API_SECRET": (UNIT, "tests/unit/providers/test_vonage.py::test_the_form_with_an_api_secret"),
     "VONAGE_SIGNATURE_SECRET": (UNIT, "tests/unit/providers/test_vonage.py::test_a_signed_form_carries_no_api_secret"),
+    # The accounts' endpoints, credentials and options: what each client sends (a recording server)
+    "TWILIO_BASE_URL": (UNIT, TWILIO_REQ),
+    "TWILIO_ACCOUNT_SID": (UNIT, TWILIO_REQ),
+    "TWILIO_AUTH_TOKEN": (UNIT, TWILIO_REQ),
+    "TWILIO_STATUS_CALLBACK": (UNIT, TWILIO_REQ),
+    "SENDGRID_BASE_URL": (UNIT, SENDGRID_REQ),
+    "SENDGRID_API_KEY": (UNIT, SENDGRID_REQ),
+    "WHATSAPP_BASE_URL": (UNIT, WHATSAPP_REQ),
+    "WHATSAPP_ACCESS_TOKEN": (UNIT, WHATSAPP_REQ),
+    "WHATSAPP_DEFAULT_LANGUAGE": (UNIT, WHATSAPP_REQ),
+    "VONAGE_BASE_URL": (UNIT, VONAGE_REQ),
+    "VONAGE_API_KEY_FILE": (UNIT, VONAGE_REQ),
+    "VONAGE_API_SECRET_FILE": (UNIT, VONAGE_REQ),
+    "VONAGE_SIGNATURE_SECRET_FILE": (UNIT, VONAGE_REQ),
+    "SES_BASE_URL": (UNIT, SES_REQ),
+    "SES_ACCESS_KEY_ID_FILE": (UNIT, SES_REQ),
+    "SES_SESSION_TOKEN_FILE": (UNIT, SES_REQ),
     # `outbound` options read from the environment
     "OUTBOUND_ACTOR": (
         UNIT,
@@ -308,27 +331,11 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": "tests set it short; none shows an idle dispatcher's period",
     "OUTBOUND_WEBHOOK_PUBLIC_URL": "the operator's rendering is tested; no worker is shown asking for callbacks there",
     "OUTBOUND_PROVIDERS_AMBIGUOUS_RETRY_SECONDS": "provider clients are tested with the argument, not the variable",
-    "TWILIO_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
-    "TWILIO_ACCOUNT_SID": "tested as parsed and validated; requests use the *_FILE form on the node",
-    "TWILIO_AUTH_TOKEN": "tested as parsed and scrubbed; requests use the *_FILE form on the node",
-    "TWILIO_STATUS_CALLBACK": "no test turns StatusCallback off",
-    "SENDGRID_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
-    "SENDGRID_API_KEY": "tested as scrubbed from Sentry only; requests use the *_FILE form on the node",
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "tested as required in live mode; verification is tested with the key as argument",
     "SENDGRID_WEBHOOK_PUBLIC_KEY_FILE": "no test",
-    "WHATSAPP_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
-    "WHATSAPP_ACCESS_TOKEN": "tested as parsed; requests use the *_FILE form on the node",
-    "WHATSAPP_DEFAULT_LANGUAGE": "no test sends a template without a language under another default",
     "WHATSAPP_APP_SECRET": "tested as required in live mode and scrubbed; verification takes it as argument",
     "WHATSAPP_APP_SECRET_FILE": "only the operator's mount is tested",
-    "VONAGE_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
-    "VONAGE_API_KEY_FILE": "no test",
-    "VONAGE_API_SECRET_FILE": "no test",
-    "VONAGE_SIGNATURE_SECRET_FILE": "no test",
-    "SES_BASE_URL": "clients are built with a base URL in tests; the variable's path is unshown",
-    "SES_ACCESS_KEY_ID_FILE": "only the parsing is tested",
-    "SES_SECRET_ACCESS_KEY_FILE": "only the parsing is tested",
-    "SES_SESSION_TOKEN_FILE": "only the parsing is tested",
+    "SES_SECRET_ACCESS_KEY_FILE": "the signature made with it is not recomputed by any test",
     "SES_SNS_TOPIC_ARNS": "only the parsing is tested",
     "SES_SNS_CERTIFICATE_URL_PREFIXES": "set for the fuzzing API process; no test shows a prefix admitted or refused",
     "OUTBOUND_OPERATOR_STANDALONE": "every kube test runs standalone; none shows peering on or off",
