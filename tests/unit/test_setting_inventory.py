@@ -63,6 +63,7 @@ SENDGRID_REQ = f"{ACCOUNTS}::test_sendgrid_sends_to_its_base_url_with_its_api_ke
 WHATSAPP_REQ = f"{ACCOUNTS}::test_whatsapp_sends_to_its_base_url_with_its_token_and_default_language"
 VONAGE_REQ = f"{ACCOUNTS}::test_vonage_sends_to_its_base_url_as_the_account_its_files_name"
 SES_REQ = f"{ACCOUNTS}::test_ses_sends_to_its_base_url_signed_with_the_keys_its_files_name"
+SILENT = f"{ACCOUNTS}::test_a_send_without_answer_ends_at_the_read_timeout_and_waits_the_ambiguous_retry"
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -291,6 +292,13 @@ INVENTORY: dict[str, tuple[str, str]] = {
     "SES_BASE_URL": (UNIT, SES_REQ),
     "SES_ACCESS_KEY_ID_FILE": (UNIT, SES_REQ),
     "SES_SESSION_TOKEN_FILE": (UNIT, SES_REQ),
+    "OUTBOUND_PROVIDER_READ_TIMEOUT_SECONDS": (UNIT, SILENT),
+    "OUTBOUND_PROVIDERS_AMBIGUOUS_RETRY_SECONDS": (UNIT, SILENT),
+    "OUTBOUND_PROVIDER_CONNECT_TIMEOUT_SECONDS": (
+        UNIT,
+        f"{ACCOUNTS}::test_a_connection_that_is_never_accepted_ends_at_the_connect_timeout",
+    ),
+    "OUTBOUND_WEBHOOK_PUBLIC_URL": (UNIT, f"{ACCOUNTS}::test_the_status_callback_url_is_under_the_public_webhook_url"),
     # `outbound` options read from the environment
     "OUTBOUND_ACTOR": (
         UNIT,
@@ -323,14 +331,10 @@ INVENTORY: dict[str, tuple[str, str]] = {
 # it here; adding one here needs a reason in review.
 OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_METRICS_UPDATE_INTERVAL_MS": "the refresh is tested at 100 ms; nothing shows the period follows it",
-    "OUTBOUND_PROVIDER_CONNECT_TIMEOUT_SECONDS": "provider_client's timeouts are tested directly, not the variable",
-    "OUTBOUND_PROVIDER_READ_TIMEOUT_SECONDS": "provider_client's timeouts are tested directly, not the variable",
     "OUTBOUND_API_POOL_SIZE": "only passed to the pool; no test shows the process holding that many connections",
     "OUTBOUND_CALLBACKS_RETRY_BASE_MS": "delay_seconds is tested alone, not the dispatcher's wait",
     "OUTBOUND_CALLBACKS_RETRY_MAX_MS": "delay_seconds is tested alone, not the dispatcher's wait",
     "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": "tests set it short; none shows an idle dispatcher's period",
-    "OUTBOUND_WEBHOOK_PUBLIC_URL": "the operator's rendering is tested; no worker is shown asking for callbacks there",
-    "OUTBOUND_PROVIDERS_AMBIGUOUS_RETRY_SECONDS": "provider clients are tested with the argument, not the variable",
     "SENDGRID_WEBHOOK_PUBLIC_KEY": "tested as required in live mode; verification is tested with the key as argument",
     "SENDGRID_WEBHOOK_PUBLIC_KEY_FILE": "no test",
     "WHATSAPP_APP_SECRET": "tested as required in live mode and scrubbed; verification takes it as argument",

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pytest
 from outbound_sender.app import build_providers
 from outbound_sender.config import load_settings
 from outbound_sender.domain import Channel, OutboundMessage
+from outbound_sender.errors import AmbiguousSendError, TemporaryError
 from outbound_sender.providers import vonage
 from outbound_sender.providers.base import Provider
 
@@ -175,3 +177,75 @@ async def test_ses_sends_to_its_base_url_signed_with_the_keys_its_files_name(
     assert request.path == "/v2/email/outbound-emails"
     assert "Credential=AKIAFROMAFILE0000001/" in request.headers["authorization"]
     assert request.headers["x-amz-security-token"] == "session-from-a-file"
+
+
+async def test_the_status_callback_url_is_under_the_public_webhook_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with recording() as server:
+        env = {"TWILIO_BASE_URL": server.url, "OUTBOUND_WEBHOOK_PUBLIC_URL": "https://hooks.example.com/base"}
+        await send(provider(monkeypatch, "twilio", **env), message(Channel.SMS, body="hi"))
+    [request] = server.requests
+    assert request.form()["StatusCallback"].startswith("https://hooks.example.com/base/")
+
+
+@asynccontextmanager
+async def silent() -> AsyncIterator[str]:
+    """A server that reads requests and never answers."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_send_without_answer_ends_at_the_read_timeout_and_waits_the_ambiguous_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with silent() as url:
+        env = {
+            "TWILIO_BASE_URL": url,
+            "OUTBOUND_PROVIDER_READ_TIMEOUT_SECONDS": "0.3",  # the default, 20 s, outlasts the deadline below
+            "OUTBOUND_PROVIDERS_AMBIGUOUS_RETRY_SECONDS": "123",
+        }
+        client = provider(monkeypatch, "twilio", **env)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(AmbiguousSendError) as raised:
+            await asyncio.wait_for(client.send(message(Channel.SMS, body="hi")), 10)
+        elapsed = loop.time() - started
+        await client.aclose()
+    assert 0.3 <= elapsed < 10
+    assert raised.value.retry_after == 123
+
+
+async def test_a_connection_that_is_never_accepted_ends_at_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # never accepted: once the backlog is full, further connections hang
+    port = listener.getsockname()[1]
+    waiting = []
+    try:
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            waiting.append(filler)
+        env = {"TWILIO_BASE_URL": f"http://127.0.0.1:{port}", "OUTBOUND_PROVIDER_CONNECT_TIMEOUT_SECONDS": "0.3"}
+        client = provider(monkeypatch, "twilio", **env)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TemporaryError, match="connection failed before sending"):
+            await asyncio.wait_for(client.send(message(Channel.SMS, body="hi")), 4)  # the default is 5 s
+        assert loop.time() - started < 4
+        await client.aclose()
+    finally:
+        for each in [*waiting, listener]:
+            each.close()
