@@ -64,6 +64,8 @@ WHATSAPP_REQ = f"{ACCOUNTS}::test_whatsapp_sends_to_its_base_url_with_its_token_
 VONAGE_REQ = f"{ACCOUNTS}::test_vonage_sends_to_its_base_url_as_the_account_its_files_name"
 SES_REQ = f"{ACCOUNTS}::test_ses_sends_to_its_base_url_signed_with_the_keys_its_files_name"
 SILENT = f"{ACCOUNTS}::test_a_send_without_answer_ends_at_the_read_timeout_and_waits_the_ambiguous_retry"
+APP_SECRET = f"{WEBHOOKS}::test_whatsapp_receipts_are_verified_with_the_app_secret_from_the_environment"
+EVENT_KEY = f"{WEBHOOKS}::test_sendgrid_events_are_verified_with_the_public_key_from_the_environment"
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -188,6 +190,10 @@ INVENTORY: dict[str, tuple[str, str]] = {
     "OUTBOUND_SANDBOX_WHATSAPP_PORT": (PROCESS, SANDBOXES),
     "OUTBOUND_SANDBOX_VONAGE_PORT": (PROCESS, SANDBOXES),
     "OUTBOUND_SANDBOX_SES_PORT": (PROCESS, SANDBOXES),
+    "WHATSAPP_APP_SECRET": (UNIT, APP_SECRET),
+    "WHATSAPP_APP_SECRET_FILE": (UNIT, APP_SECRET),
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": (UNIT, EVENT_KEY),
+    "SENDGRID_WEBHOOK_PUBLIC_KEY_FILE": (UNIT, EVENT_KEY),
     # MetricsSettings
     "OUTBOUND_METRICS_PORT": (UNIT, f"{OPS}::test_metrics_are_on_their_own_port_not_on_the_api_port"),
     # ProviderSettings
@@ -335,10 +341,6 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_CALLBACKS_RETRY_BASE_MS": "delay_seconds is tested alone, not the dispatcher's wait",
     "OUTBOUND_CALLBACKS_RETRY_MAX_MS": "delay_seconds is tested alone, not the dispatcher's wait",
     "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": "tests set it short; none shows an idle dispatcher's period",
-    "SENDGRID_WEBHOOK_PUBLIC_KEY": "tested as required in live mode; verification is tested with the key as argument",
-    "SENDGRID_WEBHOOK_PUBLIC_KEY_FILE": "no test",
-    "WHATSAPP_APP_SECRET": "tested as required in live mode and scrubbed; verification takes it as argument",
-    "WHATSAPP_APP_SECRET_FILE": "only the operator's mount is tested",
     "SES_SECRET_ACCESS_KEY_FILE": "the signature made with it is not recomputed by any test",
     "SES_SNS_TOPIC_ARNS": "only the parsing is tested",
     "SES_SNS_CERTIFICATE_URL_PREFIXES": "set for the fuzzing API process; no test shows a prefix admitted or refused",
