@@ -66,6 +66,10 @@ SES_REQ = f"{ACCOUNTS}::test_ses_sends_to_its_base_url_signed_with_the_keys_its_
 SILENT = f"{ACCOUNTS}::test_a_send_without_answer_ends_at_the_read_timeout_and_waits_the_ambiguous_retry"
 APP_SECRET = f"{WEBHOOKS}::test_whatsapp_receipts_are_verified_with_the_app_secret_from_the_environment"
 EVENT_KEY = f"{WEBHOOKS}::test_sendgrid_events_are_verified_with_the_public_key_from_the_environment"
+CALLBACK_RETRY = (
+    "tests/integration/callbacks/test_settings_from_environment.py::"
+    "test_the_retry_delay_follows_the_retry_settings_from_the_environment"
+)
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -241,6 +245,8 @@ INVENTORY: dict[str, tuple[str, str]] = {
         UNIT,
         f"{CALLBACKS}::test_a_receiver_that_never_recovers_is_given_up_after_the_last_attempt",
     ),
+    "OUTBOUND_CALLBACKS_RETRY_BASE_MS": (UNIT, CALLBACK_RETRY),
+    "OUTBOUND_CALLBACKS_RETRY_MAX_MS": (UNIT, CALLBACK_RETRY),
     # TracingSettings
     "OUTBOUND_TRACING_ENABLED": (
         PROCESS,
@@ -338,8 +344,6 @@ INVENTORY: dict[str, tuple[str, str]] = {
 OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_METRICS_UPDATE_INTERVAL_MS": "the refresh is tested at 100 ms; nothing shows the period follows it",
     "OUTBOUND_API_POOL_SIZE": "only passed to the pool; no test shows the process holding that many connections",
-    "OUTBOUND_CALLBACKS_RETRY_BASE_MS": "delay_seconds is tested alone, not the dispatcher's wait",
-    "OUTBOUND_CALLBACKS_RETRY_MAX_MS": "delay_seconds is tested alone, not the dispatcher's wait",
     "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": "tests set it short; none shows an idle dispatcher's period",
     "SES_SECRET_ACCESS_KEY_FILE": "the signature made with it is not recomputed by any test",
     "SES_SNS_TOPIC_ARNS": "only the parsing is tested",
