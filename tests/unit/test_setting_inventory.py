@@ -316,6 +316,16 @@ INVENTORY: dict[str, tuple[str, str]] = {
         f"{ACCOUNTS}::test_a_connection_that_is_never_accepted_ends_at_the_connect_timeout",
     ),
     "OUTBOUND_WEBHOOK_PUBLIC_URL": (UNIT, f"{ACCOUNTS}::test_the_status_callback_url_is_under_the_public_webhook_url"),
+    "SES_SECRET_ACCESS_KEY_FILE": (UNIT, SES_REQ),
+    # The SNS fields on the account the webhook handler reads (its other topic and foreign certificate: 403)
+    "SES_SNS_TOPIC_ARNS": (
+        UNIT,
+        "tests/integration/providers/test_ses_provider.py::test_without_a_configured_topic_every_message_is_refused",
+    ),
+    "SES_SNS_CERTIFICATE_URL_PREFIXES": (
+        UNIT,
+        "tests/integration/providers/test_ses_provider.py::test_forged_tampered_unsigned_replayed_and_foreign_notifications_get_403",
+    ),
     # `outbound` options read from the environment
     "OUTBOUND_ACTOR": (
         UNIT,
@@ -349,9 +359,6 @@ INVENTORY: dict[str, tuple[str, str]] = {
 OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_API_POOL_SIZE": "only passed to the pool; no test shows the process holding that many connections",
     "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": "tests set it short; none shows an idle dispatcher's period",
-    "SES_SECRET_ACCESS_KEY_FILE": "the signature made with it is not recomputed by any test",
-    "SES_SNS_TOPIC_ARNS": "only the parsing is tested",
-    "SES_SNS_CERTIFICATE_URL_PREFIXES": "set for the fuzzing API process; no test shows a prefix admitted or refused",
     "OUTBOUND_OPERATOR_STANDALONE": "every kube test runs standalone; none shows peering on or off",
     "OUTBOUND_OPERATOR_PEERING_NAME": "only the chart's rendering is tested",
     "OUTBOUND_OPERATOR_PRIORITY": "only the chart's rendering is tested; no test shows the higher replica acting",

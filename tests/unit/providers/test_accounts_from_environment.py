@@ -24,6 +24,8 @@ from outbound_sender.domain import Channel, OutboundMessage
 from outbound_sender.errors import AmbiguousSendError, TemporaryError
 from outbound_sender.providers import vonage
 from outbound_sender.providers.base import Provider
+from outbound_sender.sandboxes import ses as ses_sandbox
+from outbound_sender.sandboxes.base import Request as SandboxRequest
 
 PREFIXES = ("OUTBOUND_", "TWILIO_", "SENDGRID_", "WHATSAPP_", "VONAGE_", "SES_")
 SID = "AC" + "0123456789abcdef" * 2
@@ -177,6 +179,15 @@ async def test_ses_sends_to_its_base_url_signed_with_the_keys_its_files_name(
     assert request.path == "/v2/email/outbound-emails"
     assert "Credential=AKIAFROMAFILE0000001/" in request.headers["authorization"]
     assert request.headers["x-amz-security-token"] == "session-from-a-file"
+    # The SES sandbox's verifier accepts the signature for the keys of the files, and only for them.
+    path, _, query = request.path.partition("?")
+    received = SandboxRequest(request.method, path, query, request.headers, request.body)
+    keys = {"access_key_id": "AKIAFROMAFILE0000001", "session_token": "session-from-a-file"}
+    assert (
+        ses_sandbox.verify_sigv4(received, ses_sandbox.SesConfig(secret_access_key="secret-from-a-file", **keys))
+        is None
+    )
+    assert ses_sandbox.verify_sigv4(received, ses_sandbox.SesConfig(secret_access_key="another-secret", **keys))
 
 
 async def test_the_status_callback_url_is_under_the_public_webhook_url(monkeypatch: pytest.MonkeyPatch) -> None:
