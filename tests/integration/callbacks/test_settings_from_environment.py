@@ -4,10 +4,13 @@ capped at OUTBOUND_CALLBACKS_RETRY_MAX_MS (up to a fifth less: jitter)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
 from outbound_sender.config import load_settings
+from outbound_sender.metrics import Metrics
 from tests.integration.api.conftest import ORG, serving
 from tests.integration.callbacks.receiver import dispatching, receiving
 from tests.integration.callbacks.test_callbacks import register
@@ -42,3 +45,32 @@ async def test_the_retry_delay_follows_the_retry_settings_from_the_environment(
             capped = await db.fetchval(WAIT)
     assert 7 * 0.8 - 1 <= first <= 7
     assert 20 * 0.8 - 1 <= capped <= 20
+
+
+@pytest.mark.parametrize("period_ms", ["100", "60000"])
+async def test_an_idle_dispatcher_looks_for_work_at_the_poll_interval_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, db: asyncpg.Connection, db_dsn: str, period_ms: str
+) -> None:
+    for name, value in {
+        "OUTBOUND_CALLBACKS_ALLOW_PRIVATE": "true",
+        "OUTBOUND_CALLBACKS_POLL_INTERVAL_MS": period_ms,
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings, metrics = load_settings().callbacks, Metrics()
+    metrics.callback_outbox_depth.set(-1)  # set again by the dispatcher after its first look
+    async with receiving() as receiver, serving(db_dsn, callbacks=settings) as api, api.client() as client:
+        await register(api.url, client, receiver.url)
+        async with dispatching(db_dsn, settings, metrics):
+            async with asyncio.timeout(30):
+                while metrics.callback_outbox_depth._value.get() < 0:
+                    await asyncio.sleep(0.02)
+            await enqueue_sms(db, org_id=ORG)  # idle now: the callbacks of its sending wait for the next look
+            async with running_worker(db_dsn, ScriptedProvider()):
+                await wait_for(db, "SELECT count(*) > 0 FROM outbound_callback_outbox", timeout=30)
+            if period_ms == "100":
+                async with asyncio.timeout(15):
+                    while not receiver.requests:
+                        await asyncio.sleep(0.02)
+            else:
+                await asyncio.sleep(1.5)  # fifteen short intervals
+                assert receiver.requests == []
