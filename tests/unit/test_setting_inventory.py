@@ -70,6 +70,7 @@ CALLBACK_RETRY = (
     "tests/integration/callbacks/test_settings_from_environment.py::"
     "test_the_retry_delay_follows_the_retry_settings_from_the_environment"
 )
+RENDERED = "tests/unit/operator/test_rendered_settings_effect.py"
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -356,7 +357,22 @@ INVENTORY: dict[str, tuple[str, str]] = {
         PROCESS,
         "tests/kube/operator/test_admission.py::test_an_http_endpoint_gets_no_deployment_unless_the_operator_allows_the_sandbox",
     ),
-    "OUTBOUND_OPERATOR_WORKER_DATABASE_SECRET": (PROCESS, E2E),  # the workers reach their database through it
+    "OUTBOUND_OPERATOR_WORKER_DATABASE_SECRET": (PROCESS, E2E),
+    "OUTBOUND_OPERATOR_WORKER_IMAGE": (PROCESS, E2E),  # the chart's sender image: the worker pods run and send
+    # Rendered into the worker's environment, shown on the worker client built from it
+    "OUTBOUND_OPERATOR_WORKER_WEBHOOK_PUBLIC_URL": (
+        UNIT,
+        f"{RENDERED}::test_the_workers_ask_for_receipts_at_the_operators_public_webhook_url",
+    ),
+    "OUTBOUND_OPERATOR_PROVIDER_READ_TIMEOUT_SECONDS": (
+        UNIT,
+        f"{RENDERED}::test_the_workers_give_up_on_a_silent_provider_at_the_operators_read_timeout",
+    ),
+    "OUTBOUND_OPERATOR_PROVIDER_CONNECT_TIMEOUT_SECONDS": (
+        UNIT,
+        f"{RENDERED}::test_the_workers_give_up_connecting_at_the_operators_connect_timeout",
+    ),
+    # the workers reach their database through it
 }
 
 # Variables no test shows taking effect yet, each with the reason. Moving one into INVENTORY removes
@@ -370,13 +386,9 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_OPERATOR_SCALE_TOLERANCE": "no test",
     "OUTBOUND_OPERATOR_BATCH_TOLERANCE": "the scaling unit takes it as an argument; the variable's path is unshown",
     "OUTBOUND_OPERATOR_HALF_OPEN_PROBES_TO_CLOSE": "breaker.decide is tested with it as an argument only",
-    "OUTBOUND_OPERATOR_WORKER_IMAGE": "only rendering and admission units are tested",
     "OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS": "only the rendered Deployment is checked (as imagePullSecrets)",
     "OUTBOUND_OPERATOR_WORKER_REDIS_SECRET": "only the chart's rendering is tested",
     "OUTBOUND_OPERATOR_WORKER_SERVICE_ACCOUNT": "only the chart's rendering is tested",
-    "OUTBOUND_OPERATOR_WORKER_WEBHOOK_PUBLIC_URL": "only the rendered worker environment is checked",
-    "OUTBOUND_OPERATOR_PROVIDER_CONNECT_TIMEOUT_SECONDS": "only the rendered worker environment is checked",
-    "OUTBOUND_OPERATOR_PROVIDER_READ_TIMEOUT_SECONDS": "only the rendered worker environment is checked",
     "OUTBOUND_OPERATOR_LOG_FORMAT": "no test",
     "OUTBOUND_OPERATOR_LOG_LEVEL": "set to DEBUG for the kube tests; no test reads what it changes",
 }

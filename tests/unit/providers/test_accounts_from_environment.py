@@ -10,8 +10,8 @@ import base64
 import json
 import os
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -236,10 +236,12 @@ async def test_a_send_without_answer_ends_at_the_read_timeout_and_waits_the_ambi
     assert raised.value.retry_after == 123
 
 
-async def test_a_connection_that_is_never_accepted_ends_at_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+@contextmanager
+def never_accepting() -> Iterator[str]:
+    """A port whose connections are never accepted: once its backlog is full, connecting hangs."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    listener.listen(0)  # never accepted: once the backlog is full, further connections hang
+    listener.listen(0)
     port = listener.getsockname()[1]
     waiting = []
     try:
@@ -249,14 +251,22 @@ async def test_a_connection_that_is_never_accepted_ends_at_the_connect_timeout(m
             with suppress(BlockingIOError):
                 filler.connect(("127.0.0.1", port))
             waiting.append(filler)
-        env = {"TWILIO_BASE_URL": f"http://127.0.0.1:{port}", "OUTBOUND_PROVIDER_CONNECT_TIMEOUT_SECONDS": "0.3"}
-        client = provider(monkeypatch, "twilio", **env)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(TemporaryError, match="connection failed before sending"):
-            await asyncio.wait_for(client.send(message(Channel.SMS, body="hi")), 4)  # the default is 5 s
-        assert loop.time() - started < 4
-        await client.aclose()
+        yield f"http://127.0.0.1:{port}"
     finally:
         for each in [*waiting, listener]:
             each.close()
+
+
+async def gives_up_connecting_within(client: Provider, seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TemporaryError, match="connection failed before sending"):
+        await asyncio.wait_for(client.send(message(Channel.SMS, body="hi")), seconds)
+    assert loop.time() - started < seconds
+    await client.aclose()
+
+
+async def test_a_connection_that_is_never_accepted_ends_at_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    with never_accepting() as url:
+        env = {"TWILIO_BASE_URL": url, "OUTBOUND_PROVIDER_CONNECT_TIMEOUT_SECONDS": "0.3"}
+        await gives_up_connecting_within(provider(monkeypatch, "twilio", **env), 4)  # the default is 5 s
