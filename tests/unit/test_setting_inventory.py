@@ -71,6 +71,9 @@ CALLBACK_RETRY = (
     "test_the_retry_delay_follows_the_retry_settings_from_the_environment"
 )
 RENDERED = "tests/unit/operator/test_rendered_settings_effect.py"
+OPERATOR_LOGS = (
+    "tests/unit/operator/test_log_settings.py::test_the_operators_lines_take_the_format_and_level_from_the_environment"
+)
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -359,6 +362,8 @@ INVENTORY: dict[str, tuple[str, str]] = {
     ),
     "OUTBOUND_OPERATOR_WORKER_DATABASE_SECRET": (PROCESS, E2E),
     "OUTBOUND_OPERATOR_WORKER_IMAGE": (PROCESS, E2E),  # the chart's sender image: the worker pods run and send
+    "OUTBOUND_OPERATOR_LOG_FORMAT": (UNIT, OPERATOR_LOGS),
+    "OUTBOUND_OPERATOR_LOG_LEVEL": (UNIT, OPERATOR_LOGS),
     # Rendered into the worker's environment, shown on the worker client built from it
     "OUTBOUND_OPERATOR_WORKER_WEBHOOK_PUBLIC_URL": (
         UNIT,
@@ -389,8 +394,6 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS": "only the rendered Deployment is checked (as imagePullSecrets)",
     "OUTBOUND_OPERATOR_WORKER_REDIS_SECRET": "only the chart's rendering is tested",
     "OUTBOUND_OPERATOR_WORKER_SERVICE_ACCOUNT": "only the chart's rendering is tested",
-    "OUTBOUND_OPERATOR_LOG_FORMAT": "no test",
-    "OUTBOUND_OPERATOR_LOG_LEVEL": "set to DEBUG for the kube tests; no test reads what it changes",
 }
 
 
