@@ -74,6 +74,7 @@ RENDERED = "tests/unit/operator/test_rendered_settings_effect.py"
 OPERATOR_LOGS = (
     "tests/unit/operator/test_log_settings.py::test_the_operators_lines_take_the_format_and_level_from_the_environment"
 )
+DAMPING = "tests/unit/operator/test_scaling.py::test_the_scaling_damping_comes_from_the_environment"
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
 UNITS = "tests/unit/worker/test_units.py"
@@ -364,6 +365,10 @@ INVENTORY: dict[str, tuple[str, str]] = {
     "OUTBOUND_OPERATOR_WORKER_IMAGE": (PROCESS, E2E),  # the chart's sender image: the worker pods run and send
     "OUTBOUND_OPERATOR_LOG_FORMAT": (UNIT, OPERATOR_LOGS),
     "OUTBOUND_OPERATOR_LOG_LEVEL": (UNIT, OPERATOR_LOGS),
+    # The damping of the operator's scaling decisions (Runtime.damping)
+    "OUTBOUND_OPERATOR_SCALE_DOWN_COOLDOWN_SECONDS": (UNIT, DAMPING),
+    "OUTBOUND_OPERATOR_SCALE_TOLERANCE": (UNIT, DAMPING),
+    "OUTBOUND_OPERATOR_BATCH_TOLERANCE": (UNIT, DAMPING),
     # Rendered into the worker's environment, shown on the worker client built from it
     "OUTBOUND_OPERATOR_WORKER_WEBHOOK_PUBLIC_URL": (
         UNIT,
@@ -387,9 +392,6 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_OPERATOR_STANDALONE": "every kube test runs standalone; none shows peering on or off",
     "OUTBOUND_OPERATOR_PEERING_NAME": "only the chart's rendering is tested",
     "OUTBOUND_OPERATOR_PRIORITY": "only the chart's rendering is tested; no test shows the higher replica acting",
-    "OUTBOUND_OPERATOR_SCALE_DOWN_COOLDOWN_SECONDS": "the kube tests set it to 0; none shows a scale-down held back",
-    "OUTBOUND_OPERATOR_SCALE_TOLERANCE": "no test",
-    "OUTBOUND_OPERATOR_BATCH_TOLERANCE": "the scaling unit takes it as an argument; the variable's path is unshown",
     "OUTBOUND_OPERATOR_HALF_OPEN_PROBES_TO_CLOSE": "breaker.decide is tested with it as an argument only",
     "OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS": "only the rendered Deployment is checked (as imagePullSecrets)",
     "OUTBOUND_OPERATOR_WORKER_REDIS_SECRET": "only the chart's rendering is tested",
