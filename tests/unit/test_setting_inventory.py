@@ -369,6 +369,11 @@ INVENTORY: dict[str, tuple[str, str]] = {
     "OUTBOUND_OPERATOR_SCALE_DOWN_COOLDOWN_SECONDS": (UNIT, DAMPING),
     "OUTBOUND_OPERATOR_SCALE_TOLERANCE": (UNIT, DAMPING),
     "OUTBOUND_OPERATOR_BATCH_TOLERANCE": (UNIT, DAMPING),
+    "OUTBOUND_OPERATOR_HALF_OPEN_PROBES_TO_CLOSE": (
+        UNIT,
+        "tests/unit/operator/test_circuit.py::"
+        "test_the_reconciles_half_open_judgement_waits_for_the_probes_from_the_environment",
+    ),
     # Rendered into the worker's environment, shown on the worker client built from it
     "OUTBOUND_OPERATOR_WORKER_WEBHOOK_PUBLIC_URL": (
         UNIT,
@@ -392,7 +397,6 @@ OPEN_GAPS: dict[str, str] = {
     "OUTBOUND_OPERATOR_STANDALONE": "every kube test runs standalone; none shows peering on or off",
     "OUTBOUND_OPERATOR_PEERING_NAME": "only the chart's rendering is tested",
     "OUTBOUND_OPERATOR_PRIORITY": "only the chart's rendering is tested; no test shows the higher replica acting",
-    "OUTBOUND_OPERATOR_HALF_OPEN_PROBES_TO_CLOSE": "breaker.decide is tested with it as an argument only",
     "OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS": "only the rendered Deployment is checked (as imagePullSecrets)",
     "OUTBOUND_OPERATOR_WORKER_REDIS_SECRET": "only the chart's rendering is tested",
     "OUTBOUND_OPERATOR_WORKER_SERVICE_ACCOUNT": "only the chart's rendering is tested",
