@@ -343,8 +343,11 @@ INVENTORY: dict[str, tuple[str, str]] = {
     ),
     # The operator (its settings reach a running operator, or the workers it renders)
     "OUTBOUND_OPERATOR_DATABASE_URL": (PROCESS, K_IMAGE),
-    "OUTBOUND_OPERATOR_HEALTH_PORT": (PROCESS, K_IMAGE),
-    "OUTBOUND_OPERATOR_METRICS_PORT": (PROCESS, K_IMAGE),
+    "OUTBOUND_OPERATOR_HEALTH_PORT": (PROCESS, K_IMAGE),  # /healthz answers there
+    "OUTBOUND_OPERATOR_METRICS_PORT": (  # the Ready gauge, read on that port of the running operator
+        PROCESS,
+        f"{K_PODS}::test_placement_pull_secrets_env_and_log_level_reach_the_worker_deployment_with_its_budget",
+    ),
     "OUTBOUND_OPERATOR_NAMESPACES": (
         PROCESS,
         "tests/kube/operator/test_rbac_scope.py::test_cluster_wide_operator_runs_workers_only_where_its_role_is",
