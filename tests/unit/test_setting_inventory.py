@@ -77,16 +77,15 @@ OPERATOR_LOGS = (
 DAMPING = "tests/unit/operator/test_scaling.py::test_the_scaling_damping_comes_from_the_environment"
 AUTH = "tests/integration/api/test_auth_throttle.py"
 CALLBACKS = "tests/integration/callbacks/test_callbacks.py"
-UNITS = "tests/unit/worker/test_units.py"
 EFFECT = "tests/unit/worker/test_settings_effect.py"  # the worker built from the environment, on the fake gateway
 SWITCHES = f"{EFFECT}::test_each_channel_switch_from_the_environment_keeps_its_channel_queued"
+CLAIMS = f"{EFFECT}::test_the_channels_id_and_lease_from_the_environment_are_what_the_claims_carry"
 RETRY = f"{EFFECT}::test_the_retry_delay_follows_the_retry_settings_from_the_environment"
 SENTRY = "tests/unit/observability/test_sentry.py"
 K_RUNTIME = "tests/kube/operator/test_runtime_control.py"
 K_PODS = "tests/kube/operator/test_worker_pods.py"
 
 RUN = f"{CLI}::test_outbound_run_sends_a_demo_message_and_enqueue_waits_for_sent"
-CLAIMER = f"{UNITS}::test_the_claimer_claims_due_messages_of_its_channels_and_hands_them_to_the_sender"
 # The rendered worker talks to the sandbox at spec.endpoint (OUTBOUND_PROVIDER_SANDBOX_URL).
 K_DISABLE = f"{K_RUNTIME}::test_disable_leaves_messages_queued_and_enable_sends_them"
 K_IMAGE = "tests/kube/operator/test_image.py::test_operator_image_logs_in_and_creates_the_worker_deployment"
@@ -143,17 +142,17 @@ INVENTORY: dict[str, tuple[str, str]] = {
         UNIT,
         f"{EFFECT}::test_control_rows_changed_without_a_notify_are_read_at_the_control_interval",
     ),
-    "OUTBOUND_WORKER_MAX_IN_FLIGHT": (UNIT, f"{UNITS}::test_the_sender_keeps_at_most_max_in_flight_calls"),
-    "OUTBOUND_WORKER_LEASE_SECONDS": (
+    "OUTBOUND_WORKER_MAX_IN_FLIGHT": (
         UNIT,
-        "tests/integration/test_leases.py::test_an_expired_lease_is_recovered_and_the_message_sent",
+        f"{EFFECT}::test_no_more_calls_at_once_than_max_in_flight_from_the_environment",
     ),
     "OUTBOUND_WORKER_SHUTDOWN_GRACE_SECONDS": (
         UNIT,
-        "tests/integration/test_worker.py::test_a_send_cut_short_by_shutdown_goes_back_to_the_queue",
+        f"{EFFECT}::test_a_stop_waits_for_in_flight_sends_as_long_as_the_grace_from_the_environment",
     ),
-    "OUTBOUND_WORKER_CHANNELS": (UNIT, CLAIMER),  # the EMAIL rows stay queued
-    "OUTBOUND_WORKER_ID": (UNIT, CLAIMER),  # the lease owner written on the claimed rows
+    "OUTBOUND_WORKER_CHANNELS": (UNIT, CLAIMS),  # the EMAIL rows stay queued
+    "OUTBOUND_WORKER_ID": (UNIT, CLAIMS),  # the lease owner written on the claimed rows
+    "OUTBOUND_WORKER_LEASE_SECONDS": (UNIT, CLAIMS),  # the lease written on the claimed rows
     # ChannelSwitches (the runbook's switches)
     "SMS_PROVIDER_ENABLED": (UNIT, SWITCHES),
     "EMAIL_PROVIDER_ENABLED": (UNIT, SWITCHES),

@@ -263,3 +263,66 @@ async def test_a_half_open_circuit_claims_as_many_as_its_probes_from_the_environ
         await until(lambda: len(fake.limits) >= recent + 10)
     assert fake.limits[0] == 10  # closed: a whole batch
     assert max(fake.limits[recent:]) == probes  # half-open: no more than the probes at a time
+
+
+class SlowCalls:
+    """The null provider taking `seconds` per call; records the most calls at once."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+        self.now = self.peak = 0
+        original = NullProvider.send
+
+        async def send(provider: NullProvider, message: OutboundMessage) -> SendResult:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            try:
+                await asyncio.sleep(seconds)
+                return await original(provider, message)
+            finally:
+                self.now -= 1
+
+        monkeypatch.setattr(NullProvider, "send", send)
+
+
+@pytest.mark.parametrize("limit", [3, 7])
+async def test_no_more_calls_at_once_than_max_in_flight_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    calls = SlowCalls(monkeypatch, 0.05)
+    fake = RecordingGateway()
+    fake.add(40)
+    async with worker_from_environment(monkeypatch, fake, OUTBOUND_WORKER_MAX_IN_FLIGHT=str(limit)):
+        await until(lambda: fake.statuses() == {"SENT": 40})
+    assert calls.peak == limit
+
+
+async def test_the_channels_id_and_lease_from_the_environment_are_what_the_claims_carry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    SlowCalls(monkeypatch, 60)  # the claimed messages stay SENDING while the test looks at them
+    fake = RecordingGateway()
+    fake.add(2, Channel.SMS)
+    fake.add(2, Channel.EMAIL)
+    env = {"OUTBOUND_WORKER_CHANNELS": "sms", "OUTBOUND_WORKER_ID": "pod-7", "OUTBOUND_WORKER_LEASE_SECONDS": "321"}
+    async with worker_from_environment(monkeypatch, fake, OUTBOUND_WORKER_SHUTDOWN_GRACE_SECONDS="0", **env):
+        await until(lambda: fake.statuses().get("SENDING") == 2)
+        claimed = [row for row in fake.rows.values() if row.status.value == "SENDING"]
+        leases = [row.leased_until - fake.clock() for row in claimed]
+        queued = channel_of(fake, "QUEUED")
+    assert {row.message.channel for row in claimed} == {Channel.SMS}
+    assert queued == {Channel.EMAIL}
+    assert {row.lease_owner for row in claimed} == {"pod-7"}
+    assert all(300 < lease <= 321 for lease in leases)
+
+
+@pytest.mark.parametrize(("grace", "after_stop"), [("30", "SENT"), ("0", "QUEUED")])
+async def test_a_stop_waits_for_in_flight_sends_as_long_as_the_grace_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, grace: str, after_stop: str
+) -> None:
+    SlowCalls(monkeypatch, 0.5)
+    fake = RecordingGateway()
+    [message_id] = fake.add(1)
+    async with worker_from_environment(monkeypatch, fake, OUTBOUND_WORKER_SHUTDOWN_GRACE_SECONDS=grace):
+        await until(lambda: fake.rows[message_id].status.value == "SENDING")
+    # stopped: the send finished within the grace, or was cut short and handed back unsent
+    assert fake.rows[message_id].status.value == after_stop
