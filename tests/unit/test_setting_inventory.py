@@ -2,8 +2,9 @@
 
 The variables are found in the settings models themselves: every pydantic-settings model of the
 `outbound_sender` and `outbound_operator` packages (found by importing every module and walking the
-subclasses of BaseSettings), each field under its environment prefix. A model that only serves as
-the base of models with their own prefix (AccountSettings) is not read under its own names.
+subclasses of BaseSettings), each field under its environment prefix, and the `outbound` options
+that may come from an environment variable (OUTBOUND_ACTOR). A model that only serves as the base of
+models with their own prefix (AccountSettings) is not read under its own names.
 
 Each variable names one test (by node id) and how far that test follows it:
 
@@ -16,6 +17,8 @@ Each variable names one test (by node id) and how far that test follows it:
 A test that only checks the value was parsed, validated or rendered into a manifest is not evidence:
 such variables are listed in OPEN_GAPS with the reason, so that the list can only shrink on purpose.
 A new setting fails this test until it names a test or a gap; a renamed or removed test fails it too.
+The other way round, a variable that README, docs/, the chart or the operator's rendering name but
+nothing reads fails it as well.
 """
 
 from __future__ import annotations
