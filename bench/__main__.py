@@ -1,8 +1,8 @@
 """Run every benchmark on one PostgreSQL server, side by side, and print the table.
 
-    python -m bench [--quick] [--runs N]
+    python -m bench [--quick] [--runs N] [--only KEY ...]
 
-Each measure runs N times (default 3), interleaved: L_ref, L, P, B1, B2, M, B3, the latency
+Each measure runs N times (default 3), interleaved: L_ref, L, P, B1, B1N, B2, B2N, M, B3, the latency
 yardsticks, the API and the soak S, then again from the start. Every run gets a fresh database (the
 large tables of L, L_ref and S are loaded once, vacuumed, and copied for each run). The table gives the
 median and the min-max range of each figure; the ratios are taken between medians. The absolute
@@ -15,17 +15,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bench import api_bench, common, pgbench_limit, pgqueuer_bench, pickup, reference, soak, worker_bench
+from bench import api_bench, common, pgbench_limit, pgqueuer_bench, pickup, pod_bench, reference, soak, worker_bench
 from bench.common import Spread
+from outbound_sender.worker.cpus import default_processes
 
 RESULTS = Path(__file__).parent / "results"
 BATCH, CLIENTS = 10, 8
 B2_TARGET = 0.9 * 200 / 0.1  # msg/s: 90 % of what K = 200 sends in flight allow at 100 ms each
+B2N_K = pod_bench.K_WIDE  # B2': K = 1,000 over one pod of N worker processes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Sizes:
     queue: int  # messages queued for L and for L_ref
     drain: int  # messages drained by P and B1
     b2: int  # messages sent by B2 (K = 200)
+    b2n: int  # messages sent by B2' (K = 1,000, N processes)
     memory: int  # messages sent by M (K = 1,000)
     latency_seconds: float  # B3 and its yardsticks, at RATE messages/s
     soak_total: int  # messages in the soak's table (S), most of them SENT
@@ -50,6 +54,7 @@ FULL = Sizes(
     queue=600_000,
     drain=50_000,
     b2=10_000,
+    b2n=30_000,
     memory=20_000,
     latency_seconds=10,
     soak_total=1_000_000,
@@ -62,6 +67,7 @@ QUICK = Sizes(
     queue=20_000,
     drain=2_000,
     b2=1_000,
+    b2n=3_000,
     memory=2_000,
     latency_seconds=2,
     soak_total=20_000,
@@ -102,12 +108,22 @@ async def _templates(server: common.Server, sizes: Sizes, only: Sequence[str]) -
     return names
 
 
+async def _b1n(dsn: str, count: int) -> dict[str, float]:
+    """B1 through one pod of N processes: batch 10 and 50 sends in flight per process, as B1."""
+    n = default_processes()
+    return await pod_bench.pod_drain(dsn, count, kind="null", processes=n, in_flight=50 * n, batch=BATCH)
+
+
+async def _b2n(dsn: str, count: int) -> dict[str, float]:
+    return await pod_bench.pod_drain(dsn, count, kind="generic", in_flight=B2N_K)
+
+
 async def _load_queue(dsn: str, count: int) -> None:
     await common.load_messages(dsn, count)
     await common.vacuum(dsn)
 
 
-KEYS = ("L_ref", "L", "P", "B1", "B2", "M", "B3", "P_lat", "floor", "commit", "api", "S")
+KEYS = ("L_ref", "L", "P", "B1", "B1N", "B2", "B2N", "M", "B3", "P_lat", "floor", "commit", "api", "S")
 
 
 def plan(sizes: Sizes, templates: dict[str, str]) -> list[tuple[str, str, str | None, bool, Measure]]:
@@ -118,7 +134,9 @@ def plan(sizes: Sizes, templates: dict[str, str]) -> list[tuple[str, str, str | 
         ("L", "L (our claim + complete)", templates.get("L"), True, lambda d: _limit(d, sizes)),
         ("P", "P (PGQueuer drain, 5 dequeuers)", None, True, lambda d: pgqueuer_bench.drain(d, sizes.drain)),
         ("B1", "B1 (worker, null provider)", None, True, lambda d: worker_bench.b1_null_provider(d, sizes.drain)),
+        ("B1N", "B1N (worker pod, N processes, null provider)", None, True, lambda d: _b1n(d, sizes.drain)),
         ("B2", "B2 (worker, sandbox 100 ms, K=200)", None, True, lambda d: worker_bench.b2_http_sandbox(d, sizes.b2)),
+        ("B2N", "B2' (worker pod, N processes, sandbox 100 ms, K=1,000)", None, True, lambda d: _b2n(d, sizes.b2n)),
         (
             "M",
             "M (worker process, K=1,000)",
@@ -206,6 +224,7 @@ def _throughput_rows(s: Figures) -> Rows:
     rows += _rate(s, "B2", "B2    our worker, HTTP sandbox at 100 ms, K=200")
     if "B2" in s:
         rows.append(("      B2 peak database connections (target <= 3)", s["B2"]["db_connections"].text()))
+    rows += _pod_rows(s)
     if "M" in s:
         m = s["M"]
         rows.append(("M     worker process at K=1,000, sandbox 100 ms: peak RSS", m["rss_mb"].text(unit=" MB")))
@@ -269,6 +288,9 @@ def _ratio_rows(s: Figures) -> Rows:
     rows += _ratio(s, "B1 / L", ("B1", "msgs_per_s"), ("L", "msgs_per_s"), "goal 0.5")
     if "B2" in s:
         rows.append(("B2 / (0.9 x K / 0.1 s)", f"{s['B2']['msgs_per_s'].median / B2_TARGET:.2f}  (target >= 1.0)"))
+    rows += _ratio(s, "B1N / L", ("B1N", "msgs_per_s"), ("L", "msgs_per_s"), "target >= 0.6")
+    if "B2N" in s:
+        rows.append(_b2n_ratio(s["B2N"]))
     rows += _ratio(s, "B3 p95 / PGQueuer p95", ("B3", "p95_ms"), ("P_lat", "p95_ms"), "target <= 1.0")
     if "p95_ms" in s.get("B3", {}) and "p95_ms" in s.get("P_lat", {}):
         pairs = zip(s["B3"]["p95_ms"].values, s["P_lat"]["p95_ms"].values, strict=True)
@@ -279,6 +301,51 @@ def _ratio_rows(s: Figures) -> Rows:
 
 
 _LAT = ("p50_ms", "p95_ms", "max_ms")
+
+
+def _pod_rows(s: Figures) -> Rows:
+    rows: Rows = []
+    for key, label in (
+        ("B1N", "B1N   our worker pod, null provider, batch 10"),
+        ("B2N", "B2'   our worker pod, HTTP sandbox at 100 ms, K=1,000"),
+    ):
+        if key in s:
+            f = s[key]
+            rows.append((f"{label}, {f['processes'].median:.0f} processes", f["msgs_per_s"].text(unit=" msg/s")))
+            cpus = " / ".join(f[name].text(".2f") for name in CPU_FIGURES)
+            rows.append(
+                (
+                    f"      {key} CPUs used: worker processes (busiest one) / supervisor / sandbox / PostgreSQL / all",
+                    cpus,
+                )
+            )
+    return rows
+
+
+CPU_FIGURES = ("cpu_workers", "cpu_worker_max", "cpu_supervisor", "cpu_sandbox", "cpu_postgres", "cpu_total")
+
+
+def _b2n_ratio(f: dict[str, Spread]) -> tuple[str, str]:
+    """B2' against min(K / 0.1 s, what the machine's cores allow at the CPU cost per message measured),
+    with the resource that limited it."""
+    latency_bound = B2N_K / (pod_bench.LATENCY_MS / 1000)
+    cores_bound = f["cores_allow_msgs_per_s"].median
+    bound = min(latency_bound, cores_bound)
+    value = f["msgs_per_s"].median / bound
+    return (
+        f"B2' / min(K / 0.1 s = {latency_bound:,.0f}, cores allow {cores_bound:,.0f} msg/s)",
+        f"{value:.2f}  (target >= 0.8; limit: {_b2n_limit(f, latency_bound)})",
+    )
+
+
+def _b2n_limit(f: dict[str, Spread], latency_bound: float) -> str:
+    cores = os.cpu_count() or 1
+    if f["msgs_per_s"].median >= 0.8 * latency_bound:
+        return "the provider's latency (K sends in flight)"
+    if f["cpu_total"].median >= 0.85 * cores:
+        return f"the machine's {cores} CPUs"
+    busiest = pod_bench.LIMITS[int(f["limit"].median)]
+    return f"{busiest} (none of the {cores} CPUs saturated: other load on the machine?)"
 
 
 def _soak_rows(soak_figures: dict[str, Spread], sizes: Sizes) -> list[tuple[str, str]]:

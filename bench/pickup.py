@@ -74,13 +74,7 @@ class _ObservedGateway(PgWorkerGateway):
 class _ObservedWorker(OutboundJobWorker):
     def __init__(self, dsn: str, marks: Marks) -> None:
         super().__init__(dsn, Dispatcher([_Stamped(marks)]), settings=WorkerSettings())
-        self.marks = marks
-
-    async def open_gateway(self) -> PgWorkerGateway:
-        gateway = await super().open_gateway()
-        observed = _ObservedGateway(gateway.dsn, gateway.pool)
-        observed.marks = self.marks
-        return observed
+        self.gateway_type = type("ObservedGateway", (_ObservedGateway,), {"marks": marks})
 
 
 class _Stamped(NullProvider):

@@ -163,6 +163,7 @@ async def memory_at_k(
         "DATABASE_URL": dsn,
         "OUTBOUND_PROVIDER_KIND": "generic",
         "OUTBOUND_PROVIDER_SANDBOX_URL": url,
+        "OUTBOUND_WORKER_PROCESSES": "1",  # one process at K: its memory (B2' runs a pod of N)
         "OUTBOUND_WORKER_MAX_IN_FLIGHT": str(in_flight),
         # One claim fills all K slots: the process really holds K sends at once, however slowly a
         # busy machine lets it claim (with small batches it settles far below K).

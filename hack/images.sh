@@ -4,7 +4,8 @@
 # Usage: hack/images.sh [deps|base|build|paths]
 #   deps   apt-get install the Debian packages that are missing: podman and runc (engine and runtime),
 #          mmdebstrap (the local base image), containerd and containernetworking-plugins (the test
-#          plane's node, tests/kube/node.py). Installs nothing when CONTAINER_ENGINE=docker.
+#          plane's node, tests/kube/node.py), docker-registry (the node's private registry,
+#          tests/kube/registry.py). Installs nothing when CONTAINER_ENGINE=docker.
 #   base   make the local base image (IMAGE_BASE=local) if it is not there; prints BASE_IMAGE=<ref>
 #   build  (default) build both images unless images of the very same inputs exist; prints KEY=value
 #   pause  build the test node's sandbox image (hack/pause) unless it exists; prints PAUSE_IMAGE=<ref>
@@ -53,9 +54,10 @@ short_hash() { sha256sum | cut -c1-16; }
 deps() {
   [[ "$ENGINE" == podman ]] || { command -v "$ENGINE" >/dev/null || die "$ENGINE is not installed"; return 0; }
   local missing=() command package
-  # containerd and the CNI plugins run the test plane's node (tests/kube/node.py).
+  # containerd and the CNI plugins run the test plane's node (tests/kube/node.py); docker-registry
+  # serves it images that need a login (tests/kube/registry.py).
   for pair in podman:podman runc:runc mmdebstrap:mmdebstrap containerd:containerd \
-    /usr/lib/cni/bridge:containernetworking-plugins; do
+    /usr/lib/cni/bridge:containernetworking-plugins docker-registry:docker-registry; do
     command="${pair%%:*}" package="${pair#*:}"
     [[ "$command" == mmdebstrap && "$IMAGE_BASE" != local ]] && continue
     command -v "$command" >/dev/null || [[ -x "$command" ]] || missing+=("$package")

@@ -18,7 +18,7 @@ lock: $(STAMP) ## Re-lock the images' dependencies (images/requirements.lock, ha
 	  --output-file images/requirements.lock
 
 .PHONY: images-deps
-images-deps: ## apt-get install what building and running the images needs (podman, runc, mmdebstrap, containerd, CNI) if missing
+images-deps: ## apt-get install what building and running the images needs (podman, runc, mmdebstrap, containerd, CNI, docker-registry) if missing
 	@$(IMAGES_ENV) hack/images.sh deps
 
 .PHONY: images

@@ -72,5 +72,6 @@ def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 120
 def worker_env(dsn: str, sandbox_url: str, **settings: str) -> dict[str, str]:
     env = {"DATABASE_URL": dsn, "OUTBOUND_PROVIDER_KIND": "generic", "OUTBOUND_PROVIDER_SANDBOX_URL": sandbox_url}
     env["OUTBOUND_LOG_LEVEL"] = "WARNING"
+    env["OUTBOUND_WORKER_PROCESSES"] = "1"  # one worker process unless the test asks for more, whatever the CPUs
     env.update({key.upper(): value for key, value in settings.items()})
     return env

@@ -16,10 +16,11 @@ from outbound_sender import app as processes
 from outbound_sender import runtime
 from outbound_sender.api.app import create_app
 from outbound_sender.api.auth import create_key, hash_secret, parse_token
+from outbound_sender.api.ops import Readiness
 from outbound_sender.api.server import api_server
 from outbound_sender.cli_support import connection
 from outbound_sender.config import AllSettings
-from outbound_sender.metrics import Metrics
+from outbound_sender.metrics import DatabaseMetrics, Metrics
 from outbound_sender.observability.exposition import metrics_server
 from outbound_sender.store import api_keys
 from outbound_sender.store.db import connect
@@ -30,10 +31,20 @@ DEMO_TO = "+14155552671"
 
 
 @contextlib.asynccontextmanager
-async def api_running(dsn: str, settings: AllSettings, stop: asyncio.Event, metrics: Metrics) -> AsyncIterator[None]:
+async def api_running(
+    dsn: str,
+    settings: AllSettings,
+    stop: asyncio.Event,
+    metrics: DatabaseMetrics,
+    *,
+    readiness: Readiness | None = None,
+) -> AsyncIterator[None]:
     """Serve the app on OUTBOUND_HTTP_HOST:OUTBOUND_HTTP_PORT until `stop` (or the block ends); with
-    the message API on, the metrics on OUTBOUND_HTTP_HOST:OUTBOUND_METRICS_PORT beside it."""
-    routers = webhook_routers(settings, metrics, lambda: fastapi_app.state.api.pool)
+    the message API on, the metrics on OUTBOUND_HTTP_HOST:OUTBOUND_METRICS_PORT beside it. A worker
+    supervisor passes its pod's metrics (no process metrics of its own: no webhooks) and `readiness`."""
+    routers: list[APIRouter] = []
+    if isinstance(metrics, Metrics):
+        routers = webhook_routers(settings, metrics, lambda: fastapi_app.state.api.pool)
     fastapi_app = create_app(
         dsn,
         settings=settings.api,
@@ -41,6 +52,7 @@ async def api_running(dsn: str, settings: AllSettings, stop: asyncio.Event, metr
         redis_url=settings.base.redis_url,
         extra_routers=routers,
         callbacks=settings.callbacks,
+        readiness=readiness,
     )
     base = settings.base
     servers = [api_server(fastapi_app, base.outbound_http_host, base.outbound_http_port, settings.api)]

@@ -18,7 +18,7 @@ import asyncpg
 import typer
 from pydantic import ValidationError
 
-from outbound_sender import api_commands, app, ops_cli, runtime
+from outbound_sender import api_commands, app, ops_cli, runtime, worker_pod
 from outbound_sender.api.schemas import CORRELATION_ID, MessageIn
 from outbound_sender.api.validation import check_message
 from outbound_sender.callbacks.dispatcher import CallbackDispatcher
@@ -40,7 +40,6 @@ from outbound_sender.providers.accounts import load_provider_settings
 from outbound_sender.recipients import normalize_recipient
 from outbound_sender.store import messages, migrations, ops
 from outbound_sender.store.db import connect
-from outbound_sender.worker.loops import WorkerFailed
 
 __all__ = ["NEEDS_PROVIDER_KIND", "SERVES_WEBHOOKS", "main", "preflight"]
 
@@ -92,7 +91,10 @@ def run_command() -> None:
 
 @cli.command("worker")
 def worker_command() -> None:
-    """run the OutboundJobWorker until SIGTERM (needs OUTBOUND_PROVIDER_KIND)"""
+    """run the OutboundJobWorker until SIGTERM (needs OUTBOUND_PROVIDER_KIND). OUTBOUND_WORKER_PROCESSES
+    worker processes, default the container's CPU limit rounded up (cgroup cpu.max), else the CPUs
+    available; with more than one, this process supervises them and serves the pod's health, readiness
+    and metrics on OUTBOUND_HTTP_PORT for all of them"""
     execute("worker", _worker)
 
 
@@ -457,14 +459,11 @@ async def _worker(settings: AllSettings) -> int:
             print(WORKER_DISABLED, flush=True)
             await stop.wait()
             return 0
-        metrics = Metrics()
-        worker = app.build_worker(dsn, settings, metrics)
-        settings.api = settings.api.model_copy(update={"enabled": False})  # /healthz, /readyz, metrics
-        async with api_commands.api_running(dsn, settings, stop, metrics):
-            observing = asyncio.create_task(observe(dsn, metrics, settings, stop, serve=False))
-            failed = await _worker_failed(worker.run(stop))
-            await observing
-    return 1 if failed else 0
+        count = settings.worker.process_count()
+        if count == 1 or worker_pod.is_child():
+            return await worker_pod.one_worker(dsn, settings, stop)
+        print(f"OutboundJobWorker: {count} processes (OUTBOUND_WORKER_PROCESSES)", flush=True)
+        return await worker_pod.supervise(dsn, settings, count, stop)
 
 
 async def _callbacks(settings: AllSettings) -> int:
@@ -489,16 +488,6 @@ async def _dispatcher_failed(run: Coroutine[Any, Any, None], stop: asyncio.Event
         print(
             f"outbound: callback dispatcher failed: {error!r} (cause: {error.__cause__!r})", file=sys.stderr, flush=True
         )
-        return True
-    return False
-
-
-async def _worker_failed(run: Coroutine[Any, Any, None]) -> bool:
-    """Run the worker; True when it stopped on a failure (exit non-zero so the pod is restarted)."""
-    try:
-        await run
-    except WorkerFailed as error:
-        print(f"outbound: {error}", file=sys.stderr, flush=True)
         return True
     return False
 
@@ -552,7 +541,7 @@ async def _run(settings: AllSettings) -> int:
             channels: list[Channel] = []
             if settings.worker.enabled:
                 worker = app.build_worker(dsn, settings, metrics)
-                worker_task = asyncio.create_task(_worker_failed(worker.run(stop)))
+                worker_task = asyncio.create_task(worker_pod.worker_failed(worker.run(stop)))
                 channels = _sending(settings, worker.dispatcher.channels)
             else:
                 print(WORKER_DISABLED, flush=True)

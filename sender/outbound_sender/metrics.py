@@ -37,19 +37,53 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 20
 REFRESH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-class Metrics:
-    """All metrics of a sender process, on one registry (tests create their own)."""
+class DatabaseMetrics:
+    """The database-derived gauges and the health of their refresh (observability/refresher.py): one
+    refresher per pod. A pod of several worker processes (worker_pod.py) exports these from its
+    supervisor, beside its children's process metrics."""
+
+    NAMES = (
+        "outbound_metrics_last_refresh_timestamp_seconds",
+        "outbound_metrics_refresh_duration_seconds",
+        "outbound_metrics_refresh_errors",
+    )
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.refresh_timestamp = Gauge(
+            "outbound_metrics_last_refresh_timestamp_seconds",
+            "Unix time of the last successful refresh of the database-derived gauges",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.refresh_duration = Histogram(
+            "outbound_metrics_refresh_duration_seconds",
+            "Duration of the query behind the database-derived gauges",
+            buckets=REFRESH_BUCKETS,
+            registry=r,
+        )
+        self.refresh_errors = Counter(
+            "outbound_metrics_refresh_errors", "Failed refreshes of the database-derived gauges", registry=r
+        )
+        self.database = DatabaseGauges()
+        self.registry.register(self.database)
+
+
+class Metrics(DatabaseMetrics):
+    """All metrics of a sender process, on one registry (tests create their own).
+
+    Each gauge names how a pod of several worker processes (prometheus_client's multiprocess mode,
+    worker_pod.py) combines its processes' values into the pod's one series: in-flight calls add up,
+    the heartbeat is the stalest live process's, a circuit or fallback shows its worst live state."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
         self._outcomes(self.registry)
         self._timings(self.registry)
         self._worker(self.registry)
-        self._refresh(self.registry)
         self._providers(self.registry)
         self._callbacks(self.registry)
-        self.database = DatabaseGauges()
-        self.registry.register(self.database)
         self._known_series_at_zero()
 
     def _known_series_at_zero(self) -> None:
@@ -131,14 +165,18 @@ class Metrics:
             "Circuit breaker per provider and channel: 0 closed, 1 half-open, 2 open",
             ["provider", "channel"],
             registry=r,
+            multiprocess_mode="livemax",
         )
 
     def _worker(self, r: CollectorRegistry) -> None:
-        self.in_flight = Gauge("outbound_worker_in_flight", "Provider calls in progress", registry=r)
+        self.in_flight = Gauge(
+            "outbound_worker_in_flight", "Provider calls in progress", registry=r, multiprocess_mode="livesum"
+        )
         self.heartbeat = Gauge(
             "outbound_worker_last_poll_timestamp_seconds",
             "Unix time of the last successful claim query (0: this process has not polled)",
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.claimed = Counter("outbound_worker_claimed", "Messages claimed", ["channel"], registry=r)
 
@@ -159,6 +197,7 @@ class Metrics:
             "outbound_ratelimit_fallback_active",
             "1 while WhatsApp per-second limits run in process, stricter (Redis unreachable or refusing the script)",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.webhook_events = Counter(
             "outbound_webhook_events",
@@ -191,34 +230,22 @@ class Metrics:
             registry=r,
         )
         self.callback_outbox_depth = Gauge(
-            "outbound_callback_outbox_depth", "Callbacks waiting in the outbox (PENDING)", registry=r
+            "outbound_callback_outbox_depth",
+            "Callbacks waiting in the outbox (PENDING)",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.callback_outbox_age = Gauge(
             "outbound_callback_outbox_oldest_age_seconds",
             "Age of the oldest pending callback (0: the outbox is empty)",
             registry=r,
+            multiprocess_mode="livemax",
         )
         for event in CALLBACK_EVENTS:
             self.callback_delivered.labels(event)
         for reason in CALLBACK_REASONS:
             self.callback_retried.labels(reason)
             self.callback_failed.labels(reason)
-
-    def _refresh(self, r: CollectorRegistry) -> None:
-        self.refresh_timestamp = Gauge(
-            "outbound_metrics_last_refresh_timestamp_seconds",
-            "Unix time of the last successful refresh of the database-derived gauges",
-            registry=r,
-        )
-        self.refresh_duration = Histogram(
-            "outbound_metrics_refresh_duration_seconds",
-            "Duration of the query behind the database-derived gauges",
-            buckets=REFRESH_BUCKETS,
-            registry=r,
-        )
-        self.refresh_errors = Counter(
-            "outbound_metrics_refresh_errors", "Failed refreshes of the database-derived gauges", registry=r
-        )
 
     def init_webhooks(self, sources: Iterable[str]) -> None:
         """Create the delivery webhook series of these providers at zero (the registry's list)."""

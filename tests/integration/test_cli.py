@@ -150,13 +150,14 @@ def test_a_worker_process_serves_health_readiness_and_metrics(db_dsn: str) -> No
     worker = outbound("worker", env=env)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a pod of several worker processes is ready once all started
         while time.monotonic() < deadline:
             try:
-                ready = httpx.get(base + "/readyz", timeout=1)
-                break
+                if (ready := httpx.get(base + "/readyz", timeout=1)).status_code == 200:
+                    break
             except httpx.TransportError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         assert ready.status_code == 200
         assert httpx.get(base + "/healthz").status_code == 200
         assert "outbound_worker_in_flight" in httpx.get(base + "/actuator/prometheus").text

@@ -9,6 +9,9 @@ How it fits this machine (docs/kubernetes-testing.md, "The node"):
   folder. The sandbox image is the project's own pause image (hack/pause), imported like every other
   image: ``podman save`` piped into ``ctr -n k8s.io images import``.
 - CNI: a bridge with host-local addresses from Debian's plugins (/usr/lib/cni); no masquerading.
+- registries: containerd reads a ``hosts.toml`` per registry below ``certs.d`` at each pull;
+  ``trust_registry`` writes one (https and the CA to trust) for the private registry of
+  tests/kube/registry.py, whose images the kubelet pulls with the pods' ``imagePullSecrets``.
 - the bridge is made before the first pod, with its gateway address ``HOST_ADDRESS``: the host
   address pods reach. The API server is published there (a relay to its loopback port, and the
   ``kubernetes`` Service's EndpointSlice naming it), so in-cluster clients work as in a cluster;
@@ -112,6 +115,8 @@ class Node:
         self.plane, self.binaries, self.workdir = plane, binaries, workdir
         self.podman_env = podman_env
         self.socket = workdir / "containerd" / "containerd.sock"
+        # containerd's per-registry settings (hosts.toml in a folder named host:port), read at each pull.
+        self.registry_hosts = workdir / "containerd" / "certs.d"
         # containerd's root (content, snapshots, metadata) outlives the session: an image imported once
         # (a 450 MB image takes a minute on a busy machine) is not imported again. State is per session.
         self.image_root = image_root
@@ -169,6 +174,8 @@ state = "{folder / "state"}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_PLUGINS}"
     conf_dir = "{cni_conf}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{self.registry_hosts}"
 """
         )
         conflist = {
@@ -225,6 +232,28 @@ state = "{folder / "state"}"
         self.imported[image] = time.monotonic() - started
         self._forget_older(image)
 
+    def trust_registry(self, host: str, ca: Path) -> None:
+        """Pulls from the registry at ``host`` (``address:port``) go over https and trust ``ca``, as a
+        cluster's nodes are told of a private registry."""
+        folder = self.registry_hosts / host
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "hosts.toml").write_text(
+            f'server = "https://{host}"\n\n[host."https://{host}"]\n'
+            f'  capabilities = ["pull", "resolve"]\n  ca = "{ca}"\n'
+        )
+
+    def images_of(self, repository: str) -> list[str]:
+        """The names containerd holds for ``repository`` (``registry/path``, no tag)."""
+        names = self._ctr("images", "list", "--quiet").stdout.split()
+        return [name for name in names if name.rsplit(":", 1)[0] == repository or name.startswith(f"{repository}@")]
+
+    def remove_images(self, repository: str) -> None:
+        """Forget every image of ``repository``: the next pod that names one must pull it, and the kept
+        root does not keep it (containerd collects content no name refers to)."""
+        for name in self.images_of(repository):
+            self._ctr("images", "remove", name, check=False)
+        self._forget_unnamed_ids()
+
     def _forget_older(self, image: str) -> None:
         """Older builds of ``image``'s repository would pile up in the kept root: remove their names,
         and the ``sha256:<image ID>`` names that an import adds, so containerd can collect them."""
@@ -232,6 +261,10 @@ state = "{folder / "state"}"
         for known in self._ctr("images", "list", "--quiet").stdout.split():
             if known.rsplit(":", 1)[0] == repository and known != image:
                 self._ctr("images", "remove", known, check=False)
+        self._forget_unnamed_ids()
+
+    def _forget_unnamed_ids(self) -> None:
+        """Remove the ``sha256:<image ID>`` names whose image no other name refers to."""
         listing = [line.split() for line in self._ctr("images", "list").stdout.splitlines()[1:]]
         named = {row[2] for row in listing if not row[0].startswith("sha256:")}  # their manifests
         wanted = {json.loads(self._ctr("content", "get", digest).stdout)["config"]["digest"] for digest in named}

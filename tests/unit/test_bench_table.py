@@ -70,3 +70,36 @@ def test_pickup_latency_splits_into_consecutive_parts_and_counts_early_claims() 
     assert figures["claim_p95_ms"] == pytest.approx(3.0)  # the slower of the two round trips
     assert figures["dispatch_p50_ms"] == pytest.approx(0.1, abs=0.9)
     assert figures["max_ms"] == pytest.approx(6.0)  # 20.0 -> 20.006
+
+
+def test_the_pod_measures_give_their_ratios_and_name_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """B1N against L; B2' against min(K / 0.1 s, what the cores allow), naming what limited it."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    cpus = {"cpu_workers": [1.5], "cpu_worker_max": [0.97], "cpu_supervisor": [0.02], "cpu_sandbox": [0.3]}
+    cpus |= {"cpu_postgres": [0.1], "cpu_total": [1.92]}
+    results = {
+        "L": {"msgs_per_s": [6_000.0]},
+        "B1N": {
+            "msgs_per_s": [4_200.0],
+            "processes": [2.0],
+            **cpus,
+            "cores_allow_msgs_per_s": [4_400.0],
+            "limit": [0.0],
+        },
+        "B2N": {
+            "msgs_per_s": [2_000.0],
+            "processes": [2.0],
+            **cpus,
+            "cores_allow_msgs_per_s": [2_400.0],
+            "limit": [0.0],
+        },
+    }
+    text = table(spreads(results), QUICK)
+    assert "| B1N / L | 0.70  (target >= 0.6) |" in text
+    assert "our worker pod, HTTP sandbox at 100 ms, K=1,000, 2 processes | 2,000 msg/s |" in text
+    assert "cores allow 2,400 msg/s) | 0.83  (target >= 0.8; limit: the machine's 2 CPUs) |" in text
+    results["B2N"] |= {"cpu_total": [0.9], "limit": [2.0]}
+    text = table(spreads(results), QUICK)
+    assert "limit: the sandbox's CPU (none of the" in text
+    results["B2N"]["msgs_per_s"] = [9_000.0]
+    assert "limit: the provider's latency (K sends in flight)" in table(spreads(results), QUICK)

@@ -97,12 +97,30 @@ def unschedulable(pods: list[dict[str, Any]]) -> str:
     return ""
 
 
+# The kubelet's reasons for a container that waits because it cannot get its image.
+IMAGE_PULL_FAILURES = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "RegistryUnavailable"}
+)
+
+
+def image_pull_failure(pods: list[dict[str, Any]]) -> str:
+    """The kubelet's reason and message on a container that cannot pull its image (the first), or ""."""
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or ():
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in IMAGE_PULL_FAILURES:
+                message = waiting.get("message")
+                return f"{waiting['reason']}: {message}" if message else str(waiting["reason"])
+    return ""
+
+
 async def rollout(rt: Runtime, deployment: Mapping[str, Any]) -> Rollout:
-    """The Deployment's rollout; while it is not done, the scheduler's reason if it gave one (one
-    list of the Deployment's pods, made only then)."""
+    """The Deployment's rollout; while it is not done, why its pods wait, when they say so: the
+    scheduler's reason, the kubelet's image pull failure (one list of the Deployment's pods, made
+    only then)."""
     seen = Rollout.of(deployment)
     if seen.done:
         return seen
     selector = (deployment.get("spec") or {}).get("selector", {}).get("matchLabels") or {}
     pods = await rt.kube.pods(deployment["metadata"]["namespace"], selector)
-    return Rollout.of(deployment, unschedulable(pods))
+    return Rollout.of(deployment, unschedulable(pods), image_pull_failure(pods))

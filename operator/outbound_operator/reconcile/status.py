@@ -47,6 +47,7 @@ class Rollout:
     available: int
     stuck: Mapping[str, Any] | None = None  # Progressing=False or ReplicaFailure=True
     pending: str = ""  # why pods wait, when known (the scheduler's message)
+    pulling: str = ""  # a pod's container cannot get its image (the kubelet's reason: message)
 
     @property
     def done(self) -> bool:
@@ -54,7 +55,7 @@ class Rollout:
         return self.updated >= self.desired and self.total <= self.updated and self.available >= self.desired
 
     @classmethod
-    def of(cls, deployment: Mapping[str, Any], pending: str = "") -> Rollout:
+    def of(cls, deployment: Mapping[str, Any], pending: str = "", pulling: str = "") -> Rollout:
         meta, spec, status = (deployment.get(key) or {} for key in ("metadata", "spec", "status"))
         desired = spec.get("replicas")
         return cls(
@@ -65,6 +66,7 @@ class Rollout:
             available=int(status.get("availableReplicas") or 0),
             stuck=_stuck_rollout(tuple(status.get("conditions") or ())),
             pending=pending,
+            pulling=pulling,
         )
 
 
@@ -91,6 +93,8 @@ def workers(rollout: Rollout) -> Condition:
     pods = f"{rollout.available} of {rollout.desired} worker pods available"
     if rollout.pending:
         pods += f"; pods unschedulable: {rollout.pending}"
+    if rollout.pulling:
+        pods += f"; image pull failing: {rollout.pulling}"
     if not rollout.current:
         return Condition(
             "Ready", False, "RolloutPending", f"Deployment rollout not yet observed by its controller; {pods}"
@@ -106,7 +110,10 @@ def workers(rollout: Rollout) -> Condition:
         what = f"{old} old pod{'s' if old != 1 else ''} still running"
         return Condition("Ready", False, "RolloutInProgress", f"Deployment rollout in progress: {what}; {pods}")
     if rollout.available < rollout.desired:
-        return Condition("Ready", False, "PodsUnschedulable" if rollout.pending else "WorkersUnavailable", pods)
+        reason = (
+            "PodsUnschedulable" if rollout.pending else "ImagePullFailing" if rollout.pulling else "WorkersUnavailable"
+        )
+        return Condition("Ready", False, reason, pods)
     if rollout.desired == 0:
         return Condition("Ready", True, "NoWorkersRequested", "0 worker replicas requested (scaled to zero)")
     return Condition("Ready", True, "WorkersAvailable", pods)

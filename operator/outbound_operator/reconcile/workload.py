@@ -25,6 +25,9 @@ CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 MANAGED_BY = "outbound-operator"
 
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+# Worker processes per pod: a spec.env entry may set it (the only operator variable it may replace).
+PROCESSES_VARIABLE = "OUTBOUND_WORKER_PROCESSES"
+TMP_DIR = "/tmp"  # writable under the read-only root: the worker processes' shared metrics files
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +129,25 @@ def credential_env(spec: ChannelProviderSpec) -> list[dict[str, Any]]:
     return [{"name": var, "value": f"{CREDENTIALS_DIR}/{ref.key(cred)}"} for cred, var in sorted(files.items())]
 
 
+def processes_env(spec: ChannelProviderSpec) -> list[dict[str, Any]]:
+    """One worker process per CPU of the container: its CPU limit, else its request, rounded up by
+    Kubernetes (a resourceFieldRef with divisor 1; 1500m -> 2); 1 without either. Nothing when
+    spec.env sets OUTBOUND_WORKER_PROCESSES itself."""
+    if any(variable.name == PROCESSES_VARIABLE for variable in spec.env):
+        return []
+    resources = spec.resources or DEFAULT_RESOURCES
+    kind = next((k for k in ("limits", "requests") if "cpu" in (resources.get(k) or {})), None)
+    if kind is None:
+        return [{"name": PROCESSES_VARIABLE, "value": "1"}]
+    ref = {"containerName": "worker", "resource": f"{kind}.cpu", "divisor": "1"}
+    return [{"name": PROCESSES_VARIABLE, "valueFrom": {"resourceFieldRef": ref}}]
+
+
 def env(spec: ChannelProviderSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
     variables = [_secret_env(settings.worker_database_secret, "DATABASE_URL")]
     if settings.worker_redis_secret:
         variables.append(_secret_env(settings.worker_redis_secret, "REDIS_URL"))
+    variables += processes_env(spec)
     return variables + credential_env(spec) + [variable.manifest() for variable in spec.env]
 
 
@@ -170,8 +188,9 @@ def container(provider: str, spec: ChannelProviderSpec, settings: OperatorSettin
             "capabilities": {"drop": ["ALL"]},
         },
     }
+    body["volumeMounts"] = [{"name": "tmp", "mountPath": TMP_DIR}]
     if spec.credentials_secret_ref is not None:
-        body["volumeMounts"] = [{"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}]
+        body["volumeMounts"].insert(0, {"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
     return body
 
 
@@ -192,9 +211,10 @@ def pod_template(provider: str, spec: ChannelProviderSpec, settings: OperatorSet
     }
     if settings.worker_service_account:
         pod["serviceAccountName"] = settings.worker_service_account
+    pod["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     if spec.credentials_secret_ref is not None:
         secret = {"secretName": spec.credentials_secret_ref.name, "defaultMode": 0o440}
-        pod["volumes"] = [{"name": "credentials", "secret": secret}]
+        pod["volumes"].insert(0, {"name": "credentials", "secret": secret})
     pod.update(worker_pod_settings(spec, settings))
     annotations = {
         "prometheus.io/scrape": "true",
@@ -246,9 +266,10 @@ def worker_pod_settings(spec: ChannelProviderSpec, settings: OperatorSettings) -
 
 
 def operator_env_names(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings) -> set[str]:
-    """Every environment variable the operator itself gives the worker (ConfigMap and env)."""
+    """Every environment variable the operator itself gives the worker (ConfigMap and env), but
+    OUTBOUND_WORKER_PROCESSES, which spec.env may set."""
     own = [item["name"] for item in env(spec.model_copy(update={"env": []}), settings)]
-    return {*static_config(provider, spec, settings), *own}
+    return {*static_config(provider, spec, settings), *own} - {PROCESSES_VARIABLE}
 
 
 def env_refusal(provider: str, spec: ChannelProviderSpec, settings: OperatorSettings) -> Refusal | None:

@@ -29,14 +29,14 @@ from outbound_sender.api.callbacks import router as callbacks_router
 from outbound_sender.api.context import ApiContext
 from outbound_sender.api.metrics import ApiMetrics
 from outbound_sender.api.middleware import BodyLimit, RequestContext
-from outbound_sender.api.ops import ops_router
+from outbound_sender.api.ops import Readiness, ops_router
 from outbound_sender.api.ratelimit import RateLimiter, build_limiter
 from outbound_sender.api.routes import router as messages_router
 from outbound_sender.api.settings import ApiSettings
 from outbound_sender.api.tracing import TraceRequests
 from outbound_sender.callbacks.settings import CallbackSettings
 from outbound_sender.callbacks.targets import Resolver, system_resolver
-from outbound_sender.metrics import Metrics
+from outbound_sender.metrics import DatabaseMetrics, Metrics
 from outbound_sender.store.db import create_pool
 
 DESCRIPTION = """Create, fetch, list and cancel outbound SMS, e-mail and WhatsApp messages; register callback
@@ -62,20 +62,20 @@ def create_app(
     *,
     pool: asyncpg.Pool | None = None,
     settings: ApiSettings | None = None,
-    metrics: Metrics | None = None,
+    metrics: DatabaseMetrics | None = None,
     limiter: RateLimiter | None = None,
     redis_url: str | None = None,
     extra_routers: Sequence[APIRouter] = (),
     now: Callable[[], dt.datetime] = _utc_now,
     callbacks: CallbackSettings | None = None,
     resolver: Resolver = system_resolver,
+    readiness: Readiness | None = None,
 ) -> FastAPI:
     """The app; its lifespan opens the pool from `dsn` (unless `pool` is given) and the rate limiter
-    (Redis-backed with `redis_url`, else in process; unless `limiter` is given)."""
+    (Redis-backed with `redis_url`, else in process; unless `limiter` is given); `readiness`: ops.py."""
     if dsn is None and pool is None:
         raise ValueError("create_app needs a dsn or a pool")
-    settings = settings or ApiSettings()
-    callback_settings = callbacks or CallbackSettings()
+    settings, callback_settings = settings or ApiSettings(), callbacks or CallbackSettings()
     registry = (metrics or Metrics()).registry
     api_metrics = ApiMetrics(registry)
 
@@ -110,7 +110,7 @@ def create_app(
         ],
     )
     problems.install(app)
-    app.include_router(ops_router(registry, expose_metrics=not settings.enabled))
+    app.include_router(ops_router(registry, expose_metrics=not settings.enabled, readiness=readiness))
     if settings.enabled:
         app.include_router(messages_router)
         app.include_router(callbacks_router)

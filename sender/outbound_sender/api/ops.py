@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import cast
 
 import asyncpg
@@ -40,7 +41,14 @@ async def database_ready(pool: asyncpg.Pool) -> str | None:
     return None if current else "database migrations are not current (run: outbound migrate)"
 
 
-def ops_router(registry: CollectorRegistry, *, expose_metrics: bool = True) -> APIRouter:
+# More of the process that must be ready for /readyz: None when it is, else why not (worker_pod.py:
+# every worker process of the pod has started and none has ended).
+Readiness = Callable[[], str | None]
+
+
+def ops_router(
+    registry: CollectorRegistry, *, expose_metrics: bool = True, readiness: Readiness | None = None
+) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Liveness: the process answers")
@@ -54,6 +62,8 @@ def ops_router(registry: CollectorRegistry, *, expose_metrics: bool = True) -> A
     )
     async def readyz(context: Context) -> Response:
         reason = await database_ready(context.pool)
+        if reason is None and readiness is not None:
+            reason = readiness()
         if reason is None:
             return JSONResponse(Health(status="ready").model_dump())
         log.warning("OutboundMessageService not ready", extra={"fields": {"reason": reason}})

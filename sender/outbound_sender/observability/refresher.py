@@ -15,7 +15,7 @@ import time
 
 import asyncpg
 
-from outbound_sender.metrics import Metrics
+from outbound_sender.metrics import DatabaseMetrics
 from outbound_sender.observability.gauges import Snapshot
 from outbound_sender.store.db import connect
 from outbound_sender.store.snapshot import read_snapshot
@@ -25,7 +25,7 @@ DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.Int
 
 
 class GaugeRefresher:
-    def __init__(self, dsn: str, metrics: Metrics, *, interval_seconds: float) -> None:
+    def __init__(self, dsn: str, metrics: DatabaseMetrics, *, interval_seconds: float) -> None:
         self.dsn = dsn
         self.metrics = metrics
         self.interval = interval_seconds

@@ -16,12 +16,14 @@ import asyncio
 
 from outbound_sender import app
 from outbound_sender.config import AllSettings
-from outbound_sender.metrics import Metrics
+from outbound_sender.metrics import DatabaseMetrics
 from outbound_sender.observability.exposition import metrics_server
 from outbound_sender.observability.refresher import GaugeRefresher
 
 
-async def observe(dsn: str, metrics: Metrics, settings: AllSettings, stop: asyncio.Event, *, serve: bool) -> None:
+async def observe(
+    dsn: str, metrics: DatabaseMetrics, settings: AllSettings, stop: asyncio.Event, *, serve: bool
+) -> None:
     """Refresh the database-derived gauges (and serve the registry) until `stop` is set."""
     interval = settings.metrics.update_interval_ms / 1000
     jobs = [GaugeRefresher(dsn, metrics, interval_seconds=interval).run(stop)]

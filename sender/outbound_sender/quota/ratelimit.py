@@ -112,11 +112,14 @@ class WhatsAppRateLimiter:
         fallback_divisor: float = 4.0,
         prefix: str = "wa",
         gauge: Gauge | None = None,
+        processes: int = 1,
     ) -> None:
-        """Without a client (no Redis configured: one process) the limits are kept in process at
-        their full rate; with one, Redis keeps them and the stricter fallback covers outages."""
+        """Without a client (no Redis configured) the limits are kept in process, each of the pod's
+        `processes` worker processes taking its share of the number's rate; with one, Redis keeps
+        them and the stricter fallback (shared likewise) covers outages."""
         self.client = client
-        self.fallback_divisor = fallback_divisor
+        self.local_divisor = float(processes)
+        self.fallback_divisor = fallback_divisor * processes
         self.prefix = prefix
         self.local = LocalGcra()
         self.in_fallback = False
@@ -130,7 +133,7 @@ class WhatsAppRateLimiter:
     async def check(self, phone_number_id: str, recipient: str, limits: Limits) -> Verdict:
         number_key, pair_key = self._keys(phone_number_id, recipient)
         if self._script is None:
-            return self.local.check(number_key, pair_key, limits, 1.0)
+            return self.local.check(number_key, pair_key, limits, self.local_divisor)
         try:
             args = [limits.number_interval_ms(), limits.burst_seconds * 1000, limits.pair_interval_seconds * 1000]
             allowed, _wait, n_wait, p_wait = await self._script(keys=[number_key, pair_key], args=args)

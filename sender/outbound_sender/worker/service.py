@@ -42,6 +42,8 @@ log = logging.getLogger("OutboundJobWorker")
 
 
 class OutboundJobWorker:
+    gateway_type: type[PgWorkerGateway] = PgWorkerGateway  # the store every unit uses (bench/pickup.py observes it)
+
     def __init__(
         self,
         dsn: str,
@@ -65,6 +67,7 @@ class OutboundJobWorker:
         self.control = RuntimeControl(dispatcher.provider_names)
         self.choice = ChannelChoice(settings, switches or ChannelSwitches(), self.control, dispatcher)
         self.signals = Signals()
+        self.started = asyncio.Event()  # every unit runs: set once, when "OutboundJobWorker started" is logged
         self.sender: Sender | None = None  # the units that count, once `run` built them
         self.completer: Completer | None = None
 
@@ -81,7 +84,7 @@ class OutboundJobWorker:
 
         If a unit ends on its own (an error it cannot survive), `stop` is set for the whole
         process, the worker drains, and WorkerFailed is raised."""
-        gateway = await self.open_gateway()
+        gateway = await self.gateway_type.open(self.dsn)
         self.dispatcher.bind_pool(gateway.pool)
         self.completer = Completer(gateway, self.signals, self.metrics, self.settings.id)
         gates, in_flight = self._gates(gateway), self.settings.max_in_flight
@@ -98,15 +101,11 @@ class OutboundJobWorker:
         if failure is not None:
             raise WorkerFailed(failure)
 
-    async def open_gateway(self) -> PgWorkerGateway:
-        """The store gateway every unit uses (a subclass may observe it: bench/pickup.py)."""
-        return await PgWorkerGateway.open(self.dsn)
-
     def _gates(self, gateway: PgWorkerGateway) -> dict[Channel, ChannelGate]:
         """The channel gates (worker/gates.py): WhatsApp's quota and rate limits."""
-        number, redis, worker = self.whatsapp_number, self.redis_url, self.settings.id
+        number, redis, worker, share = self.whatsapp_number, self.redis_url, self.settings.id, self.settings.processes
         whatsapp = WhatsAppQuotaGate.build(
-            gateway, self.metrics, self.policies, number=number, redis=redis, worker=worker
+            gateway, self.metrics, self.policies, number=number, redis=redis, worker=worker, processes=share or 1
         )
         return {Channel.WHATSAPP: whatsapp}
 
@@ -129,6 +128,7 @@ class OutboundJobWorker:
             housekeeping = [asyncio.create_task(loop, name=name) for name, loop in loops.items()]
             claiming = asyncio.create_task(claimer.run(stop), name="claimer")
             log.info("OutboundJobWorker started", extra={"fields": self._describe()})
+            self.started.set()
             failure = await supervise(claiming, [completing, *housekeeping], stop)
             await finish(claiming)
             await sender.drain(s.shutdown_grace_seconds)

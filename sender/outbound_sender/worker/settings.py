@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from outbound_sender.domain import Channel
+from outbound_sender.worker.cpus import default_processes
 
 
 def _split_channels(value: object) -> object:
@@ -27,6 +28,14 @@ class WorkerSettings(BaseSettings):
     batch_size: int = Field(10, ge=1, le=1000, description="Messages claimed per batch (runbook default 10).")
     poll_interval_ms: int = Field(
         5000, ge=10, le=600_000, description="Safety-net poll; NOTIFY wakes the worker sooner."
+    )
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Worker processes of `outbound worker` (each with its own claim loop and at most 3 "
+        "database connections; one pod port and one /metrics for all). Default: the container's CPU "
+        "limit rounded up (cgroup cpu.max), else the CPUs available.",
     )
     max_in_flight: int = Field(
         50, ge=1, le=5000, description="Concurrent provider calls per process (bounded asyncio tasks)."
@@ -54,6 +63,10 @@ class WorkerSettings(BaseSettings):
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="Lease owner name written on claimed rows.",
     )
+
+    def process_count(self) -> int:
+        """OUTBOUND_WORKER_PROCESSES, or the default from the CPU limit (worker/cpus.py)."""
+        return self.processes if self.processes is not None else default_processes()
 
     @model_validator(mode="before")
     @classmethod

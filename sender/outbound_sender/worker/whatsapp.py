@@ -44,14 +44,16 @@ class WhatsAppQuotaGate:
         number: str,
         redis: str | None,
         worker: str,
+        processes: int = 1,
     ) -> WhatsAppQuotaGate:
-        """The gate of a worker: its ledger on the gateway's pool, Redis for the per-second limits."""
+        """The gate of a worker: its ledger on the gateway's pool, Redis for the per-second limits
+        (in process without Redis, a share of them for each of the pod's `processes`)."""
         client = None
         if redis:
             import redis.asyncio as aioredis
 
             client = aioredis.from_url(redis, socket_connect_timeout=0.5, socket_timeout=0.5)
-        limiter = WhatsAppRateLimiter(client, gauge=metrics.ratelimit_fallback)
+        limiter = WhatsAppRateLimiter(client, gauge=metrics.ratelimit_fallback, processes=processes)
         return cls(WhatsAppGate(QuotaLedger(gateway.pool), limiter, policies, number), gateway, metrics, worker)
 
     async def admit(self, message: OutboundMessage) -> Admission:

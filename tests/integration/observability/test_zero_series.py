@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 
 import asyncpg
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from outbound_sender.domain import Channel, ErrorCode, NewMessage, Outcome
@@ -36,12 +38,19 @@ def value(found: Samples, name: str, **labels: str) -> float | None:
     return found.get(name, {}).get(tuple(sorted(labels.items())))
 
 
-def test_a_fresh_worker_process_exposes_every_known_series_at_zero(db_dsn: str) -> None:
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "supervisor-of-two"])
+def test_a_fresh_worker_process_exposes_every_known_series_at_zero(db_dsn: str, processes: int) -> None:
+    """Also through a supervisor's multiprocess exposition: one series per label set, summed at zero."""
     port = free_port()
     env = worker_env(db_dsn, "http://127.0.0.1:9", outbound_http_host="127.0.0.1", outbound_http_port=str(port))
+    env["OUTBOUND_WORKER_PROCESSES"] = str(processes)
     process = outbound("worker", env=env, stdout=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{port}/actuator/prometheus", timeout=60)
+        deadline = time.monotonic() + 60  # every worker process started: their series exist
+        while httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the worker pod never became ready"
+            time.sleep(0.1)
         found = samples(httpx.get(f"http://127.0.0.1:{port}/actuator/prometheus", timeout=10).text)
     finally:
         stop(process)

@@ -6,6 +6,7 @@
   the operator rendered it (workers.rendered_worker), its database Secret naming ``db_dsn``.
 - ``operator``: the operator as a real process (`python -m outbound_operator --standalone
   --namespace NS`) acting as that ServiceAccount, writing to this test's database (``db_dsn``).
+- ``on_node``: (worker image, sandbox URL) for worker pods on the test node.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.images.containers import Images
+from tests.kube.node import Node
 from tests.kube.plane import ControlPlane
+from tests.processes import sandbox_process
 
 from .support import ACCOUNT, OperatorProcess, namespaced_rbac
 from .workers import database_secret, rendered_worker
@@ -67,3 +71,13 @@ def rendered_workers(
 ) -> Callable[[str], AbstractContextManager[None]]:
     database_secret(plane, namespace, db_dsn)
     return lambda name: rendered_worker(plane, namespace, name, tmp_path)
+
+
+@pytest.fixture
+def on_node(plane: ControlPlane, namespace: str, node: Node, images: Images, db_dsn: str) -> Iterator[tuple[str, str]]:
+    """(worker image, sandbox URL) for pods on the node: the sender image imported into the node, the
+    database Secret naming this test's database as pods reach it, the generic sandbox on the host."""
+    node.import_image(images.sender)
+    database_secret(plane, namespace, node.expose_url(db_dsn)[1])
+    with sandbox_process(latency_ms=20) as url:
+        yield images.sender, node.expose_url(url)[1]

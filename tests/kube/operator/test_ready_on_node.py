@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.images.containers import Images
 from tests.kube.manifests import channel_provider
-from tests.kube.node import TOLERATION, Node
+from tests.kube.node import TOLERATION
 from tests.kube.plane import ControlPlane
-from tests.processes import sandbox_process
 
 from .support import OperatorProcess, condition, eventually, get
-from .workers import FAST_WORKER_ENV, database_secret, enqueue_many, statuses
+from .workers import FAST_WORKER_ENV, enqueue_many, statuses
 
 pytestmark = [pytest.mark.kube, pytest.mark.images, pytest.mark.timeout(900)]
 AFFINITY_NOWHERE = {
@@ -33,16 +30,6 @@ AFFINITY_NOWHERE = {
         }
     }
 }
-
-
-@pytest.fixture
-def on_node(plane: ControlPlane, namespace: str, node: Node, images: Images, db_dsn: str) -> Iterator[tuple[str, str]]:
-    """(worker image, sandbox URL) for pods on the node: the sender image imported into the node, the
-    database Secret naming this test's database as pods reach it, the generic sandbox on the host."""
-    node.import_image(images.sender)
-    database_secret(plane, namespace, node.expose_url(db_dsn)[1])
-    with sandbox_process(latency_ms=20) as url:
-        yield images.sender, node.expose_url(url)[1]
 
 
 def _ready(plane: ControlPlane, namespace: str) -> dict[str, Any]:
@@ -120,3 +107,57 @@ async def test_the_rendered_worker_pod_becomes_available_and_ready_follows_it(
 def _patch(plane: ControlPlane, namespace: str, spec: dict[str, Any]) -> None:
     body = json.dumps({"spec": spec})
     plane.kubectl("patch", "cp", "sms", "-n", namespace, "--type", "merge", "-p", body)
+
+
+async def _worker_connections(db: asyncpg.Connection) -> int:
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outbound-worker'"
+    return int(await db.fetchval(query))
+
+
+async def test_the_worker_processes_of_a_pod_follow_its_cpu_limit(
+    plane: ControlPlane,
+    namespace: str,
+    db: asyncpg.Connection,
+    operator_process: OperatorProcess,
+    on_node: tuple[str, str],
+) -> None:
+    """A 1500m CPU limit gives a pod of 2 worker processes (Kubernetes rounds the resourceFieldRef
+    up): 2 lease owners, 3 connections each, one Ready pod. A limit of 1 rolls the pod to one
+    process; the old pod's supervisor (PID 1) drains both its processes on the way: nothing lost."""
+    image, pod_sandbox = on_node
+    operator_process.settings["OUTBOUND_OPERATOR_WORKER_IMAGE"] = image
+    operator_process.start()
+    resources = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1500m", "memory": "768Mi"}}
+    spec = {
+        "channel": "SMS",
+        "provider": "sandbox",
+        "endpoint": pod_sandbox,
+        "tolerations": [TOLERATION],
+        "scaling": {"replicas": {"min": 1, "max": 1}},
+        "env": FAST_WORKER_ENV,
+        "resources": resources,
+    }
+    plane.apply(channel_provider("sms", spec), namespace=namespace)
+
+    def ready_true() -> dict[str, Any]:
+        ready = _ready(plane, namespace)
+        assert (ready.get("status"), ready.get("reason")) == ("True", "WorkersAvailable"), ready
+        return ready
+
+    await eventually(ready_true, timeout=300, interval=0.5)
+    await enqueue_many(db, 200)
+    await eventually(lambda: _statuses_are(db, {"SENT": 200}), timeout=180)
+    owners = [r["worker_id"] for r in await db.fetch("SELECT DISTINCT worker_id FROM outbound_attempt")]
+    assert sorted(owner.rsplit("-", 1)[1] for owner in owners) == ["0", "1"], owners
+    assert await _worker_connections(db) == 6
+
+    _patch(plane, namespace, {"resources": {**resources, "limits": {"cpu": "1", "memory": "768Mi"}}})
+    await enqueue_many(db, 300)
+    await eventually(lambda: _statuses_are(db, {"SENT": 500}), timeout=300)
+    assert await db.fetchval("SELECT count(*) FROM outbound_attempt") == 500  # each sent once: a clean drain
+
+    async def one_process() -> bool:
+        return await _worker_connections(db) == 3
+
+    await eventually(one_process, timeout=240, interval=0.5)
+    await eventually(ready_true, timeout=240, interval=0.5)

@@ -11,6 +11,7 @@ where a behaviour crosses from the operator to the worker, never do.
 from __future__ import annotations
 
 import base64
+import math
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,7 +96,9 @@ def rendered_env(plane: ControlPlane, namespace: str, provider: str, mounts: Pat
         assert config is not None, f"the pod would not start: no ConfigMap {source['configMapRef']['name']}"
         env.update(config.get("data") or {})
     for item in container.get("env") or ():
-        if "valueFrom" in item:
+        if "resourceFieldRef" in item.get("valueFrom", {}):
+            env[item["name"]] = _resource_value(container, item["valueFrom"]["resourceFieldRef"])
+        elif "valueFrom" in item:
             value = _secret_value(plane, namespace, item["valueFrom"]["secretKeyRef"])
             if value is not None:
                 env[item["name"]] = value
@@ -103,6 +106,8 @@ def rendered_env(plane: ControlPlane, namespace: str, provider: str, mounts: Pat
             env[item["name"]] = item.get("value", "")
     volumes = {volume["name"]: volume for volume in pod.get("volumes") or ()}
     for mount in container.get("volumeMounts") or ():
+        if "secret" not in volumes[mount["name"]]:
+            continue  # an emptyDir (/tmp): the process here has the machine's own
         secret_name = volumes[mount["name"]]["secret"]["secretName"]
         folder = mounts / mount["name"]
         folder.mkdir(parents=True, exist_ok=True)
@@ -111,6 +116,15 @@ def rendered_env(plane: ControlPlane, namespace: str, provider: str, mounts: Pat
         env = {name: value.replace(mount["mountPath"], str(folder)) for name, value in env.items()}
     env["OUTBOUND_HTTP_PORT"] = str(free_port())  # each pod has its own network namespace; here they share one
     return list(container.get("args") or ()), env
+
+
+def _resource_value(container: dict[str, Any], ref: dict[str, str]) -> str:
+    """What the kubelet gives a resourceFieldRef of a CPU resource with divisor 1: rounded up."""
+    kind, resource = ref["resource"].split(".")
+    quantity = str(container["resources"][kind][resource])
+    cpus = int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    assert ref.get("divisor", "1") == "1", ref
+    return str(math.ceil(cpus))
 
 
 @contextmanager

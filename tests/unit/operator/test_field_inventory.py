@@ -49,12 +49,15 @@ SCALE = f"{SCALING}::test_replicas_and_batch_follow_queue_depth_without_flapping
 EXTERNAL = f"{SCALING}::test_external_replicas_are_left_alone"
 QUOTA = f"{SCALING}::test_quota_policy_is_enforced_by_a_running_worker"
 CREATE = f"{LIFECYCLE}::test_create_makes_deployment_configmap_and_control_row"
-PLACED = f"{PODS}::test_placement_pull_secrets_env_and_log_level_reach_the_worker_deployment_with_its_budget"
 READY_SCALE = f"{READY}::test_ready_follows_available_worker_pods_through_scale_up_and_down"
 ON_NODE = (
     "tests/kube/operator/test_ready_on_node.py::test_the_rendered_worker_pod_becomes_available_and_ready_follows_it"
 )
 FOREIGN_IMAGE = f"{ADMISSION}::test_a_foreign_image_gets_no_deployment"
+PULL_SECRETS = (
+    "tests/kube/operator/test_pull_secrets_on_node.py::"
+    "test_a_private_image_is_pulled_only_with_the_channel_providers_pull_secret"
+)
 QUOTA_FIELDS = "tests/kube/operator/test_quota_fields.py"
 PACED = f"{QUOTA_FIELDS}::test_pair_rate_and_throughput_of_the_policy_pace_the_worker"
 DEFERRED = f"{QUOTA_FIELDS}::test_above_the_deferral_threshold_only_urgent_templates_are_sent"
@@ -115,7 +118,8 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
         "ses.configurationSetName": (WORKER, BACKUP_EMAIL),  # ConfigurationSetName of every SendEmail
         "resources.requests": (WORKER, ON_NODE),  # 64 CPUs: the scheduler finds no node with room
         "resources.limits": (WORKER, E2E),
-        "imagePullSecrets": (MANIFEST, PLACED),
+        # The kubelet pulls from a private registry with the named Secret's login, and only with it.
+        "imagePullSecrets": (WORKER, PULL_SECRETS),
     },
     "QuotaPolicy": {
         "orgId": (WORKER, QUOTA),
@@ -134,9 +138,7 @@ INVENTORY: dict[str, dict[str, tuple[str, str]]] = {
 # The fields whose effect on a running worker no test shows yet (see the module docstring). Moving
 # one to WORKER or OPERATOR removes it here; adding one here needs a reason in review.
 OPEN_GAPS = {
-    "ChannelProvider": {
-        "imagePullSecrets",
-    },
+    "ChannelProvider": set(),
     "QuotaPolicy": set(),
 }
 

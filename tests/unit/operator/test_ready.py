@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from outbound_operator.handlers.workloads import owner, unschedulable
+from outbound_operator.handlers.workloads import image_pull_failure, owner, unschedulable
 from outbound_operator.reconcile import status
 from outbound_operator.reconcile.circuit import initial
 from outbound_operator.reconcile.conditions import Condition
@@ -90,3 +90,30 @@ def test_the_scheduler_message_and_the_owner_are_read_from_the_objects() -> None
     ref = {"apiVersion": "messaging.outbound.dev/v1alpha1", "kind": "ChannelProvider", "name": "sms", "uid": "u1"}
     assert owner({"metadata": {"ownerReferences": [ref]}}) == ("sms", "u1")
     assert owner({"metadata": {}}) is None
+
+
+def test_a_worker_pod_that_cannot_pull_its_image_is_named_in_ready() -> None:
+    said = 'Back-off pulling image "10.244.7.1:5000/outbound/sender:1": 401 Unauthorized'
+    backing_off = {"state": {"waiting": {"reason": "ImagePullBackOff", "message": said}}}
+    creating = {"state": {"waiting": {"reason": "ContainerCreating"}}}
+    pods = [{"status": {"containerStatuses": [creating]}}, {"status": {"containerStatuses": [backing_off]}}]
+    assert image_pull_failure(pods) == f"ImagePullBackOff: {said}"
+    assert image_pull_failure([{"status": {"containerStatuses": [creating]}}, {"status": {}}]) == ""
+    bare = {"state": {"waiting": {"reason": "ErrImagePull"}}}
+    assert image_pull_failure([{"status": {"containerStatuses": [bare]}}]) == "ErrImagePull"
+
+    stuck = Rollout.of(deployment(1, updatedReplicas=1, replicas=1), "", f"ImagePullBackOff: {said}")
+    assert status.ready(None, True, stuck) == Condition(
+        "Ready",
+        False,
+        "ImagePullFailing",
+        f"0 of 1 worker pods available; image pull failing: ImagePullBackOff: {said}",
+    )
+    rolling = Rollout.of(deployment(1, updatedReplicas=1, replicas=2, availableReplicas=1), "", "ErrImagePull")
+    assert status.ready(None, True, rolling) == Condition(
+        "Ready",
+        False,
+        "RolloutInProgress",
+        "Deployment rollout in progress: 1 old pod still running; 1 of 1 worker pods available; "
+        "image pull failing: ErrImagePull",
+    )

@@ -32,7 +32,7 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
 def test_secret_is_mounted_never_read_and_files_are_named_by_their_keys() -> None:
     wl = workload("wa", WHATSAPP, SETTINGS, None)
     pod = wl.deployment["spec"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "credentials", "secret": {"secretName": "wa-secret", "defaultMode": 0o440}}]
+    assert pod["volumes"][:1] == [{"name": "credentials", "secret": {"secretName": "wa-secret", "defaultMode": 0o440}}]
     env = {e["name"]: e.get("value") for e in _container(wl.deployment)["env"]}
     assert env["WHATSAPP_ACCESS_TOKEN_FILE"].endswith("/token")
     assert env["WHATSAPP_APP_SECRET_FILE"].endswith("/appSecret")
@@ -272,3 +272,39 @@ def test_the_worker_user_can_read_its_mounted_credentials() -> None:
     assert context["fsGroup"] == context["runAsGroup"]
     assert mode & 0o040  # readable by the group, which fsGroup is
     assert not mode & 0o004  # and by nobody else
+
+
+def _processes(spec: ChannelProviderSpec) -> dict[str, Any] | None:
+    env = {e["name"]: e for e in _container(workload("p", spec, SETTINGS, 1).deployment)["env"]}
+    return env.get("OUTBOUND_WORKER_PROCESSES")
+
+
+def test_the_worker_processes_follow_the_containers_cpu_limit_else_its_request() -> None:
+    """Kubernetes rounds a resourceFieldRef up with divisor 1 (a 1500m limit -> 2 processes)."""
+
+    def spec(resources: dict[str, Any] | None, env: list[dict[str, Any]] | None = None) -> ChannelProviderSpec:
+        fields: dict[str, Any] = {"channel": "SMS", "provider": "sandbox", "env": env or []}
+        return ChannelProviderSpec.of(fields | ({"resources": resources} if resources is not None else {}))
+
+    def ref(resource: str) -> dict[str, Any]:
+        field = {"containerName": "worker", "resource": resource, "divisor": "1"}
+        return {"name": "OUTBOUND_WORKER_PROCESSES", "valueFrom": {"resourceFieldRef": field}}
+
+    limited = {"requests": {"cpu": "1", "memory": "256Mi"}, "limits": {"cpu": "1500m", "memory": "512Mi"}}
+    assert _processes(spec(limited)) == ref("limits.cpu")
+    assert _processes(spec(None)) == ref("requests.cpu")  # the default resources: 100m -> 1
+    assert _processes(spec({"limits": {"memory": "1Gi"}})) == {"name": "OUTBOUND_WORKER_PROCESSES", "value": "1"}
+    overridden = spec(limited, [{"name": "OUTBOUND_WORKER_PROCESSES", "value": "3"}])
+    assert _processes(overridden) == {"name": "OUTBOUND_WORKER_PROCESSES", "value": "3"}
+    assert env_refusal("p", overridden, SETTINGS) is None
+
+
+def test_the_worker_processes_share_a_writable_tmp_under_the_read_only_root() -> None:
+    """Their metrics files go to the temp dir (prometheus_client multiprocess mode)."""
+    deployment = workload(
+        "p", ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox"}), SETTINGS, 1
+    ).deployment
+    container = _container(deployment)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in deployment["spec"]["template"]["spec"]["volumes"]
