@@ -129,6 +129,12 @@ INVENTORY: dict[str, tuple[str, str]] = {
     "OUTBOUND_LOG_LEVEL": (PROCESS, f"{K_PODS}::test_log_level_decides_what_the_rendered_worker_logs"),
     # WorkerSettings
     "OUTBOUND_WORKER_ENABLED": (PROCESS, f"{CLI}::test_worker_disabled_by_the_runbook_switch_claims_nothing"),
+    # N processes share the pod (3 connections and a lease owner each); on the node the CPU limit sets N.
+    "OUTBOUND_WORKER_PROCESSES": (
+        PROCESS,
+        "tests/integration/test_worker_processes.py::"
+        "test_three_processes_share_the_pod_send_everything_once_and_drain_on_sigterm",
+    ),
     "OUTBOUND_WORKER_BATCH_SIZE": (
         UNIT,
         f"{EFFECT}::test_the_batch_size_from_the_environment_is_what_each_claim_asks_for",

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -59,10 +60,10 @@ async def worker_from_environment(
         monkeypatch.setenv(name, value)
     worker = build_worker("postgresql://unused.invalid/none", load_settings())
 
-    async def open_gateway() -> RecordingGateway:
+    async def open_gateway(dsn: str) -> RecordingGateway:
         return fake
 
-    monkeypatch.setattr(worker, "open_gateway", open_gateway)
+    monkeypatch.setattr(worker, "gateway_type", SimpleNamespace(open=open_gateway))
     monkeypatch.setattr(worker, "_gates", lambda gateway: {})  # WhatsApp's quota gate needs PostgreSQL
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
