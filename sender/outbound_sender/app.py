@@ -108,7 +108,8 @@ def with_sandbox_defaults(config: AllProviderSettings) -> AllProviderSettings:
     for provider in registry.sandboxed():
         if provider.sandbox is not None and provider.name in config.accounts:
             explicit = _explicit(config.accounts[provider.name])
-            config.accounts[provider.name] = provider.sandbox.account(config.sandbox.url(provider.name), **explicit)
+            url = str(explicit.pop("base_url", None) or config.sandbox.url(provider.name))  # *_BASE_URL wins
+            config.accounts[provider.name] = provider.sandbox.account(url, **explicit)
     if config.providers.enabled is None:  # every sandbox is there: the opt-in backups too
         config.enabled = [p.name for p in registry.accounts()]
     return config

@@ -128,6 +128,17 @@ def test_dead_letter_retry_dry_run_reason_real_run_and_audit(dsn: str, capsys: p
     assert "INC-42 provider fixed" in out
 
 
+def test_without_actor_the_audit_names_outbound_actor_from_the_environment(
+    dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(dsn, failed())
+    monkeypatch.setenv("OUTBOUND_ACTOR", "carol@oncall")
+    code, out, _ = run("dead-letter", "retry", "--error-code", "TEMPORARY_ERROR", "--reason", "INC-43", capsys=capsys)
+    assert code == 0, out
+    [row] = audit(dsn)
+    assert (row["actor"], row["action"]) == ("carol@oncall", "dead-letter retry")
+
+
 def test_a_retry_takes_what_the_runbook_statement_takes(dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
     """The same selection as scenario 2, step 4, as the runbook writes it."""
     from tests.runbook import runbook_text, sql_statements

@@ -180,7 +180,11 @@ def before_send(event: Event, hint: Hint, scrubber: Scrubber = _DEFAULT) -> Even
     message = event.get("logentry", {}).get("message") or ""
     if str(message).startswith("handleFailure") and "error_code" in tags:
         event["fingerprint"] = ["handleFailure", tags.get("channel", ""), tags["error_code"]]
+    # SENTRY_RELEASE and SENTRY_ENVIRONMENT are ours, not user data: a release named the usual way,
+    # package@version, would otherwise be masked as an e-mail address and attributed to nothing.
+    configured = {key: event[key] for key in ("release", "environment") if key in event}
     scrubbed: Event = scrub(event, scrubber)
+    scrubbed.update(configured)  # type: ignore[typeddict-item]
     return scrubbed
 
 

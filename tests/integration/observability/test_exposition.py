@@ -6,8 +6,9 @@ import asyncio
 
 import asyncpg
 import httpx
+import pytest
 
-from outbound_sender.config import AllSettings, MetricsSettings, Settings
+from outbound_sender.config import AllSettings, MetricsSettings, Settings, load_settings
 from outbound_sender.embedded import free_port
 from outbound_sender.metrics import Metrics
 from outbound_sender.observability.service import observe
@@ -54,6 +55,37 @@ async def test_observe_refreshes_gauges_and_serves_them_on_the_service_port(
                 if 'outbound_message_queue_depth{status="queued"} 1.0' in text:
                     break
                 await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.mark.parametrize("period_ms", ["100", "3600000"])
+async def test_the_gauges_refresh_at_the_update_interval_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, db: asyncpg.Connection, db_dsn: str, period_ms: str
+) -> None:
+    monkeypatch.setenv("OUTBOUND_METRICS_UPDATE_INTERVAL_MS", period_ms)
+    insert = "INSERT INTO outbound_message (org_id, channel, to_recipient) VALUES ('o', 'SMS', '+15550009999')"
+    await db.execute(insert)
+    metrics, stop = Metrics(), asyncio.Event()
+
+    def queued() -> float | None:
+        return metrics.registry.get_sample_value("outbound_message_queue_depth", {"status": "queued"})
+
+    async def until_queued(count: float) -> None:
+        async with asyncio.timeout(15):
+            while queued() != count:
+                await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(observe(db_dsn, metrics, load_settings(), stop, serve=False))
+    try:
+        await until_queued(1)  # the refresh at start
+        await db.execute(insert)
+        if period_ms == "100":
+            await until_queued(2)
+        else:
+            await asyncio.sleep(1.5)  # fifteen short periods
+            assert queued() == 1
     finally:
         stop.set()
         await task

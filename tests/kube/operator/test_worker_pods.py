@@ -43,7 +43,7 @@ PLACED: dict[str, Any] = {
         }
     },
     "env": [
-        {"name": "OUTBOUND_WORKER_POLL_INTERVAL_SECONDS", "value": "0.5"},
+        {"name": "OUTBOUND_WORKER_POLL_INTERVAL_MS", "value": "500"},
         {"name": "SENTRY_DSN", "valueFrom": {"secretKeyRef": {"name": "sentry", "key": "dsn"}}},
     ],
     "logLevel": "DEBUG",
@@ -73,7 +73,7 @@ async def test_placement_pull_secrets_env_and_log_level_reach_the_worker_deploym
     assert pod["tolerations"] == PLACED["tolerations"]
     assert pod["affinity"] == PLACED["affinity"]
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert env["OUTBOUND_WORKER_POLL_INTERVAL_SECONDS"]["value"] == "0.5"
+    assert env["OUTBOUND_WORKER_POLL_INTERVAL_MS"]["value"] == "500"
     assert env["SENTRY_DSN"]["valueFrom"]["secretKeyRef"] == {"name": "sentry", "key": "dsn"}
     config = get(plane, namespace, "configmap", "sms-sender-config")
     assert config is not None

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from outbound_sender import cli_support
+from outbound_sender.config import AllSettings
 from outbound_sender.logs import JsonFormatter, LogfmtFormatter, message_fields, setup_logging
 
 PHONE = "+15557654321"
@@ -127,3 +129,32 @@ def test_uncaught_exceptions_are_logged_masked(capsys: pytest.CaptureFixture[str
     assert "logger=uncaught" in err
     assert "RuntimeError: boom for c***@example.org" in err
     assert EMAIL not in err
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("fmt", ["json", "logfmt"])
+def test_a_commands_lines_take_the_format_and_level_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """An `outbound` command (cli_support.execute, as every command runs) with OUTBOUND_LOG_FORMAT and
+    OUTBOUND_LOG_LEVEL set: its lines are in that format, and those under that level are not written."""
+    monkeypatch.setenv("OUTBOUND_LOG_FORMAT", fmt)
+    monkeypatch.setenv("OUTBOUND_LOG_LEVEL", "WARNING")
+    monkeypatch.delenv("SENTRY_DSN", raising=False)
+    log = logging.getLogger("OutboundJobWorker")
+
+    async def handler(_settings: AllSettings) -> int:
+        log.info("not at this level")
+        log.warning("handleFailure: retrying", extra={"fields": {"messageId": 3}})
+        return 0
+
+    cli_support.execute("status", handler)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    if fmt == "json":
+        doc = json.loads(lines[0])
+        assert (doc["msg"], doc["messageId"], doc["level"]) == ("handleFailure: retrying", 3, "WARNING")
+    else:
+        assert lines[0].startswith("ts=")
+        assert "level=WARNING" in lines[0]
+        assert "messageId=3" in lines[0]

@@ -81,6 +81,28 @@ def test_settings_read_the_sdk_variables(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.environment == "staging"
 
 
+@pytest.mark.usefixtures("sentry_off")
+@pytest.mark.parametrize("rate", ["1.0", "0.0"])
+def test_environment_release_and_sample_rate_from_the_environment_reach_the_events(
+    monkeypatch: pytest.MonkeyPatch, rate: str
+) -> None:
+    monkeypatch.setenv("SENTRY_DSN", DSN)
+    monkeypatch.setenv("SENTRY_ENVIRONMENT", "staging-eu")
+    monkeypatch.setenv("SENTRY_RELEASE", "outbound-sender@9.8.7")
+    monkeypatch.setenv("SENTRY_SAMPLE_RATE", rate)
+    capture = CaptureTransport()
+    assert setup_sentry("OutboundJobWorker", transport=capture)  # the settings come from the environment
+    for _ in range(5):
+        log.error("handleFailure: The 'To' number is not valid", extra={"fields": failure_fields()})
+    events = capture.events()
+    if rate == "0.0":
+        assert events == []  # every error event is sampled out
+        return
+    assert len(events) == 5
+    assert {event["environment"] for event in events} == {"staging-eu"}
+    assert {event["release"] for event in events} == {"outbound-sender@9.8.7"}
+
+
 def test_error_log_becomes_a_tagged_event(transport: CaptureTransport) -> None:
     log.error("handleFailure: The 'To' number is not valid", extra={"fields": failure_fields()})
     (event,) = transport.events()

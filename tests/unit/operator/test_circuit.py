@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+import kopf
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outbound_operator.handlers import channelprovider
+from outbound_operator.handlers.context import ProviderMemory, Runtime
+from outbound_operator.metrics import OperatorMetrics
 from outbound_operator.reconcile.circuit import Calls, Circuit, apply_mode, decide, initial, window_start
-from outbound_operator.reconcile.spec import CircuitBreakerSpec
+from outbound_operator.reconcile.spec import ChannelProviderSpec, CircuitBreakerSpec
+from outbound_operator.settings import load_settings
 from outbound_sender.domain import CircuitMode, CircuitState
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -73,3 +78,30 @@ def test_success_rate_is_a_percentage(total: int, failures: int) -> None:
     else:
         assert rate is not None
         assert 0.0 <= rate <= 100.0
+
+
+class CountedCalls:
+    """The operator's database, as far as the circuit decision reads it: the calls of the window."""
+
+    def __init__(self, calls: Calls) -> None:
+        self.counted = calls
+
+    async def calls(self, _provider: str, _since: dt.datetime) -> Calls:
+        return self.counted
+
+
+@pytest.mark.parametrize(("probes", "state"), [("3", CircuitState.CLOSED), ("5", CircuitState.HALF_OPEN)])
+async def test_the_reconciles_half_open_judgement_waits_for_the_probes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, probes: str, state: CircuitState
+) -> None:
+    monkeypatch.setenv("OUTBOUND_OPERATOR_DATABASE_URL", "postgresql://unused.invalid/none")
+    monkeypatch.setenv("OUTBOUND_OPERATOR_HALF_OPEN_PROBES_TO_CLOSE", probes)
+    events: list[str] = []
+    monkeypatch.setattr(kopf, "event", lambda *_args, **fields: events.append(fields["reason"]))
+    rt = Runtime(settings=load_settings(), db=CountedCalls(Calls(3, 0)), kube=None, metrics=OperatorMetrics())  # type: ignore[arg-type]
+    memory = ProviderMemory(circuit=Circuit(CircuitState.HALF_OPEN, T0, "CoolDownElapsed"))
+    spec = ChannelProviderSpec.of({"channel": "SMS", "provider": "sandbox", "circuitBreaker": {"coolDown": "60s"}})
+    body = {"metadata": {"name": "sms"}}
+    decided, _ = await channelprovider.decide_circuit(rt, body, spec, memory, at(10))  # type: ignore[arg-type]
+    assert decided.state is state  # three good probes close it only when three are enough
+    assert events == (["ProbesSucceeded"] if state is CircuitState.CLOSED else [])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outbound_operator.handlers.context import Runtime
 from outbound_operator.reconcile.scaling import Damping, Load, next_batch, next_replicas, wanted_replicas
 from outbound_operator.reconcile.spec import ScalingSpec
+from outbound_operator.settings import load_settings
 
 T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 SPEC = ScalingSpec.model_validate(
@@ -76,3 +79,40 @@ def test_replicas_always_within_range_and_never_down_while_in_flight(
 @given(current=st.one_of(st.none(), st.integers(1, 1000)), depth=st.integers(0, 10**7), replicas=st.integers(0, 20))
 def test_batch_size_always_within_range(current: int | None, depth: int, replicas: int) -> None:
     assert 5 <= next_batch(current, depth, replicas, SPEC, DAMPING) <= 200
+
+
+def runtime_damping(monkeypatch: pytest.MonkeyPatch, **env: str) -> Damping:
+    """The damping the operator's reconcile uses (Runtime.damping), its settings from the environment."""
+    monkeypatch.setenv("OUTBOUND_OPERATOR_DATABASE_URL", "postgresql://unused.invalid/none")
+    for name, value in env.items():
+        monkeypatch.setenv(f"OUTBOUND_OPERATOR_{name}", value)
+    runtime = Runtime(settings=load_settings(), db=None, kube=None, metrics=None)  # type: ignore[arg-type]
+    return runtime.damping
+
+
+def test_the_scaling_damping_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    empty, light = Load(0, 0), Load(90, 0)
+    changed = T0 - dt.timedelta(seconds=100)  # the last change was 100 s ago
+
+    def replicas(current: int, now_load: Load, damping: Damping) -> tuple[int, str]:
+        d = next_replicas(current, now_load, SPEC, damping, last_change=changed, now=T0)
+        return d.replicas, d.reason
+
+    with monkeypatch.context() as m:  # a cool-down longer than 100 s holds the scale-down
+        assert replicas(4, empty, runtime_damping(m, SCALE_DOWN_COOLDOWN_SECONDS="300")) == (4, "HeldCoolDown")
+    with monkeypatch.context() as m:
+        assert replicas(4, empty, runtime_damping(m, SCALE_DOWN_COOLDOWN_SECONDS="60")) == (1, "ScaledDown")
+    with monkeypatch.context() as m:  # 90 * 1.2 = 108 no longer fits one replica of 100
+        assert replicas(2, light, runtime_damping(m, SCALE_DOWN_COOLDOWN_SECONDS="0", SCALE_TOLERANCE="0.2")) == (
+            2,
+            "Steady",
+        )
+    with monkeypatch.context() as m:
+        assert replicas(2, light, runtime_damping(m, SCALE_DOWN_COOLDOWN_SECONDS="0", SCALE_TOLERANCE="0.05")) == (
+            1,
+            "ScaledDown",
+        )
+    with monkeypatch.context() as m:  # 100 -> 110 moves by 10 %: published only under a smaller tolerance
+        assert next_batch(100, 110, 1, SPEC, runtime_damping(m, BATCH_TOLERANCE="0.2")) == 100
+    with monkeypatch.context() as m:
+        assert next_batch(100, 110, 1, SPEC, runtime_damping(m, BATCH_TOLERANCE="0.05")) == 110

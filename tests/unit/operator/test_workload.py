@@ -104,7 +104,7 @@ PLACED = ChannelProviderSpec.of(
             }
         },
         "env": [
-            {"name": "OUTBOUND_WORKER_POLL_INTERVAL_SECONDS", "value": "0.5"},
+            {"name": "OUTBOUND_WORKER_POLL_INTERVAL_MS", "value": "500"},
             {"name": "SENTRY_DSN", "valueFrom": {"secretKeyRef": {"name": "sentry", "key": "dsn"}}},
         ],
         "logLevel": "DEBUG",
@@ -124,10 +124,7 @@ def test_pull_secrets_placement_and_extra_env_reach_the_worker_pod() -> None:
     ]
     assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     env = {e["name"]: e for e in _container(wl.deployment)["env"]}
-    assert env["OUTBOUND_WORKER_POLL_INTERVAL_SECONDS"] == {
-        "name": "OUTBOUND_WORKER_POLL_INTERVAL_SECONDS",
-        "value": "0.5",
-    }
+    assert env["OUTBOUND_WORKER_POLL_INTERVAL_MS"] == {"name": "OUTBOUND_WORKER_POLL_INTERVAL_MS", "value": "500"}
     assert env["SENTRY_DSN"]["valueFrom"] == {"secretKeyRef": {"name": "sentry", "key": "dsn"}}
     assert wl.config_map["data"]["OUTBOUND_LOG_LEVEL"] == "DEBUG"
 
