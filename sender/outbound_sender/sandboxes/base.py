@@ -179,14 +179,36 @@ class TokenBucket:
         return False
 
 
-class WebhookSender:
-    """Posts delivery webhooks in the background, bounded, on one pooled client."""
+@dataclass(frozen=True, slots=True)
+class Redelivery:
+    """How a provider redelivers a webhook our endpoint did not take: `attempts` in all, the waits
+    between them doubling from `first_delay` up to `max_delay` (compressed from the providers' hours
+    and days to seconds); `on_status` also retries a 5xx or 429 answer, else only a connection that
+    failed. Timeouts are the provider's own."""
 
-    def __init__(self, limit: int = 64) -> None:
+    attempts: int = 8
+    first_delay: float = 0.5
+    max_delay: float = 8.0
+    on_status: bool = True
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+
+    def retries(self, status: int | None) -> bool:
+        """Whether an answer (None: no connection) is tried again."""
+        return status is None or (self.on_status and (status >= 500 or status == 429))
+
+
+class WebhookSender:
+    """Posts delivery webhooks in the background, bounded, on one pooled client, redelivering the
+    ones our endpoint did not take as the provider does (`Redelivery`)."""
+
+    def __init__(self, limit: int = 64, redelivery: Redelivery | None = None) -> None:
         self._client: httpx.AsyncClient | None = None
+        self.redelivery = redelivery or Redelivery()
         self._slots = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent: Counter[str] = Counter()
+        self.failures = 0  # POSTs that got no answer, first attempts and redeliveries alike
 
     def schedule(
         self,
@@ -212,17 +234,31 @@ class WebhookSender:
         async with self._slots:
             for url, body, headers in posts:
                 await asyncio.sleep(delay)
-                await self._post(url, body, headers)
+                await self._redeliver(url, body, headers)
+
+    async def _redeliver(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        """POST until taken or the provider would give up; `sent` counts the last answer, and
+        `redelivered` the attempts after the first."""
+        policy, wait = self.redelivery, self.redelivery.first_delay
+        for attempt in range(1, policy.attempts + 1):
+            status = await self._post(url, body, headers, count=False)
+            if attempt == policy.attempts or not policy.retries(status):
+                self.sent["error" if status is None else str(status)] += 1
+                return
+            self.sent["redelivered"] += 1
+            await asyncio.sleep(wait)
+            wait = min(2 * wait, policy.max_delay)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str], count: bool = True) -> int | None:
         """POST one webhook; its status, None when it could not be delivered. `count`: in `sent`."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0))
+            policy = self.redelivery
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout))
         try:
             response = await self._client.post(url, content=body, headers=headers)
         except httpx.HTTPError as error:
-            self.sent["error"] += 1
-            level = logging.DEBUG if self.sent["error"] > 1 else logging.WARNING  # say it once
+            self.failures += 1
+            level = logging.DEBUG if self.failures > 1 else logging.WARNING  # say it once
             log.log(level, "sandbox webhook failed", extra={"fields": {"url": url, "error": repr(error)}})
             return None
         if count:
@@ -252,10 +288,11 @@ class SandboxApp:
 
     config_model: type[SandboxConfig] = SandboxConfig
     name = "sandbox"
+    redelivery = Redelivery()  # how the provider retries a webhook we did not take
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or self.default_config()
-        self.webhooks = WebhookSender()
+        self.webhooks = WebhookSender(redelivery=self.redelivery)
         self.stats: Counter[str] = Counter()
         self.accepted: Counter[str] = Counter()  # per recipient
         self.failed: Counter[str] = Counter()  # per recipient: refused by a rule (or failure_rate)

@@ -23,7 +23,15 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from outbound_sender.providers.twilio import TwilioSettings
-from outbound_sender.sandboxes.base import Reply, Request, Rule, SandboxApp, SandboxConfig, WebhookSandboxConfig
+from outbound_sender.sandboxes.base import (
+    Redelivery,
+    Reply,
+    Request,
+    Rule,
+    SandboxApp,
+    SandboxConfig,
+    WebhookSandboxConfig,
+)
 from outbound_sender.webhooks.twilio import sign
 
 # The sandbox account: public test values in the real formats, valid only against this sandbox.
@@ -145,6 +153,9 @@ class TwilioSandbox(SandboxApp):
     config_model = TwilioConfig
     name = "twilio"
     config: TwilioConfig
+    # Twilio's webhook defaults: one retry when the connection fails, 5 s to connect, 15 s in all;
+    # an answer, even a 5xx, is final.
+    redelivery = Redelivery(attempts=2, on_status=False, connect_timeout=5.0, read_timeout=15.0)
 
     def default_config(self) -> SandboxConfig:
         return TwilioConfig(rules=default_rules())
