@@ -72,11 +72,10 @@ class CpuWatch:
 
 async def _postmaster(dsn: str) -> int:
     conn = await asyncpg.connect(dsn)
-    try:
-        backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+    try:  # read while the backend lives: once the connection closes its /proc entry goes
+        return _parent(int(await conn.fetchval("SELECT pg_backend_pid()")))
     finally:
         await conn.close()
-    return _parent(backend)
 
 
 def _parent(pid: int) -> int:

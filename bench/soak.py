@@ -57,11 +57,21 @@ async def _tables(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
     return {row["table_name"]: row for row in await conn.fetch(bench_sql("soak_tables"))}
 
 
+MIN_INTERVALS = 2  # sample intervals a tenth must span for its rate to mean anything
+
+
 def _rate_between(samples: list[tuple[float, int]], low: int, high: int) -> float:
-    """Messages per second between the moments the count first reached `low` and `high`."""
-    start = next(t for t, done in samples if done >= low)
-    end = next(t for t, done in samples if done >= high)
-    return (high - low) / max(end - start, 1e-9)
+    """Messages per second between the first samples that counted `low` and `high` messages, from
+    the counts those two samples really read (a sample can overshoot its mark by 50 ms of work)."""
+    start = next(i for i, (_, done) in enumerate(samples) if done >= low)
+    end = next(i for i, (_, done) in enumerate(samples) if done >= high)
+    if end - start < MIN_INTERVALS:
+        raise ValueError(
+            f"the drain from {low:,} to {high:,} messages took {end - start} sample(s) of {SAMPLE_SECONDS} s:"
+            " too short to time; drain more messages"
+        )
+    (t0, done0), (t1, done1) = samples[start], samples[end]
+    return (done1 - done0) / (t1 - t0)
 
 
 async def drain_queue(dsn: str, drain: int, *, clients: int = 8, batch: int = 10) -> list[tuple[float, int]]:

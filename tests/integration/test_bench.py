@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from bench import common, pgbench_limit, pgqueuer_bench, pickup, reference, soak
+from bench import api_bench, common, pgbench_limit, pgqueuer_bench, pickup, reference, soak
 
 
 async def test_limit_counts_the_messages_it_completed(db_dsn: str) -> None:
@@ -75,13 +75,14 @@ async def test_pgqueuer_drains_with_several_dequeuers(db_dsn: str) -> None:
 
 
 async def test_the_soak_drains_its_queue_and_reports_both_ends_and_the_tables(db_dsn: str) -> None:
-    await soak.prepare(db_dsn, 3_000, 1_000)
-    assert await common.count_status(db_dsn, "SENT") == 2_000
-    assert await common.count_status(db_dsn, "QUEUED") == 1_000
+    # 20,000 to drain: each tenth spans several of the soak's 50 ms samples (a shorter one is refused).
+    await soak.prepare(db_dsn, 30_000, 20_000)
+    assert await common.count_status(db_dsn, "SENT") == 10_000
+    assert await common.count_status(db_dsn, "QUEUED") == 20_000
 
-    figures = await soak.run(db_dsn, 1_000)
+    figures = await soak.run(db_dsn, 20_000)
 
-    assert await common.count_status(db_dsn, "SENT") == 3_000  # the whole queue, nothing more
+    assert await common.count_status(db_dsn, "SENT") == 30_000  # the whole queue, nothing more
     assert figures["first_msgs_per_s"] > 0
     assert figures["last_msgs_per_s"] > 0
     assert figures["last_over_first"] == pytest.approx(figures["last_msgs_per_s"] / figures["first_msgs_per_s"])
@@ -114,3 +115,41 @@ async def test_the_commit_floor_measures_committed_inserts(db_dsn: str) -> None:
         assert await conn.fetchval("SELECT to_regclass('bench_commit_floor')") is None
     finally:
         await conn.close()
+
+
+async def test_the_api_bench_runs_the_products_own_create_claim_and_completion(db_dsn: str) -> None:
+    # Its database phases call the store's functions, so a new column of the API's insert or the
+    # worker's completion cannot break `make bench` after three minutes of other measures.
+    figures = await api_bench.run(db_dsn, api_bench.Sizes(single=40, batches=4))
+
+    assert set(figures) == {
+        "db_enqueue_single_msgs_per_s",
+        "db_enqueue_batch_msgs_per_s",
+        "db_lifecycle_msgs_per_s",
+        "api_single_msgs_per_s",
+        "api_batch_msgs_per_s",
+        "api_single_p50_ms",
+        "api_single_p99_ms",
+    }
+    assert all(value > 0 for value in figures.values()), figures
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT m.status, count(*) AS messages, count(a.id) AS attempts FROM outbound_message m"
+            " LEFT JOIN outbound_attempt a ON a.outbound_message_id = m.id WHERE m.correlation_id = 'lifecycle'"
+            " GROUP BY m.status"
+        )
+        created = await conn.fetchval("SELECT count(*) FROM outbound_message WHERE correlation_id = 'single'")
+    finally:
+        await conn.close()
+    # Every lifecycle message was created, claimed and completed once, with its one attempt row.
+    assert [tuple(row) for row in rows] == [("SENT", 4 * api_bench.BATCH, 4 * api_bench.BATCH)]
+    assert created == 40
+
+
+def test_a_soak_rate_comes_from_the_counts_its_samples_read_and_a_too_short_tenth_is_refused() -> None:
+    samples = [(0.0, 0), (0.05, 0), (0.10, 300), (0.15, 800), (0.20, 1_300), (0.25, 1_800)]
+    # From the first sample at >= 100 (300 read at 0.10 s) to the first at >= 1,000 (1,300 at 0.20 s).
+    assert soak._rate_between(samples, 100, 1_000) == pytest.approx(1_000 / 0.10)
+    with pytest.raises(ValueError, match="too short to time"):
+        soak._rate_between(samples, 900, 1_000)  # 800 -> 1,300: one sample interval

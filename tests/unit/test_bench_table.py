@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.__main__ import QUICK, main, spreads, table
+from bench.__main__ import FASTEST, FULL, QUICK, main, spreads, table
 from bench.common import Spread
 from bench.pickup import Marks, split
 
@@ -103,3 +103,10 @@ def test_the_pod_measures_give_their_ratios_and_name_the_limit(monkeypatch: pyte
     assert "limit: the sandbox's CPU (none of the" in text
     results["B2N"]["msgs_per_s"] = [9_000.0]
     assert "limit: the provider's latency (K sends in flight)" in table(spreads(results), QUICK)
+
+
+@pytest.mark.parametrize("sizes", [FULL, QUICK], ids=["full", "quick"])
+def test_every_size_keeps_its_timed_runs_from_running_dry_up_to_the_fastest_rate(sizes: object) -> None:
+    # --quick once queued 20,000 messages for 2 s runs: L_ref ran dry at 10,000 msg/s on this machine
+    # and the smoke run stopped at its first measure.
+    assert sizes.fastest() >= FASTEST  # type: ignore[attr-defined]
