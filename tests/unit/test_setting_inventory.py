@@ -92,6 +92,9 @@ RUN = f"{CLI}::test_outbound_run_sends_a_demo_message_and_enqueue_waits_for_sent
 # The rendered worker talks to the sandbox at spec.endpoint (OUTBOUND_PROVIDER_SANDBOX_URL).
 K_DISABLE = f"{K_RUNTIME}::test_disable_leaves_messages_queued_and_enable_sends_them"
 K_IMAGE = "tests/kube/operator/test_image.py::test_operator_image_logs_in_and_creates_the_worker_deployment"
+OPERATOR_HA = (
+    "tests/kube/helm/test_operator_ha.py::test_the_charts_standby_replica_takes_over_when_the_leader_pod_is_deleted"
+)
 E2E = (
     "tests/kube/e2e/test_user_flow.py::"
     "test_a_user_installs_sends_fails_over_scales_upgrades_survives_the_leaders_loss_and_uninstalls"
@@ -377,6 +380,20 @@ INVENTORY: dict[str, tuple[str, str]] = {
         "tests/kube/operator/test_admission.py::test_an_http_endpoint_gets_no_deployment_unless_the_operator_allows_the_sandbox",
     ),
     "OUTBOUND_OPERATOR_WORKER_DATABASE_SECRET": (PROCESS, E2E),
+    # The WhatsApp workers load their rate limiter's script into the Redis of this Secret.
+    "OUTBOUND_OPERATOR_WORKER_REDIS_SECRET": (PROCESS, E2E),
+    # The worker pods run as the chart's sender ServiceAccount.
+    "OUTBOUND_OPERATOR_WORKER_SERVICE_ACCOUNT": (PROCESS, E2E),
+    "OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS": (
+        PROCESS,
+        "tests/kube/operator/test_pull_secrets_on_node.py::"
+        "test_the_operators_pull_secrets_let_every_worker_pod_pull_a_private_image",
+    ),
+    # Every OperatorProcess runs with it true; ignored, they would wait for a KopfPeering object.
+    "OUTBOUND_OPERATOR_STANDALONE": (PROCESS, K_DISABLE),
+    # The chart's two replicas meet in its KopfPeering by name; the higher pod index acts.
+    "OUTBOUND_OPERATOR_PEERING_NAME": (PROCESS, OPERATOR_HA),
+    "OUTBOUND_OPERATOR_PRIORITY": (PROCESS, OPERATOR_HA),
     "OUTBOUND_OPERATOR_WORKER_IMAGE": (PROCESS, E2E),  # the chart's sender image: the worker pods run and send
     "OUTBOUND_OPERATOR_LOG_FORMAT": (UNIT, OPERATOR_LOGS),
     "OUTBOUND_OPERATOR_LOG_LEVEL": (UNIT, OPERATOR_LOGS),
@@ -407,14 +424,7 @@ INVENTORY: dict[str, tuple[str, str]] = {
 
 # Variables no test shows taking effect yet, each with the reason. Moving one into INVENTORY removes
 # it here; adding one here needs a reason in review.
-OPEN_GAPS: dict[str, str] = {
-    "OUTBOUND_OPERATOR_STANDALONE": "every kube test runs standalone; none shows peering on or off",
-    "OUTBOUND_OPERATOR_PEERING_NAME": "only the chart's rendering is tested; no test runs two peered replicas",
-    "OUTBOUND_OPERATOR_PRIORITY": "only the chart's rendering is tested; no test shows the higher replica acting",
-    "OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS": "only the rendered Deployment is checked (as imagePullSecrets)",
-    "OUTBOUND_OPERATOR_WORKER_REDIS_SECRET": "the end-to-end run sets it; nothing checks its workers used Redis",
-    "OUTBOUND_OPERATOR_WORKER_SERVICE_ACCOUNT": "only the rendered serviceAccountName is checked",
-}
+OPEN_GAPS: dict[str, str] = {}
 
 
 def _modules(package: ModuleType) -> Iterator[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import itertools
 import json
 import re
@@ -34,9 +35,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis
 
 from outbound_sender.api.auth import create_key
 from outbound_sender.embedded import EmbeddedRedis
+from outbound_sender.quota.ratelimit import GCRA_TWO_KEYS
 from outbound_sender.sandboxes import sendgrid as sendgrid_sandbox
 from outbound_sender.sandboxes import twilio as twilio_sandbox
 from outbound_sender.sandboxes import vonage as vonage_sandbox
@@ -231,6 +234,7 @@ class Run:
     sandboxes: ProviderSandboxes
     ingress: Relay  # the public webhook URL's "load balancer" in front of the API's Service
     callbacks: CallbackReceiver  # the API client's endpoint for delivery callbacks
+    redis: str  # the Redis of the chart's existingSecret, as this test reaches it
     release: str = "outbound"
     api: str = ""
     key: str = ""
@@ -376,13 +380,15 @@ class Traffic:
 
 
 @pytest.fixture
-def pod_urls(node: Node, db_dsn: str, redis_server: EmbeddedRedis) -> tuple[str, str, str]:
-    """(this test's database as the test reaches it, and as pods do; Redis as pods do)."""
-    return db_dsn, node.expose_url(db_dsn)[1], node.expose_url(redis_server.url)[1]
+def pod_urls(node: Node, db_dsn: str, redis_server: EmbeddedRedis) -> tuple[str, str, str, str]:
+    """(this test's database as the test reaches it, and as pods do; its Redis likewise)."""
+    return db_dsn, node.expose_url(db_dsn)[1], redis_server.url, node.expose_url(redis_server.url)[1]
 
 
 @pytest.fixture
-def run(namespace: str, node: Node, images: Images, pod_urls: tuple[str, str, str], tmp_path: Path) -> Iterator[Run]:
+def run(
+    namespace: str, node: Node, images: Images, pod_urls: tuple[str, str, str, str], tmp_path: Path
+) -> Iterator[Run]:
     plane = node.plane
     started = time.monotonic()
     for image in (images.sender, images.operator):
@@ -395,10 +401,10 @@ def run(namespace: str, node: Node, images: Images, pod_urls: tuple[str, str, st
     # host, pointed at the Service's virtual IP once the chart has created it).
     ingress = Relay(HOST_ADDRESS, 8080).start()
     callbacks = CallbackReceiver(HOST_ADDRESS).start()
-    dsn, database_url, redis_url = pod_urls
+    dsn, database_url, redis_here, redis_url = pod_urls
     create_secrets(plane, namespace, database_url, redis_url)
     install_monitoring_stubs(plane)
-    current = Run(plane, namespace, dsn, sandboxes, ingress, callbacks)
+    current = Run(plane, namespace, dsn, sandboxes, ingress, callbacks, redis_here)
     current.figures["image imports into the node"] = imports
     try:
         yield current
@@ -449,6 +455,10 @@ def install(run: Run, values: dict[str, Any], tmp_path: Path) -> None:
         wait_for(partial(run.available, f"{provider}-sender"), f"{provider}-sender available", 240)
     run.figures["helm install to every worker available"] = f"{time.monotonic() - started:.1f} s"
     run.figures["pod start (created to Ready, server-side)"] = _pod_start_times(run)
+    # The operator's worker ServiceAccount (the chart's sender account) is what the pods run as: the
+    # API server admitted them under it, so it exists and is the identity their RBAC would apply to.
+    accounts = {pod["spec"]["serviceAccountName"] for pod in run.pods("app.kubernetes.io/component=worker")}
+    assert accounts == {f"{run.full}-sender"}, accounts
 
 
 def send_and_deliver(run: Run) -> None:
@@ -568,10 +578,18 @@ def quota_holds_whatsapp_sends(run: Run) -> None:
         "the QuotaPolicy in force",
         120,
     )
+    # The workers keep WhatsApp's per-second limits in the Redis of the chart's existingSecret (the
+    # operator's worker Redis Secret), not in a process of their own: with the scripts this Redis
+    # knows flushed, only a worker of this release reaching it can load the limiter's script again.
+    shared = redis.Redis.from_url(run.redis)
+    limiter = hashlib.sha1(GCRA_TWO_KEYS.encode()).hexdigest()
+    shared.script_flush()
     held = [run.create("WHATSAPP") for _ in range(6)]
     wait_for(lambda: len(whatsapp.accepted()) == 8, "3 more WhatsApp sends", 120)
     # The third refusal can land a moment after the second: wait for all three, not the first ones.
     wait_for(lambda: len(_quota_held(run, held)) == 3, "3 messages held by the quota (QUOTA_EXCEEDED)", 120)
+    assert shared.script_exists(limiter) == [True], "the WhatsApp workers did not use the shared Redis"
+    shared.close()
     assert len(whatsapp.accepted()) == 8  # the pods sent nothing beyond the limit
     run.plane.kubectl("patch", "qp", ORG, "-n", run.namespace, "--type", "merge", "-p", '{"spec":{"dailyLimit":20}}')
     run.wait_delivered(held)

@@ -43,7 +43,6 @@ async def test_the_charts_standby_replica_takes_over_when_the_leader_pod_is_dele
         folder.mkdir()
         replica = OperatorProcess(plane, namespace, db_dsn, kubeconfig, folder)
         replica.settings = chart_operator_env(values, release, namespace, index)
-        replica.peering = []
         replicas.append(replica)
     standby, leader = replicas
     try:

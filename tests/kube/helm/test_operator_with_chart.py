@@ -104,7 +104,7 @@ async def test_chart_flow_operator_reconciles_under_the_chart_rbac(
 
     operator = OperatorProcess(plane, namespace, db_dsn, kubeconfig, tmp_path)
     operator.settings = chart_operator_env(values, release, namespace)
-    operator.peering = []  # peered as the chart runs it, in the KopfPeering the chart created
+    # Peered as the chart runs it (its environment), in the KopfPeering the chart created.
     operator.start()
     try:
         plane.kubectl(

@@ -4,8 +4,9 @@
   Role and RoleBinding of deploy/operator-rbac.yaml in that namespace (nothing else), as a kubeconfig.
 - ``rendered_workers``: ``rendered_workers(name)`` runs the worker of ChannelProvider ``name`` as
   the operator rendered it (workers.rendered_worker), its database Secret naming ``db_dsn``.
-- ``operator``: the operator as a real process (`python -m outbound_operator --standalone
-  --namespace NS`) acting as that ServiceAccount, writing to this test's database (``db_dsn``).
+- ``operator``: the operator as a real process (`python -m outbound_operator --namespace NS`,
+  `OUTBOUND_OPERATOR_STANDALONE=true`) acting as that ServiceAccount, writing to this test's
+  database (``db_dsn``).
 - ``on_node``: (worker image, sandbox URL) for worker pods on the test node.
 """
 

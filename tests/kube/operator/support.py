@@ -92,7 +92,12 @@ async def eventually(check: Callable[[], Any], timeout: float = 20.0, interval: 
 
 
 class OperatorProcess:
-    """`python -m outbound_operator --standalone --namespace NS` with the ServiceAccount's kubeconfig."""
+    """`python -m outbound_operator --namespace NS` with the ServiceAccount's kubeconfig, standalone by
+    its environment (`OUTBOUND_OPERATOR_STANDALONE=true`), as a one-replica install would run it.
+
+    The test planes have no KopfPeering object in a test's namespace, and a peered operator waits for
+    one before it handles anything: every test with an OperatorProcess fails if that variable is
+    ignored."""
 
     def __init__(self, plane: ControlPlane, namespace: str, dsn: str, kubeconfig: Path, workdir: Path) -> None:
         self.plane, self.namespace, self.dsn = plane, namespace, dsn
@@ -100,7 +105,7 @@ class OperatorProcess:
         self.metrics_port, self.health_port = free_ports(2)
         self.settings: dict[str, str] = {}
         self.namespaces: list[str] = [namespace]  # empty: the whole cluster (no --namespace)
-        self.peering: list[str] = ["--standalone"]
+        self.peering: list[str] = []  # command-line flags (--standalone, --peering, --priority)
         self._process: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
@@ -114,6 +119,7 @@ class OperatorProcess:
             "OUTBOUND_OPERATOR_LOG_LEVEL": "DEBUG",
             # The tests' sandboxes listen on loopback over http (test_admission turns this off).
             "OUTBOUND_OPERATOR_ALLOW_INSECURE_SANDBOX_ENDPOINT": "true",
+            "OUTBOUND_OPERATOR_STANDALONE": "true",
             **self.settings,
         }
 

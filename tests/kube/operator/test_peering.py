@@ -30,6 +30,8 @@ def _replica(
 ) -> OperatorProcess:
     folder.mkdir()
     process = OperatorProcess(plane, namespace, dsn, kubeconfig, folder)
+    # Peered by the command line (the chart's environment is tests/kube/helm/test_operator_ha.py).
+    process.settings["OUTBOUND_OPERATOR_STANDALONE"] = "false"
     process.peering = ["--priority", str(priority), "--peering", "outbound-operator"]
     return process
 

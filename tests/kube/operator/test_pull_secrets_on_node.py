@@ -123,6 +123,31 @@ async def _refused(plane: ControlPlane, namespace: str, secrets: list[str]) -> d
     return ready
 
 
+def _spec(pod_sandbox: str, image: str) -> dict[str, Any]:
+    """An SMS ChannelProvider of the sandbox whose one worker pod runs ``image`` on the node."""
+    return {
+        "channel": "SMS",
+        "provider": "sandbox",
+        "endpoint": pod_sandbox,
+        "image": image,
+        "tolerations": [TOLERATION],
+        "scaling": {"replicas": {"min": 1, "max": 1}},
+        "env": FAST_WORKER_ENV,
+    }
+
+
+def _ready_true(plane: ControlPlane, namespace: str) -> dict[str, Any]:
+    ready = _ready(plane, namespace)
+    assert (ready.get("status"), ready.get("reason")) == ("True", "WorkersAvailable"), ready
+    return ready
+
+
+def _pulled(registry: Registry, since: int) -> bool:
+    """containerd fetched the image's manifest with a login the registry accepted, after ``since``."""
+    pattern = rf'msg="response completed" .*uri="?/v2/{REPOSITORY}/manifests/.*useragent="containerd.*status=200'
+    return re.search(pattern, registry.log()[since:]) is not None
+
+
 def _logged(registry: Registry, since: int, said: str) -> bool:
     return said in registry.log()[since:]
 
@@ -142,16 +167,7 @@ async def test_a_private_image_is_pulled_only_with_the_channel_providers_pull_se
     operator_process.start()
     _pull_secret(plane, namespace, LOGIN, registry, registry.password)
     _pull_secret(plane, namespace, STALE, registry, f"not-{registry.password}")
-    spec = {
-        "channel": "SMS",
-        "provider": "sandbox",
-        "endpoint": pod_sandbox,
-        "image": image,
-        "tolerations": [TOLERATION],
-        "scaling": {"replicas": {"min": 1, "max": 1}},
-        "env": FAST_WORKER_ENV,
-    }
-    plane.apply(channel_provider("sms", spec), namespace=namespace)
+    plane.apply(channel_provider("sms", _spec(pod_sandbox, image)), namespace=namespace)
 
     # No pull secret: the kubelet has no login to give; the registry refuses the pull.
     ready = await _refused(plane, namespace, [])
@@ -171,12 +187,7 @@ async def test_a_private_image_is_pulled_only_with_the_channel_providers_pull_se
     _patch(plane, namespace, {"imagePullSecrets": [{"name": LOGIN}]})
     patched = time.monotonic()
 
-    def ready_true() -> dict[str, Any]:
-        ready = _ready(plane, namespace)
-        assert (ready.get("status"), ready.get("reason")) == ("True", "WorkersAvailable"), ready
-        return ready
-
-    ready = await eventually(ready_true, timeout=300, interval=0.5)
+    ready = await eventually(lambda: _ready_true(plane, namespace), timeout=300, interval=0.5)
     print(f"pull secret patched to the ChannelProvider Ready: {time.monotonic() - patched:.1f} s")
     assert ready["message"] == "1 of 1 worker pods available"
     [pod] = _pods(plane, namespace)
@@ -187,7 +198,32 @@ async def test_a_private_image_is_pulled_only_with_the_channel_providers_pull_se
     assert container["imageID"].startswith(f"{repository}@sha256:"), container
     assert private_image.node.images_of(repository), "the kubelet pulled no image of the registry"
     # The registry answers only a login it knows: its manifest, served to containerd after the patch.
-    assert re.search(
-        rf'msg="response completed" .*uri="?/v2/{REPOSITORY}/manifests/.*useragent="containerd.*status=200',
-        registry.log()[seen:],
-    ), registry.log()[-3000:]
+    assert _pulled(registry, seen), registry.log()[-3000:]
+
+
+async def test_the_operators_pull_secrets_let_every_worker_pod_pull_a_private_image(
+    plane: ControlPlane,
+    namespace: str,
+    operator_process: OperatorProcess,
+    on_node: tuple[str, str],
+    private_image: PrivateImage,
+) -> None:
+    """`OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS` (the chart's `imagePullSecrets`): a pull secret
+    for every worker pod, with no word of it in the ChannelProvider. Ignored, the pod could not pull."""
+    default_image, pod_sandbox = on_node
+    registry, image, repository = private_image.registry, private_image.reference, private_image.repository
+    operator_process.settings["OUTBOUND_OPERATOR_WORKER_IMAGE"] = default_image
+    operator_process.settings["OUTBOUND_OPERATOR_WORKER_IMAGE_REPOSITORIES"] = repository
+    operator_process.settings["OUTBOUND_OPERATOR_WORKER_IMAGE_PULL_SECRETS"] = LOGIN
+    operator_process.start()
+    _pull_secret(plane, namespace, LOGIN, registry, registry.password)
+    seen = len(registry.log())
+    plane.apply(channel_provider("sms", _spec(pod_sandbox, image)), namespace=namespace)
+
+    ready = await eventually(lambda: _ready_true(plane, namespace), timeout=300, interval=0.5)
+    assert ready["message"] == "1 of 1 worker pods available"
+    [pod] = _pods(plane, namespace)
+    assert _secrets_of(pod) == [LOGIN]
+    [container] = pod["status"]["containerStatuses"]
+    assert container["imageID"].startswith(f"{repository}@sha256:"), container
+    assert _pulled(registry, seen), registry.log()[-3000:]
