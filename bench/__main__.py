@@ -2,7 +2,7 @@
 
     python -m bench [--quick] [--runs N] [--only KEY ...]
 
-Each measure runs N times (default 3), interleaved: L_ref, L, P, B1, B1N, B2, B2N, M, B3, the latency
+Each measure runs N times (default 3), interleaved: L_ref, L, P, B1, B1N, B2, B2P, http, B2N, M, B3, the latency
 yardsticks, the API and the soak S, then again from the start. Every run gets a fresh database (the
 large tables of L, L_ref and S are loaded once, vacuumed, and copied for each run). The table gives the
 median and the min-max range of each figure; the ratios are taken between medians. The absolute
@@ -27,7 +27,8 @@ from outbound_sender.worker.cpus import default_processes
 
 RESULTS = Path(__file__).parent / "results"
 BATCH, CLIENTS = 10, 8
-B2_TARGET = 0.9 * 200 / 0.1  # msg/s: 90 % of what K = 200 sends in flight allow at 100 ms each
+B2_K = 200
+B2_TARGET = 0.9 * B2_K / 0.1  # msg/s: 90 % of what K = 200 sends in flight allow at 100 ms each
 B2N_K = pod_bench.K_WIDE  # B2': K = 1,000 over one pod of N worker processes
 
 
@@ -123,12 +124,23 @@ async def _b2n(dsn: str, count: int) -> dict[str, float]:
     return await pod_bench.pod_drain(dsn, count, kind="generic", in_flight=B2N_K)
 
 
+async def _b2p(dsn: str, count: int) -> dict[str, float]:
+    """B2's K = 200 sends in flight over one pod of N processes (K / N each), claiming the worker's
+    default batch of 10: a batch of 50 would leave up to half of a process's 100 sends idle while
+    it waits for room for the next batch."""
+    return await pod_bench.pod_drain(dsn, count, kind="generic", in_flight=B2_K, batch=BATCH)
+
+
+async def _http(count: int) -> dict[str, float]:
+    return await worker_bench.http_ceiling(count, in_flight=B2_K, latency_ms=pod_bench.LATENCY_MS)
+
+
 async def _load_queue(dsn: str, count: int) -> None:
     await common.load_messages(dsn, count)
     await common.vacuum(dsn)
 
 
-KEYS = ("L_ref", "L", "P", "B1", "B1N", "B2", "B2N", "M", "B3", "P_lat", "floor", "commit", "api", "S")
+KEYS = ("L_ref", "L", "P", "B1", "B1N", "B2", "B2P", "http", "B2N", "M", "B3", "P_lat", "floor", "commit", "api", "S")
 
 
 def plan(sizes: Sizes, templates: dict[str, str]) -> list[tuple[str, str, str | None, bool, Measure]]:
@@ -141,6 +153,8 @@ def plan(sizes: Sizes, templates: dict[str, str]) -> list[tuple[str, str, str | 
         ("B1", "B1 (worker, null provider)", None, True, lambda d: worker_bench.b1_null_provider(d, sizes.drain)),
         ("B1N", "B1N (worker pod, N processes, null provider)", None, True, lambda d: _b1n(d, sizes.drain)),
         ("B2", "B2 (worker, sandbox 100 ms, K=200)", None, True, lambda d: worker_bench.b2_http_sandbox(d, sizes.b2)),
+        ("B2P", "B2 pod (worker pod, N processes, sandbox 100 ms, K=200)", None, True, lambda d: _b2p(d, sizes.b2n)),
+        ("http", "B2 yardstick (the provider client alone, K=200)", None, False, lambda d: _http(sizes.b2n)),
         ("B2N", "B2' (worker pod, N processes, sandbox 100 ms, K=1,000)", None, True, lambda d: _b2n(d, sizes.b2n)),
         (
             "M",
@@ -230,6 +244,10 @@ def _throughput_rows(s: Figures) -> Rows:
     if "B2" in s:
         rows.append(("      B2 peak database connections (target <= 3)", s["B2"]["db_connections"].text()))
     rows += _pod_rows(s)
+    if "http" in s:
+        h = s["http"]
+        label = "      B2 yardstick: the provider client alone, 1 process, K=200 (mean call)"
+        rows.append((label, f"{h['msgs_per_s'].text(unit=' msg/s')} ({h['mean_ms'].text('.1f', ' ms')})"))
     if "M" in s:
         m = s["M"]
         rows.append(("M     worker process at K=1,000, sandbox 100 ms: peak RSS", m["rss_mb"].text(unit=" MB")))
@@ -293,6 +311,12 @@ def _ratio_rows(s: Figures) -> Rows:
     rows += _ratio(s, "B1 / L", ("B1", "msgs_per_s"), ("L", "msgs_per_s"), "goal 0.5")
     if "B2" in s:
         rows.append(("B2 / (0.9 x K / 0.1 s)", f"{s['B2']['msgs_per_s'].median / B2_TARGET:.2f}  (target >= 1.0)"))
+    if "B2P" in s:
+        pod = s["B2P"]["msgs_per_s"].median / B2_TARGET
+        rows.append(("B2pod / (0.9 x K / 0.1 s)", f"{pod:.2f}  (target >= 1.0, K = 200 over the pod's processes)"))
+    if "http" in s:
+        ceiling = s["http"]["msgs_per_s"].median / B2_TARGET
+        rows.append(("B2 yardstick / (0.9 x K / 0.1 s)", f"{ceiling:.2f}  (the HTTP stack alone: B2's ceiling here)"))
     rows += _ratio(s, "B1N / L", ("B1N", "msgs_per_s"), ("L", "msgs_per_s"), "target >= 0.6")
     if "B2N" in s:
         rows.append(_b2n_ratio(s["B2N"]))
@@ -312,6 +336,7 @@ def _pod_rows(s: Figures) -> Rows:
     rows: Rows = []
     for key, name, label in (
         ("B1N", "B1N", "our worker pod, null provider, batch 10"),
+        ("B2P", "B2pod", "our worker pod, HTTP sandbox at 100 ms, K=200"),
         ("B2N", "B2'", "our worker pod, HTTP sandbox at 100 ms, K=1,000"),
     ):
         if key in s:
