@@ -173,7 +173,6 @@ class ProviderControl:
     circuit_reason: str | None = None
     half_open_probes_per_minute: int = 6
     batch_size: int = 10
-    messages_per_second: float | None = None
     observed_generation: int | None = None
 
     @property
@@ -188,8 +187,6 @@ class ProviderControl:
         for name, kind in (("circuit_mode", CircuitMode), ("circuit_state", CircuitState)):
             if name in values:
                 values[name] = kind(str(values[name]))
-        mps = values.get("messages_per_second")
-        values["messages_per_second"] = float(mps) if mps is not None else None
         return cls(**values)
 
     def as_args(self) -> tuple[Any, ...]:

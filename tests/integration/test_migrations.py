@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -9,8 +10,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from outbound_sender.domain import ProviderControl
 from outbound_sender.store import migrations
 from outbound_sender.store.db import connect
+from outbound_sender.store.queries import sql
 from outbound_sender.store.schema import SCHEMA_FILE, dump_schema
 from tests import pg
 
@@ -105,3 +108,39 @@ async def test_a_database_that_applied_an_earlier_comment_only_text_is_current(d
     await db.execute("UPDATE schema_migrations SET checksum = $1 WHERE version = 1", earlier)
     assert await migrations.migrate(db) == []
     assert await migrations.is_current(db)
+
+
+# The control statements of the release before migration 0013, as its workers and operator send
+# them: they must keep working on the migrated schema while a rolling upgrade replaces their pods.
+BEFORE_0013_WORKER_CONTROL = """
+SELECT provider, channel, kind, enabled, priority, circuit_mode, circuit_state, circuit_since,
+       half_open_probes_per_minute, batch_size, messages_per_second
+  FROM provider_control ORDER BY channel, priority, provider"""
+BEFORE_0013_OPERATOR_UPSERT = """
+INSERT INTO provider_control AS c
+       (provider, channel, kind, enabled, priority, circuit_mode, circuit_state, circuit_since, circuit_reason,
+        half_open_probes_per_minute, batch_size, messages_per_second, observed_generation, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+ON CONFLICT (provider) DO UPDATE SET batch_size = EXCLUDED.batch_size,
+       messages_per_second = EXCLUDED.messages_per_second, updated_at = now()"""
+
+
+async def test_the_release_before_the_unused_send_rate_keeps_running_on_the_migrated_schema(
+    db: asyncpg.Connection,
+) -> None:
+    """Migration 0013 stops using provider_control.messages_per_second but keeps the column: the
+    previous release's workers and operator, still running during the upgrade, select and write it."""
+    since = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    row = ("sms-old", "SMS", "twilio", True, 10, "Auto", "CLOSED", since, None, 6, 20, None, 1)
+    await db.execute(BEFORE_0013_OPERATOR_UPSERT, *row)
+    [read] = await db.fetch(BEFORE_0013_WORKER_CONTROL)
+    assert (read["provider"], read["batch_size"], read["messages_per_second"]) == ("sms-old", 20, None)
+    # This release reads the row without the column and takes the rest as it is.
+    [current] = await db.fetch(sql("control_rows"))
+    assert "messages_per_second" not in set(current.keys())
+    assert ProviderControl.from_row(current).batch_size == 20
+    comment = await db.fetchval(
+        "SELECT col_description(attrelid, attnum) FROM pg_attribute"
+        " WHERE attrelid = 'provider_control'::regclass AND attname = 'messages_per_second'"
+    )
+    assert str(comment).startswith("Unused since migration 0013"), comment

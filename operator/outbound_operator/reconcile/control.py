@@ -31,7 +31,7 @@ COMPARED = (
     "circuit_reason",
     "half_open_probes_per_minute",
     "batch_size",
-)  # messages_per_second: written NULL, read by nothing (a row from an older operator is no drift)
+)
 
 
 def desired_row(
@@ -49,7 +49,6 @@ def desired_row(
         circuit_reason=circuit.reason,
         half_open_probes_per_minute=spec.circuit_breaker.half_open_probes_per_minute,
         batch_size=batch_size,
-        messages_per_second=None,  # no ChannelProvider field sets a send rate (the column stays NULL)
         observed_generation=generation,
     )
 

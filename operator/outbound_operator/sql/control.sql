@@ -2,7 +2,7 @@
 
 -- name: control_row
 SELECT provider, channel, kind, enabled, priority, circuit_mode, circuit_state, circuit_since, circuit_reason,
-       half_open_probes_per_minute, batch_size, messages_per_second, observed_generation
+       half_open_probes_per_minute, batch_size, observed_generation
   FROM provider_control
  WHERE provider = $1;
 
@@ -10,8 +10,8 @@ SELECT provider, channel, kind, enabled, priority, circuit_mode, circuit_state, 
 -- Writes every column, so a hand edit of any of them is overwritten (drift correction).
 INSERT INTO provider_control AS c
        (provider, channel, kind, enabled, priority, circuit_mode, circuit_state, circuit_since, circuit_reason,
-        half_open_probes_per_minute, batch_size, messages_per_second, observed_generation, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+        half_open_probes_per_minute, batch_size, observed_generation, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
 ON CONFLICT (provider) DO UPDATE
    SET channel = EXCLUDED.channel,
        kind = EXCLUDED.kind,
@@ -23,7 +23,6 @@ ON CONFLICT (provider) DO UPDATE
        circuit_reason = EXCLUDED.circuit_reason,
        half_open_probes_per_minute = EXCLUDED.half_open_probes_per_minute,
        batch_size = EXCLUDED.batch_size,
-       messages_per_second = EXCLUDED.messages_per_second,
        observed_generation = EXCLUDED.observed_generation,
        updated_at = now();
 

@@ -399,6 +399,8 @@ CREATE TABLE public.provider_control (
     CONSTRAINT provider_control_messages_per_second_check CHECK ((messages_per_second > (0)::numeric))
 );
 
+COMMENT ON COLUMN public.provider_control.messages_per_second IS 'Unused since migration 0013 (nothing reads or writes it); kept for rolling upgrades, dropped later.';
+
 CREATE TABLE public.whatsapp_quota_policy (
     org_id text NOT NULL,
     daily_limit integer,

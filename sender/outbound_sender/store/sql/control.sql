@@ -2,7 +2,7 @@
 
 -- name: control_rows
 SELECT provider, channel, kind, enabled, priority, circuit_mode, circuit_state, circuit_since,
-       half_open_probes_per_minute, batch_size, messages_per_second
+       half_open_probes_per_minute, batch_size
   FROM provider_control
  ORDER BY channel, priority, provider;
 
