@@ -75,14 +75,15 @@ async def test_pgqueuer_drains_with_several_dequeuers(db_dsn: str) -> None:
 
 
 async def test_the_soak_drains_its_queue_and_reports_both_ends_and_the_tables(db_dsn: str) -> None:
-    # 20,000 to drain: each tenth spans several of the soak's 50 ms samples (a shorter one is refused).
-    await soak.prepare(db_dsn, 30_000, 20_000)
+    # 40,000 to drain: each tenth spans several of the soak's 50 ms samples (a shorter one is refused)
+    # up to about 40,000 msg/s, three times this machine's pace.
+    await soak.prepare(db_dsn, 50_000, 40_000)
     assert await common.count_status(db_dsn, "SENT") == 10_000
-    assert await common.count_status(db_dsn, "QUEUED") == 20_000
+    assert await common.count_status(db_dsn, "QUEUED") == 40_000
 
-    figures = await soak.run(db_dsn, 20_000)
+    figures = await soak.run(db_dsn, 40_000)
 
-    assert await common.count_status(db_dsn, "SENT") == 30_000  # the whole queue, nothing more
+    assert await common.count_status(db_dsn, "SENT") == 50_000  # the whole queue, nothing more
     assert figures["first_msgs_per_s"] > 0
     assert figures["last_msgs_per_s"] > 0
     assert figures["last_over_first"] == pytest.approx(figures["last_msgs_per_s"] / figures["first_msgs_per_s"])
