@@ -138,7 +138,7 @@ async def test_the_release_before_the_unused_send_rate_keeps_running_on_the_migr
     # This release reads the row without the column and takes the rest as it is.
     [current] = await db.fetch(sql("control_rows"))
     assert "messages_per_second" not in set(current.keys())
-    assert ProviderControl.from_row(current).batch_size == 20
+    assert ProviderControl.from_row(dict(current)).batch_size == 20
     comment = await db.fetchval(
         "SELECT col_description(attrelid, attnum) FROM pg_attribute"
         " WHERE attrelid = 'provider_control'::regclass AND attname = 'messages_per_second'"
