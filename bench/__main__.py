@@ -21,7 +21,18 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bench import api_bench, common, pgbench_limit, pgqueuer_bench, pickup, pod_bench, reference, soak, worker_bench
+from bench import (
+    api_bench,
+    common,
+    http_yardstick,
+    pgbench_limit,
+    pgqueuer_bench,
+    pickup,
+    pod_bench,
+    reference,
+    soak,
+    worker_bench,
+)
 from bench.common import Spread
 from outbound_sender.worker.cpus import default_processes
 
@@ -132,7 +143,10 @@ async def _b2p(dsn: str, count: int) -> dict[str, float]:
 
 
 async def _http(count: int) -> dict[str, float]:
-    return await worker_bench.http_ceiling(count, in_flight=B2_K, latency_ms=pod_bench.LATENCY_MS)
+    """The HTTP stack alone at B2pod's load: as many client processes as its worker processes."""
+    n = default_processes()
+    figures = await http_yardstick.run(count, in_flight=B2_K, latency_ms=pod_bench.LATENCY_MS, processes=n)
+    return figures | {"processes": float(n)}
 
 
 async def _load_queue(dsn: str, count: int) -> None:
@@ -154,7 +168,13 @@ def plan(sizes: Sizes, templates: dict[str, str]) -> list[tuple[str, str, str | 
         ("B1N", "B1N (worker pod, N processes, null provider)", None, True, lambda d: _b1n(d, sizes.drain)),
         ("B2", "B2 (worker, sandbox 100 ms, K=200)", None, True, lambda d: worker_bench.b2_http_sandbox(d, sizes.b2)),
         ("B2P", "B2 pod (worker pod, N processes, sandbox 100 ms, K=200)", None, True, lambda d: _b2p(d, sizes.b2n)),
-        ("http", "B2 yardstick (the provider client alone, K=200)", None, False, lambda d: _http(sizes.b2n)),
+        (
+            "http",
+            "B2 yardstick (the provider client alone, N processes, K=200)",
+            None,
+            False,
+            lambda d: _http(sizes.b2n),
+        ),
         ("B2N", "B2' (worker pod, N processes, sandbox 100 ms, K=1,000)", None, True, lambda d: _b2n(d, sizes.b2n)),
         (
             "M",
@@ -246,7 +266,9 @@ def _throughput_rows(s: Figures) -> Rows:
     rows += _pod_rows(s)
     if "http" in s:
         h = s["http"]
-        label = "      B2 yardstick: the provider client alone, 1 process, K=200 (mean call)"
+        label = (
+            f"      B2 yardstick: the provider client alone, {h['processes'].median:.0f} processes, K=200 (mean call)"
+        )
         rows.append((label, f"{h['msgs_per_s'].text(unit=' msg/s')} ({h['mean_ms'].text('.1f', ' ms')})"))
     if "M" in s:
         m = s["M"]

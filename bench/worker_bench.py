@@ -13,8 +13,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from bench.common import BODY, Latencies, Stopwatch, count_status, load_messages, vacuum
-from outbound_sender.domain import Channel, OutboundMessage
+from bench.common import Latencies, Stopwatch, count_status, load_messages, vacuum
 from outbound_sender.embedded import free_port
 from outbound_sender.providers.null import NullProvider
 from outbound_sender.providers.sandbox import SandboxProvider
@@ -91,32 +90,6 @@ async def b2_http_sandbox(dsn: str, count: int, in_flight: int = 200, latency_ms
         process.terminate()
         process.wait(10)
     return {"msgs_per_s": rate, "db_connections": float(peak)}
-
-
-async def http_ceiling(count: int, in_flight: int = 200, latency_ms: float = 100) -> dict[str, float]:
-    """B2's yardstick: the provider client alone (SandboxProvider.send, the worker's HTTP stack) with
-    `in_flight` sends at a time against the same sandbox, no database and no worker: the rate B2 is
-    bounded by on this machine, and the mean time one call takes at that load."""
-    process, url = _start_sandbox(latency_ms)
-    client = provider_client(in_flight, connect_timeout=5, read_timeout=20)
-    provider = SandboxProvider(client, url)
-    durations: list[float] = []
-
-    async def sender(first: int) -> None:
-        for n in range(first, count, in_flight):
-            message = OutboundMessage(n, "bench", Channel.SMS, f"+1555{n:07d}", "lease", 1, 0, 5, body=BODY)
-            started = time.perf_counter()
-            await provider.send(message)
-            durations.append(time.perf_counter() - started)
-
-    try:
-        with Stopwatch() as watch:
-            await asyncio.gather(*(sender(n) for n in range(in_flight)))
-    finally:
-        await provider.aclose()
-        process.terminate()
-        process.wait(10)
-    return {"msgs_per_s": count / watch.seconds, "mean_ms": 1000 * sum(durations) / len(durations)}
 
 
 async def _watch_connections(dsn: str) -> int:

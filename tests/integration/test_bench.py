@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from bench import api_bench, common, pgbench_limit, pgqueuer_bench, pickup, reference, soak, worker_bench
+from bench import api_bench, common, http_yardstick, pgbench_limit, pgqueuer_bench, pickup, reference, soak
 
 
 async def test_limit_counts_the_messages_it_completed(db_dsn: str) -> None:
@@ -156,8 +156,9 @@ def test_a_soak_rate_comes_from_the_counts_its_samples_read_and_a_too_short_tent
         soak._rate_between(samples, 900, 1_000)  # 800 -> 1,300: one sample interval
 
 
-async def test_the_http_yardstick_times_provider_calls_bounded_by_the_sandboxs_latency() -> None:
-    figures = await worker_bench.http_ceiling(300, in_flight=30, latency_ms=20)
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_the_http_yardstick_times_provider_calls_bounded_by_the_sandboxs_latency(processes: int) -> None:
+    figures = await http_yardstick.run(300, in_flight=30, latency_ms=20, processes=processes)
 
     assert figures["msgs_per_s"] > 0
     # Each call waited the sandbox's latency at least; 30 at a time bound the rate by 30 / 20 ms.
