@@ -35,11 +35,12 @@ class Listener:
 
     async def open(self) -> bool:
         """Subscribe; False (polling only, retried by `run`) when the database is unreachable."""
-        self._lost.clear()
+        # Each connection signals its own loss: the termination callback of a connection already
+        # given up can run after its successor opened, and must not condemn the successor (which,
+        # terminated in turn, would condemn the next one: a reconnect loop).
+        self._lost = lost = asyncio.Event()
         try:
-            self.subscription = await self.gateway.subscribe(
-                self._ready, self.signals.control_changed.set, self._lost.set
-            )
+            self.subscription = await self.gateway.subscribe(self._ready, self.signals.control_changed.set, lost.set)
         except Exception as error:
             if not is_transient(error):
                 raise

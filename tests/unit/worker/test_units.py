@@ -221,6 +221,23 @@ async def test_the_listener_wakes_the_claimer_for_its_channels_and_reconnects() 
     assert fake.calls["warm"] == 1
 
 
+async def test_a_late_loss_signal_of_an_old_listen_connection_leaves_its_successor_alone() -> None:
+    fake = FakeGateway()
+    signals = Signals()
+    listener = Listener(fake, signals, lambda _channel: True)
+    assert await listener.open()
+    [first] = fake.subscriptions
+    stop = asyncio.Event()
+    async with running(listener.run(stop)):
+        first.terminate()
+        first.on_lost()
+        await until(lambda: len(fake.subscriptions) == 2)
+        first.on_lost()  # asyncpg calls termination listeners soon, not at once: this one came late
+        await asyncio.sleep(0.3)
+    assert len(fake.subscriptions) == 2
+    assert not fake.subscriptions[1].closed
+
+
 async def test_an_unreachable_database_leaves_the_listener_polling(caplog: pytest.LogCaptureFixture) -> None:
     fake = FakeGateway()
     fake.failures["subscribe"] = [ConnectionRefusedError()]
