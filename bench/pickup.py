@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.common import Latencies
 from outbound_sender.domain import Channel, NewMessage, OutboundMessage
@@ -51,11 +52,9 @@ class Marks:
 class _ObservedGateway(PgWorkerGateway):
     marks: Marks
 
-    async def claim(
-        self, channels: Collection[Channel], limit: int, worker_id: str, lease_seconds: float
-    ) -> list[OutboundMessage]:
+    async def claim(self, *args: Any, **kwargs: Any) -> list[OutboundMessage]:
         sent = time.perf_counter()
-        messages = await super().claim(channels, limit, worker_id, lease_seconds)
+        messages = await super().claim(*args, **kwargs)
         returned = time.perf_counter()
         for message in messages:
             self.marks.claimed[message.body or ""] = (sent, returned)

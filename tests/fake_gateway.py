@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from outbound_sender.domain import CallResult, Channel, OutboundMessage, Outcome, ProviderControl, Status
-from outbound_sender.store.gateway import Callback, Completion, Recovered
+from outbound_sender.store.gateway import Callback, Completion, Recovered, Subscription
 
 
 @dataclass
@@ -34,6 +34,9 @@ class FakeSubscription:
     def __init__(self, on_ready: Callable[[str], None], on_control: Callback, on_lost: Callback) -> None:
         self.on_ready, self.on_control, self.on_lost = on_ready, on_control, on_lost
         self.closed = False
+
+    async def fetch(self, query: str, *args: object) -> list[Any]:
+        raise AssertionError("the fake gateway runs no SQL")
 
     async def alive(self) -> bool:
         return not self.closed
@@ -75,9 +78,18 @@ class FakeGateway:
             raise pending.pop(0)
 
     async def claim(
-        self, channels: Collection[Channel], limit: int, worker_id: str, lease_seconds: float
+        self,
+        channels: Collection[Channel],
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+        on: Subscription | None = None,
     ) -> list[OutboundMessage]:
         self._enter("claim")
+        if on is not None:
+            assert isinstance(on, FakeSubscription)
+            assert not on.closed, "a claim on a closed LISTEN connection"
+            self.calls["claim on the LISTEN connection"] += 1
         now = self.clock()
         due = [r for r in self.rows.values() if r.status is Status.QUEUED and r.due <= now]
         claimed = []

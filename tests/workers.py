@@ -51,6 +51,22 @@ class ScriptedProvider:
         return None
 
 
+class PeakCounting(ScriptedProvider):
+    """A scripted provider that keeps the largest number of its calls in progress at once (`peak`)."""
+
+    def __init__(self, latency: float) -> None:
+        super().__init__(latency=latency)
+        self.now = self.peak = 0
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            return await super().send(message)
+        finally:
+            self.now -= 1
+
+
 FAST_RETRY = RetryPolicy(base_seconds=0.05, max_seconds=0.2, max_hint_seconds=5)
 
 

@@ -50,7 +50,10 @@ class Recovered:
 
 
 class Subscription(Protocol):
-    """The LISTEN connection of one worker."""
+    """The LISTEN connection of one worker; it also runs statements (one at a time) between
+    notifications, which go on arriving while a statement runs."""
+
+    async def fetch(self, query: str, *args: object) -> list[Any]: ...
 
     async def alive(self) -> bool: ...
 
@@ -64,8 +67,15 @@ Callback = Callable[[], None]
 
 class WorkerGateway(Protocol):
     async def claim(
-        self, channels: Collection[Channel], limit: int, worker_id: str, lease_seconds: float
-    ) -> list[OutboundMessage]: ...
+        self,
+        channels: Collection[Channel],
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+        on: Subscription | None = None,
+    ) -> list[OutboundMessage]:
+        """Claim on the pool, or on the LISTEN connection `on`."""
+        ...
 
     async def complete(self, results: Sequence[CallResult], worker_id: str) -> list[Completion]: ...
 
@@ -125,13 +135,24 @@ def as_arrays(results: Sequence[CallResult]) -> list[list[object]]:
 class PgSubscription:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+        self._busy = asyncio.Lock()  # a connection runs one statement at a time
+
+    async def fetch(self, query: str, *args: object) -> list[Any]:
+        async with self._busy:
+            return list(await self.conn.fetch(query, *args))
 
     async def alive(self) -> bool:
         """False when the connection is gone (a transient error); any other error propagates."""
         if self.conn.is_closed():
             return False
+        if self._busy.locked():
+            # A claim is running on it: its error or the termination callback reports a lost
+            # connection. Ending it here could leave a claim that waits on a lock to commit later,
+            # its messages leased to nobody until the lease expires.
+            return True
         try:
-            await self.conn.execute("SELECT 1", timeout=5)
+            async with self._busy:
+                await self.conn.execute("SELECT 1", timeout=5)
         except Exception as error:
             if not is_transient(error):
                 raise
@@ -148,7 +169,7 @@ class PgSubscription:
 
 class PgWorkerGateway:
     """The worker's statements on a pool of two connections (claims and housekeeping; results)
-    plus one LISTEN connection per subscription."""
+    plus one LISTEN connection per subscription, which can also carry claims (`claim(on=...)`)."""
 
     def __init__(self, dsn: str, pool: asyncpg.Pool) -> None:
         self.dsn = dsn
@@ -162,10 +183,15 @@ class PgWorkerGateway:
         await self.pool.close()
 
     async def claim(
-        self, channels: Collection[Channel], limit: int, worker_id: str, lease_seconds: float
+        self,
+        channels: Collection[Channel],
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+        on: Subscription | None = None,
     ) -> list[OutboundMessage]:
-        names = [c.value for c in channels]
-        rows = await self.pool.fetch(sql("claim_batch"), names, limit, worker_id, lease_seconds)
+        args = ([c.value for c in channels], limit, worker_id, lease_seconds)
+        rows = await (self.pool.fetch if on is None else on.fetch)(sql("claim_batch"), *args)
         return [message_from_row(row) for row in rows]
 
     async def complete(self, results: Sequence[CallResult], worker_id: str) -> list[Completion]:

@@ -34,6 +34,7 @@ class Signals:
     """The events the units exchange (one set per worker)."""
 
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # work may be due: claim now
+    backlog: asyncio.Event = field(default_factory=asyncio.Event)  # the last claim was full: the helper claims too
     control_changed: asyncio.Event = field(default_factory=asyncio.Event)  # re-read provider_control
     recording: asyncio.Event = field(default_factory=_set)  # set while results can be written
     next_retry: float = float("inf")  # monotonic time of the earliest retry this worker scheduled

@@ -9,9 +9,10 @@ a provider call. On shutdown `drain` gives in-flight calls the grace period, the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from outbound_sender import tracing
 from outbound_sender.domain import CallResult, ErrorCode, OutboundMessage
@@ -46,9 +47,20 @@ class Sender:
         self.in_flight: set[asyncio.Task[None]] = set()
         self._capacity = asyncio.Event()
         self.started = 0
+        self.reserved = 0  # slots a claim on its way will fill
 
     def free(self) -> int:
-        return self.max_in_flight - len(self.in_flight)
+        return self.max_in_flight - len(self.in_flight) - self.reserved
+
+    @contextlib.contextmanager
+    def reserve(self, slots: int) -> Iterator[None]:
+        """Hold `slots` free slots while a claim for them is on its way."""
+        self.reserved += slots
+        try:
+            yield
+        finally:
+            self.reserved -= slots
+            self._capacity.set()  # a claim that came back short left room: whoever waits for it must see it
 
     def start(self, message: OutboundMessage) -> None:
         self.started += 1

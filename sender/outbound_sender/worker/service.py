@@ -6,7 +6,8 @@
     follower (provider_control, policies)    rescuer (expired leases)    completer ──▶ PostgreSQL
 
 Every unit reaches PostgreSQL only through `store.gateway.WorkerGateway`. The worker uses 3
-connections: the listener's and a pool of two (claims and housekeeping; completions).
+connections: the listener's and a pool of two (claims and housekeeping; completions). Under a
+backlog a second claim loop claims on the listener's connection (worker/claimer.py).
 
 Supervision (worker/loops.py): a transient database error is retried by the unit that met it;
 any other error, or a unit that ends early, stops the worker: it drains (in-flight sends finish
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 from outbound_sender.domain import Channel
 from outbound_sender.metrics import Metrics
@@ -87,10 +89,8 @@ class OutboundJobWorker:
         gateway = await self.gateway_type.open(self.dsn)
         self.dispatcher.bind_pool(gateway.pool)
         self.completer = Completer(gateway, self.signals, self.metrics, self.settings.id)
-        gates, in_flight = self._gates(gateway), self.settings.max_in_flight
-        self.sender = Sender(
-            self.dispatcher, self.completer.record, in_flight, self.retry, metrics=self.metrics, channel_gates=gates
-        )
+        gates, in_flight, record = self._gates(gateway), self.settings.max_in_flight, self.completer.record
+        self.sender = Sender(self.dispatcher, record, in_flight, self.retry, metrics=self.metrics, channel_gates=gates)
         try:
             failure = await self._work(gateway, self.sender, self.completer, stop)
         finally:
@@ -119,18 +119,21 @@ class OutboundJobWorker:
             interval_seconds=s.control_interval_ms / 1000,
         )  # fmt: skip
         rescuer = Rescuer(gateway, signals, metrics, s.recovery_interval_ms / 1000)
-        claimer = Claimer(gateway, sender, self.choice, signals=signals, settings=s, metrics=metrics)
+        claimer = partial(Claimer, gateway, sender, self.choice, signals=signals, settings=s, metrics=metrics)
+        main, helper = claimer(), claimer(on=lambda: listener.subscription)  # see worker/claimer.py
         try:
             await listener.open()
             await follower.refresh()
             completing = asyncio.create_task(completer.run(), name="completer")
             loops = {"recovery": rescuer.run(stop), "control": follower.run(stop), "listener": listener.run(stop)}
             housekeeping = [asyncio.create_task(loop, name=name) for name, loop in loops.items()]
-            claiming = asyncio.create_task(claimer.run(stop), name="claimer")
+            claiming = asyncio.create_task(main.run(stop), name="claimer")
+            helping = asyncio.create_task(helper.run(stop), name="claim helper")
             log.info("OutboundJobWorker started", extra={"fields": self._describe()})
             self.started.set()
-            failure = await supervise(claiming, [completing, *housekeeping], stop)
-            await finish(claiming)
+            failure = await supervise(claiming, [helping, completing, *housekeeping], stop)
+            for task in (claiming, helping):  # no claim may start a send once the drain began
+                await finish(task)
             await sender.drain(s.shutdown_grace_seconds)
             if not completing.done():
                 completer.finish()
@@ -142,9 +145,5 @@ class OutboundJobWorker:
         return failure
 
     def _describe(self) -> dict[str, object]:
-        return {
-            "workerId": self.settings.id,
-            "batchSize": self.settings.batch_size,
-            "maxInFlight": self.settings.max_in_flight,
-            "channels": ",".join(sorted(c.value for c in self.choice.active())) or "none",
-        }
+        s, channels = self.settings, ",".join(sorted(c.value for c in self.choice.active())) or "none"
+        return {"workerId": s.id, "batchSize": s.batch_size, "maxInFlight": s.max_in_flight, "channels": channels}

@@ -41,10 +41,10 @@ class RecordingGateway(FakeGateway):
         self.limits: list[int] = []
 
     async def claim(
-        self, channels: Collection[Channel], limit: int, worker_id: str, lease_seconds: float
+        self, channels: Collection[Channel], limit: int, *args: Any, **kwargs: Any
     ) -> list[OutboundMessage]:
         self.limits.append(limit)
-        return await super().claim(channels, limit, worker_id, lease_seconds)
+        return await super().claim(channels, limit, *args, **kwargs)
 
     async def close(self) -> None:
         return None

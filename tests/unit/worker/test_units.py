@@ -19,7 +19,7 @@ from outbound_sender.worker.listener import Listener
 from outbound_sender.worker.loops import Signals
 from tests.fake_gateway import FakeGateway
 from tests.unit.worker.units import build, until
-from tests.workers import ScriptedProvider
+from tests.workers import PeakCounting
 
 
 @asynccontextmanager
@@ -126,22 +126,9 @@ async def test_the_rescuer_frees_expired_leases_only() -> None:
 
 
 async def test_the_sender_keeps_at_most_max_in_flight_calls() -> None:
-    class Counting(ScriptedProvider):
-        def __init__(self) -> None:
-            super().__init__(latency=0.02)
-            self.now = self.peak = 0
-
-        async def send(self, message: OutboundMessage) -> SendResult:
-            self.now += 1
-            self.peak = max(self.peak, self.now)
-            try:
-                return await super().send(message)
-            finally:
-                self.now -= 1
-
     fake = FakeGateway()
     fake.add(20)
-    provider = Counting()
+    provider = PeakCounting(latency=0.02)
     units = build(fake, provider, max_in_flight=4, batch_size=4)
     stop = asyncio.Event()
     async with running(units.claimer.run(stop), units.completer.run()):
