@@ -41,11 +41,11 @@ def observe_call(metrics: Metrics, r: CallResult) -> None:
         metrics.deferred.labels(channel, r.error_code or "UNKNOWN").inc()
         return
     provider = r.provider or "none"
-    metrics.provider_duration.labels(provider, channel, r.outcome.value).observe(r.duration_ms / 1000)
+    metrics.child(metrics.provider_duration, provider, channel, r.outcome.value).observe(r.duration_ms / 1000)
     if r.ambiguous:
         metrics.ambiguous.labels(channel, provider).inc()
     if r.error_code is None:
-        metrics.send_success.labels(channel, provider).inc()
+        metrics.child(metrics.send_success, channel, provider).inc()
         _log_sent(r, provider)
         return
     metrics.send_failure.labels(channel, provider, r.error_code).inc()
@@ -83,7 +83,7 @@ def observe_completion(metrics: Metrics, row: Completion) -> float | None:
         metrics.superseded.labels(channel, row.outcome).inc()
         return None
     if row.status == Status.SENT:
-        metrics.latency.labels(channel).observe(max(row.latency_seconds or 0.0, 0.0))
+        metrics.child(metrics.latency, channel).observe(max(row.latency_seconds or 0.0, 0.0))
     elif row.status == Status.FAILED:
         metrics.dead_lettered.labels(channel, row.error_code or "UNKNOWN").inc()
     elif row.outcome == "RETRY":

@@ -64,7 +64,7 @@ class Sender:
 
     def start(self, message: OutboundMessage) -> None:
         self.started += 1
-        self.metrics.claimed.labels(message.channel.value).inc()
+        self.metrics.child(self.metrics.claimed, message.channel.value).inc()
         task = asyncio.create_task(self.send(message))
         self.in_flight.add(task)
         self.metrics.in_flight.set(len(self.in_flight))
